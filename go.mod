@@ -1,0 +1,9 @@
+module github.com/batch-tool/batch
+
+go 1.26
+
+require (
+	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)

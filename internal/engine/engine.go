@@ -1,0 +1,148 @@
+// Package engine describes the Stability v1 text-to-image engines: their ids,
+// the image sizes each accepts and the step counts each allows.
+//
+// The rules follow ../shared/stability-api/CONTRACT.md §4 and §11. Both the
+// manifest validator and the sandbox server use this one table, so what the
+// tool refuses locally is exactly what the sandbox refuses on the wire.
+package engine
+
+import (
+	"fmt"
+	"slices"
+)
+
+// SizeRule names the family of dimension rules an engine enforces.
+type SizeRule int
+
+const (
+	// Pixels512 is the rule of the 512-class SD 1.x/2.x engines: each side a
+	// multiple of 64 and at least 128, and 262,144 ≤ width×height ≤ 1,048,576.
+	Pixels512 SizeRule = iota + 1
+	// Pixels768 is the rule of the 768-class SD 2.x engines: as Pixels512 but
+	// 589,824 ≤ width×height ≤ 1,048,576.
+	Pixels768
+	// SDXLBeta is the rule of stable-diffusion-xl-beta-v2-2-2: each side a
+	// multiple of 64, at least 128 and at most 896, and only one side above 512.
+	SDXLBeta
+	// SDXLList is the rule of SDXL 0.9 and 1.0: exactly one of nine sizes.
+	SDXLList
+	// Range320 is the rule of stable-diffusion-v1-6: each side a multiple of
+	// 64 between 320 and 1536.
+	Range320
+)
+
+// Engine is one text-to-image engine the v1 API serves (or served).
+type Engine struct {
+	ID          string   // the API's engine id, e.g. "stable-diffusion-xl-1024-v1-0"
+	Name        string   // the name engines/list reports
+	Size        SizeRule // which dimensions the engine accepts
+	MinSteps    int      // smallest accepted steps value
+	MaxSteps    int      // largest accepted steps value
+	DefaultSize [2]int   // width, height the engine uses when none is given
+}
+
+// SDXLSizes are the nine width×height pairs SDXL 0.9 and 1.0 accept.
+var sdxlSizes = [][2]int{
+	{1024, 1024}, {1152, 896}, {896, 1152}, {1216, 832}, {832, 1216},
+	{1344, 768}, {768, 1344}, {1536, 640}, {640, 1536},
+}
+
+// SDXLSizes returns the nine width×height pairs SDXL 0.9 and 1.0 accept.
+func SDXLSizes() [][2]int { return slices.Clone(sdxlSizes) }
+
+// catalogue lists every engine, sorted by id. Seed-era engines accept 10–150
+// steps (the v1 spec of 2023 and the seed's price table); SDXL 1.0 and SD 1.6
+// accept 10–50 (the 2025 spec).
+var catalogue = []Engine{
+	{ID: "stable-diffusion-512-v2-0", Name: "Stable Diffusion v2.0", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
+	{ID: "stable-diffusion-512-v2-1", Name: "Stable Diffusion v2.1", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
+	{ID: "stable-diffusion-768-v2-0", Name: "Stable Diffusion v2.0-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}},
+	{ID: "stable-diffusion-768-v2-1", Name: "Stable Diffusion v2.1-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}},
+	{ID: "stable-diffusion-v1", Name: "Stable Diffusion v1.4", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
+	{ID: "stable-diffusion-v1-5", Name: "Stable Diffusion v1.5", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
+	{ID: "stable-diffusion-v1-6", Name: "Stable Diffusion v1.6", Size: Range320, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{512, 512}},
+	{ID: "stable-diffusion-xl-1024-v0-9", Name: "Stable Diffusion XL v0.9", Size: SDXLList, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{1024, 1024}},
+	{ID: "stable-diffusion-xl-1024-v1-0", Name: "Stable Diffusion XL v1.0", Size: SDXLList, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{1024, 1024}},
+	{ID: "stable-diffusion-xl-beta-v2-2-2", Name: "Stable Diffusion v2.2.2-XL Beta", Size: SDXLBeta, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
+}
+
+// All returns every known engine, sorted by id.
+func All() []Engine { return slices.Clone(catalogue) }
+
+// IDs returns the ids of every known engine, sorted.
+func IDs() []string {
+	ids := make([]string, len(catalogue))
+	for i, e := range catalogue {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+// Lookup returns the engine with the given id, and false if there is none.
+func Lookup(id string) (Engine, bool) {
+	i, ok := slices.BinarySearchFunc(catalogue, id, func(e Engine, id string) int {
+		switch {
+		case e.ID < id:
+			return -1
+		case e.ID > id:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return Engine{}, false
+	}
+	return catalogue[i], true
+}
+
+// SizeError reports dimensions an engine rejects. Name is the error name the
+// v1 API answers with (invalid_height_or_width, invalid_pixel_count,
+// invalid_sdxl_v222_dimensions or invalid_sdxl_v1_dimensions).
+type SizeError struct {
+	Name    string
+	Message string
+}
+
+func (e *SizeError) Error() string { return e.Message }
+
+// CheckSize reports whether the engine accepts an image of width×height
+// pixels. It returns nil when it does and a *SizeError when it does not.
+func (e Engine) CheckSize(width, height int) error {
+	switch e.Size {
+	case SDXLList:
+		if slices.Contains(sdxlSizes, [2]int{width, height}) {
+			return nil
+		}
+		return &SizeError{"invalid_sdxl_v1_dimensions", fmt.Sprintf("%s does not accept %dx%d: allowed sizes are 1024x1024, 1152x896, 896x1152, 1216x832, 832x1216, 1344x768, 768x1344, 1536x640, 640x1536", e.ID, width, height)}
+	case Range320:
+		if width%64 != 0 || height%64 != 0 || width < 320 || height < 320 || width > 1536 || height > 1536 {
+			return &SizeError{"invalid_height_or_width", fmt.Sprintf("%s does not accept %dx%d: each side must be a multiple of 64 from 320 to 1536", e.ID, width, height)}
+		}
+		return nil
+	case SDXLBeta:
+		if width%64 != 0 || height%64 != 0 || width < 128 || height < 128 || width > 896 || height > 896 || (width > 512 && height > 512) {
+			return &SizeError{"invalid_sdxl_v222_dimensions", fmt.Sprintf("%s does not accept %dx%d: each side must be a multiple of 64 from 128, and only one side may exceed 512 (at most 896)", e.ID, width, height)}
+		}
+		return nil
+	}
+	if width%64 != 0 || height%64 != 0 || width < 128 || height < 128 {
+		return &SizeError{"invalid_height_or_width", fmt.Sprintf("%s does not accept %dx%d: each side must be a multiple of 64 and at least 128", e.ID, width, height)}
+	}
+	minPx := 262144
+	if e.Size == Pixels768 {
+		minPx = 589824
+	}
+	if px := width * height; px < minPx || px > 1048576 {
+		return &SizeError{"invalid_pixel_count", fmt.Sprintf("%s does not accept %dx%d (%d pixels): width×height must be from %d to 1048576", e.ID, width, height, px, minPx)}
+	}
+	return nil
+}
+
+// CheckSteps reports whether the engine accepts the given number of
+// diffusion steps; it returns nil when it does.
+func (e Engine) CheckSteps(steps int) error {
+	if steps < e.MinSteps || steps > e.MaxSteps {
+		return fmt.Errorf("%s accepts steps from %d to %d, not %d", e.ID, e.MinSteps, e.MaxSteps, steps)
+	}
+	return nil
+}
