@@ -38,7 +38,11 @@ type Engine struct {
 	Size        SizeRule // which dimensions the engine accepts
 	MinSteps    int      // smallest accepted steps value
 	MaxSteps    int      // largest accepted steps value
-	DefaultSize [2]int   // width, height the engine uses when none is given
+	DefaultSize [2]int   // width, height the manifest uses when none is given
+	// DefaultSteps is the steps value the manifest uses when none is given:
+	// 50 for seed-era engines (the 2023 spec's and DreamStudio's default),
+	// 30 for SDXL 1.0 and SD 1.6 (the 2025 spec's default).
+	DefaultSteps int
 }
 
 // SDXLSizes are the nine width×height pairs SDXL 0.9 and 1.0 accept.
@@ -54,16 +58,16 @@ func SDXLSizes() [][2]int { return slices.Clone(sdxlSizes) }
 // steps (the v1 spec of 2023 and the seed's price table); SDXL 1.0 and SD 1.6
 // accept 10–50 (the 2025 spec).
 var catalogue = []Engine{
-	{ID: "stable-diffusion-512-v2-0", Name: "Stable Diffusion v2.0", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
-	{ID: "stable-diffusion-512-v2-1", Name: "Stable Diffusion v2.1", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
-	{ID: "stable-diffusion-768-v2-0", Name: "Stable Diffusion v2.0-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}},
-	{ID: "stable-diffusion-768-v2-1", Name: "Stable Diffusion v2.1-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}},
-	{ID: "stable-diffusion-v1", Name: "Stable Diffusion v1.4", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
-	{ID: "stable-diffusion-v1-5", Name: "Stable Diffusion v1.5", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
-	{ID: "stable-diffusion-v1-6", Name: "Stable Diffusion v1.6", Size: Range320, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{512, 512}},
-	{ID: "stable-diffusion-xl-1024-v0-9", Name: "Stable Diffusion XL v0.9", Size: SDXLList, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{1024, 1024}},
-	{ID: "stable-diffusion-xl-1024-v1-0", Name: "Stable Diffusion XL v1.0", Size: SDXLList, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{1024, 1024}},
-	{ID: "stable-diffusion-xl-beta-v2-2-2", Name: "Stable Diffusion v2.2.2-XL Beta", Size: SDXLBeta, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}},
+	{ID: "stable-diffusion-512-v2-0", Name: "Stable Diffusion v2.0", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
+	{ID: "stable-diffusion-512-v2-1", Name: "Stable Diffusion v2.1", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
+	{ID: "stable-diffusion-768-v2-0", Name: "Stable Diffusion v2.0-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}, DefaultSteps: 50},
+	{ID: "stable-diffusion-768-v2-1", Name: "Stable Diffusion v2.1-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}, DefaultSteps: 50},
+	{ID: "stable-diffusion-v1", Name: "Stable Diffusion v1.4", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
+	{ID: "stable-diffusion-v1-5", Name: "Stable Diffusion v1.5", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
+	{ID: "stable-diffusion-v1-6", Name: "Stable Diffusion v1.6", Size: Range320, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{512, 512}, DefaultSteps: 30},
+	{ID: "stable-diffusion-xl-1024-v0-9", Name: "Stable Diffusion XL v0.9", Size: SDXLList, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{1024, 1024}, DefaultSteps: 50},
+	{ID: "stable-diffusion-xl-1024-v1-0", Name: "Stable Diffusion XL v1.0", Size: SDXLList, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{1024, 1024}, DefaultSteps: 30},
+	{ID: "stable-diffusion-xl-beta-v2-2-2", Name: "Stable Diffusion v2.2.2-XL Beta", Size: SDXLBeta, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
 }
 
 // All returns every known engine, sorted by id.
