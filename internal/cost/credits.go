@@ -22,11 +22,13 @@ const (
 // one), e.g. "2.4", "0.200053", "1500.0".
 func (c Credits) String() string {
 	neg := c < 0
+	// The magnitude as uint64, so that the most negative Credits formats too.
+	m := uint64(c)
 	if neg {
-		c = -c
+		m = -m
 	}
-	whole, frac := int64(c/Credit), int64(c%Credit)
-	s := strconv.FormatInt(whole, 10)
+	whole, frac := m/uint64(Credit), m%uint64(Credit)
+	s := strconv.FormatUint(whole, 10)
 	if frac == 0 {
 		s += ".0"
 	} else {
@@ -81,7 +83,11 @@ func (c Credits) USD() string {
 func (c Credits) MarshalJSON() ([]byte, error) { return []byte(c.String()), nil }
 
 // UnmarshalJSON reads a JSON number in credits with at most six decimals.
+// A JSON null leaves c unchanged, as encoding/json does for numbers.
 func (c *Credits) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	v, err := ParseCredits(string(b))
 	if err != nil {
 		return err
@@ -99,7 +105,9 @@ var ErrSyntax = errors.New("not a decimal number of credits with at most 6 decim
 func ParseCredits(s string) (Credits, error) {
 	t := strings.TrimSpace(s)
 	neg := strings.HasPrefix(t, "-")
-	t = strings.TrimPrefix(strings.TrimPrefix(t, "-"), "+")
+	if neg || strings.HasPrefix(t, "+") {
+		t = t[1:] // one sign at most: "-+5" is not a number
+	}
 	whole, frac, hasDot := strings.Cut(t, ".")
 	if whole == "" && (!hasDot || frac == "") || len(frac) > 6 || !digits(whole) || !digits(frac) {
 		return 0, fmt.Errorf("%q: %w", s, ErrSyntax)
@@ -114,6 +122,9 @@ func ParseCredits(s string) (Credits, error) {
 	f := int64(0)
 	if frac != "" {
 		f, _ = strconv.ParseInt(frac+strings.Repeat("0", 6-len(frac)), 10, 64)
+	}
+	if w == int64(maxCredits/Credit) && Credits(f) > maxCredits%Credit {
+		return 0, fmt.Errorf("%q: too large", s)
 	}
 	c := Credits(w)*Credit + Credits(f)
 	if neg {

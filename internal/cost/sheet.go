@@ -1,0 +1,327 @@
+package cost
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultSheet is the id of the price sheet used when a manifest names none:
+// the seed's 2022 DreamStudio table.
+const DefaultSheet = "dreamstudio-2022"
+
+// ErrNoPrice reports an image a price sheet cannot price: no rule matches its
+// engine, or its size lies outside the rule's range. An unpriced image is an
+// error, never a silent zero.
+var ErrNoPrice = errors.New("no price")
+
+//go:embed sheets/*.yaml
+var embedded embed.FS
+
+// Sheet is a dated set of price rules. The first rule whose engines match an
+// image's engine prices it. A Sheet is read-only once built and safe for
+// concurrent use; Sheets and LookupSheet return fresh copies.
+type Sheet struct {
+	ID            string    // e.g. "dreamstudio-2022"
+	Title         string    // one line for people
+	EffectiveFrom time.Time // first day (UTC) the prices applied; zero in override files that give none
+	EffectiveTo   time.Time // last day (UTC) they are known to have applied; zero while current
+	Source        string    // where the prices come from (repository and path, or URL)
+	Notes         string    // caveats: approximate dates, gaps, withdrawals; "" when none
+	// Overrides is the path of the override file merged in by WithOverrides;
+	// "" when none.
+	Overrides string
+	Rules     []Rule // in precedence order; override rules first
+}
+
+// Kind names the formula a Rule applies.
+type Kind string
+
+// The rule kinds. Every amount is in credits per image.
+const (
+	// KindTable is steps/base_steps × f(width×height), with f interpolated
+	// linearly over pixel count between knots; sizes outside the knots have
+	// no price.
+	KindTable Kind = "table"
+	// KindPixelSteps is (width×height − pixel_offset) × steps/base_steps × rate.
+	KindPixelSteps Kind = "pixel_steps"
+	// KindStepPoly is exact[steps] when listed, else the polynomial
+	// coefficients[0] + coefficients[1]·steps + coefficients[2]·steps² + …
+	KindStepPoly Kind = "step_poly"
+	// KindStepLinear is credits up to base_steps, else credits × steps/base_steps.
+	KindStepLinear Kind = "step_linear"
+	// KindFlat is a fixed number of credits whatever the size and steps.
+	KindFlat Kind = "flat"
+)
+
+// Rule prices the images of the engines it names. Its parameters are
+// unexported and immutable; Describe states them.
+type Rule struct {
+	// Engines are exact engine ids or path.Match patterns such as "*" or
+	// "stable-diffusion-xl-*".
+	Engines []string
+	Kind    Kind
+	Source  string // where the rule comes from; in override files FILE:LINE when not given
+	Note    string // "" when none
+
+	baseSteps    int64
+	pixelOffset  int64
+	rate         decimal
+	credits      decimal
+	knots        []knot
+	exact        []exactPrice // sorted by steps
+	coefficients []decimal
+	round        roundMode
+	roundTo      decimal
+	roundStep    int64 // roundTo in micro-credits, ≥ 1
+}
+
+type knot struct {
+	pixels  int64
+	credits decimal
+}
+
+type exactPrice struct {
+	steps   int64
+	credits decimal
+}
+
+// Sheets returns every embedded price sheet, oldest first.
+func Sheets() []*Sheet {
+	files, err := fs.Glob(embedded, "sheets/*.yaml")
+	if err != nil {
+		panic(err) // the pattern is constant and valid
+	}
+	sheets := make([]*Sheet, 0, len(files))
+	for _, name := range files {
+		data, err := embedded.ReadFile(name)
+		if err == nil {
+			var s *Sheet
+			if s, err = parseSheet(name, data, false); err == nil {
+				sheets = append(sheets, s)
+				continue
+			}
+		}
+		// The sheets are compiled in and every one is parsed by the tests.
+		panic(fmt.Sprintf("embedded price sheet %s: %v", name, err))
+	}
+	slices.SortFunc(sheets, func(a, b *Sheet) int {
+		if c := a.EffectiveFrom.Compare(b.EffectiveFrom); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return sheets
+}
+
+// LookupSheet returns the embedded sheet with the given id; "" means
+// DefaultSheet. An unknown id is an error that lists the known ones.
+func LookupSheet(id string) (*Sheet, error) {
+	if id == "" {
+		id = DefaultSheet
+	}
+	sheets := Sheets()
+	ids := make([]string, len(sheets))
+	for i, s := range sheets {
+		if s.ID == id {
+			return s, nil
+		}
+		ids[i] = s.ID
+	}
+	return nil, fmt.Errorf("unknown price sheet %q (known: %s)", id, strings.Join(ids, ", "))
+}
+
+// Period describes the dates the sheet applies to, e.g.
+// "2022-12-01 to 2023-10-02" or "from 2024-10-01". It is "" for an override
+// file that gives no dates.
+func (s *Sheet) Period() string {
+	const day = "2006-01-02"
+	switch {
+	case s.EffectiveFrom.IsZero():
+		return ""
+	case s.EffectiveTo.IsZero():
+		return "from " + s.EffectiveFrom.Format(day)
+	}
+	return s.EffectiveFrom.Format(day) + " to " + s.EffectiveTo.Format(day)
+}
+
+// WithOverrides returns a copy of s whose rules are o's followed by s's, so
+// an override rule wins over a sheet rule for the same engine. A nil o
+// returns s.
+func (s *Sheet) WithOverrides(o *Overrides) *Sheet {
+	if o == nil {
+		return s
+	}
+	c := *s
+	c.Overrides = o.Path
+	c.Rules = slices.Concat(o.Rules, s.Rules)
+	return &c
+}
+
+// ImagePrice returns the credits one image of width×height pixels at the
+// given steps costs on engine, rounded once as its rule says. An engine no
+// rule matches, or a size outside a table, is an error wrapping ErrNoPrice.
+func (s *Sheet) ImagePrice(engine string, width, height, steps int) (Credits, error) {
+	const most = 1 << 20 // keeps width×height×steps far from overflow
+	if width <= 0 || height <= 0 || steps <= 0 || width > most || height > most || steps > most {
+		return 0, fmt.Errorf("cannot price %dx%d at %d steps: size and steps must be from 1 to %d", width, height, steps, most)
+	}
+	r, ok := s.rule(engine)
+	if !ok {
+		return 0, fmt.Errorf("%w for engine %q in sheet %q (it prices %s)", ErrNoPrice, engine, s.ID, strings.Join(s.engines(), ", "))
+	}
+	price, err := r.price(int64(width), int64(height), int64(steps))
+	if err == nil {
+		var c Credits
+		if c, err = microCredits(price, r.roundStep, r.round); err == nil {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("price %dx%d at %d steps on %s in sheet %q: %w", width, height, steps, engine, s.ID, err)
+}
+
+// rule returns the first rule matching engine.
+func (s *Sheet) rule(engine string) (*Rule, bool) {
+	for i := range s.Rules {
+		if s.Rules[i].matches(engine) {
+			return &s.Rules[i], true
+		}
+	}
+	return nil, false
+}
+
+// engines lists the sheet's engine ids and patterns once each, in rule order.
+func (s *Sheet) engines() []string {
+	var all []string
+	for _, r := range s.Rules {
+		for _, e := range r.Engines {
+			if !slices.Contains(all, e) {
+				all = append(all, e)
+			}
+		}
+	}
+	return all
+}
+
+func (r *Rule) matches(engine string) bool {
+	for _, p := range r.Engines {
+		if p == engine {
+			return true
+		}
+		// Patterns were checked when the rule was read.
+		if ok, _ := path.Match(p, engine); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// price returns the unrounded credits of one image.
+func (r *Rule) price(width, height, steps int64) (*big.Rat, error) {
+	switch r.Kind {
+	case KindTable:
+		px := width * height
+		lo, hi := r.knots[0], r.knots[len(r.knots)-1]
+		if px < lo.pixels || px > hi.pixels {
+			return nil, fmt.Errorf("%w: %d pixels is outside the table's %d to %d", ErrNoPrice, px, lo.pixels, hi.pixels)
+		}
+		i := 1
+		for px > r.knots[i].pixels {
+			i++
+		}
+		a, b := r.knots[i-1], r.knots[i]
+		// f = a + (b − a)·(px − a.px)/(b.px − a.px)
+		f := new(big.Rat).Sub(b.credits.rat, a.credits.rat)
+		f.Mul(f, big.NewRat(px-a.pixels, b.pixels-a.pixels))
+		f.Add(f, a.credits.rat)
+		return f.Mul(f, big.NewRat(steps, r.baseSteps)), nil
+	case KindPixelSteps:
+		p := ratInt(width*height - r.pixelOffset)
+		p.Mul(p, big.NewRat(steps, r.baseSteps))
+		return p.Mul(p, r.rate.rat), nil
+	case KindStepPoly:
+		for _, e := range r.exact {
+			if e.steps == steps {
+				return new(big.Rat).Set(e.credits.rat), nil
+			}
+		}
+		sum, pow := new(big.Rat), ratInt(1)
+		for _, c := range r.coefficients {
+			sum.Add(sum, new(big.Rat).Mul(c.rat, pow))
+			pow.Mul(pow, ratInt(steps))
+		}
+		return sum, nil
+	case KindStepLinear:
+		p := new(big.Rat).Set(r.credits.rat)
+		if steps > r.baseSteps {
+			p.Mul(p, big.NewRat(steps, r.baseSteps))
+		}
+		return p, nil
+	case KindFlat:
+		return new(big.Rat).Set(r.credits.rat), nil
+	}
+	return nil, fmt.Errorf("unknown rule kind %q", r.Kind)
+}
+
+// Describe states the rule's formula in credits per image, with its
+// rounding, e.g. "(width×height − 169527) × steps/30 × 2.16e-6, rounded up
+// to 0.000001".
+func (r Rule) Describe() string {
+	var b strings.Builder
+	switch r.Kind {
+	case KindTable:
+		fmt.Fprintf(&b, "steps/%d × f(width×height), f linear in pixels through ", r.baseSteps)
+		for i, k := range r.knots {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%d→%s", k.pixels, k.credits)
+		}
+		fmt.Fprintf(&b, " (no price outside %d to %d pixels)", r.knots[0].pixels, r.knots[len(r.knots)-1].pixels)
+	case KindPixelSteps:
+		fmt.Fprintf(&b, "(width×height − %d) × steps/%d × %s", r.pixelOffset, r.baseSteps, r.rate)
+	case KindStepPoly:
+		for _, e := range r.exact {
+			fmt.Fprintf(&b, "%s at %d steps, ", e.credits, e.steps)
+		}
+		if len(r.exact) > 0 {
+			b.WriteString("else ")
+		}
+		for i, c := range r.coefficients {
+			if i > 0 {
+				b.WriteString(" + ")
+			}
+			b.WriteString(c.text)
+			switch i {
+			case 0:
+			case 1:
+				b.WriteString("·steps")
+			case 2:
+				b.WriteString("·steps²")
+			default:
+				fmt.Fprintf(&b, "·steps^%d", i)
+			}
+		}
+	case KindStepLinear:
+		fmt.Fprintf(&b, "%s up to %d steps, else %s × steps/%d", r.credits, r.baseSteps, r.credits, r.baseSteps)
+	case KindFlat:
+		fmt.Fprintf(&b, "%s flat", r.credits)
+		if exactAt(r.credits.rat, r.roundStep) {
+			return b.String()
+		}
+	}
+	fmt.Fprintf(&b, ", rounded %s to %s", strings.ReplaceAll(r.round.String(), "_", "-"), r.roundTo)
+	return b.String()
+}
+
+// exactAt reports whether credits is a whole number of step micro-credits.
+func exactAt(credits *big.Rat, step int64) bool {
+	q := new(big.Rat).Mul(credits, big.NewRat(int64(Credit), step))
+	return q.IsInt()
+}
