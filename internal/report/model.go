@@ -26,6 +26,10 @@ type Plan struct {
 
 // PlanJob is one expanded job with its price.
 type PlanJob struct {
+	// Index is the job's 0-based position among all of the manifest's
+	// expanded jobs (not just its shard's), so shards merge back in
+	// manifest order.
+	Index   int          `json:"index"`
 	ID      string       `json:"id"`
 	Group   string       `json:"group"` // the manifest entry's id; matrix rows share it
 	Engine  string       `json:"engine"`
@@ -60,6 +64,10 @@ type Run struct {
 	Interrupted      bool          `json:"interrupted,omitempty"`
 	Totals           Totals        `json:"totals"`
 	Jobs             []RunJob      `json:"jobs"`
+
+	// dir is the folder ReadRun read the report from; Merge uses it to keep
+	// image paths of shards in different folders reachable.
+	dir string
 }
 
 // Totals counts a run's jobs by status.
@@ -73,6 +81,9 @@ type Totals struct {
 
 // RunJob is one job's outcome.
 type RunJob struct {
+	// Index is the job's 0-based position among all of the manifest's
+	// expanded jobs (not just its shard's); Merge orders shards' jobs by it.
+	Index    int          `json:"index"`
 	ID       string       `json:"id"`
 	Group    string       `json:"group"`
 	Engine   string       `json:"engine"`

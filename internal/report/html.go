@@ -1,0 +1,241 @@
+package report
+
+import (
+	"bytes"
+	_ "embed"
+	"html/template"
+	"slices"
+	"strconv"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+//go:embed report.html.tmpl
+var htmlSource string
+
+// htmlTemplate is parsed once per render: parsing is cheap next to a report,
+// and it keeps the package free of mutable globals.
+func htmlTemplate() (*template.Template, error) {
+	return template.New("report").Parse(htmlSource)
+}
+
+// htmlView is what the HTML template renders; every string in it is
+// escaped by html/template.
+type htmlView struct {
+	Kind     string // "Run report" or "Cost plan"
+	Title    string
+	Manifest string
+	Pricing  string
+	Shard    string
+	Time     string
+	Notice   string // e.g. an interrupted run
+	Cards    []htmlCard
+	Statuses []htmlStatus // nil for a plan
+	Charts   []htmlChart
+	Thumbs   []htmlThumb
+	IsRun    bool
+	Jobs     []htmlJob
+	Groups   []*group // job table grouped when there are many jobs
+	Collapse bool     // put the per-job table in a closed <details>
+}
+
+type htmlCard struct {
+	ID, Label, Value, Sub, Class string
+}
+
+type htmlStatus struct {
+	Name  string
+	Count int
+}
+
+type htmlChart struct {
+	Title  string
+	Height int
+	Bars   []htmlBar
+}
+
+type htmlBar struct {
+	Label, Full, Value  string
+	Y, TextY, W, ValueX int
+}
+
+type htmlThumb struct {
+	Src, Job, Status, Credits, Seed string
+	Width, Height                   int
+}
+
+type htmlJob struct {
+	ID, Group, Status, Engine, Size, Error, Credits string
+	Steps, Samples, Attempts                        int
+	Resumed                                         bool
+}
+
+func runHTML(buf *bytes.Buffer, r *Run) error {
+	v := htmlView{
+		Kind: "Run report", Title: title(r.Name, r.Manifest), Manifest: r.Manifest, Pricing: r.Pricing,
+		Shard: r.Shard, Time: timeSpan(r), IsRun: true,
+		Cards: []htmlCard{
+			{ID: "total-charged", Label: "Charged", Value: r.ChargedCredits.String() + " credits", Sub: r.ChargedCredits.USD()},
+			{ID: "total-estimated", Label: "Estimated", Value: r.EstimatedCredits.String() + " credits", Sub: r.EstimatedCredits.USD()},
+			budgetCard(r.ChargedCredits, r.Budget),
+			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(r.Totals.Jobs), Sub: plural(r.images(), "image")},
+		},
+		Statuses: []htmlStatus{
+			{StatusSucceeded, r.Totals.Succeeded}, {StatusFailed, r.Totals.Failed},
+			{StatusFiltered, r.Totals.Filtered}, {StatusSkipped, r.Totals.Skipped},
+		},
+	}
+	if b := balanceText(r); b != "" {
+		v.Cards = append(v.Cards, htmlCard{ID: "balance", Label: "Balance", Value: b})
+	}
+	if r.Interrupted {
+		v.Notice = "This run was interrupted: rerun it with the same --out to resume."
+	}
+	facts := runFacts(r)
+	v.Charts = charts(facts, "Credits charged")
+	for _, j := range r.Jobs {
+		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Status: j.Status, Engine: j.Engine,
+			Size: size(j.Width, j.Height), Error: j.Error, Credits: j.Credits.String(),
+			Steps: j.Steps, Samples: j.Samples, Attempts: j.Attempts, Resumed: j.Resumed})
+		for _, img := range j.Images {
+			v.Thumbs = append(v.Thumbs, htmlThumb{Src: img.Path, Job: j.ID, Status: j.Status,
+				Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: j.Width, Height: j.Height})
+		}
+	}
+	v.group(facts)
+	return renderHTML(buf, &v)
+}
+
+func planHTML(buf *bytes.Buffer, p *Plan) error {
+	v := htmlView{
+		Kind: "Cost plan", Title: title(p.Name, p.Manifest), Manifest: p.Manifest, Pricing: p.Pricing, Shard: p.Shard,
+		Cards: []htmlCard{
+			{ID: "total-credits", Label: "Total", Value: p.TotalCredits.String() + " credits", Sub: p.TotalCredits.USD()},
+			budgetCard(p.TotalCredits, p.Budget),
+			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(len(p.Jobs)), Sub: plural(p.images(), "image")},
+		},
+	}
+	facts := planFacts(p)
+	v.Charts = charts(facts, "Credits")
+	for _, j := range p.Jobs {
+		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Engine: j.Engine, Size: size(j.Width, j.Height),
+			Credits: j.Credits.String(), Steps: j.Steps, Samples: j.Samples})
+	}
+	v.group(facts)
+	return renderHTML(buf, &v)
+}
+
+func (v *htmlView) group(facts []jobFacts) {
+	if len(facts) > MaxJobRows {
+		v.Groups = groups(facts)
+		v.Collapse = true
+	}
+}
+
+func renderHTML(buf *bytes.Buffer, v *htmlView) error {
+	t, err := htmlTemplate()
+	if err != nil {
+		return err
+	}
+	return t.Execute(buf, v)
+}
+
+func budgetCard(total cost.Credits, budget *cost.Credits) htmlCard {
+	c := htmlCard{ID: "budget", Label: "Budget"}
+	switch {
+	case budget == nil:
+		c.Value, c.Sub = "none", "no ceiling set"
+	case total > *budget:
+		c.Value, c.Sub, c.Class = budget.String()+" credits", "over by "+(total-*budget).String(), "over"
+	default:
+		c.Value, c.Sub, c.Class = budget.String()+" credits", (*budget-total).String()+" left", "ok"
+	}
+	return c
+}
+
+// Chart geometry, in SVG user units.
+const (
+	chartBarH    = 22
+	chartGap     = 8
+	chartLabelW  = 200
+	chartBarMaxW = 420
+	chartMaxBars = 12 // the rest are summed into one "others" bar
+)
+
+// charts returns a bar chart of credits by group, and one by engine when
+// the jobs use more than one.
+func charts(facts []jobFacts, what string) []htmlChart {
+	if len(facts) == 0 {
+		return nil
+	}
+	var byGroup, byEngine []namedCredits
+	for _, g := range groups(facts) {
+		byGroup = append(byGroup, namedCredits{g.Name, g.Credits})
+	}
+	engineFacts := slices.Clone(facts)
+	for i := range engineFacts {
+		engineFacts[i].group = engineFacts[i].engine
+	}
+	for _, g := range groups(engineFacts) {
+		byEngine = append(byEngine, namedCredits{g.Name, g.Credits})
+	}
+	out := []htmlChart{barChart(what+" by group", byGroup)}
+	if len(byEngine) > 1 {
+		out = append(out, barChart(what+" by engine", byEngine))
+	}
+	return out
+}
+
+type namedCredits struct {
+	name    string
+	credits cost.Credits
+}
+
+// barChart lays out bars largest first (ties in input order), scaled to the
+// largest, with integer geometry so the SVG is the same on every machine.
+func barChart(title string, items []namedCredits) htmlChart {
+	items = slices.Clone(items)
+	slices.SortStableFunc(items, func(a, b namedCredits) int {
+		switch {
+		case a.credits > b.credits:
+			return -1
+		case a.credits < b.credits:
+			return 1
+		}
+		return 0
+	})
+	if len(items) > chartMaxBars {
+		var rest cost.Credits
+		for _, it := range items[chartMaxBars-1:] {
+			rest += it.credits
+		}
+		n := len(items) - (chartMaxBars - 1)
+		items = append(items[:chartMaxBars-1], namedCredits{strconv.Itoa(n) + " others", rest})
+	}
+	maxC := items[0].credits
+	for _, it := range items {
+		maxC = max(maxC, it.credits)
+	}
+	c := htmlChart{Title: title, Height: len(items)*(chartBarH+chartGap) + chartGap}
+	for i, it := range items {
+		w := 0
+		if maxC > 0 && it.credits > 0 {
+			w = max(int(int64(it.credits)*chartBarMaxW/int64(maxC)), 2)
+		}
+		y := chartGap + i*(chartBarH+chartGap)
+		c.Bars = append(c.Bars, htmlBar{
+			Label: oneLine(it.name, 28), Full: it.name, Value: it.credits.String(),
+			Y: y, TextY: y + chartBarH/2 + 5, W: w, ValueX: chartLabelW + w + 8,
+		})
+	}
+	return c
+}
+
+// images is the number of images a run wrote.
+func (r *Run) images() int {
+	n := 0
+	for _, j := range r.Jobs {
+		n += len(j.Images)
+	}
+	return n
+}

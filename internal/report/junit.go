@@ -1,0 +1,124 @@
+package report
+
+import (
+	"bytes"
+	"encoding/xml"
+	"strconv"
+)
+
+// JUnit XML, as read by GitHub, GitLab and Jenkins test reporters: one test
+// case per job, failed for failed and filtered jobs, skipped for skipped ones.
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Name    string       `xml:"name,attr"`
+	Tests   int          `xml:"tests,attr"`
+	Fails   int          `xml:"failures,attr"`
+	Errors  int          `xml:"errors,attr"`
+	Skipped int          `xml:"skipped,attr"`
+	Time    string       `xml:"time,attr,omitempty"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name      string          `xml:"name,attr"`
+	Tests     int             `xml:"tests,attr"`
+	Fails     int             `xml:"failures,attr"`
+	Errors    int             `xml:"errors,attr"`
+	Skipped   int             `xml:"skipped,attr"`
+	Time      string          `xml:"time,attr,omitempty"`
+	Timestamp string          `xml:"timestamp,attr,omitempty"`
+	Props     []junitProperty `xml:"properties>property"`
+	Cases     []junitCase     `xml:"testcase"`
+}
+
+type junitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string          `xml:"name,attr"`
+	Classname string          `xml:"classname,attr"`
+	Props     []junitProperty `xml:"properties>property"`
+	Failure   *junitMessage   `xml:"failure"`
+	Skipped   *junitMessage   `xml:"skipped"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr,omitempty"`
+	Text    string `xml:",chardata"`
+}
+
+func runJUnit(buf *bytes.Buffer, r *Run) error {
+	s := junitSuite{
+		Name:  title(r.Name, r.Manifest),
+		Tests: len(r.Jobs),
+		Cases: make([]junitCase, len(r.Jobs)),
+		Props: []junitProperty{
+			{"manifest", r.Manifest},
+			{"pricing", r.Pricing},
+			{"estimated_credits", r.EstimatedCredits.String()},
+			{"charged_credits", r.ChargedCredits.String()},
+		},
+	}
+	if r.Shard != "" {
+		s.Props = append(s.Props, junitProperty{"shard", r.Shard})
+	}
+	if !r.StartedAt.IsZero() {
+		s.Timestamp = r.StartedAt.UTC().Format("2006-01-02T15:04:05")
+		if !r.FinishedAt.IsZero() {
+			s.Time = strconv.FormatFloat(r.FinishedAt.Sub(r.StartedAt).Seconds(), 'f', 3, 64)
+		}
+	}
+	for i, j := range r.Jobs {
+		c := junitCase{
+			Name:      j.ID,
+			Classname: j.Group,
+			Props: []junitProperty{
+				{"credits", j.Credits.String()},
+				{"engine", j.Engine},
+				{"size", size(j.Width, j.Height)},
+				{"steps", strconv.Itoa(j.Steps)},
+				{"samples", strconv.Itoa(j.Samples)},
+				{"attempts", strconv.Itoa(j.Attempts)},
+			},
+		}
+		for _, img := range j.Images {
+			c.Props = append(c.Props, junitProperty{"image", img.Path})
+		}
+		switch j.Status {
+		case StatusFailed:
+			s.Fails++
+			msg := "job failed"
+			if j.Error != "" {
+				msg = oneLine(j.Error, 200)
+			}
+			c.Failure = &junitMessage{Message: msg, Type: "failed", Text: j.Error}
+		case StatusFiltered:
+			s.Fails++
+			msg := "the API's content filter blocked the image"
+			if j.Error != "" {
+				msg = oneLine(j.Error, 200)
+			}
+			c.Failure = &junitMessage{Message: msg, Type: "filtered", Text: j.Error}
+		case StatusSkipped:
+			s.Skipped++
+			msg := "not run"
+			if j.Error != "" {
+				msg = oneLine(j.Error, 200)
+			}
+			c.Skipped = &junitMessage{Message: msg}
+		}
+		s.Cases[i] = c
+	}
+	suites := junitSuites{Name: "batch", Tests: s.Tests, Fails: s.Fails, Skipped: s.Skipped, Time: s.Time, Suites: []junitSuite{s}}
+	buf.WriteString(xml.Header)
+	enc := xml.NewEncoder(buf)
+	enc.Indent("", "  ")
+	if err := enc.Encode(suites); err != nil {
+		return err
+	}
+	buf.WriteString("\n")
+	return nil
+}

@@ -1,0 +1,207 @@
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+// maxMarkdownGroups caps the grouped Markdown table, so a report of a huge
+// manifest still fits in a pull-request comment (GitHub allows 65,536
+// characters).
+const maxMarkdownGroups = 100
+
+// mdRow writes one Markdown table row, escaping every cell.
+func mdRow(buf *bytes.Buffer, cells ...string) {
+	buf.WriteString("|")
+	for _, c := range cells {
+		buf.WriteString(" " + mdCell(c) + " |")
+	}
+	buf.WriteString("\n")
+}
+
+// mdCell makes s safe inside a table cell: one line, no column breaks, and
+// no HTML (GitHub renders some HTML in comments).
+func mdCell(s string) string {
+	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;", "&", "&amp;").Replace(oneLine(s, 0))
+}
+
+// mdCode quotes s as inline code, or returns it plain when it holds a
+// backtick.
+func mdCode(s string) string {
+	if s == "" || strings.Contains(s, "`") {
+		return mdCell(s)
+	}
+	return "`" + oneLine(s, 0) + "`"
+}
+
+// mdTitle is "name (`manifest`)" or "`manifest`".
+func mdTitle(name, manifest string) string {
+	switch {
+	case name != "" && manifest != "":
+		return mdCell(name) + " (" + mdCode(manifest) + ")"
+	case name != "":
+		return mdCell(name)
+	}
+	return mdCode(manifest)
+}
+
+func mdBudget(total cost.Credits, budget *cost.Credits) string {
+	switch {
+	case budget == nil:
+		return "no budget"
+	case total > *budget:
+		return "⚠️ **budget " + budgetText(total, budget) + "**"
+	}
+	return "budget " + budgetText(total, budget)
+}
+
+func planMarkdown(buf *bytes.Buffer, p *Plan) {
+	fmt.Fprintf(buf, "### Cost plan: %s\n\n", mdTitle(p.Name, p.Manifest))
+	fmt.Fprintf(buf, "**Total: %s credits (%s)** for %s, %s · %s · pricing %s",
+		p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"),
+		mdBudget(p.TotalCredits, p.Budget), mdCode(p.Pricing))
+	if p.Shard != "" {
+		fmt.Fprintf(buf, " · shard %s", p.Shard)
+	}
+	buf.WriteString("\n\n")
+	if len(p.Jobs) == 0 {
+		return
+	}
+	if len(p.Jobs) <= MaxJobRows {
+		buf.WriteString("| Job | Engine | Size | Steps | Samples | Credits |\n|---|---|---|--:|--:|--:|\n")
+		for _, j := range p.Jobs {
+			mdRow(buf, j.ID, j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
+		}
+		return
+	}
+	gs := groups(planFacts(p))
+	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(p.Jobs), "job"), plural(len(gs), "group"))
+	buf.WriteString("| Group | Jobs | Engine | Sizes | Steps | Images | Credits |\n|---|--:|---|---|---|--:|--:|\n")
+	for i, g := range gs {
+		if i == maxMarkdownGroups {
+			mdMoreGroups(buf, gs[i:], 7)
+			break
+		}
+		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), g.Engine(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
+	}
+}
+
+// mdMoreGroups writes one row summing the groups left out of a table of
+// cols columns.
+func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int) {
+	var sum cost.Credits
+	jobs := 0
+	for _, g := range rest {
+		sum += g.Credits
+		jobs += g.Jobs
+	}
+	cells := make([]string, cols)
+	cells[0] = fmt.Sprintf("… %s more", plural(len(rest), "group"))
+	cells[1] = strconv.Itoa(jobs)
+	cells[cols-1] = sum.String()
+	mdRow(buf, cells...)
+}
+
+func runMarkdown(buf *bytes.Buffer, r *Run) {
+	fmt.Fprintf(buf, "### Run report: %s\n\n", mdTitle(r.Name, r.Manifest))
+	fmt.Fprintf(buf, "**Charged: %s credits (%s)** of %s estimated (%s) · %s · pricing %s",
+		r.ChargedCredits, r.ChargedCredits.USD(), r.EstimatedCredits, r.EstimatedCredits.USD(),
+		mdBudget(r.ChargedCredits, r.Budget), mdCode(r.Pricing))
+	if r.Shard != "" {
+		fmt.Fprintf(buf, " · shard %s", r.Shard)
+	}
+	buf.WriteString("\n\n")
+	t := r.Totals
+	fmt.Fprintf(buf, "- **Jobs:** %d — ✅ %d succeeded · ❌ %d failed · 🚫 %d filtered · ⏭️ %d skipped\n",
+		t.Jobs, t.Succeeded, t.Failed, t.Filtered, t.Skipped)
+	if b := balanceText(r); b != "" {
+		fmt.Fprintf(buf, "- **Balance:** %s\n", b)
+	}
+	if span := timeSpan(r); span != "" {
+		fmt.Fprintf(buf, "- **Time:** %s\n", span)
+	}
+	if r.Interrupted {
+		buf.WriteString("- **Interrupted:** rerun with the same `--out` to resume\n")
+	}
+	buf.WriteString("\n")
+	if len(r.Jobs) == 0 {
+		return
+	}
+	if len(r.Jobs) <= MaxJobRows {
+		buf.WriteString("| Job | Status | Engine | Size | Steps | Samples | Attempts | Credits | Error |\n|---|---|---|---|--:|--:|--:|--:|---|\n")
+		for _, j := range r.Jobs {
+			mdRow(buf, j.ID, statusEmoji(j.Status)+" "+statusText(j), j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps),
+				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 120))
+		}
+		return
+	}
+	gs := groups(runFacts(r))
+	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(r.Jobs), "job"), plural(len(gs), "group"))
+	buf.WriteString("| Group | Jobs | Succeeded | Failed | Filtered | Skipped | Engine | Sizes | Steps | Credits |\n|---|--:|--:|--:|--:|--:|---|---|---|--:|\n")
+	for i, g := range gs {
+		if i == maxMarkdownGroups {
+			mdMoreGroups(buf, gs[i:], 10)
+			break
+		}
+		t := g.Totals
+		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
+			strconv.Itoa(t.Skipped), g.Engine(), g.Sizes(), g.Steps(), g.Credits.String())
+	}
+}
+
+func statusEmoji(status string) string {
+	switch status {
+	case StatusSucceeded:
+		return "✅"
+	case StatusFailed:
+		return "❌"
+	case StatusFiltered:
+		return "🚫"
+	}
+	return "⏭️"
+}
+
+func diffMarkdown(buf *bytes.Buffer, d *DiffResult) {
+	if d.Unchanged() {
+		buf.WriteString("no cost change\n")
+		return
+	}
+	fmt.Fprintf(buf, "### Cost diff: %s\n\n", mdTitle(d.Name, d.Head))
+	fmt.Fprintf(buf, "**%s**: %s → %s credits", deltaText(d), d.BaseTotalCredits, d.HeadTotalCredits)
+	if d.HeadBudget != nil {
+		fmt.Fprintf(buf, " · %s", mdBudget(d.HeadTotalCredits, d.HeadBudget))
+	}
+	if d.BasePricing != d.HeadPricing {
+		fmt.Fprintf(buf, " · pricing %s → %s", mdCode(d.BasePricing), mdCode(d.HeadPricing))
+	}
+	buf.WriteString("\n\n")
+	if len(d.Jobs) == 0 {
+		return
+	}
+	if len(d.Jobs) <= MaxJobRows {
+		buf.WriteString("| Job | Change | Base | Head | Δ credits | Detail |\n|---|---|--:|--:|--:|---|\n")
+		for _, j := range d.Jobs {
+			mdRow(buf, j.ID, j.Change, j.baseText(), j.headText(), signed(j.DeltaCredits), j.Detail)
+		}
+		return
+	}
+	gs := diffGroups(d)
+	fmt.Fprintf(buf, "%s differ, in %s (`--format json` lists every job):\n\n", plural(len(d.Jobs), "job"), plural(len(gs), "group"))
+	buf.WriteString("| Group | Added | Removed | Changed | Base | Head | Δ credits |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	for i, g := range gs {
+		if i == maxMarkdownGroups {
+			var base, head cost.Credits
+			for _, r := range gs[i:] {
+				base, head = base+r.Base, head+r.Head
+			}
+			mdRow(buf, fmt.Sprintf("… %s more", plural(len(gs)-i, "group")), "", "", "", base.String(), head.String(), signed(head-base))
+			break
+		}
+		mdRow(buf, g.Name, strconv.Itoa(g.Added), strconv.Itoa(g.Removed), strconv.Itoa(g.Changed),
+			g.Base.String(), g.Head.String(), signed(g.Head-g.Base))
+	}
+}

@@ -1,0 +1,171 @@
+package report
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// checkGolden compares got with testdata/name.golden, or rewrites it with
+// -update.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from %s; rerun with -update and review the git diff\ngot:\n%s", name, path, got)
+	}
+}
+
+func mustReadPlan(t *testing.T, path string) *Plan {
+	t.Helper()
+	p, err := ReadPlan(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustReadRun(t *testing.T, dir string) *Run {
+	t.Helper()
+	r, err := ReadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func credits(s string) cost.Credits {
+	c, err := cost.ParseCredits(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// bigPlan is a plan of groups×perGroup jobs, enough to switch the table
+// and Markdown formats to one row per group.
+func bigPlan(groups, perGroup int) *Plan {
+	p := &Plan{Manifest: "big.yaml", Pricing: "dreamstudio-2022", Jobs: []PlanJob{}}
+	engines := []string{"stable-diffusion-xl-1024-v1-0", "stable-diffusion-v1-6"}
+	for g := range groups {
+		for k := range perGroup {
+			j := PlanJob{
+				Index: len(p.Jobs), ID: fmt.Sprintf("g%02d-%03d", g, k), Group: fmt.Sprintf("g%02d", g),
+				Engine: engines[(g+k/7)%2], Width: 512 + 64*(k%3), Height: 512, Steps: 20 + 10*(g%3) + k%2*5,
+				Samples: 1 + k%2, Credits: cost.Credits(100_000 * (1 + g + k%4)),
+			}
+			p.Jobs = append(p.Jobs, j)
+			p.TotalCredits += j.Credits
+		}
+	}
+	p.TotalUSD = p.TotalCredits.USD()
+	return p
+}
+
+// bigRun is bigPlan run, with statuses cycling.
+func bigRun(groups, perGroup int) *Run {
+	p := bigPlan(groups, perGroup)
+	r := &Run{Manifest: p.Manifest, Pricing: p.Pricing, EstimatedCredits: p.TotalCredits,
+		StartedAt: time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 26, 0, 1, 30, 0, time.UTC)}
+	statuses := []string{StatusSucceeded, StatusSucceeded, StatusFailed, StatusFiltered, StatusSkipped}
+	for i, pj := range p.Jobs {
+		j := RunJob{Index: pj.Index, ID: pj.ID, Group: pj.Group, Engine: pj.Engine, Width: pj.Width, Height: pj.Height,
+			Steps: pj.Steps, Samples: pj.Samples, Status: statuses[i%len(statuses)], Attempts: 1, Images: []Image{}}
+		if j.Status == StatusSucceeded || j.Status == StatusFiltered {
+			j.Credits = pj.Credits
+			j.Images = append(j.Images, Image{Path: "images/" + j.ID + ".png", Seed: uint32(i), FinishReason: "SUCCESS"})
+		}
+		r.ChargedCredits += j.Credits
+		r.Totals.count(j.Status)
+		r.Jobs = append(r.Jobs, j)
+	}
+	return r
+}
+
+func TestRenderGolden(t *testing.T) {
+	plan := mustReadPlan(t, "testdata/plan.json")
+	head := mustReadPlan(t, "testdata/plan-head.json")
+	run := mustReadRun(t, "testdata/run")
+	big := bigPlan(5, 12)
+	bigR := bigRun(5, 12)
+	bigHead := bigPlan(5, 12)
+	bigHead.Jobs[3].Steps += 10
+	bigHead.Jobs[3].Credits += credits("0.1")
+	bigHead.TotalCredits += credits("0.1")
+	noBudget := *head
+	noBudget.Budget = nil
+
+	type render func(w io.Writer, format string) error
+	subjects := []struct {
+		name    string
+		formats []string
+		write   render
+	}{
+		{"plan", PlanFormats, func(w io.Writer, f string) error { return WritePlan(w, f, plan) }},
+		{"plan-nobudget", []string{FormatTable, FormatMarkdown}, func(w io.Writer, f string) error { return WritePlan(w, f, &noBudget) }},
+		{"plan-big", PlanFormats, func(w io.Writer, f string) error { return WritePlan(w, f, big) }},
+		{"run", RunFormats, func(w io.Writer, f string) error { return WriteRun(w, f, run) }},
+		{"run-big", []string{FormatTable, FormatMarkdown, FormatJUnit, FormatHTML}, func(w io.Writer, f string) error { return WriteRun(w, f, bigR) }},
+		{"diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(plan, head)) }},
+		{"diff-big", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(bigPlan(1, 10), bigHead)) }},
+		{"diff-none", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(plan, plan)) }},
+	}
+	ext := map[string]string{FormatTable: "txt", FormatJSON: "json", FormatMarkdown: "md", FormatCSV: "csv", FormatJUnit: "xml", FormatHTML: "html"}
+	for _, s := range subjects {
+		for _, f := range s.formats {
+			name := s.name + "." + ext[f]
+			t.Run(name, func(t *testing.T) {
+				var first, second bytes.Buffer
+				if err := s.write(&first, f); err != nil {
+					t.Fatalf("render %s: %v", name, err)
+				}
+				if err := s.write(&second, f); err != nil {
+					t.Fatalf("render %s again: %v", name, err)
+				}
+				if !bytes.Equal(first.Bytes(), second.Bytes()) {
+					t.Errorf("render %s twice: outputs differ", name)
+				}
+				checkGolden(t, name, first.Bytes())
+			})
+		}
+	}
+}
+
+func TestUnknownFormat(t *testing.T) {
+	var buf bytes.Buffer
+	plan := mustReadPlan(t, "testdata/plan.json")
+	run := mustReadRun(t, "testdata/run")
+	for name, err := range map[string]error{
+		"plan junit": WritePlan(&buf, FormatJUnit, plan),
+		"plan xml":   WritePlan(&buf, "xml", plan),
+		"run yaml":   WriteRun(&buf, "yaml", run),
+		"diff csv":   WriteDiff(&buf, FormatCSV, Diff(plan, plan)),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "unknown format") {
+			t.Errorf("%s: error = %v, want unknown format", name, err)
+		}
+	}
+	if buf.Len() != 0 {
+		t.Errorf("rejected formats wrote %q", buf.String())
+	}
+}

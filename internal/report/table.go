@@ -1,0 +1,240 @@
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+// table collects rows and writes them to buf as aligned plain-text
+// columns, with no trailing spaces.
+type table struct {
+	buf  *bytes.Buffer
+	rows bytes.Buffer
+	tw   *tabwriter.Writer
+}
+
+func tableWriter(buf *bytes.Buffer) *table {
+	t := &table{buf: buf}
+	t.tw = tabwriter.NewWriter(&t.rows, 0, 0, 2, ' ', 0)
+	return t
+}
+
+// Flush writes the aligned rows.
+func (t *table) Flush() {
+	t.tw.Flush()
+	for line := range strings.Lines(t.rows.String()) {
+		t.buf.WriteString(strings.TrimRight(line, " \n") + "\n")
+	}
+}
+
+func row(t *table, cells ...string) {
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+func planTable(buf *bytes.Buffer, p *Plan) {
+	fmt.Fprintf(buf, "Plan: %s\n", title(p.Name, p.Manifest))
+	fmt.Fprintf(buf, "Pricing: %s", p.Pricing)
+	if p.Shard != "" {
+		fmt.Fprintf(buf, "  Shard: %s", p.Shard)
+	}
+	buf.WriteString("\n\n")
+	tw := tableWriter(buf)
+	if len(p.Jobs) <= MaxJobRows {
+		row(tw, "JOB", "ENGINE", "SIZE", "STEPS", "SAMPLES", "CREDITS")
+		for _, j := range p.Jobs {
+			row(tw, j.ID, j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
+		}
+	} else {
+		row(tw, "GROUP", "JOBS", "ENGINE", "SIZES", "STEPS", "IMAGES", "CREDITS")
+		for _, g := range groups(planFacts(p)) {
+			row(tw, g.Name, strconv.Itoa(g.Jobs), g.Engine(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(buf, "\nTotal: %s credits (%s) for %s, %s\n", p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"))
+	fmt.Fprintf(buf, "Budget: %s\n", budgetText(p.TotalCredits, p.Budget))
+}
+
+func runTable(buf *bytes.Buffer, r *Run) {
+	fmt.Fprintf(buf, "Run: %s\n", title(r.Name, r.Manifest))
+	fmt.Fprintf(buf, "Pricing: %s", r.Pricing)
+	if r.Shard != "" {
+		fmt.Fprintf(buf, "  Shard: %s", r.Shard)
+	}
+	if span := timeSpan(r); span != "" {
+		fmt.Fprintf(buf, "  Time: %s", span)
+	}
+	buf.WriteString("\n\n")
+	tw := tableWriter(buf)
+	if len(r.Jobs) <= MaxJobRows {
+		row(tw, "JOB", "STATUS", "ENGINE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CREDITS", "ERROR")
+		for _, j := range r.Jobs {
+			row(tw, j.ID, statusText(j), j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps),
+				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 60))
+		}
+	} else {
+		row(tw, "GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE", "SIZES", "STEPS", "CREDITS")
+		for _, g := range groups(runFacts(r)) {
+			t := g.Totals
+			row(tw, g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
+				strconv.Itoa(t.Skipped), g.Engine(), g.Sizes(), g.Steps(), g.Credits.String())
+		}
+	}
+	tw.Flush()
+	buf.WriteString("\n")
+	fmt.Fprintf(buf, "Jobs: %s\n", statusCounts(r.Totals))
+	fmt.Fprintf(buf, "Credits: %s charged (%s) of %s estimated (%s)\n", r.ChargedCredits, r.ChargedCredits.USD(),
+		r.EstimatedCredits, r.EstimatedCredits.USD())
+	fmt.Fprintf(buf, "Budget: %s\n", budgetText(r.ChargedCredits, r.Budget))
+	if b := balanceText(r); b != "" {
+		fmt.Fprintf(buf, "Balance: %s\n", b)
+	}
+	if r.Interrupted {
+		buf.WriteString("Interrupted: rerun with the same --out to resume\n")
+	}
+}
+
+func diffTable(buf *bytes.Buffer, d *DiffResult) {
+	if d.Base == d.Head {
+		fmt.Fprintf(buf, "Diff: %s (base → head)\n", d.Head)
+	} else {
+		fmt.Fprintf(buf, "Diff: %s → %s\n", d.Base, d.Head)
+	}
+	if d.BasePricing != d.HeadPricing {
+		fmt.Fprintf(buf, "Pricing: %s → %s\n", d.BasePricing, d.HeadPricing)
+	}
+	buf.WriteString("\n")
+	if len(d.Jobs) > 0 {
+		tw := tableWriter(buf)
+		if len(d.Jobs) <= MaxJobRows {
+			row(tw, "JOB", "CHANGE", "BASE", "HEAD", "DELTA", "DETAIL")
+			for _, j := range d.Jobs {
+				row(tw, j.ID, j.Change, j.baseText(), j.headText(), signed(j.DeltaCredits), j.Detail)
+			}
+		} else {
+			row(tw, "GROUP", "ADDED", "REMOVED", "CHANGED", "BASE", "HEAD", "DELTA")
+			for _, g := range diffGroups(d) {
+				row(tw, g.Name, strconv.Itoa(g.Added), strconv.Itoa(g.Removed), strconv.Itoa(g.Changed),
+					g.Base.String(), g.Head.String(), signed(g.Head-g.Base))
+			}
+		}
+		tw.Flush()
+		buf.WriteString("\n")
+	}
+	fmt.Fprintf(buf, "Total: %s → %s credits, %s\n", d.BaseTotalCredits, d.HeadTotalCredits, deltaText(d))
+	if d.HeadBudget != nil {
+		fmt.Fprintf(buf, "Budget: %s\n", budgetText(d.HeadTotalCredits, d.HeadBudget))
+	}
+}
+
+// deltaText describes a diff's total change, e.g. "+4.8 credits (+$0.048,
+// +20.0%)" or "no cost change".
+func deltaText(d *DiffResult) string {
+	if d.TotalDeltaCredits == 0 {
+		return "no cost change"
+	}
+	s := signed(d.TotalDeltaCredits) + " credits (" + signedUSD(d.TotalDeltaCredits)
+	if p := percentText(d.TotalDeltaCredits, d.BaseTotalCredits); p != "" {
+		s += ", " + p
+	}
+	return s + ")"
+}
+
+// diffGroup sums a diff by group.
+type diffGroup struct {
+	Name                    string
+	Added, Removed, Changed int
+	Base, Head              cost.Credits
+}
+
+// diffGroups sums the changed jobs of d by group, in order of first mention.
+func diffGroups(d *DiffResult) []*diffGroup {
+	var out []*diffGroup
+	byName := make(map[string]*diffGroup)
+	for _, j := range d.Jobs {
+		g := byName[j.Group]
+		if g == nil {
+			g = &diffGroup{Name: j.Group}
+			byName[j.Group] = g
+			out = append(out, g)
+		}
+		switch j.Change {
+		case ChangeAdded:
+			g.Added++
+		case ChangeRemoved:
+			g.Removed++
+		default:
+			g.Changed++
+		}
+		g.Base += j.BaseCredits
+		g.Head += j.HeadCredits
+	}
+	return out
+}
+
+// statusText is a job's status, marked when an earlier run finished it.
+func statusText(j RunJob) string {
+	if j.Resumed {
+		return j.Status + " (resumed)"
+	}
+	return j.Status
+}
+
+// statusCounts is e.g. "12 — 10 succeeded, 1 failed, 1 filtered, 0 skipped".
+func statusCounts(t Totals) string {
+	return fmt.Sprintf("%d — %d succeeded, %d failed, %d filtered, %d skipped", t.Jobs, t.Succeeded, t.Failed, t.Filtered, t.Skipped)
+}
+
+// balanceText is e.g. "1000.0 → 976.0 credits", or "" when unknown.
+func balanceText(r *Run) string {
+	switch {
+	case r.BalanceBefore != nil && r.BalanceAfter != nil:
+		return fmt.Sprintf("%s → %s credits", r.BalanceBefore, r.BalanceAfter)
+	case r.BalanceBefore != nil:
+		return fmt.Sprintf("%s credits before", r.BalanceBefore)
+	case r.BalanceAfter != nil:
+		return fmt.Sprintf("%s credits after", r.BalanceAfter)
+	}
+	return ""
+}
+
+// timeSpan is the run's start, finish and duration in UTC, e.g.
+// "2026-11-25 06:00:00 → 06:05:00 UTC (5m0s)", or "" when unknown.
+func timeSpan(r *Run) string {
+	if r.StartedAt.IsZero() {
+		return ""
+	}
+	start := r.StartedAt.UTC()
+	s := start.Format("2006-01-02 15:04:05")
+	if r.FinishedAt.IsZero() {
+		return s + " UTC"
+	}
+	end := r.FinishedAt.UTC()
+	layout := "15:04:05"
+	if end.YearDay() != start.YearDay() || end.Year() != start.Year() {
+		layout = "2006-01-02 15:04:05"
+	}
+	return fmt.Sprintf("%s → %s UTC (%s)", s, end.Format(layout), end.Sub(start).Round(time.Second))
+}
+
+// baseText is the job's base credits, or "—" when it was added.
+func (j DiffJob) baseText() string {
+	if j.Change == ChangeAdded {
+		return "—"
+	}
+	return j.BaseCredits.String()
+}
+
+// headText is the job's head credits, or "—" when it was removed.
+func (j DiffJob) headText() string {
+	if j.Change == ChangeRemoved {
+		return "—"
+	}
+	return j.HeadCredits.String()
+}

@@ -1,0 +1,274 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+// Output formats.
+const (
+	FormatTable    = "table"
+	FormatJSON     = "json"
+	FormatMarkdown = "markdown"
+	FormatCSV      = "csv"
+	FormatJUnit    = "junit"
+	FormatHTML     = "html"
+)
+
+// MaxJobRows is the largest number of jobs the table and Markdown formats
+// list one per row; bigger reports get one row per group instead (JSON and
+// CSV always list every job).
+const MaxJobRows = 40
+
+// PlanFormats and RunFormats list the formats WritePlan and WriteRun accept;
+// DiffFormats those WriteDiff accepts.
+var (
+	PlanFormats = []string{FormatTable, FormatJSON, FormatMarkdown, FormatCSV, FormatHTML}
+	RunFormats  = []string{FormatTable, FormatJSON, FormatMarkdown, FormatCSV, FormatJUnit, FormatHTML}
+	DiffFormats = []string{FormatTable, FormatJSON, FormatMarkdown}
+)
+
+// WritePlan renders p to w in format: table, json, markdown, csv or html
+// (without images). The output is the same for the same plan.
+func WritePlan(w io.Writer, format string, p *Plan) error {
+	var buf bytes.Buffer
+	var err error
+	switch format {
+	case FormatTable:
+		planTable(&buf, p)
+	case FormatJSON:
+		err = writeJSON(&buf, p)
+	case FormatMarkdown:
+		planMarkdown(&buf, p)
+	case FormatCSV:
+		err = planCSV(&buf, p)
+	case FormatHTML:
+		err = planHTML(&buf, p)
+	default:
+		return fmt.Errorf("plan report: unknown format %q (want %s)", format, strings.Join(PlanFormats, ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("plan report: %s: %w", format, err)
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// WriteRun renders r to w in format: table, json (report.json itself),
+// markdown, csv, junit or html. The output is the same for the same run;
+// times come only from r.
+func WriteRun(w io.Writer, format string, r *Run) error {
+	var buf bytes.Buffer
+	var err error
+	switch format {
+	case FormatTable:
+		runTable(&buf, r)
+	case FormatJSON:
+		err = writeJSON(&buf, r)
+	case FormatMarkdown:
+		runMarkdown(&buf, r)
+	case FormatCSV:
+		err = runCSV(&buf, r)
+	case FormatJUnit:
+		err = runJUnit(&buf, r)
+	case FormatHTML:
+		err = runHTML(&buf, r)
+	default:
+		return fmt.Errorf("run report: unknown format %q (want %s)", format, strings.Join(RunFormats, ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("run report: %s: %w", format, err)
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// WriteDiff renders d to w in format: table, json or markdown (for a pull
+// request comment: the single line "no cost change" when nothing changed).
+func WriteDiff(w io.Writer, format string, d *DiffResult) error {
+	var buf bytes.Buffer
+	switch format {
+	case FormatTable:
+		diffTable(&buf, d)
+	case FormatJSON:
+		if err := writeJSON(&buf, d); err != nil {
+			return fmt.Errorf("diff report: json: %w", err)
+		}
+	case FormatMarkdown:
+		diffMarkdown(&buf, d)
+	default:
+		return fmt.Errorf("diff report: unknown format %q (want %s)", format, strings.Join(DiffFormats, ", "))
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func writeJSON(buf *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(buf)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// jobFacts is what the grouped views need of a plan or run job.
+type jobFacts struct {
+	group, engine        string
+	width, height, steps int
+	samples              int
+	credits              cost.Credits
+	status               string // "" for a plan job
+}
+
+func planFacts(p *Plan) []jobFacts {
+	out := make([]jobFacts, len(p.Jobs))
+	for i, j := range p.Jobs {
+		out[i] = jobFacts{j.Group, j.Engine, j.Width, j.Height, j.Steps, j.Samples, j.Credits, ""}
+	}
+	return out
+}
+
+func runFacts(r *Run) []jobFacts {
+	out := make([]jobFacts, len(r.Jobs))
+	for i, j := range r.Jobs {
+		out[i] = jobFacts{j.Group, j.Engine, j.Width, j.Height, j.Steps, j.Samples, j.Credits, j.Status}
+	}
+	return out
+}
+
+// group summarises the jobs of one manifest entry.
+type group struct {
+	Name     string
+	Jobs     int
+	Images   int // samples summed
+	Credits  cost.Credits
+	Totals   Totals   // by status; zero for a plan
+	engines  []string // distinct, in order of first appearance
+	sizes    []string
+	minSteps int
+	maxSteps int
+}
+
+// groups summarises jobs by group, in order of each group's first job.
+func groups(jobs []jobFacts) []*group {
+	var out []*group
+	byName := make(map[string]*group)
+	for _, j := range jobs {
+		g := byName[j.group]
+		if g == nil {
+			g = &group{Name: j.group, minSteps: j.steps, maxSteps: j.steps}
+			byName[j.group] = g
+			out = append(out, g)
+		}
+		g.Jobs++
+		g.Images += j.samples
+		g.Credits += j.credits
+		g.Totals.count(j.status)
+		if !slices.Contains(g.engines, j.engine) {
+			g.engines = append(g.engines, j.engine)
+		}
+		if s := size(j.width, j.height); !slices.Contains(g.sizes, s) {
+			g.sizes = append(g.sizes, s)
+		}
+		g.minSteps, g.maxSteps = min(g.minSteps, j.steps), max(g.maxSteps, j.steps)
+	}
+	return out
+}
+
+// Engine lists the group's engines, e.g. "sdxl" or "sdxl, sd-1.5".
+func (g *group) Engine() string { return list(g.engines) }
+
+// Sizes lists the group's sizes, e.g. "1024x1024, 1152x896".
+func (g *group) Sizes() string { return list(g.sizes) }
+
+// Steps is the group's step count or range, e.g. "30" or "20–50".
+func (g *group) Steps() string {
+	if g.minSteps == g.maxSteps {
+		return strconv.Itoa(g.minSteps)
+	}
+	return fmt.Sprintf("%d–%d", g.minSteps, g.maxSteps)
+}
+
+// list joins up to three items and counts the rest.
+func list(items []string) string {
+	const shown = 3
+	if len(items) <= shown {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s +%d more", strings.Join(items[:shown], ", "), len(items)-shown)
+}
+
+func (t *Totals) count(status string) {
+	if status == "" {
+		return
+	}
+	t.Jobs++
+	switch status {
+	case StatusSucceeded:
+		t.Succeeded++
+	case StatusFailed:
+		t.Failed++
+	case StatusFiltered:
+		t.Filtered++
+	case StatusSkipped:
+		t.Skipped++
+	}
+}
+
+func size(w, h int) string { return fmt.Sprintf("%dx%d", w, h) }
+
+// images is the number of images a plan asks for.
+func (p *Plan) images() int {
+	n := 0
+	for _, j := range p.Jobs {
+		n += j.Samples
+	}
+	return n
+}
+
+// title names the report's subject: "name (manifest)" or the manifest.
+func title(name, manifest string) string {
+	switch {
+	case name != "" && manifest != "":
+		return name + " (" + manifest + ")"
+	case name != "":
+		return name
+	case manifest != "":
+		return manifest
+	}
+	return "batch"
+}
+
+// budgetText describes total against budget, e.g. "120.0 credits, 91.2
+// left" or "20.0 credits, OVER by 8.8"; "none" when budget is nil.
+func budgetText(total cost.Credits, budget *cost.Credits) string {
+	switch {
+	case budget == nil:
+		return "none"
+	case total > *budget:
+		return fmt.Sprintf("%s credits, OVER by %s", budget, total-*budget)
+	}
+	return fmt.Sprintf("%s credits, %s left", budget, *budget-total)
+}
+
+// plural formats n with a singular or plural noun: "1 job", "3 jobs".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// oneLine flattens s to a single line of at most max runes (0: no limit).
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); max > 0 && len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}
