@@ -46,11 +46,33 @@ func ReadOverrides(name string) (*Overrides, error) {
 type sheetReader struct {
 	file     string
 	override bool // an override file: only rules is required
-	errs     []error
+	errs     []posError
+}
+
+// posError is a problem at a line and column of the file.
+type posError struct {
+	line, col int
+	err       error
 }
 
 func (d *sheetReader) errorf(n *yaml.Node, format string, args ...any) {
-	d.errs = append(d.errs, fmt.Errorf("%s:%d:%d: %s", d.file, n.Line, n.Column, fmt.Sprintf(format, args...)))
+	err := fmt.Errorf("%s:%d:%d: %s", d.file, n.Line, n.Column, fmt.Sprintf(format, args...))
+	d.errs = append(d.errs, posError{n.Line, n.Column, err})
+}
+
+// err joins the problems found, in file order.
+func (d *sheetReader) err() error {
+	slices.SortStableFunc(d.errs, func(a, b posError) int {
+		if a.line != b.line {
+			return a.line - b.line
+		}
+		return a.col - b.col
+	})
+	errs := make([]error, len(d.errs))
+	for i, e := range d.errs {
+		errs[i] = e.err
+	}
+	return errors.Join(errs...)
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
@@ -74,7 +96,7 @@ func parseSheet(file string, data []byte, override bool) (*Sheet, error) {
 	}
 	d := &sheetReader{file: file, override: override}
 	s := d.sheet(doc.Content[0])
-	if err := errors.Join(d.errs...); err != nil {
+	if err := d.err(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -106,11 +128,7 @@ func (d *sheetReader) sheet(n *yaml.Node) *Sheet {
 		d.errorf(to, "effective_to %s is before effective_from", to.Value)
 	}
 	if rules := f["rules"]; rules != nil {
-		items := d.seq(rules)
-		if items != nil && len(items) == 0 {
-			d.errorf(rules, "rules must list at least one rule")
-		}
-		for _, item := range items {
+		for _, item := range d.seq(rules, "rules", "rule") {
 			if r, ok := d.rule(item); ok {
 				s.Rules = append(s.Rules, r)
 			}
@@ -149,11 +167,7 @@ func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 	if e := f["engines"]; e == nil {
 		d.errorf(n, "missing field engines")
 	} else {
-		items := d.seq(e)
-		if items != nil && len(items) == 0 {
-			d.errorf(e, "engines must list at least one engine id or pattern")
-		}
-		for _, item := range items {
+		for _, item := range d.seq(e, "engines", "engine id or pattern") {
 			p := d.str(item)
 			if _, err := path.Match(p, ""); err != nil || p == "" {
 				d.errorf(item, "engine pattern %q is not a valid path.Match pattern", p)
@@ -206,11 +220,7 @@ func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 		}
 	}
 	if v := f["coefficients"]; v != nil {
-		items := d.seq(v)
-		if items != nil && len(items) == 0 {
-			d.errorf(v, "coefficients must list at least one number")
-		}
-		for _, item := range items {
+		for _, item := range d.seq(v, "coefficients", "number") {
 			r.coefficients = append(r.coefficients, d.decimal(item))
 		}
 	}
@@ -248,8 +258,8 @@ func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 func (d *sheetReader) ok(before int) bool { return len(d.errs) == before }
 
 func (d *sheetReader) knots(n *yaml.Node) []knot {
-	items := d.seq(n)
-	if items != nil && len(items) < 2 {
+	items := d.seq(n, "knots", "point")
+	if len(items) == 1 {
 		d.errorf(n, "knots must list at least two points")
 	}
 	var ks []knot
@@ -332,11 +342,16 @@ func (d *sheetReader) fields(n *yaml.Node, known ...string) map[string]*yaml.Nod
 	return f
 }
 
-func (d *sheetReader) seq(n *yaml.Node) []*yaml.Node {
+// seq returns a list's items, reporting any other node, and an empty list
+// as "field must list at least one what".
+func (d *sheetReader) seq(n *yaml.Node, field, what string) []*yaml.Node {
 	n = resolve(n)
-	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, "expected a list")
+	switch {
+	case n.Kind != yaml.SequenceNode:
+		d.errorf(n, "%s must be a list", field)
 		return nil
+	case len(n.Content) == 0:
+		d.errorf(n, "%s must list at least one %s", field, what)
 	}
 	return n.Content
 }

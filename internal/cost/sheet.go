@@ -229,7 +229,7 @@ func (r *Rule) price(width, height, steps int64) (*big.Rat, error) {
 		px := width * height
 		lo, hi := r.knots[0], r.knots[len(r.knots)-1]
 		if px < lo.pixels || px > hi.pixels {
-			return nil, fmt.Errorf("%w: %d pixels is outside the table's %d to %d", ErrNoPrice, px, lo.pixels, hi.pixels)
+			return nil, fmt.Errorf("%w: %d pixels is outside the table's range, %d to %d pixels", ErrNoPrice, px, lo.pixels, hi.pixels)
 		}
 		i := 1
 		for px > r.knots[i].pixels {

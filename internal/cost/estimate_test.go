@@ -1,0 +1,138 @@
+package cost
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/batch-tool/batch/internal/manifest"
+)
+
+func job(id, engine string, w, h, steps, samples int) manifest.Job {
+	return manifest.Job{ID: id, Engine: engine, Width: w, Height: h, Steps: steps, Samples: samples}
+}
+
+func TestEstimate(t *testing.T) {
+	s := mustSheet(t, DefaultSheet)
+	jobs := []manifest.Job{
+		job("a", "stable-diffusion-v1-5", 512, 768, 50, 1),       // 2.4
+		job("b", "stable-diffusion-v1-5", 512, 768, 50, 3),       // 3 × 2.4
+		job("c", "stable-diffusion-512-v2-1", 768, 1024, 10, 10), // 10 × 1.3
+		job("d", "stable-diffusion-v1-5", 512, 512, 50, 2),       // 2 × 1.0
+	}
+	b, err := Estimate(jobs, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"2.4", "7.2", "13.0", "2.0"}
+	if len(b.Jobs) != len(want) {
+		t.Fatalf("Estimate: %d jobs, want %d", len(b.Jobs), len(want))
+	}
+	for i, w := range want {
+		if b.Jobs[i].String() != w {
+			t.Errorf("Estimate: job %s = %v, want %s", jobs[i].ID, b.Jobs[i], w)
+		}
+	}
+	if b.Total.String() != "24.6" {
+		t.Errorf("Estimate: total = %v, want 24.6", b.Total)
+	}
+}
+
+func TestEstimateSumsExactly(t *testing.T) {
+	// 512²@30 on v1-2023 is 0.200053 µ-exact; a float sum of 0.20005272
+	// a million times would drift, integer micro-credits do not.
+	s := mustSheet(t, "v1-2023")
+	jobs := make([]manifest.Job, 1000)
+	for i := range jobs {
+		jobs[i] = job(fmt.Sprint(i), "stable-diffusion-v1-5", 512, 512, 30, 1)
+	}
+	b, err := Estimate(jobs, s)
+	if err != nil || b.Total != 1000*200053 {
+		t.Fatalf("Estimate total = %v, %v, want 200.053", b.Total, err)
+	}
+}
+
+func TestEstimateReportsEveryDistinctProblem(t *testing.T) {
+	s := mustSheet(t, "sdxl-2024")
+	jobs := []manifest.Job{
+		job("ok", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 30, 2),
+		job("old-1", "stable-diffusion-v1-5", 512, 512, 50, 1),
+		job("typo", "stable-diffusion-xl", 1024, 1024, 30, 1),
+		job("old-2", "stable-diffusion-v1-5", 512, 512, 50, 1),
+		job("old-3", "stable-diffusion-v1-5", 512, 512, 50, 4),
+		job("none", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 30, 0),
+	}
+	b, err := Estimate(jobs, s)
+	if !errors.Is(err, ErrNoPrice) {
+		t.Fatalf("Estimate error = %v, want ErrNoPrice", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	wantPrefixes := []string{
+		`job "old-1" (and 2 more): no price for engine "stable-diffusion-v1-5" in sheet "sdxl-2024"`,
+		`job "typo": no price for engine "stable-diffusion-xl" in sheet "sdxl-2024"`,
+		`job "none": samples must be at least 1, not 0`,
+	}
+	if len(lines) != len(wantPrefixes) {
+		t.Fatalf("Estimate error has %d lines, want %d:\n%v", len(lines), len(wantPrefixes), err)
+	}
+	for i, w := range wantPrefixes {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("error line %d = %q, want prefix %q", i, lines[i], w)
+		}
+	}
+	// What could be priced still is.
+	if b.Jobs[0] != 1_800_000 || b.Total != 1_800_000 || b.Jobs[1] != 0 {
+		t.Errorf("Estimate breakdown = %v, want job ok = 1.8 and total 1.8", b)
+	}
+}
+
+func TestEstimateEmpty(t *testing.T) {
+	b, err := Estimate(nil, mustSheet(t, DefaultSheet))
+	if err != nil || b.Total != 0 || len(b.Jobs) != 0 {
+		t.Fatalf("Estimate(nil) = %v, %v, want zero", b, err)
+	}
+}
+
+func TestCheckBudget(t *testing.T) {
+	tests := []struct {
+		total, budget string
+		over          bool
+	}{
+		{"24.6", "24.6", false},
+		{"24.600001", "24.6", true},
+		{"24.599999", "24.6", false},
+		{"0", "0", false},
+		{"0.000001", "0", true},
+	}
+	for _, tt := range tests {
+		total, _ := ParseCredits(tt.total)
+		budget, _ := ParseCredits(tt.budget)
+		err := CheckBudget(total, budget)
+		if got := errors.Is(err, ErrOverBudget); got != tt.over {
+			t.Errorf("CheckBudget(%s, %s) = %v, want over budget %v", tt.total, tt.budget, err, tt.over)
+		}
+	}
+	err := CheckBudget(25*Credit, 12_500_000)
+	if want := "over budget: estimate 25.0 credits exceeds budget 12.5 credits"; err == nil || err.Error() != want {
+		t.Errorf("CheckBudget error = %v, want %q", err, want)
+	}
+}
+
+// BenchmarkEstimateMillion prices a million jobs over a few distinct sizes
+// and step counts, as a large matrix manifest would produce.
+func BenchmarkEstimateMillion(b *testing.B) {
+	s := mustSheet(b, DefaultSheet)
+	sizes := [][2]int{{512, 512}, {512, 768}, {768, 768}, {1024, 1024}, {640, 640}}
+	jobs := make([]manifest.Job, 1_000_000)
+	for i := range jobs {
+		sz := sizes[i%len(sizes)]
+		jobs[i] = job(fmt.Sprint("j", i), "stable-diffusion-v1-5", sz[0], sz[1], 10+i%7*20, 1+i%4)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Estimate(jobs, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
