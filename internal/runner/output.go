@@ -1,0 +1,222 @@
+package runner
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/pngtext"
+	"github.com/batch-tool/batch/internal/stability"
+)
+
+// Output sub-folders, relative to Config.OutDir.
+const (
+	ImagesDir   = "images"   // images whose finish reason is not CONTENT_FILTERED
+	FilteredDir = "filtered" // CONTENT_FILTERED images, kept apart
+	JournalFile = "journal.jsonl"
+)
+
+// maxBase caps a file name's stem in bytes, leaving room under the usual
+// 255-byte limit for "-10.png" and the temp-file decoration.
+const maxBase = 200
+
+// tempMarker is in every temp file's name: "." + name + tempMarker + random.
+const tempMarker = ".tmp"
+
+// Image is one file a job wrote.
+type Image struct {
+	Path         string `json:"path"` // relative to the output folder, with forward slashes
+	Seed         uint32 `json:"seed"`
+	FinishReason string `json:"finish_reason"`
+	SHA256       string `json:"sha256"` // hex, of the file as written (text chunk included)
+}
+
+// fileBase returns a file-name stem for a job id that cannot escape its
+// folder or exceed name limits. Manifest ids are already safe and come back
+// unchanged; anything else is reduced to [A-Za-z0-9._-] and suffixed with
+// a hash of the id, so distinct ids keep distinct names.
+func fileBase(id string) string {
+	if id != "" && len(id) <= maxBase && filepath.IsLocal(id) && id[0] != '.' &&
+		!strings.ContainsAny(id, `/\:`+"\x00") && filepath.Base(id) == id {
+		return id
+	}
+	var b strings.Builder
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	sum := sha256.Sum256([]byte(id))
+	stem := strings.TrimLeft(b.String(), ".")
+	if len(stem) > maxBase-13 {
+		stem = stem[:maxBase-13]
+	}
+	return stem + "-" + hex.EncodeToString(sum[:6])
+}
+
+// imageName is the file name of artifact i (0-based) of a job with the
+// given number of samples: <id>.png, or <id>-1.png, <id>-2.png, ...
+func imageName(id string, i, samples int) string {
+	if samples > 1 {
+		return fileBase(id) + "-" + strconv.Itoa(i+1) + ".png"
+	}
+	return fileBase(id) + ".png"
+}
+
+// attemptFiles is the stability.Sink of one attempt: it streams each
+// artifact into a temp file under OutDir/images through a pngtext.Writer
+// (adding the parameters once the seed is known) and a SHA-256 hash. The
+// files become visible only on commit; discard removes them.
+type attemptFiles struct {
+	outDir string
+	job    manifest.Job
+	files  []*tempImage
+}
+
+type tempImage struct {
+	f    *os.File
+	buf  *bufio.Writer
+	png  *pngtext.Writer
+	hash io.Writer
+	sum  func() []byte
+	img  Image // Path set by End
+	done bool
+}
+
+var _ stability.Sink = (*attemptFiles)(nil)
+
+// Begin creates the temp file of artifact i.
+func (s *attemptFiles) Begin(i int) (io.Writer, error) {
+	if i != len(s.files) {
+		return nil, fmt.Errorf("artifact %d began out of order", i)
+	}
+	name := imageName(s.job.ID, i, s.job.Samples)
+	f, err := os.CreateTemp(filepath.Join(s.outDir, ImagesDir), "."+name+tempMarker+"*")
+	if err != nil {
+		return nil, fmt.Errorf("create image file: %w", err)
+	}
+	h := sha256.New()
+	t := &tempImage{f: f, buf: bufio.NewWriterSize(f, 64<<10), sum: func() []byte { return h.Sum(nil) }}
+	t.png = pngtext.NewWriter(io.MultiWriter(t.buf, h), "parameters")
+	s.files = append(s.files, t)
+	return t.png, nil
+}
+
+// End adds the parameters text with the artifact's seed, and makes the temp
+// file durable (flush, fsync, close).
+func (s *attemptFiles) End(i int, a stability.Artifact) error {
+	if i < 0 || i >= len(s.files) || s.files[i].done {
+		return fmt.Errorf("artifact %d ended without beginning", i)
+	}
+	t := s.files[i]
+	t.png.SetText(Parameters(s.job, a.Seed))
+	if err := t.png.Close(); err != nil {
+		return fmt.Errorf("artifact %d: %w", i, err)
+	}
+	if err := t.buf.Flush(); err != nil {
+		return fmt.Errorf("write image file: %w", err)
+	}
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("sync image file: %w", err)
+	}
+	if err := t.f.Close(); err != nil {
+		return fmt.Errorf("close image file: %w", err)
+	}
+	dir := ImagesDir
+	if a.FinishReason == stability.FinishContentFiltered {
+		dir = FilteredDir
+	}
+	t.img = Image{
+		Path:         dir + "/" + imageName(s.job.ID, i, s.job.Samples),
+		Seed:         a.Seed,
+		FinishReason: a.FinishReason,
+		SHA256:       hex.EncodeToString(t.sum()),
+	}
+	t.done = true
+	return nil
+}
+
+// commit renames every finished temp file to its final name and syncs the
+// folders, so the images are durable before the job is journaled. On error
+// the remaining temp files are removed.
+func (s *attemptFiles) commit() ([]Image, error) {
+	images := make([]Image, 0, len(s.files))
+	dirs := map[string]bool{}
+	for i, t := range s.files {
+		if !t.done {
+			s.discard()
+			return nil, fmt.Errorf("artifact %d was not completed", i)
+		}
+		final := filepath.Join(s.outDir, filepath.FromSlash(t.img.Path))
+		if err := os.Rename(t.f.Name(), final); err != nil {
+			s.discard()
+			return nil, fmt.Errorf("save image: %w", err)
+		}
+		dirs[filepath.Dir(final)] = true
+		images = append(images, t.img)
+	}
+	for _, d := range []string{ImagesDir, FilteredDir} {
+		if p := filepath.Join(s.outDir, d); dirs[p] {
+			if err := syncDir(p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s.files = nil
+	return images, nil
+}
+
+// discard closes and removes every temp file of the attempt.
+func (s *attemptFiles) discard() {
+	for _, t := range s.files {
+		_ = t.f.Close() // a second Close is harmless
+		_ = os.Remove(t.f.Name())
+	}
+	s.files = nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync folder: %w", err)
+	}
+	return nil
+}
+
+// prepareOut creates the output folders and removes temp files a killed
+// run left behind.
+func prepareOut(outDir string) error {
+	for _, d := range []string{ImagesDir, FilteredDir} {
+		dir := filepath.Join(outDir, d)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create output folder: %w", err)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("read output folder: %w", err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, tempMarker) && e.Type().IsRegular() {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil {
+					return fmt.Errorf("remove stale temp file: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}
