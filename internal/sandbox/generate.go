@@ -1,0 +1,356 @@
+package sandbox
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/engine"
+)
+
+// maxBody is the largest text-to-image body the sandbox reads (bytes).
+const maxBody = 1 << 20
+
+// Enumerations of the v1 request body (CONTRACT.md §3).
+var (
+	samplers = []string{"DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2",
+		"K_DPM_2_ANCESTRAL", "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS"}
+	stylePresets = []string{"3d-model", "analog-film", "anime", "cinematic", "comic-book",
+		"digital-art", "enhance", "fantasy-art", "isometric", "line-art", "low-poly",
+		"modeling-compound", "neon-punk", "origami", "photographic", "pixel-art", "tile-texture"}
+	clipPresets = []string{"FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST"}
+)
+
+// textPrompt and textToImageBody mirror TextToImageRequestBody; pointers
+// tell an absent field from a zero one.
+type textPrompt struct {
+	Text   *string  `json:"text"`
+	Weight *float64 `json:"weight"`
+}
+
+type textToImageBody struct {
+	TextPrompts        []textPrompt    `json:"text_prompts"`
+	Width              *int64          `json:"width"`
+	Height             *int64          `json:"height"`
+	CfgScale           *float64        `json:"cfg_scale"`
+	ClipGuidancePreset *string         `json:"clip_guidance_preset"`
+	Sampler            *string         `json:"sampler"`
+	Samples            *int64          `json:"samples"`
+	Seed               *int64          `json:"seed"`
+	Steps              *int64          `json:"steps"`
+	StylePreset        *string         `json:"style_preset"`
+	Extras             json.RawMessage `json:"extras"`
+}
+
+// generation is a validated text-to-image request.
+type generation struct {
+	engine        string
+	prompt        string // every prompt's text, one per line: what the picture derives from
+	width, height int
+	steps         int
+	samples       int
+	seed          uint32 // 0 = random
+	png           bool   // Accept: image/png
+	filtered      bool
+}
+
+// artifact is one element of the JSON answer's artifacts.
+type artifact struct {
+	Base64       string `json:"base64"`
+	FinishReason string `json:"finishReason"`
+	Seed         uint32 `json:"seed"`
+}
+
+type artifactsBody struct {
+	Artifacts []artifact `json:"artifacts"`
+}
+
+// ticket is what the sandbox decided, under its lock, about one paid request.
+type ticket struct {
+	charge  cost.Credits
+	latency time.Duration
+	fail    bool
+	drop    bool
+	seeds   []uint32
+}
+
+func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
+	g, aerr := s.parseGeneration(w, r)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	t, aerr := s.reserve(g)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	if err := s.cfg.Sleep(r.Context(), t.latency); err != nil {
+		s.refund(t.charge) // the client left before any work was done
+		return
+	}
+	switch {
+	case t.fail:
+		s.refund(t.charge)
+		s.fail(w, r, &apiError{http.StatusInternalServerError, nameServerError, "An unexpected server error occurred, please try again."})
+		return
+	case t.drop:
+		s.mu.Lock()
+		s.stats.Dropped++
+		s.mu.Unlock()
+		s.log(r, 0, "dropped", true)
+		drop(w)
+		return
+	}
+
+	reason := "SUCCESS"
+	if g.filtered {
+		reason = "CONTENT_FILTERED"
+	}
+	images := make([][]byte, len(t.seeds))
+	for i, seed := range t.seeds {
+		images[i] = renderPNG(newPicture(g.prompt, seed, g.width, g.height, g.filtered))
+	}
+	s.mu.Lock()
+	s.stats.Generations++
+	s.stats.Images += len(images)
+	if g.filtered {
+		s.stats.Filtered += len(images)
+	}
+	s.mu.Unlock()
+	s.log(r, http.StatusOK, "images", len(images), "finish_reason", reason)
+
+	if g.png {
+		h := w.Header()
+		h.Set("Content-Type", "image/png")
+		h.Set("Content-Length", strconv.Itoa(len(images[0])))
+		h.Set("Finish-Reason", reason)
+		h.Set("Seed", strconv.FormatUint(uint64(t.seeds[0]), 10))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(images[0])
+		return
+	}
+	body := artifactsBody{Artifacts: make([]artifact, len(images))}
+	for i, img := range images {
+		body.Artifacts[i] = artifact{Base64: base64.StdEncoding.EncodeToString(img), FinishReason: reason, Seed: t.seeds[i]}
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// reserve prices the request, takes its credits from the balance and draws
+// its fate (latency, failure, drop, random seeds) in one step, so that
+// concurrent requests can never overdraw the balance.
+func (s *Server) reserve(g generation) (ticket, *apiError) {
+	var price cost.Credits
+	if s.cfg.Pricer != nil {
+		p, err := s.cfg.Pricer.ImagePrice(g.engine, g.width, g.height, g.steps)
+		if err != nil {
+			return ticket{}, &apiError{http.StatusInternalServerError, nameServerError, "the sandbox cannot price this request: " + err.Error()}
+		}
+		price = p
+	}
+	t := ticket{charge: price * cost.Credits(g.samples), seeds: make([]uint32, g.samples)}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.charge > s.stats.Balance {
+		return ticket{}, &apiError{http.StatusPaymentRequired, nameInsufficientBalance, fmt.Sprintf(
+			"Your organization does not have enough balance to request this action: it costs %s credits and the balance is %s credits.",
+			t.charge, s.stats.Balance)}
+	}
+	s.stats.Balance -= t.charge
+	s.stats.Charged += t.charge
+	t.latency = s.cfg.Latency.draw(s.rng)
+	t.fail = s.rng.Float64() < s.cfg.FailRate
+	t.drop = s.rng.Float64() < s.cfg.DropRate
+	for i := range t.seeds {
+		if g.seed == 0 {
+			t.seeds[i] = 1 + s.rng.Uint32N(math.MaxUint32) // 1..4294967295
+		} else {
+			t.seeds[i] = g.seed + uint32(i) // wraps like the API's uint32
+		}
+	}
+	return t, nil
+}
+
+func (s *Server) refund(c cost.Credits) {
+	s.mu.Lock()
+	s.stats.Balance += c
+	s.stats.Charged -= c
+	s.mu.Unlock()
+}
+
+// drop closes the connection without an answer.
+func drop(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	// HTTP/2, or a writer that cannot be hijacked: abort the response,
+	// which resets the stream or closes the connection.
+	panic(http.ErrAbortHandler)
+}
+
+// parseGeneration reads and validates a text-to-image request.
+func (s *Server) parseGeneration(w http.ResponseWriter, r *http.Request) (generation, *apiError) {
+	id := r.PathValue("engine_id")
+	e, ok := engine.Lookup(id)
+	if !ok {
+		return generation{}, &apiError{http.StatusNotFound, nameNotFound, fmt.Sprintf("The specified engine (ID %s) was not found.", id)}
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return generation{}, badRequest("content-type: must be application/json")
+	}
+	wantPNG, aerr := acceptsPNG(r.Header.Get("Accept"))
+	if aerr != nil {
+		return generation{}, aerr
+	}
+	var body textToImageBody
+	if aerr := decodeStrict(http.MaxBytesReader(w, r.Body, maxBody), &body); aerr != nil {
+		return generation{}, aerr
+	}
+	g, aerr := s.validate(e, body)
+	if aerr != nil {
+		return generation{}, aerr
+	}
+	if wantPNG && g.samples > 1 {
+		return generation{}, &apiError{http.StatusBadRequest, nameInvalidSamples,
+			fmt.Sprintf("samples: must be 1 when Accept is image/png, got %d", g.samples)}
+	}
+	g.png = wantPNG
+	return g, nil
+}
+
+// acceptsPNG reads the Accept header: image/png, or application/json (the
+// default when it is absent or */*).
+func acceptsPNG(accept string) (bool, *apiError) {
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mt {
+		case "image/png":
+			return true, nil
+		case "application/json", "*/*", "application/*":
+			return false, nil
+		}
+	}
+	if strings.TrimSpace(accept) == "" {
+		return false, nil
+	}
+	return false, badRequest("accept: must be application/json or image/png")
+}
+
+// decodeStrict decodes exactly one JSON object, rejecting unknown fields.
+func decodeStrict(r io.Reader, v any) *apiError {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		var maxErr *http.MaxBytesError
+		switch {
+		case errors.As(err, &maxErr):
+			return badRequest("body: larger than %d bytes", maxErr.Limit)
+		case errors.As(err, &typeErr):
+			return badRequest("%s: must be of type %s, not %s", typeErr.Field, typeErr.Type, typeErr.Value)
+		case errors.Is(err, io.EOF):
+			return badRequest("body: is required")
+		}
+		return badRequest("body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("body: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// validate applies the v1 rules of CONTRACT.md §3–§4 and the engine's own.
+func (s *Server) validate(e engine.Engine, b textToImageBody) (generation, *apiError) {
+	g := generation{engine: e.ID, width: e.DefaultSize[0], height: e.DefaultSize[1], steps: e.DefaultSteps, samples: 1}
+	if len(b.TextPrompts) == 0 {
+		return g, badRequest("text_prompts: must contain at least one prompt")
+	}
+	texts := make([]string, len(b.TextPrompts))
+	for i, p := range b.TextPrompts {
+		switch {
+		case p.Text == nil:
+			return g, badRequest("text_prompts[%d].text: is required", i)
+		case strings.TrimSpace(*p.Text) == "":
+			return g, badRequest("text_prompts[%d].text: must not be empty", i)
+		case utf8.RuneCountInString(*p.Text) > 2000:
+			return g, badRequest("text_prompts[%d].text: must be at most 2000 characters", i)
+		}
+		texts[i] = *p.Text
+		lower := strings.ToLower(*p.Text)
+		if slices.ContainsFunc(s.filter, func(w string) bool { return strings.Contains(lower, w) }) {
+			g.filtered = true
+		}
+	}
+	g.prompt = strings.Join(texts, "\n")
+
+	if b.Width != nil {
+		g.width = int(max(min(*b.Width, math.MaxInt32), math.MinInt32))
+	}
+	if b.Height != nil {
+		g.height = int(max(min(*b.Height, math.MaxInt32), math.MinInt32))
+	}
+	if err := e.CheckSize(g.width, g.height); err != nil {
+		var se *engine.SizeError
+		if errors.As(err, &se) {
+			return g, &apiError{http.StatusBadRequest, se.Name, se.Message}
+		}
+		return g, badRequest("%v", err)
+	}
+	if b.Steps != nil {
+		g.steps = int(max(min(*b.Steps, math.MaxInt32), math.MinInt32))
+	}
+	if err := e.CheckSteps(g.steps); err != nil {
+		return g, badRequest("steps: %v", err)
+	}
+	if b.CfgScale != nil && (*b.CfgScale < 0 || *b.CfgScale > 35) {
+		return g, badRequest("cfg_scale: must be from 0 to 35, got %v", *b.CfgScale)
+	}
+	if b.Samples != nil {
+		if *b.Samples < 1 || *b.Samples > 10 {
+			return g, &apiError{http.StatusBadRequest, nameInvalidSamples, fmt.Sprintf("samples: must be from 1 to 10, got %d", *b.Samples)}
+		}
+		g.samples = int(*b.Samples)
+	}
+	if b.Seed != nil {
+		if *b.Seed < 0 || *b.Seed > math.MaxUint32 {
+			return g, badRequest("seed: must be from 0 to 4294967295, got %d", *b.Seed)
+		}
+		g.seed = uint32(*b.Seed)
+	}
+	for _, f := range []struct {
+		name  string
+		value *string
+		enum  []string
+	}{
+		{"sampler", b.Sampler, samplers},
+		{"style_preset", b.StylePreset, stylePresets},
+		{"clip_guidance_preset", b.ClipGuidancePreset, clipPresets},
+	} {
+		if f.value != nil && !slices.Contains(f.enum, *f.value) {
+			return g, badRequest("%s: must be one of %s, got %q", f.name, strings.Join(f.enum, ", "), *f.value)
+		}
+	}
+	if len(b.Extras) > 0 && b.Extras[0] != '{' && string(b.Extras) != "null" {
+		return g, badRequest("extras: must be an object")
+	}
+	return g, nil
+}

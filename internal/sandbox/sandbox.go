@@ -1,0 +1,343 @@
+// Package sandbox is a local, Stability-compatible v1 API server: the same
+// endpoints, validation, error bodies, rate limit with lock-out and credit
+// balance as the real API (shared/stability-api/CONTRACT.md), answering with
+// cheap, deterministic PNGs, plus knobs for latency, failures, dropped
+// connections and content filtering.
+package sandbox
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/engine"
+)
+
+// Pricer prices one image; *cost.Sheet satisfies it.
+type Pricer interface {
+	ImagePrice(engine string, width, height, steps int) (cost.Credits, error)
+}
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultBalance    = 1_000_000 * cost.Credit // $10,000 worth of credits
+	DefaultRateLimit  = 150                     // requests per window, per key
+	DefaultRateWindow = 10 * time.Second
+	DefaultLockout    = 60 * time.Second
+)
+
+// Config configures a Server. The zero value is a usable sandbox: any
+// non-empty bearer token, free images, the real API's rate limit, no
+// latency and no injected failures.
+type Config struct {
+	// Key is the bearer token every request must carry. "" accepts any
+	// non-empty token; each distinct token then has its own rate limit.
+	Key string
+
+	// Pricer prices each image (credits per image; a request costs that
+	// times samples). Nil makes every image free.
+	Pricer Pricer
+
+	// Balance is the account's starting balance. Zero means DefaultBalance;
+	// a negative value means an empty account (0 credits).
+	Balance cost.Credits
+
+	// RateLimit is how many requests a key may make in any RateWindow;
+	// zero means DefaultRateLimit (150) and a negative value disables the
+	// limit. The request that exceeds it gets 429 and locks the key out
+	// for Lockout: every request meanwhile gets 429 too.
+	RateLimit int
+	// RateWindow is the sliding window of the rate limit; zero means
+	// DefaultRateWindow (10 s).
+	RateWindow time.Duration
+	// Lockout is how long a key that exceeded the limit is refused; zero
+	// means DefaultLockout (60 s).
+	Lockout time.Duration
+	// RetryAfter adds a Retry-After header (whole seconds left of the
+	// lock-out, rounded up) to 429 answers. The real API sends none.
+	RetryAfter bool
+
+	// Latency is the extra delay before each text-to-image answer; the zero
+	// value adds none.
+	Latency Latency
+	// FailRate is the fraction (0–1) of valid, paid-for text-to-image
+	// requests answered 500 server_error (not charged).
+	FailRate float64
+	// DropRate is the fraction (0–1) of valid, paid-for text-to-image
+	// requests whose connection is closed without an answer after the body
+	// was read. They are charged: the work was done, only the answer was
+	// lost, which is what makes a client's "outcome unknown" case real.
+	DropRate float64
+	// FilterWords are words (matched case-insensitively as substrings of any
+	// prompt, negative ones included) that make every image of a request a
+	// blurred CONTENT_FILTERED one. Filtered images are charged.
+	FilterWords []string
+
+	// Seed seeds the random source behind failures, drops, latency, random
+	// image seeds and error ids. A sequential client sees the same answers
+	// for the same Seed.
+	Seed int64
+
+	// Now is the clock of the rate limiter; nil means time.Now.
+	Now func() time.Time
+	// Sleep waits out latency; it returns early with ctx's error when the
+	// request is cancelled. Nil means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Log, when non-nil, gets one line per answered request (never the key).
+	Log *slog.Logger
+}
+
+// Stats counts what a Server did since New. Counts are of requests unless
+// the name says images.
+type Stats struct {
+	Requests    int          // every request received
+	Generations int          // text-to-image requests answered 200
+	Images      int          // images returned, filtered ones included
+	Filtered    int          // images returned as CONTENT_FILTERED
+	Rejected    int          // answered 4xx other than 429 (400, 401, 402, 404, …)
+	RateLimited int          // answered 429
+	Failed      int          // injected 500 server_error answers
+	Dropped     int          // connections closed without an answer
+	Charged     cost.Credits // credits taken from the balance
+	Balance     cost.Credits // credits left
+}
+
+// Server is the sandbox API. It is an http.Handler and safe for concurrent
+// use.
+type Server struct {
+	cfg    Config
+	mux    *http.ServeMux
+	filter []string // lower-cased FilterWords
+
+	mu      sync.Mutex // guards everything below
+	rng     *rand.Rand
+	limiter limiter
+	stats   Stats
+}
+
+// New returns a sandbox server configured by cfg, with defaults applied to
+// its zero fields.
+func New(cfg Config) (*Server, error) {
+	if cfg.FailRate < 0 || cfg.FailRate > 1 {
+		return nil, fmt.Errorf("sandbox: fail rate %v is not between 0 and 1", cfg.FailRate)
+	}
+	if cfg.DropRate < 0 || cfg.DropRate > 1 {
+		return nil, fmt.Errorf("sandbox: drop rate %v is not between 0 and 1", cfg.DropRate)
+	}
+	if err := cfg.Latency.validate(); err != nil {
+		return nil, fmt.Errorf("sandbox: latency: %w", err)
+	}
+	if cfg.RateWindow < 0 || cfg.Lockout < 0 {
+		return nil, errors.New("sandbox: negative rate window or lock-out")
+	}
+	switch {
+	case cfg.Balance == 0:
+		cfg.Balance = DefaultBalance
+	case cfg.Balance < 0:
+		cfg.Balance = 0
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.RateWindow == 0 {
+		cfg.RateWindow = DefaultRateWindow
+	}
+	if cfg.Lockout == 0 {
+		cfg.Lockout = DefaultLockout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	s := &Server{
+		cfg: cfg,
+		mux: http.NewServeMux(),
+		rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5a4db0c5)),
+		limiter: limiter{
+			limit:   cfg.RateLimit,
+			window:  cfg.RateWindow,
+			lockout: cfg.Lockout,
+			keys:    map[string]*keyWindow{},
+		},
+	}
+	for _, w := range cfg.FilterWords {
+		if w = strings.ToLower(strings.TrimSpace(w)); w != "" {
+			s.filter = append(s.filter, w)
+		}
+	}
+	s.stats.Balance = cfg.Balance
+	s.mux.HandleFunc("POST /v1/generation/{engine_id}/text-to-image", s.textToImage)
+	s.mux.HandleFunc("GET /v1/user/balance", s.balance)
+	s.mux.HandleFunc("GET /v1/user/account", s.account)
+	s.mux.HandleFunc("GET /v1/engines/list", s.engines)
+	s.mux.HandleFunc("/", s.notFound)
+	return s, nil
+}
+
+// Stats returns a snapshot of the server's counters and balance.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// ServeHTTP authenticates the request, applies the rate limit and routes it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.Requests++
+	s.mu.Unlock()
+
+	key, aerr := s.authenticate(r)
+	if aerr == nil {
+		aerr = s.admit(w, key)
+	}
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// authenticate returns the request's bearer token.
+func (s *Server) authenticate(r *http.Request) (string, *apiError) {
+	h := strings.TrimSpace(r.Header.Get("Authorization"))
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", &apiError{http.StatusUnauthorized, nameUnauthorized, "missing authorization header"}
+	}
+	if s.cfg.Key != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Key)) != 1 {
+		return "", &apiError{http.StatusUnauthorized, nameUnauthorized, "the API key in the authorization header is not valid"}
+	}
+	return token, nil
+}
+
+// admit applies the per-key rate limit.
+func (s *Server) admit(w http.ResponseWriter, key string) *apiError {
+	s.mu.Lock()
+	ok, left := s.limiter.allow(key, s.cfg.Now())
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if s.cfg.RetryAfter {
+		secs := (left + time.Second - 1) / time.Second
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	}
+	return &apiError{http.StatusTooManyRequests, nameRateLimited, s.limiter.message()}
+}
+
+// fail writes an error answer and counts it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	s.mu.Lock()
+	switch {
+	case e.status == http.StatusTooManyRequests:
+		s.stats.RateLimited++
+	case e.status >= 500:
+		s.stats.Failed++
+	default:
+		s.stats.Rejected++
+	}
+	id := s.newID()
+	s.mu.Unlock()
+	s.log(r, e.status, "name", e.name)
+	writeJSON(w, e.status, errorBody{ID: id, Name: e.name, Message: e.message})
+}
+
+// newID returns a random UUID-shaped error id; s.mu must be held.
+func (s *Server) newID() string {
+	hi, lo := s.rng.Uint64(), s.rng.Uint64()
+	hi = hi&^0xf000 | 0x4000     // version 4
+	lo = lo&^(0xc<<60) | 0x8<<60 // RFC 4122 variant
+	h := fmt.Sprintf("%016x%016x", hi, lo)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func (s *Server) log(r *http.Request, status int, args ...any) {
+	if s.cfg.Log == nil {
+		return
+	}
+	s.cfg.Log.Info("sandbox", append([]any{"method", r.Method, "path", r.URL.Path, "status", status}, args...)...)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.fail(w, r, &apiError{http.StatusNotFound, nameNotFound, fmt.Sprintf("%s %s was not found.", r.Method, r.URL.Path)})
+}
+
+// balanceBody is GET /v1/user/balance's answer; Credits marshals as an exact
+// JSON number of credits.
+type balanceBody struct {
+	Credits cost.Credits `json:"credits"`
+}
+
+func (s *Server) balance(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	b := s.stats.Balance
+	s.mu.Unlock()
+	s.log(r, http.StatusOK)
+	writeJSON(w, http.StatusOK, balanceBody{Credits: b})
+}
+
+type organization struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	IsDefault bool   `json:"is_default"`
+}
+
+type accountBody struct {
+	ID            string         `json:"id"`
+	Email         string         `json:"email"`
+	Organizations []organization `json:"organizations"`
+}
+
+func (s *Server) account(w http.ResponseWriter, r *http.Request) {
+	s.log(r, http.StatusOK)
+	writeJSON(w, http.StatusOK, accountBody{
+		ID:            "user-sandbox",
+		Email:         "sandbox@example.com",
+		Organizations: []organization{{ID: "org-sandbox", Name: "Sandbox", Role: "OWNER", IsDefault: true}},
+	})
+}
+
+type engineBody struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Type        string `json:"type"`
+}
+
+func (s *Server) engines(w http.ResponseWriter, r *http.Request) {
+	all := engine.All()
+	list := make([]engineBody, len(all))
+	for i, e := range all {
+		list[i] = engineBody{ID: e.ID, Name: e.Name, Description: "Stability-AI " + e.Name, Type: "PICTURE"}
+	}
+	s.log(r, http.StatusOK)
+	writeJSON(w, http.StatusOK, list)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
