@@ -21,15 +21,9 @@ const (
 // String formats c in credits with as many decimals as it needs (at least
 // one), e.g. "2.4", "0.200053", "1500.0".
 func (c Credits) String() string {
-	neg := c < 0
-	// The magnitude as uint64, so that the most negative Credits formats too.
-	m := uint64(c)
-	if neg {
-		m = -m
-	}
-	whole, frac := m/uint64(Credit), m%uint64(Credit)
-	s := strconv.FormatUint(whole, 10)
-	if frac == 0 {
+	neg, m := c.abs()
+	s := strconv.FormatUint(m/uint64(Credit), 10)
+	if frac := m % uint64(Credit); frac == 0 {
 		s += ".0"
 	} else {
 		s += "." + strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
@@ -40,23 +34,28 @@ func (c Credits) String() string {
 	return s
 }
 
+// abs returns c's sign and magnitude; as a uint64 the magnitude of the most
+// negative Credits fits, and rounding it up cannot overflow.
+func (c Credits) abs() (neg bool, m uint64) {
+	if c < 0 {
+		return true, -uint64(c)
+	}
+	return false, uint64(c)
+}
+
 // Fixed formats c rounded half away from zero to the given number of
 // decimals (0–6), e.g. Fixed(1) of 0.25 credits is "0.3".
 func (c Credits) Fixed(decimals int) string {
 	decimals = min(max(decimals, 0), 6)
-	unit := Credits(1)
+	unit := uint64(1)
 	for range 6 - decimals {
 		unit *= 10
 	}
-	neg := c < 0
-	if neg {
-		c = -c
-	}
-	r := (c + unit/2) / unit * unit
-	whole, frac := int64(r/Credit), int64(r%Credit)
-	s := strconv.FormatInt(whole, 10)
+	neg, m := c.abs()
+	r := (m + unit/2) / unit * unit
+	s := strconv.FormatUint(r/uint64(Credit), 10)
 	if decimals > 0 {
-		s += "." + fmt.Sprintf("%06d", frac)[:decimals]
+		s += "." + fmt.Sprintf("%06d", r%uint64(Credit))[:decimals]
 	}
 	if neg && r != 0 {
 		return "-" + s
@@ -67,16 +66,17 @@ func (c Credits) Fixed(decimals int) string {
 // USD formats c exactly as US dollars with at least two decimals, e.g.
 // "$0.024" for 2.4 credits and "$15.00" for 1500. One credit is $0.01.
 func (c Credits) USD() string {
-	sign := ""
-	if c < 0 {
-		sign, c = "-", -c
-	}
-	const microPerDollar = 100 * Credit
-	frac := strings.TrimRight(fmt.Sprintf("%08d", int64(c%microPerDollar)), "0")
+	neg, m := c.abs()
+	const microPerDollar = uint64(100 * Credit)
+	frac := strings.TrimRight(fmt.Sprintf("%08d", m%microPerDollar), "0")
 	for len(frac) < 2 {
 		frac += "0"
 	}
-	return fmt.Sprintf("%s$%d.%s", sign, int64(c/microPerDollar), frac)
+	sign := ""
+	if neg {
+		sign = "-"
+	}
+	return fmt.Sprintf("%s$%d.%s", sign, m/microPerDollar, frac)
 }
 
 // MarshalJSON writes c as a JSON number in credits, exactly (e.g. 2.4).

@@ -41,9 +41,17 @@ func TestCreditsStringRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCreditsMinInt64(t *testing.T) {
-	if got, want := Credits(-1<<63).String(), "-9223372036854.775808"; got != want {
-		t.Fatalf("String() = %q, want %q", got, want)
+func TestCreditsExtremes(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{Credits(-1 << 63).String(), "-9223372036854.775808"},
+		{Credits(-1 << 63).Fixed(0), "-9223372036855"},
+		{Credits(-1 << 63).USD(), "-$92233720368.54775808"},
+		{maxCredits.Fixed(1), "9223372036854.8"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
 	}
 }
 

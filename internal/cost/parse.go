@@ -124,7 +124,7 @@ func (d *sheetReader) sheet(n *yaml.Node) *Sheet {
 		Source:        d.str(f["source"]),
 		Notes:         d.str(f["notes"]),
 	}
-	if to := f["effective_to"]; to != nil && s.EffectiveTo.Before(s.EffectiveFrom) {
+	if to := f["effective_to"]; to != nil && s.EffectiveTo != "" && s.EffectiveTo < s.EffectiveFrom {
 		d.errorf(to, "effective_to %s is before effective_from", to.Value)
 	}
 	if rules := f["rules"]; rules != nil {
@@ -401,17 +401,19 @@ func (d *sheetReader) decimal(n *yaml.Node) decimal {
 	return v
 }
 
-func (d *sheetReader) date(n *yaml.Node) time.Time {
+// date reads a YYYY-MM-DD date and returns it as written; "" when n is nil
+// or not a valid date.
+func (d *sheetReader) date(n *yaml.Node) string {
 	if n == nil {
-		return time.Time{}
+		return ""
 	}
 	s, ok := d.scalar(n, "a date such as 2023-07-26")
 	if !ok {
-		return time.Time{}
+		return ""
 	}
-	t, err := time.Parse(time.DateOnly, s)
-	if err != nil {
+	if _, err := time.Parse(time.DateOnly, s); err != nil {
 		d.errorf(n, "%q is not a date such as 2023-07-26", s)
+		return ""
 	}
-	return t
+	return s
 }

@@ -9,7 +9,7 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
+	"unicode/utf8"
 )
 
 // DefaultSheet is the id of the price sheet used when a manifest names none:
@@ -28,12 +28,16 @@ var embedded embed.FS
 // image's engine prices it. A Sheet is read-only once built and safe for
 // concurrent use; Sheets and LookupSheet return fresh copies.
 type Sheet struct {
-	ID            string    // e.g. "dreamstudio-2022"
-	Title         string    // one line for people
-	EffectiveFrom time.Time // first day (UTC) the prices applied; zero in override files that give none
-	EffectiveTo   time.Time // last day (UTC) they are known to have applied; zero while current
-	Source        string    // where the prices come from (repository and path, or URL)
-	Notes         string    // caveats: approximate dates, gaps, withdrawals; "" when none
+	ID    string // e.g. "dreamstudio-2022"
+	Title string // one line for people
+	// EffectiveFrom is the first day the prices applied, as YYYY-MM-DD
+	// (validated, so it sorts by date); "" in an override file that gives none.
+	EffectiveFrom string
+	// EffectiveTo is the last day the prices are known to have applied, as
+	// YYYY-MM-DD; "" while they are current.
+	EffectiveTo string
+	Source      string // where the prices come from (repository and path, or URL)
+	Notes       string // caveats: approximate dates, gaps, withdrawals; "" when none
 	// Overrides is the path of the override file merged in by WithOverrides;
 	// "" when none.
 	Overrides string
@@ -112,7 +116,7 @@ func Sheets() []*Sheet {
 		panic(fmt.Sprintf("embedded price sheet %s: %v", name, err))
 	}
 	slices.SortFunc(sheets, func(a, b *Sheet) int {
-		if c := a.EffectiveFrom.Compare(b.EffectiveFrom); c != 0 {
+		if c := strings.Compare(a.EffectiveFrom, b.EffectiveFrom); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
@@ -141,14 +145,52 @@ func LookupSheet(id string) (*Sheet, error) {
 // "2022-12-01 to 2023-10-02" or "from 2024-10-01". It is "" for an override
 // file that gives no dates.
 func (s *Sheet) Period() string {
-	const day = "2006-01-02"
 	switch {
-	case s.EffectiveFrom.IsZero():
+	case s.EffectiveFrom == "":
 		return ""
-	case s.EffectiveTo.IsZero():
-		return "from " + s.EffectiveFrom.Format(day)
+	case s.EffectiveTo == "":
+		return "from " + s.EffectiveFrom
 	}
-	return s.EffectiveFrom.Format(day) + " to " + s.EffectiveTo.Format(day)
+	return s.EffectiveFrom + " to " + s.EffectiveTo
+}
+
+// Describe explains the sheet for people (batch prices): its dates, source
+// and notes, then each rule's engines, formula, note and source, in
+// precedence order. It ends with a newline.
+func (s *Sheet) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s\n", s.ID, s.Title)
+	if p := s.Period(); p != "" {
+		fmt.Fprintf(&b, "  in force: %s\n", p)
+	}
+	field(&b, "  ", "source", s.Source)
+	field(&b, "  ", "notes", s.Notes)
+	field(&b, "  ", "overrides", s.Overrides)
+	b.WriteString("  rules (the first whose engines match prices the image; credits per image):\n")
+	for _, r := range s.Rules {
+		field(&b, "  - ", "engines", strings.Join(r.Engines, ", "))
+		field(&b, "    ", "price", r.Describe())
+		field(&b, "    ", "note", r.Note)
+		field(&b, "    ", "source", r.Source)
+	}
+	return b.String()
+}
+
+// field writes "indent name: text" wrapped at 80 columns, nothing when text
+// is empty.
+func field(b *strings.Builder, indent, name, text string) {
+	if text == "" {
+		return
+	}
+	line := indent + name + ":"
+	for _, w := range strings.Fields(text) {
+		if utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) > 80 && strings.TrimSpace(line) != name+":" {
+			b.WriteString(line + "\n")
+			line = strings.Repeat(" ", utf8.RuneCountInString(indent)+3)
+		}
+		line += " " + w
+	}
+	b.WriteString(line + "\n")
 }
 
 // WithOverrides returns a copy of s whose rules are o's followed by s's, so

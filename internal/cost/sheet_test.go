@@ -262,10 +262,10 @@ func TestEmbeddedSheets(t *testing.T) {
 	var ids []string
 	for i, s := range sheets {
 		ids = append(ids, s.ID)
-		if i > 0 && s.EffectiveFrom.Before(sheets[i-1].EffectiveFrom) {
+		if i > 0 && s.EffectiveFrom < sheets[i-1].EffectiveFrom {
 			t.Errorf("Sheets() not sorted by date: %s before %s", sheets[i-1].ID, s.ID)
 		}
-		if !s.EffectiveTo.IsZero() && i+1 < len(sheets) && !s.EffectiveTo.Before(sheets[i+1].EffectiveFrom) {
+		if s.EffectiveTo != "" && i+1 < len(sheets) && s.EffectiveTo >= sheets[i+1].EffectiveFrom {
 			t.Errorf("sheet %s ends %v, not before %s starts", s.ID, s.EffectiveTo, sheets[i+1].ID)
 		}
 		if s.Title == "" || s.Source == "" || s.Notes == "" {
@@ -307,19 +307,14 @@ func TestSheetsAreFreshCopies(t *testing.T) {
 func TestDescribe(t *testing.T) {
 	var b strings.Builder
 	for _, s := range Sheets() {
-		fmt.Fprintf(&b, "%s: %s (%s)\n", s.ID, s.Title, s.Period())
-		for _, r := range s.Rules {
-			fmt.Fprintf(&b, "  %s [%s]: %s\n", strings.Join(r.Engines, ", "), r.Kind, r.Describe())
-		}
+		b.WriteString(s.Describe())
+		b.WriteString("\n")
 	}
 	o, err := ReadOverrides("testdata/overrides/good.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&b, "overrides %s:\n", o.Path)
-	for _, r := range o.Rules {
-		fmt.Fprintf(&b, "  %s [%s]: %s (source %s)\n", strings.Join(r.Engines, ", "), r.Kind, r.Describe(), r.Source)
-	}
+	b.WriteString(mustSheet(t, "sdxl-2024").WithOverrides(o).Describe())
 	golden(t, "describe.golden", b.String())
 }
 
