@@ -115,3 +115,7 @@ func tempFiles(t *testing.T, outDir string) []string {
 	}
 	return left
 }
+
+func manifestPrompt(text string, weight float64) manifest.Prompt {
+	return manifest.Prompt{Text: text, Weight: weight}
+}
