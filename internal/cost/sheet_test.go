@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -289,6 +290,26 @@ func TestEmbeddedSheets(t *testing.T) {
 	for _, e := range engine.All() {
 		if _, err := mustSheet(t, DefaultSheet).ImagePrice(e.ID, e.DefaultSize[0], e.DefaultSize[1], e.DefaultSteps); err != nil {
 			t.Errorf("default sheet cannot price %s at its defaults: %v", e.ID, err)
+		}
+	}
+}
+
+func TestEmbeddedFileNamesMatchIDs(t *testing.T) {
+	files, err := fs.Glob(embedded, "sheets/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no embedded sheets: %v", err)
+	}
+	for _, name := range files {
+		data, err := embedded.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := parseSheet(name, data, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "sheets/" + s.ID + ".yaml"; name != want {
+			t.Errorf("sheet %q is in %s, want %s", s.ID, name, want)
 		}
 	}
 }
