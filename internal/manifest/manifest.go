@@ -15,6 +15,8 @@ type Manifest struct {
 	Concurrency string // "auto", a positive integer as text, or "" when absent
 	Rate        string // N/DURATION as written, e.g. "150/10s"; "" when absent
 	Jobs        []Job  // expanded jobs, in manifest order (matrix rows in key order)
+
+	keyPos map[string][2]int // line, column of each top-level key
 }
 
 // Prompt is one of the API's text_prompts: a text and its weight. A negative
@@ -25,6 +27,8 @@ type Prompt struct {
 }
 
 // Job is one expanded text-to-image request, with every default filled in.
+// Jobs of one manifest entry may share their Prompts and CfgScale backing
+// memory; treat them as read-only.
 type Job struct {
 	ID      string   // stable, unique, filesystem-safe id: base id plus matrix values
 	Base    string   // the id of the manifest entry it came from (groups matrix rows)
@@ -50,4 +54,14 @@ type Job struct {
 type Var struct {
 	Key   string
 	Value string
+}
+
+// KeyPos returns the line and column (1-based) of a top-level key of the
+// manifest, e.g. "pricing", so callers can report problems with its value;
+// it returns 1, 1 when the key is absent.
+func (m *Manifest) KeyPos(key string) (line, col int) {
+	if pos, ok := m.keyPos[key]; ok {
+		return pos[0], pos[1]
+	}
+	return 1, 1
 }

@@ -1,0 +1,61 @@
+package manifest
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/bad/*.err golden files")
+
+// TestBad parses each testdata/bad/*.yaml and compares the problems with
+// the .err golden file beside it.
+func TestBad(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 25 {
+		t.Fatalf("found %d bad manifests, want at least 25", len(files))
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := Parse(filepath.Base(file), data)
+			if err == nil {
+				t.Fatalf("Parse(%s) = %d jobs, nil error; want problems", file, len(m.Jobs))
+			}
+			var errs *Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Parse(%s) error %T %v, want *Errors", file, err, err)
+			}
+			for _, p := range *errs {
+				if p.Line < 1 || p.Col < 1 {
+					t.Errorf("problem %q has position %d:%d, want both ≥ 1", p.Msg, p.Line, p.Col)
+				}
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".err"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("Parse(%s) problems:\n%s\nwant:\n%s\n(if the change is intended, rerun with -update and review the git diff)", file, got, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,478 @@
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize is the largest manifest Load reads, in bytes.
+const MaxFileSize = 64 << 20
+
+// MaxJobs is the most jobs a manifest may expand to; a matrix past it is a
+// problem, not an attempt to allocate billions of jobs.
+const MaxJobs = 2_000_000
+
+// aliasBudget caps the YAML nodes reachable through aliases, so that a
+// "billion laughs" document cannot make the walk explode.
+const aliasBudget = 1 << 20
+
+// Load reads the manifest at path and parses it (see Parse). A relative
+// Output is joined to the manifest's folder.
+func Load(path string) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("read manifest %s: larger than %d MiB", path, MaxFileSize>>20)
+	}
+	m, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if m.Output != "" && !filepath.IsAbs(m.Output) {
+		m.Output = filepath.Join(filepath.Dir(path), m.Output)
+	}
+	return m, nil
+}
+
+// Parse validates and expands the manifest in data; file names it in
+// problems. On any problem it returns a nil Manifest and a *Errors holding
+// every problem found, sorted by position.
+func Parse(file string, data []byte) (*Manifest, error) {
+	p := &parser{file: file, sizes: map[*yaml.Node]int{}}
+	m := p.parse(data)
+	if len(p.probs) > 0 {
+		errs := sortProblems(p.probs)
+		return nil, &errs
+	}
+	return m, nil
+}
+
+// parser collects problems while it walks one document.
+type parser struct {
+	file      string
+	probs     Errors
+	sizes     map[*yaml.Node]int // subtree sizes of anchored nodes
+	aliasWork int                // nodes reached through aliases so far
+	bombed    bool               // aliasBudget was exceeded and reported
+}
+
+// addf records a problem at n's position (1:1 when n is nil).
+func (p *parser) addf(n *yaml.Node, format string, args ...any) {
+	line, col := 1, 1
+	if n != nil {
+		line, col = max(n.Line, 1), max(n.Column, 1)
+	}
+	p.probs = append(p.probs, Problem{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *parser) parse(data []byte) *Manifest {
+	if len(bytes.TrimSpace(data)) == 0 {
+		p.addf(nil, "manifest is empty")
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.addf(nil, "manifest is empty")
+			return nil
+		}
+		p.yamlError(err)
+		return nil
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		n := &next
+		if err != nil {
+			n = nil
+		}
+		p.addf(n, "manifest must be a single YAML document; found another after the first")
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			p.addf(nil, "manifest is empty")
+			return nil
+		}
+		root = root.Content[0]
+	}
+	root = p.deref(root)
+	if root == nil {
+		return nil
+	}
+	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		p.addf(root, "manifest is empty")
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		p.addf(root, "manifest must be a mapping of keys (version, engine, defaults, jobs...), got %s", describe(root))
+		return nil
+	}
+	return p.manifest(root)
+}
+
+// yamlError turns a yaml.v3 syntax error into a problem with its line.
+func (p *parser) yamlError(err error) {
+	msg := err.Error()
+	if m := yamlLineErr.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.probs = append(p.probs, Problem{File: p.file, Line: max(line, 1), Col: 1, Msg: "yaml: " + m[2]})
+		return
+	}
+	p.addf(nil, "%s", msg)
+}
+
+// deref follows an alias to its anchored node, charging the anchored
+// subtree to the alias budget. It returns nil (and reports) once the budget
+// is spent.
+func (p *parser) deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
+		if n.Alias == nil || i > 8 {
+			p.addf(n, "unresolvable alias")
+			return nil
+		}
+		p.aliasWork += p.size(n.Alias, 0)
+		if p.aliasWork > aliasBudget {
+			if !p.bombed {
+				p.addf(n, "too much aliasing: aliases expand to more than %d YAML nodes", aliasBudget)
+				p.bombed = true
+			}
+			return nil
+		}
+		n = n.Alias
+	}
+	return n
+}
+
+// size counts the nodes under n with aliases expanded, saturating at
+// aliasBudget+1 and memoised so a bomb is measured in linear time.
+func (p *parser) size(n *yaml.Node, depth int) int {
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil || depth > 64 {
+			return 1
+		}
+		return p.size(n.Alias, depth+1)
+	}
+	if len(n.Content) == 0 {
+		return 1
+	}
+	if s, ok := p.sizes[n]; ok {
+		return s
+	}
+	s := 1
+	for _, c := range n.Content {
+		s = min(s+p.size(c, depth+1), aliasBudget+1)
+	}
+	p.sizes[n] = s
+	return s
+}
+
+// pair is one key/value of a mapping, aliases resolved.
+type pair struct {
+	key  string
+	k, v *yaml.Node
+}
+
+// pairs lists a mapping's entries, reporting non-string and duplicate keys
+// and merge keys (which we do not support).
+func (p *parser) pairs(n *yaml.Node, path string) []pair {
+	out := make([]pair, 0, len(n.Content)/2)
+	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := p.deref(n.Content[i])
+		if k == nil {
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			p.addf(k, "%s: keys must be plain text, got %s", orRoot(path), describe(k))
+			continue
+		}
+		if k.Tag == "!!merge" || k.Value == "<<" {
+			p.addf(k, "%s: merge keys (<<) are not supported; put shared settings under defaults", join(path, "<<"))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			p.addf(k, "%s: duplicate key (first at %d:%d)", join(path, k.Value), first.Line, first.Column)
+			continue
+		}
+		seen[k.Value] = k
+		v := p.deref(n.Content[i+1])
+		if v == nil {
+			continue
+		}
+		out = append(out, pair{key: k.Value, k: k, v: v})
+	}
+	return out
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "manifest"
+	}
+	return path
+}
+
+// join appends a key to a field path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// describe names a node's type for messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	}
+	switch n.ShortTag() {
+	case "!!null":
+		return "null"
+	case "!!int":
+		return "an integer (" + n.Value + ")"
+	case "!!float":
+		return "a number (" + n.Value + ")"
+	case "!!bool":
+		return "a boolean (" + n.Value + ")"
+	case "!!str":
+		return strconv.Quote(clip(n.Value, 40))
+	}
+	return n.ShortTag() + " " + strconv.Quote(clip(n.Value, 40))
+}
+
+// clip shortens s to at most n runes for messages.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+// isScalar reports whether n is a non-null scalar.
+func isScalar(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null"
+}
+
+// str reads a string scalar.
+func (p *parser) str(n *yaml.Node, path string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		p.addf(n, "%s: must be a string, got %s", path, describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+// integer reads an integer scalar in [lo, hi].
+func (p *parser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		p.addf(n, "%s: must be an integer, got %s", path, describe(n))
+		return 0, false
+	}
+	var v int64
+	if err := n.Decode(&v); err != nil {
+		p.addf(n, "%s: must be an integer from %d to %d, got %s", path, lo, hi, n.Value)
+		return 0, false
+	}
+	if v < lo || v > hi {
+		p.addf(n, "%s: must be from %d to %d, got %d", path, lo, hi, v)
+		return 0, false
+	}
+	return v, true
+}
+
+// number reads an integer or decimal scalar in [lo, hi].
+func (p *parser) number(n *yaml.Node, path string, lo, hi float64) (float64, bool) {
+	tag := n.ShortTag()
+	if n.Kind != yaml.ScalarNode || (tag != "!!int" && tag != "!!float") {
+		p.addf(n, "%s: must be a number, got %s", path, describe(n))
+		return 0, false
+	}
+	var v float64
+	if err := n.Decode(&v); err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		p.addf(n, "%s: must be a finite number, got %s", path, n.Value)
+		return 0, false
+	}
+	if v < lo || v > hi {
+		p.addf(n, "%s: must be from %g to %g, got %s", path, lo, hi, n.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+var (
+	budgetRe = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,6})?$`)
+	rateRe   = regexp.MustCompile(`^([0-9]+)/(.+)$`)
+)
+
+// topKeys are the manifest's top-level keys, in documentation order.
+var topKeys = []string{"version", "name", "engine", "pricing", "budget", "output", "concurrency", "rate", "defaults", "jobs"}
+
+func (p *parser) manifest(root *yaml.Node) *Manifest {
+	m := &Manifest{Path: p.file, keyPos: map[string][2]int{}}
+	var defaults *yaml.Node
+	var jobs, jobsKey *yaml.Node
+	var top layer
+	for _, kv := range p.pairs(root, "") {
+		m.keyPos[kv.key] = [2]int{kv.k.Line, kv.k.Column}
+		switch kv.key {
+		case "version":
+			if v, ok := p.integer(kv.v, "version", math.MinInt64, math.MaxInt64); ok && v != 1 {
+				p.addf(kv.v, "version: must be 1, got %d", v)
+			} else if ok {
+				m.Version = 1
+			}
+		case "name":
+			m.Name, _ = p.str(kv.v, "name")
+		case "engine":
+			if v, ok := p.setting(sEngine, kv.v, "engine"); ok {
+				v.origin = fromTop
+				top[sEngine] = v
+				m.Engine = v.str
+			}
+		case "pricing":
+			if s, ok := p.str(kv.v, "pricing"); ok && strings.TrimSpace(s) == "" {
+				p.addf(kv.v, "pricing: must name a price sheet, got an empty string")
+			} else {
+				m.Pricing = s
+			}
+		case "budget":
+			m.Budget = p.budget(kv.v)
+		case "output":
+			if s, ok := p.str(kv.v, "output"); ok && strings.TrimSpace(s) == "" {
+				p.addf(kv.v, "output: must be a folder, got an empty string")
+			} else {
+				m.Output = s
+			}
+		case "concurrency":
+			m.Concurrency = p.concurrency(kv.v)
+		case "rate":
+			m.Rate = p.rate(kv.v)
+		case "defaults":
+			defaults = kv.v
+		case "jobs":
+			jobs, jobsKey = kv.v, kv.k
+		default:
+			if _, ok := settingByName[kv.key]; ok {
+				p.addf(kv.k, "%s: unknown top-level key; job settings go under defaults or a job", kv.key)
+			} else {
+				p.addf(kv.k, "%s: unknown top-level key%s", kv.key, suggest(kv.key, topKeys))
+			}
+		}
+	}
+	if _, ok := m.keyPos["version"]; !ok {
+		p.addf(root, "version: missing; add version: 1")
+	}
+	var def layer
+	if defaults != nil {
+		def = p.defaults(defaults)
+	}
+	if jobs == nil {
+		p.addf(root, "jobs: missing; add a list of jobs")
+		return m
+	}
+	if jobs.Kind != yaml.SequenceNode {
+		p.addf(jobs, "jobs: must be a list of jobs, got %s", describe(jobs))
+		return m
+	}
+	if len(jobs.Content) == 0 {
+		p.addf(jobs, "jobs: must list at least one job")
+		return m
+	}
+	entries := make([]*entry, 0, len(jobs.Content))
+	for i, n := range jobs.Content {
+		if e := p.entry(i, n); e != nil {
+			entries = append(entries, e)
+		}
+	}
+	m.Jobs = p.expand(entries, &top, &def, jobsKey)
+	return m
+}
+
+// budget checks a credit ceiling: a non-negative decimal with at most six
+// decimals, kept as written.
+func (p *parser) budget(n *yaml.Node) string {
+	tag := n.ShortTag()
+	if n.Kind != yaml.ScalarNode || (tag != "!!int" && tag != "!!float") {
+		p.addf(n, "budget: must be a number of credits, got %s", describe(n))
+		return ""
+	}
+	if !budgetRe.MatchString(n.Value) {
+		p.addf(n, "budget: must be a non-negative decimal with at most 6 decimals, got %s", n.Value)
+		return ""
+	}
+	return n.Value
+}
+
+// concurrency checks "auto" or a positive integer.
+func (p *parser) concurrency(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && n.Value == "auto" {
+		return "auto"
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		p.addf(n, "concurrency: must be auto or an integer of at least 1, got %s", describe(n))
+		return ""
+	}
+	v, ok := p.integer(n, "concurrency", 1, math.MaxInt32)
+	if !ok {
+		return ""
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// rate checks N/DURATION, e.g. 150/10s.
+func (p *parser) rate(n *yaml.Node) string {
+	s, ok := p.str(n, "rate")
+	if !ok {
+		return ""
+	}
+	if err := checkRate(s); err != nil {
+		p.addf(n, "rate: %v", err)
+		return ""
+	}
+	return s
+}
+
+// checkRate validates N/DURATION with N ≥ 1 and a positive Go duration.
+func checkRate(s string) error {
+	m := rateRe.FindStringSubmatch(s)
+	if m == nil {
+		return fmt.Errorf("must be N/DURATION, e.g. 150/10s, got %q", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 32)
+	if err != nil || n < 1 {
+		return fmt.Errorf("request count must be an integer of at least 1, got %q", m[1])
+	}
+	d, err := time.ParseDuration(m[2])
+	if err != nil || d <= 0 {
+		return fmt.Errorf("duration must be positive, like 10s or 1m, got %q", m[2])
+	}
+	return nil
+}
