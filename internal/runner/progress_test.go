@@ -1,0 +1,110 @@
+package runner
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/manifest"
+)
+
+func TestTerminalProgress(t *testing.T) {
+	var b bytes.Buffer
+	p := &TerminalProgress{W: &b}
+	p.Update(Snapshot{Total: 10, Done: 2, Spent: 2 * cost.Credit, Elapsed: time.Second})
+	p.Update(Snapshot{Total: 10, Done: 10, Failed: 1, Spent: 9 * cost.Credit, Elapsed: 5 * time.Second})
+	want := "\r2/10 jobs (20%)  2.0 jobs/s  2.0 credits  ETA 4s" +
+		"\r10/10 jobs (100%)  2.0 jobs/s  9.0 credits  1 failed, 0 filtered\n"
+	if got := b.String(); got != want {
+		t.Errorf("output = %q, want %q", got, want)
+	}
+}
+
+func TestLineProgress(t *testing.T) {
+	var b bytes.Buffer
+	p := &LineProgress{W: &b}
+	// 100 jobs, one every 0.5 s: a line at the start, every 10 jobs (5 s,
+	// before the 10 s interval) and at the end
+	for done := 0; done <= 100; done++ {
+		p.Update(Snapshot{Total: 100, Done: done, Elapsed: time.Duration(done) * 500 * time.Millisecond})
+	}
+	if got := strings.Count(b.String(), "\n"); got != 11 {
+		t.Errorf("%d lines for 100 fast jobs, want 11:\n%s", got, b.String())
+	}
+	// 1000 jobs, one every 2 s: the 10 s interval comes first
+	b.Reset()
+	p = &LineProgress{W: &b}
+	for done := 0; done <= 100; done++ {
+		p.Update(Snapshot{Total: 1000, Done: done, Elapsed: time.Duration(done) * 2 * time.Second})
+	}
+	if got := strings.Count(b.String(), "\n"); got != 21 {
+		t.Errorf("%d lines for 200 s of slow jobs, want 21:\n%s", got, b.String())
+	}
+	if first := strings.SplitN(b.String(), "\n", 2)[0]; first != "0/1000 jobs (0%)  0.0 jobs/s  0.0 credits" {
+		t.Errorf("first line = %q", first)
+	}
+}
+
+// recorder is a Progress that keeps every snapshot.
+type recorder struct{ got []Snapshot }
+
+func (r *recorder) Update(s Snapshot) { r.got = append(r.got, s) }
+
+func TestRunReportsProgress(t *testing.T) {
+	jobs, prices := testJobs(5)
+	cfg := fastConfig(t)
+	rec := &recorder{}
+	cfg.Progress = rec
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { now = now.Add(time.Second); return now }
+	if _, err := Run(t.Context(), cfg, &fakeGen{fn: succeed}, jobs, prices); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.got) != 6 {
+		t.Fatalf("%d progress updates, want 6 (start + 5 jobs)", len(rec.got))
+	}
+	last := rec.got[5]
+	if last.Done != 5 || last.Succeeded != 5 || last.Spent != 5*cost.Credit || last.Elapsed <= 0 {
+		t.Errorf("last snapshot = %+v", last)
+	}
+}
+
+func TestParameters(t *testing.T) {
+	cfg := 9.5
+	tests := []struct {
+		name string
+		job  manifest.Job
+		seed uint32
+		want string
+	}{
+		{"full", manifest.Job{Engine: "stable-diffusion-xl-1024-v1-0", Width: 1024, Height: 1024, Steps: 30, Sampler: "K_DPMPP_2M", StylePreset: "photographic",
+			Prompts: []manifest.Prompt{{Text: "a mug", Weight: 1}, {Text: "blurry", Weight: -1}}}, 123,
+			"a mug\nNegative prompt: blurry\nSteps: 30, Sampler: K_DPMPP_2M, CFG scale: 7, Seed: 123, Size: 1024x1024, Model: stable-diffusion-xl-1024-v1-0, Style preset: photographic"},
+		{"weights, no negative", manifest.Job{Engine: "stable-diffusion-v1-6", Width: 512, Height: 768, Steps: 40, CfgScale: &cfg, ClipGuidancePreset: "FAST_BLUE",
+			Prompts: []manifest.Prompt{{Text: "a castle", Weight: 1}, {Text: "fog", Weight: 0.4}}}, 4294967295,
+			"a castle, (fog:0.4)\nSteps: 40, CFG scale: 9.5, Seed: 4294967295, Size: 512x768, Model: stable-diffusion-v1-6, CLIP guidance: FAST_BLUE"},
+		{"weighted negative", manifest.Job{Engine: "e", Width: 1, Height: 2, Steps: 10,
+			Prompts: []manifest.Prompt{{Text: "x", Weight: 1}, {Text: "people", Weight: -0.5}}}, 0,
+			"x\nNegative prompt: (people:0.5)\nSteps: 10, CFG scale: 7, Seed: 0, Size: 1x2, Model: e"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Parameters(tt.job, tt.seed); got != tt.want {
+				t.Errorf("Parameters() =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestKeyChangesWithRequest(t *testing.T) {
+	jobs, _ := testJobs(1)
+	k1, _ := Key(jobs[0].Engine, RequestFor(jobs[0]))
+	k2, _ := Key("other-engine", RequestFor(jobs[0]))
+	jobs[0].Steps++
+	k3, _ := Key(jobs[0].Engine, RequestFor(jobs[0]))
+	if k1 == k2 || k1 == k3 || len(k1) != 64 {
+		t.Errorf("keys %s, %s, %s: want distinct sha256 hex", k1, k2, k3)
+	}
+}

@@ -1,0 +1,376 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/stability"
+)
+
+// apiServer is a loopback stand-in for the image API. answer decides each
+// request's fate from the prompt and how many times that prompt was seen
+// (1-based); nil means a normal answer.
+type apiServer struct {
+	*httptest.Server
+	mu     sync.Mutex
+	seen   map[string]int
+	answer func(w http.ResponseWriter, prompt string, n int) bool // true: answered
+	delay  time.Duration
+	finish string // Finish-Reason for normal answers; "" = SUCCESS
+}
+
+func newAPIServer(t testing.TB, answer func(w http.ResponseWriter, prompt string, n int) bool) *apiServer {
+	s := &apiServer{seen: map[string]int{}, answer: answer}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *apiServer) handle(w http.ResponseWriter, r *http.Request) {
+	var req stability.TextToImageRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.TextPrompts) == 0 {
+		writeError(w, 400, "bad_request", "bad body")
+		return
+	}
+	prompt := req.TextPrompts[0].Text
+	s.mu.Lock()
+	s.seen[prompt]++
+	n := s.seen[prompt]
+	s.mu.Unlock()
+	if s.answer != nil && s.answer(w, prompt, n) {
+		return
+	}
+	if s.delay > 0 {
+		time.Sleep(s.delay)
+	}
+	finish := s.finish
+	if finish == "" {
+		finish = stability.FinishSuccess
+	}
+	if req.Samples <= 1 {
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Seed", strconv.Itoa(int(req.Seed)+7))
+		w.Header().Set("Finish-Reason", finish)
+		w.Write(tinyPNG())
+		return
+	}
+	type art struct {
+		Base64       string `json:"base64"`
+		FinishReason string `json:"finishReason"`
+		Seed         uint32 `json:"seed"`
+	}
+	var body struct {
+		Artifacts []art `json:"artifacts"`
+	}
+	for i := range req.Samples {
+		body.Artifacts = append(body.Artifacts, art{base64.StdEncoding.EncodeToString(tinyPNG()), finish, req.Seed + uint32(i)})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(body)
+}
+
+func (s *apiServer) requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.seen))
+	for k, v := range s.seen {
+		m[k] = v
+	}
+	return m
+}
+
+func writeError(w http.ResponseWriter, status int, name, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"id":"0000","name":%q,"message":%q}`, name, msg)
+}
+
+func newClient(t testing.TB, url string) *stability.Client {
+	c, err := stability.NewClient(stability.Options{BaseURL: url, APIKey: "sk-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestWire(t *testing.T) {
+	hijack := func(w http.ResponseWriter) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+	tests := []struct {
+		name     string
+		answer   func(w http.ResponseWriter, prompt string, n int) bool
+		finish   string
+		status   Status
+		attempts int
+		credits  cost.Credits
+		unknown  cost.Credits
+		fatal    error
+		dir      string
+	}{
+		{"429 then success", func(w http.ResponseWriter, _ string, n int) bool {
+			if n == 1 {
+				writeError(w, 429, "rate_limit_exceeded", "You have exceeded the rate limit")
+				return true
+			}
+			return false
+		}, "", Succeeded, 2, cost.Credit, 0, nil, ImagesDir},
+		{"500 then success", func(w http.ResponseWriter, _ string, n int) bool {
+			if n == 1 {
+				writeError(w, 500, "server_error", "An unexpected server error occurred")
+				return true
+			}
+			return false
+		}, "", Succeeded, 2, cost.Credit, 0, nil, ImagesDir},
+		{"dropped connection then success", func(w http.ResponseWriter, _ string, n int) bool {
+			if n == 1 {
+				hijack(w)
+				return true
+			}
+			return false
+		}, "", Succeeded, 2, cost.Credit, cost.Credit, nil, ImagesDir},
+		{"400", func(w http.ResponseWriter, _ string, n int) bool {
+			writeError(w, 400, "invalid_sdxl_v1_dimensions", "bad size")
+			return true
+		}, "", Failed, 1, 0, 0, nil, ""},
+		{"401", func(w http.ResponseWriter, _ string, n int) bool {
+			writeError(w, 401, "unauthorized", "missing authorization header")
+			return true
+		}, "", Failed, 1, 0, 0, ErrUnauthorized, ""},
+		{"filtered", nil, stability.FinishContentFiltered, Filtered, 1, cost.Credit, 0, nil, FilteredDir},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newAPIServer(t, tt.answer)
+			srv.finish = tt.finish
+			jobs, prices := testJobs(1)
+			cfg := fastConfig(t)
+			cfg.Lockout = 20 * time.Millisecond
+			res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+			if !errors.Is(err, tt.fatal) || (tt.fatal == nil) != (err == nil) {
+				t.Fatalf("Run error = %v, want %v", err, tt.fatal)
+			}
+			r := res.Jobs[0]
+			if r.Status != tt.status || r.Attempts != tt.attempts || r.Credits != tt.credits || r.Unknown != tt.unknown {
+				t.Errorf("job = %s, %d attempts, credits %v, unknown %v; want %s, %d, %v, %v (error %q)",
+					r.Status, r.Attempts, r.Credits, r.Unknown, tt.status, tt.attempts, tt.credits, tt.unknown, r.Error)
+			}
+			if got := srv.requests()["a cat number 0"]; got != tt.attempts {
+				t.Errorf("server got %d requests, want %d", got, tt.attempts)
+			}
+			if tt.dir != "" {
+				if len(r.Images) != 1 || !strings.HasPrefix(r.Images[0].Path, tt.dir+"/") {
+					t.Fatalf("images = %+v, want one under %s/", r.Images, tt.dir)
+				}
+				checkImage(t, cfg.OutDir, r.Images[0])
+			}
+			if left := tempFiles(t, cfg.OutDir); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
+}
+
+func TestWireSamplesAndSlow(t *testing.T) {
+	srv := newAPIServer(t, nil)
+	srv.delay = 200 * time.Millisecond
+	jobs, prices := testJobs(8)
+	jobs[3].Samples = 3
+	cfg := fastConfig(t)
+	cfg.Concurrency = 8
+	start := time.Now()
+	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 1200*time.Millisecond {
+		t.Errorf("8 jobs of 200 ms at concurrency 8 took %v, want them concurrent", took)
+	}
+	for i, r := range res.Jobs {
+		if r.Status != Succeeded {
+			t.Errorf("Jobs[%d] = %s (%s)", i, r.Status, r.Error)
+		}
+		for _, img := range r.Images {
+			checkImage(t, cfg.OutDir, img)
+		}
+	}
+	if n := len(res.Jobs[3].Images); n != 3 {
+		t.Errorf("job with 3 samples wrote %d images", n)
+	}
+}
+
+func TestWireTimeout(t *testing.T) {
+	srv := newAPIServer(t, nil)
+	srv.delay = 400 * time.Millisecond
+	jobs, prices := testJobs(1)
+	cfg := fastConfig(t)
+	cfg.AttemptTimeout = 100 * time.Millisecond
+	cfg.MaxAttempts = 2
+	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Jobs[0]; r.Status != Failed || r.Attempts != 2 || r.Unknown != 2*cost.Credit || res.Spent != 2*cost.Credit {
+		t.Errorf("job = %s, %d attempts, unknown %v, run spent %v; want failed, 2, 2.0, 2.0 (%s)", r.Status, r.Attempts, r.Unknown, res.Spent, r.Error)
+	}
+}
+
+// checkImage checks that img's file exists, decodes, and matches its sha256.
+func checkImage(t *testing.T, outDir string, img Image) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(outDir, filepath.FromSlash(img.Path)))
+	if err != nil {
+		t.Fatalf("journaled image: %v", err)
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != img.SHA256 {
+		t.Errorf("%s: sha256 does not match", img.Path)
+	}
+	if _, err := png.Decode(strings.NewReader(string(data))); err != nil {
+		t.Errorf("%s: %v", img.Path, err)
+	}
+}
+
+const childEnv = "BATCH_RUNNER_KILL_CHILD"
+
+// TestKillAndResume runs the runner in a child process against a slow
+// server, kills it with SIGKILL midway, and checks that everything
+// journaled is intact, no partial image is visible, and a rerun sends no
+// request for journaled jobs and completes the rest.
+func TestKillAndResume(t *testing.T) {
+	const jobsN = 30
+	if dir := os.Getenv(childEnv); dir != "" {
+		jobs, prices := testJobs(jobsN)
+		cfg := Config{OutDir: dir, Concurrency: 3, Rate: Rate{N: 1000, Window: time.Second}}
+		_, err := Run(context.Background(), cfg, newClient(t, os.Getenv(childEnv+"_URL")), jobs, prices)
+		t.Fatalf("child was not killed: Run returned %v", err)
+	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	srv := newAPIServer(t, nil)
+	srv.delay = 40 * time.Millisecond
+	out := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
+	cmd.Env = append(os.Environ(), childEnv+"="+out, childEnv+"_URL="+srv.URL)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	journaled := func() int {
+		data, _ := os.ReadFile(filepath.Join(out, JournalFile))
+		return strings.Count(string(data), "\n")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for journaled() < 8 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	n := journaled()
+	if n < 8 || n >= jobsN {
+		t.Fatalf("child journaled %d jobs before the kill, want 8..%d", n, jobsN-1)
+	}
+
+	// what the journal says finished is intact
+	f, err := os.Open(filepath.Join(out, JournalFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			continue // a torn last line is allowed
+		}
+		if e.Status != Succeeded || len(e.Images) != 1 {
+			t.Errorf("journaled %s: %s with %d images", e.ID, e.Status, len(e.Images))
+		}
+		for _, img := range e.Images {
+			checkImage(t, out, img)
+		}
+		done[e.ID] = true
+	}
+	f.Close()
+	// every visible image is complete (temp files are dot-names)
+	entries, _ := os.ReadDir(filepath.Join(out, ImagesDir))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join(out, ImagesDir, e.Name()))
+		if _, err := png.Decode(strings.NewReader(string(data))); err != nil {
+			t.Errorf("partial image visible after kill: %s: %v", e.Name(), err)
+		}
+	}
+
+	before := srv.requests()
+	jobs, prices := testJobs(jobsN)
+	res, err := Run(t.Context(), Config{OutDir: out, Concurrency: 8, Rate: Rate{N: 1000, Window: time.Second}}, newClient(t, srv.URL), jobs, prices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := srv.requests()
+	for i, r := range res.Jobs {
+		prompt := jobs[i].Prompts[0].Text
+		if r.Status != Succeeded {
+			t.Errorf("Jobs[%d] = %s (%s)", i, r.Status, r.Error)
+		}
+		if done[r.ID] && (after[prompt] != before[prompt] || !r.Resumed) {
+			t.Errorf("journaled job %s was sent again (resumed %v)", r.ID, r.Resumed)
+		}
+		if !done[r.ID] && after[prompt] != before[prompt]+1 {
+			t.Errorf("job %s: %d requests on rerun, want 1", r.ID, after[prompt]-before[prompt])
+		}
+		for _, img := range r.Images {
+			checkImage(t, out, img)
+		}
+	}
+	if left := tempFiles(t, out); len(left) > 0 {
+		t.Errorf("temp files left after the rerun: %v", left)
+	}
+	t.Logf("killed after %d of %d jobs were journaled; rerun sent %d requests", len(done), jobsN, jobsN-len(done))
+}
+
+// BenchmarkRun measures jobs per second through the whole pipeline (limiter,
+// ledger, HTTP client, PNG streaming, fsynced files and journal) against a
+// zero-latency loopback server with a limit that never binds.
+func BenchmarkRun(b *testing.B) {
+	srv := newAPIServer(b, nil)
+	client := newClient(b, srv.URL)
+	const perRun = 200
+	jobs, prices := testJobs(perRun)
+	cfg := Config{Concurrency: 32, Rate: Rate{N: 1_000_000, Window: time.Second}}
+	total := 0
+	start := time.Now()
+	for i := 0; b.Loop(); i++ {
+		cfg.OutDir = filepath.Join(b.TempDir(), strconv.Itoa(i))
+		res, err := Run(b.Context(), cfg, client, jobs, prices)
+		if err != nil || res.Jobs[perRun-1].Status != Succeeded {
+			b.Fatalf("Run = %v", err)
+		}
+		total += perRun
+	}
+	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "jobs/s")
+}
