@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"html/template"
 	"slices"
@@ -49,14 +50,14 @@ type htmlStatus struct {
 }
 
 type htmlChart struct {
-	Title  string
-	Height int
-	Bars   []htmlBar
+	Title               string
+	Width, Height, BarH int
+	Bars                []htmlBar
 }
 
 type htmlBar struct {
-	Label, Full, Value  string
-	Y, TextY, W, ValueX int
+	Label, Full, Value          string
+	Y, TextY, ValueY, W, ValueX int
 }
 
 type htmlThumb struct {
@@ -72,7 +73,7 @@ type htmlJob struct {
 
 func runHTML(buf *bytes.Buffer, r *Run) error {
 	v := htmlView{
-		Kind: "Run report", Title: title(r.Name, r.Manifest), Manifest: r.Manifest, Pricing: r.Pricing,
+		Kind: "Run report", Title: cmp.Or(r.Name, r.Manifest, "batch"), Manifest: r.Manifest, Pricing: r.Pricing,
 		Shard: r.Shard, Time: timeSpan(r), IsRun: true,
 		Cards: []htmlCard{
 			{ID: "total-charged", Label: "Charged", Value: r.ChargedCredits.String() + " credits", Sub: r.ChargedCredits.USD()},
@@ -85,8 +86,8 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 			{StatusFiltered, r.Totals.Filtered}, {StatusSkipped, r.Totals.Skipped},
 		},
 	}
-	if b := balanceText(r); b != "" {
-		v.Cards = append(v.Cards, htmlCard{ID: "balance", Label: "Balance", Value: b})
+	if b := balanceCard(r); b != nil {
+		v.Cards = append(v.Cards, *b)
 	}
 	if r.Interrupted {
 		v.Notice = "This run was interrupted: rerun it with the same --out to resume."
@@ -108,7 +109,7 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 
 func planHTML(buf *bytes.Buffer, p *Plan) error {
 	v := htmlView{
-		Kind: "Cost plan", Title: title(p.Name, p.Manifest), Manifest: p.Manifest, Pricing: p.Pricing, Shard: p.Shard,
+		Kind: "Cost plan", Title: cmp.Or(p.Name, p.Manifest, "batch"), Manifest: p.Manifest, Pricing: p.Pricing, Shard: p.Shard,
 		Cards: []htmlCard{
 			{ID: "total-credits", Label: "Total", Value: p.TotalCredits.String() + " credits", Sub: p.TotalCredits.USD()},
 			budgetCard(p.TotalCredits, p.Budget),
@@ -153,13 +154,30 @@ func budgetCard(total cost.Credits, budget *cost.Credits) htmlCard {
 	return c
 }
 
-// Chart geometry, in SVG user units.
+// balanceCard shows the account balance after the run and before it; nil
+// when neither is known.
+func balanceCard(r *Run) *htmlCard {
+	before, after := r.BalanceBefore, r.BalanceAfter
+	switch {
+	case after != nil && before != nil:
+		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String() + " credits",
+			Sub: "was " + before.String() + " (" + signed(*after-*before) + ")"}
+	case after != nil:
+		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String() + " credits", Sub: "after the run"}
+	case before != nil:
+		return &htmlCard{ID: "balance", Label: "Balance", Value: before.String() + " credits", Sub: "before the run"}
+	}
+	return nil
+}
+
+// Chart geometry, in SVG user units: each bar has its label above it, so
+// long group and engine names fit.
 const (
-	chartBarH    = 22
-	chartGap     = 8
-	chartLabelW  = 200
-	chartBarMaxW = 420
-	chartMaxBars = 12 // the rest are summed into one "others" bar
+	chartWidth   = 520
+	chartRowH    = 42 // label line, bar and gap
+	chartBarH    = 16
+	chartBarMaxW = 440 // leaves room for the value after the longest bar
+	chartMaxBars = 12  // the rest are summed into one "others" bar
 )
 
 // charts returns a bar chart of credits by group, and one by engine when
@@ -216,16 +234,16 @@ func barChart(title string, items []namedCredits) htmlChart {
 	for _, it := range items {
 		maxC = max(maxC, it.credits)
 	}
-	c := htmlChart{Title: title, Height: len(items)*(chartBarH+chartGap) + chartGap}
+	c := htmlChart{Title: title, Width: chartWidth, Height: len(items)*chartRowH + 4, BarH: chartBarH}
 	for i, it := range items {
 		w := 0
 		if maxC > 0 && it.credits > 0 {
 			w = max(int(int64(it.credits)*chartBarMaxW/int64(maxC)), 2)
 		}
-		y := chartGap + i*(chartBarH+chartGap)
+		y := i * chartRowH
 		c.Bars = append(c.Bars, htmlBar{
-			Label: oneLine(it.name, 28), Full: it.name, Value: it.credits.String(),
-			Y: y, TextY: y + chartBarH/2 + 5, W: w, ValueX: chartLabelW + w + 8,
+			Label: oneLine(it.name, 70), Full: it.name, Value: it.credits.String(),
+			TextY: y + 14, Y: y + 20, ValueY: y + 20 + chartBarH - 3, W: w, ValueX: w + 6,
 		})
 	}
 	return c

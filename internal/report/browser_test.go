@@ -1,0 +1,233 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"html"
+	"image"
+	"image/color"
+	"image/png"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chromium returns the path of a headless-capable Chromium: $BATCH_CHROMIUM,
+// else Debian's /usr/bin/chromium. It skips the test when there is none,
+// except under CI (CI=true), where a missing browser is a failure.
+func chromium(t *testing.T) string {
+	t.Helper()
+	path := os.Getenv("BATCH_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no chromium at %s (set BATCH_CHROMIUM, or apt-get install chromium): %v", path, err)
+		}
+		t.Skipf("no chromium at %s (set BATCH_CHROMIUM, or apt-get install chromium); skipping the browser test", path)
+	}
+	return path
+}
+
+// runChromium runs a headless Chromium with args plus the flags that keep
+// it off the network and away from the user's profile, and returns stdout.
+func runChromium(t *testing.T, bin string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	base := []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+		"--disable-dev-shm-usage", "--hide-scrollbars", "--user-data-dir=" + t.TempDir(),
+	}
+	cmd := exec.CommandContext(ctx, bin, append(base, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %v: %v\nstderr:\n%s", args, err, stderr.String())
+	}
+	return out
+}
+
+// writePNG writes a w×h gradient PNG, tinted by seed, creating folders.
+func writePNG(t *testing.T, path string, w, h int, seed uint32) {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.NRGBA{R: uint8(40 + 180*x/w), G: uint8(60 + 25*seed%160), B: uint8(200 - 150*y/h), A: 255})
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixtureRun copies testdata/run into a temporary run folder and writes a
+// real PNG for every image the report lists.
+func fixtureRun(t *testing.T) (string, *Run) {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile("testdata/run/report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, RunFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustReadRun(t, dir)
+	for _, j := range r.Jobs {
+		for _, img := range j.Images {
+			writePNG(t, filepath.Join(dir, filepath.FromSlash(img.Path)), j.Width/16, j.Height/16, img.Seed)
+		}
+	}
+	return dir, r
+}
+
+// checkScript runs in the page once it has loaded: it makes lazy images
+// load, waits for them, and records what rendered in a <pre id=check>.
+const checkScript = `<script>
+(async () => {
+  const imgs = [...document.images];
+  for (const i of imgs) i.loading = "eager";
+  await Promise.all(imgs.map(i => i.complete ? null :
+    new Promise(done => { i.addEventListener("load", done); i.addEventListener("error", done); })));
+  const ok = i => i.complete && i.naturalWidth > 0;
+  const cards = {};
+  for (const c of document.querySelectorAll(".card")) {
+    const b = c.getBoundingClientRect();
+    cards[c.id] = {text: c.querySelector(".value").textContent, visible: b.width > 0 && b.height > 0};
+  }
+  const res = {
+    loaded: imgs.filter(ok).map(i => i.getAttribute("src")),
+    broken: imgs.filter(i => !ok(i)).map(i => i.getAttribute("src")),
+    links: [...document.querySelectorAll(".thumb a")].map(a => a.getAttribute("href")),
+    cards,
+    bars: [...document.querySelectorAll("svg.chart rect.bar")].map(b => Math.round(b.getBoundingClientRect().width)),
+  };
+  const pre = document.createElement("pre");
+  pre.id = "check";
+  pre.textContent = JSON.stringify(res);
+  document.body.append(pre);
+})();
+</script>`
+
+type browserCheck struct {
+	Loaded []string `json:"loaded"`
+	Broken []string `json:"broken"`
+	Links  []string `json:"links"`
+	Cards  map[string]struct {
+		Text    string `json:"text"`
+		Visible bool   `json:"visible"`
+	} `json:"cards"`
+	Bars []int `json:"bars"`
+}
+
+// TestHTMLInBrowser opens a run's HTML report in headless Chromium and
+// checks that the totals render and that every thumbnail loads from the
+// run folder.
+func TestHTMLInBrowser(t *testing.T) {
+	bin := chromium(t)
+	dir, r := fixtureRun(t)
+	f, err := os.Create(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRun(f, FormatHTML, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(page), "</body>"); n != 1 {
+		t.Fatalf("report.html has %d </body> tags, want 1", n)
+	}
+	// The checker sits beside report.html, so relative image paths resolve
+	// exactly as they do for the report itself.
+	check := strings.Replace(string(page), "</body>", checkScript+"\n</body>", 1)
+	if err := os.WriteFile(filepath.Join(dir, "check.html"), []byte(check), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	dom := runChromium(t, bin, "--window-size=1280,4000", "--virtual-time-budget=15000", "--dump-dom",
+		"file://"+filepath.Join(dir, "check.html"))
+	m := regexp.MustCompile(`(?s)<pre id="check">(.*?)</pre>`).FindSubmatch(dom)
+	if m == nil {
+		t.Fatalf("the check script left no result; DOM:\n%s", dom)
+	}
+	var got browserCheck
+	if err := json.Unmarshal([]byte(html.UnescapeString(string(m[1]))), &got); err != nil {
+		t.Fatalf("parse check result %s: %v", m[1], err)
+	}
+
+	wantCards := map[string]string{
+		"total-charged":   r.ChargedCredits.String() + " credits",
+		"total-estimated": r.EstimatedCredits.String() + " credits",
+		"budget":          r.Budget.String() + " credits",
+	}
+	for _, id := range slices.Sorted(maps.Keys(wantCards)) {
+		c, ok := got.Cards[id]
+		switch {
+		case !ok:
+			t.Errorf("card %s missing from the rendered page", id)
+		case c.Text != wantCards[id] || !c.Visible:
+			t.Errorf("card %s = %q (visible %v), want %q visible", id, c.Text, c.Visible, wantCards[id])
+		}
+	}
+	var wantImages []string
+	for _, j := range r.Jobs {
+		for _, img := range j.Images {
+			wantImages = append(wantImages, img.Path)
+		}
+	}
+	if len(got.Broken) > 0 {
+		t.Errorf("images that did not load: %v", got.Broken)
+	}
+	if !slices.Equal(got.Loaded, wantImages) {
+		t.Errorf("loaded images = %v, want %v", got.Loaded, wantImages)
+	}
+	if !slices.Equal(got.Links, wantImages) {
+		t.Errorf("thumbnail links = %v, want %v", got.Links, wantImages)
+	}
+	if len(got.Bars) == 0 || slices.Max(got.Bars) == 0 {
+		t.Errorf("chart bar widths = %v, want at least one visible bar", got.Bars)
+	}
+
+	// BATCH_SCREENSHOT=file.png saves a picture of the report for a person
+	// to look at.
+	if shot := os.Getenv("BATCH_SCREENSHOT"); shot != "" {
+		abs, err := filepath.Abs(shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runChromium(t, bin, "--window-size=1280,1800", "--virtual-time-budget=5000", "--screenshot="+abs,
+			"file://"+filepath.Join(dir, "report.html"))
+		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("chromium wrote no screenshot to %s", abs)
+		}
+	}
+}

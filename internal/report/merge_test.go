@@ -1,0 +1,323 @@
+package report
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+// shards splits r into n runs the way --shard K/N would (job i goes to
+// shard i%n), each with its own totals and credits.
+func shards(r *Run, n int) []*Run {
+	out := make([]*Run, n)
+	for k := range out {
+		out[k] = &Run{Manifest: r.Manifest, Name: r.Name, Pricing: r.Pricing, Budget: r.Budget,
+			Shard: strings.Join([]string{itoa(k + 1), itoa(n)}, "/"), Jobs: []RunJob{}}
+	}
+	for i, j := range r.Jobs {
+		s := out[i%n]
+		s.Jobs = append(s.Jobs, j)
+		s.Totals.count(j.Status)
+		s.ChargedCredits += j.Credits
+	}
+	return out
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestMerge(t *testing.T) {
+	whole := mustReadRun(t, "testdata/run")
+	parts := shards(whole, 3)
+	var est cost.Credits
+	for k, s := range parts {
+		// Shards run at different times; the balance before the earliest
+		// and after the latest is the run's.
+		s.StartedAt = time.Date(2026, 11, 25, 6, k, 0, 0, time.UTC)
+		s.FinishedAt = time.Date(2026, 11, 25, 7, 3-k, 0, 0, time.UTC)
+		before, after := credits("1000")-cost.Credits(k)*cost.Credit, credits("900")+cost.Credits(k)*cost.Credit
+		s.BalanceBefore, s.BalanceAfter = &before, &after
+		s.EstimatedCredits = cost.Credits(k+1) * cost.Credit
+		est += s.EstimatedCredits
+	}
+	// Give Merge the shards out of order: it must restore manifest order.
+	got, err := Merge(parts[2], parts[0], parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids, wantIDs []string
+	for _, j := range got.Jobs {
+		ids = append(ids, j.ID)
+	}
+	for _, j := range whole.Jobs {
+		wantIDs = append(wantIDs, j.ID)
+	}
+	if strings.Join(ids, " ") != strings.Join(wantIDs, " ") {
+		t.Errorf("merged job order = %v, want %v", ids, wantIDs)
+	}
+	if got.Totals != whole.Totals {
+		t.Errorf("merged totals = %+v, want %+v", got.Totals, whole.Totals)
+	}
+	if got.ChargedCredits != whole.ChargedCredits || got.EstimatedCredits != est {
+		t.Errorf("merged credits = %s charged, %s estimated; want %s, %s", got.ChargedCredits, got.EstimatedCredits, whole.ChargedCredits, est)
+	}
+	if got.Shard != "" {
+		t.Errorf("merged shard = %q, want \"\" for a complete set", got.Shard)
+	}
+	if !got.StartedAt.Equal(parts[0].StartedAt) || !got.FinishedAt.Equal(parts[0].FinishedAt) {
+		t.Errorf("merged times = %v → %v, want %v → %v", got.StartedAt, got.FinishedAt, parts[0].StartedAt, parts[0].FinishedAt)
+	}
+	if *got.BalanceBefore != *parts[0].BalanceBefore || *got.BalanceAfter != *parts[0].BalanceAfter {
+		t.Errorf("merged balance = %s → %s, want %s → %s", got.BalanceBefore, got.BalanceAfter, parts[0].BalanceBefore, parts[0].BalanceAfter)
+	}
+	if got.Budget == nil || *got.Budget != *whole.Budget {
+		t.Errorf("merged budget = %v, want %v", got.Budget, whole.Budget)
+	}
+
+	partial, err := Merge(parts[0], parts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if partial.Shard != "1/3,3/3" {
+		t.Errorf("shard of two of three shards = %q, want %q", partial.Shard, "1/3,3/3")
+	}
+}
+
+func TestMergeErrors(t *testing.T) {
+	whole := mustReadRun(t, "testdata/run")
+	parts := shards(whole, 2)
+	otherSheet := *parts[1]
+	otherSheet.Pricing = "sdxl-2024"
+	tests := []struct {
+		name string
+		runs []*Run
+		want string
+	}{
+		{"none", nil, "no reports"},
+		{"same shard twice", []*Run{parts[0], parts[0]}, "job mug-front is in both"},
+		{"different price sheets", []*Run{parts[0], &otherSheet}, `priced under "sdxl-2024"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Merge(tt.runs...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Merge error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestMergeFolders merges shards read from two folders: image paths must
+// then say which folder each image is in.
+func TestMergeFolders(t *testing.T) {
+	whole := mustReadRun(t, "testdata/run")
+	root := t.TempDir()
+	var runs []*Run
+	for k, s := range shards(whole, 2) {
+		dir := filepath.Join(root, "shard-"+itoa(k+1))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, RunFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, mustReadRun(t, dir))
+	}
+	got, err := Merge(runs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.ToSlash(filepath.Join(root, "shard-1", "images/mug-front.png"))
+	if p := got.Jobs[0].Images[0].Path; p != want {
+		t.Errorf("merged image path = %q, want %q", p, want)
+	}
+	if p := runs[0].Jobs[0].Images[0].Path; p != "images/mug-front.png" {
+		t.Errorf("Merge changed its input: image path = %q", p)
+	}
+	// Shards whose reports sit in one folder keep their paths relative.
+	flat := t.TempDir()
+	var inOne []*Run
+	for k, s := range shards(whole, 2) {
+		data, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Join(flat, "shard-"+itoa(k+1)+".json")
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		inOne = append(inOne, mustReadRun(t, name))
+	}
+	same, err := Merge(inOne...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := same.Jobs[0].Images[0].Path; p != "images/mug-front.png" {
+		t.Errorf("image path from shards in one folder = %q, want %q", p, "images/mug-front.png")
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	job := func(extra string) string {
+		return `{"jobs":[{"id":"a","status":"succeeded","images":[{"path":"images/a.png"}]}` + extra + `]}`
+	}
+	runTests := []struct {
+		name, body, want string
+	}{
+		{"not json", "{", "unexpected EOF"},
+		{"two values", job("") + " {}", "more than one JSON value"},
+		{"no jobs", `{"manifest":"m.yaml"}`, "not a run report"},
+		{"bad status", `{"jobs":[{"id":"a","status":"done"}]}`, `unknown status "done"`},
+		{"duplicate id", job(`,{"id":"a","status":"failed"}`), `duplicate id "a"`},
+		{"image outside", `{"jobs":[{"id":"a","status":"succeeded","images":[{"path":"../secret.png"}]}]}`, "not inside the run folder"},
+		{"absolute image", `{"jobs":[{"id":"a","status":"succeeded","images":[{"path":"/etc/passwd"}]}]}`, "not inside the run folder"},
+		{"credits with 7 decimals", `{"jobs":[{"id":"a","status":"failed","credits":0.0000001}]}`, "at most 6 decimals"},
+	}
+	for _, tt := range runTests {
+		t.Run("run "+tt.name, func(t *testing.T) {
+			_, err := ReadRun(write("report.json", tt.body))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("ReadRun error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := ReadRun(filepath.Join(dir, "missing")); err == nil {
+		t.Error("ReadRun of a missing folder: no error")
+	}
+	if _, err := ReadPlan(write("p.json", `{"total_credits": 1}`)); err == nil || !strings.Contains(err.Error(), "not a plan file") {
+		t.Errorf("ReadPlan of a plan without jobs: error = %v, want not a plan file", err)
+	}
+	if _, err := ReadPlan(write("p.json", `{"jobs":[{"id":"a"},{"id":"a"}]}`)); err == nil || !strings.Contains(err.Error(), "duplicate id") {
+		t.Errorf("ReadPlan with a duplicate id: error = %v, want duplicate id", err)
+	}
+}
+
+// TestJSONRoundTrip checks that a plan and a run survive WritePlan/WriteRun
+// json and ReadPlan/ReadRun unchanged: the JSON is the file format.
+func TestJSONRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	run := mustReadRun(t, "testdata/run")
+	f, err := os.Create(filepath.Join(dir, RunFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRun(f, FormatJSON, run); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	back := mustReadRun(t, dir)
+	a, _ := json.Marshal(run)
+	b, _ := json.Marshal(back)
+	if string(a) != string(b) {
+		t.Errorf("run after a JSON round trip:\n%s\nwant\n%s", b, a)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(a, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"manifest", "pricing", "estimated_credits", "charged_credits", "balance_before", "balance_after", "totals", "jobs"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("report.json has no %q field", k)
+		}
+	}
+}
+
+func TestJUnitCounts(t *testing.T) {
+	run := mustReadRun(t, "testdata/run")
+	var b strings.Builder
+	if err := WriteRun(&b, FormatJUnit, run); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Suites []struct {
+			Tests    int `xml:"tests,attr"`
+			Failures int `xml:"failures,attr"`
+			Skipped  int `xml:"skipped,attr"`
+			Cases    []struct {
+				Name      string    `xml:"name,attr"`
+				Classname string    `xml:"classname,attr"`
+				Failure   *struct{} `xml:"failure"`
+				Skipped   *struct{} `xml:"skipped"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal([]byte(b.String()), &got); err != nil {
+		t.Fatalf("JUnit output does not parse: %v", err)
+	}
+	if len(got.Suites) != 1 {
+		t.Fatalf("%d test suites, want 1", len(got.Suites))
+	}
+	s := got.Suites[0]
+	t0 := run.Totals
+	if s.Tests != len(run.Jobs) || s.Failures != t0.Failed+t0.Filtered || s.Skipped != t0.Skipped || len(s.Cases) != len(run.Jobs) {
+		t.Errorf("suite tests=%d failures=%d skipped=%d cases=%d, want %d, %d, %d, %d",
+			s.Tests, s.Failures, s.Skipped, len(s.Cases), len(run.Jobs), t0.Failed+t0.Filtered, t0.Skipped, len(run.Jobs))
+	}
+	for i, c := range s.Cases {
+		j := run.Jobs[i]
+		failed := j.Status == StatusFailed || j.Status == StatusFiltered
+		if c.Name != j.ID || c.Classname != j.Group || (c.Failure != nil) != failed || (c.Skipped != nil) != (j.Status == StatusSkipped) {
+			t.Errorf("test case %d = %s/%s failure=%v skipped=%v, want %s/%s status %s", i, c.Classname, c.Name, c.Failure != nil, c.Skipped != nil, j.Group, j.ID, j.Status)
+		}
+	}
+}
+
+func TestCSVParses(t *testing.T) {
+	run := mustReadRun(t, "testdata/run")
+	var b strings.Builder
+	if err := WriteRun(&b, FormatCSV, run); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+	if err != nil {
+		t.Fatalf("CSV output does not parse: %v", err)
+	}
+	if len(rows) != len(run.Jobs)+1 {
+		t.Fatalf("%d CSV rows, want a header and %d jobs", len(rows), len(run.Jobs))
+	}
+	for i, j := range run.Jobs {
+		if rows[i+1][1] != j.ID || rows[i+1][11] != j.Credits.String() || rows[i+1][13] != j.Error {
+			t.Errorf("CSV row %d = %q, want id %s, credits %s, error %q", i+1, rows[i+1], j.ID, j.Credits, j.Error)
+		}
+	}
+}
+
+func TestHTMLEscapes(t *testing.T) {
+	run := mustReadRun(t, "testdata/run")
+	run.Name = `<img src=x onerror=alert(1)>`
+	run.Jobs[0].Images[0].Path = "images/a\"b.png"
+	var b strings.Builder
+	if err := WriteRun(&b, FormatHTML, run); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, bad := range []string{"<script>alert", "<img src=x", `a"b.png`} {
+		if strings.Contains(out, bad) {
+			t.Errorf("HTML report contains unescaped %q", bad)
+		}
+	}
+	for _, banned := range []string{"http://", "https://", "<link", "<script"} {
+		if strings.Contains(out, banned) {
+			t.Errorf("HTML report contains %q: it must be self-contained", banned)
+		}
+	}
+}
