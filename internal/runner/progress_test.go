@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,8 +58,9 @@ func TestRunReportsProgress(t *testing.T) {
 	cfg := fastConfig(t)
 	rec := &recorder{}
 	cfg.Progress = rec
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cfg.Now = func() time.Time { now = now.Add(time.Second); return now }
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var ticks atomic.Int64
+	cfg.Now = func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Second) }
 	if _, err := Run(t.Context(), cfg, &fakeGen{fn: succeed}, jobs, prices); err != nil {
 		t.Fatal(err)
 	}

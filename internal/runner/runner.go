@@ -83,7 +83,8 @@ type Config struct {
 	// AttemptTimeout bounds one request, also after an interrupt lets the
 	// requests in flight finish; zero means DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
-	// Now is the clock for journal times and progress; nil means time.Now.
+	// Now is the clock for journal times and progress, called from several
+	// goroutines; nil means time.Now.
 	Now func() time.Time
 	// Progress is told about every finished job; nil means no progress.
 	Progress Progress

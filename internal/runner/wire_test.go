@@ -38,8 +38,10 @@ type apiServer struct {
 	finish string // Finish-Reason for normal answers; "" = SUCCESS
 }
 
-func newAPIServer(t testing.TB, answer func(w http.ResponseWriter, prompt string, n int) bool) *apiServer {
-	s := &apiServer{seen: map[string]int{}, answer: answer}
+// newAPIServer starts a server; delay and finish are fixed before it
+// serves, since requests may come from another process.
+func newAPIServer(t testing.TB, answer func(w http.ResponseWriter, prompt string, n int) bool, delay time.Duration, finish string) *apiServer {
+	s := &apiServer{seen: map[string]int{}, answer: answer, delay: delay, finish: finish}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
 	t.Cleanup(s.Close)
 	return s
@@ -163,8 +165,7 @@ func TestWire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newAPIServer(t, tt.answer)
-			srv.finish = tt.finish
+			srv := newAPIServer(t, tt.answer, 0, tt.finish)
 			jobs, prices := testJobs(1)
 			cfg := fastConfig(t)
 			cfg.Lockout = 20 * time.Millisecond
@@ -194,8 +195,7 @@ func TestWire(t *testing.T) {
 }
 
 func TestWireSamplesAndSlow(t *testing.T) {
-	srv := newAPIServer(t, nil)
-	srv.delay = 200 * time.Millisecond
+	srv := newAPIServer(t, nil, 200*time.Millisecond, "")
 	jobs, prices := testJobs(8)
 	jobs[3].Samples = 3
 	cfg := fastConfig(t)
@@ -222,8 +222,7 @@ func TestWireSamplesAndSlow(t *testing.T) {
 }
 
 func TestWireTimeout(t *testing.T) {
-	srv := newAPIServer(t, nil)
-	srv.delay = 400 * time.Millisecond
+	srv := newAPIServer(t, nil, 400*time.Millisecond, "")
 	jobs, prices := testJobs(1)
 	cfg := fastConfig(t)
 	cfg.AttemptTimeout = 100 * time.Millisecond
@@ -269,8 +268,7 @@ func TestKillAndResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary")
 	}
-	srv := newAPIServer(t, nil)
-	srv.delay = 40 * time.Millisecond
+	srv := newAPIServer(t, nil, 40*time.Millisecond, "")
 	out := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillAndResume$")
 	cmd.Env = append(os.Environ(), childEnv+"="+out, childEnv+"_URL="+srv.URL)
@@ -357,7 +355,7 @@ func TestKillAndResume(t *testing.T) {
 // ledger, HTTP client, PNG streaming, fsynced files and journal) against a
 // zero-latency loopback server with a limit that never binds.
 func BenchmarkRun(b *testing.B) {
-	srv := newAPIServer(b, nil)
+	srv := newAPIServer(b, nil, 0, "")
 	client := newClient(b, srv.URL)
 	const perRun = 200
 	jobs, prices := testJobs(perRun)
