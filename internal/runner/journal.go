@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/manifest"
 )
 
 // entry is one line of OUT/journal.jsonl: a job that finished.
@@ -50,25 +52,10 @@ func openJournal(outDir string) (*journal, map[string]entry, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("read journal: %w", err)
 	}
-	done := map[string]entry{}
-	good := 0 // length of the prefix made of complete, valid lines
-	for line := 1; good < len(data); line++ {
-		rest := data[good:]
-		n := bytes.IndexByte(rest, '\n')
-		last := n < 0 || good+n+1 == len(data)
-		if n < 0 {
-			break // torn: no newline yet
-		}
-		var e entry
-		if err := json.Unmarshal(rest[:n], &e); err != nil || e.ID == "" {
-			if last {
-				break
-			}
-			f.Close()
-			return nil, nil, fmt.Errorf("journal %s:%d: damaged entry", path, line)
-		}
-		done[e.ID] = e
-		good += n + 1
+	done, good, err := parseJournal(path, data)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
 	}
 	if good < len(data) {
 		if err := f.Truncate(int64(good)); err != nil {
@@ -81,6 +68,66 @@ func openJournal(outDir string) (*journal, map[string]entry, error) {
 		return nil, nil, fmt.Errorf("open journal: %w", err)
 	}
 	return &journal{f: f}, done, nil
+}
+
+// parseJournal reads journal lines and returns the last entry of each job id
+// and the length of the prefix made of complete, valid lines. A torn last
+// line is left out of that prefix; a damaged line before it is an error.
+func parseJournal(path string, data []byte) (map[string]entry, int, error) {
+	done := map[string]entry{}
+	good := 0
+	for line := 1; good < len(data); line++ {
+		rest := data[good:]
+		n := bytes.IndexByte(rest, '\n')
+		if n < 0 {
+			break // torn: no newline yet
+		}
+		var e entry
+		if err := json.Unmarshal(rest[:n], &e); err != nil || e.ID == "" {
+			if good+n+1 == len(data) {
+				break
+			}
+			return nil, 0, fmt.Errorf("journal %s:%d: damaged entry", path, line)
+		}
+		done[e.ID] = e
+		good += n + 1
+	}
+	return done, good, nil
+}
+
+// resumes reports whether e records the job with this key as finished for
+// good, so a rerun sends nothing for it.
+func (e entry) resumes(key string) bool {
+	return e.Key == key && (e.Status == Succeeded || e.Status == Filtered)
+}
+
+// Remaining returns the credits of the jobs (priced as in Run) that the
+// journal in outDir does not record as finished: what a run with that
+// output folder would still spend. A missing journal means every job.
+func Remaining(outDir string, jobs []manifest.Job, prices []cost.Credits) (cost.Credits, error) {
+	path := filepath.Join(outDir, JournalFile)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("read journal: %w", err)
+	}
+	done, _, err := parseJournal(path, data)
+	if err != nil {
+		return 0, err
+	}
+	var sum cost.Credits
+	for i, j := range jobs {
+		if e, ok := done[j.ID]; ok {
+			key, err := Key(j.Engine, RequestFor(j))
+			if err != nil {
+				return 0, fmt.Errorf("job %s: %w", j.ID, err)
+			}
+			if e.resumes(key) {
+				continue
+			}
+		}
+		sum += prices[i]
+	}
+	return sum, nil
 }
 
 // append writes e as one line and fsyncs it.

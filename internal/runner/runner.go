@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 		if r.keys[i], err = Key(j.Engine, RequestFor(j)); err != nil {
 			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
 		}
-		if e, ok := done[j.ID]; ok && e.Key == r.keys[i] && (e.Status == Succeeded || e.Status == Filtered) {
+		if e, ok := done[j.ID]; ok && e.resumes(r.keys[i]) {
 			resumed[i] = true
 			r.results[i] = JobResult{ID: j.ID, Status: e.Status, Credits: e.Credits, Attempts: e.Attempts,
 				Resumed: true, Params: e.Params, Images: e.Images, Error: e.Error}
