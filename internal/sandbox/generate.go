@@ -152,13 +152,9 @@ func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
 // its fate (latency, failure, drop, random seeds) in one step, so that
 // concurrent requests can never overdraw the balance.
 func (s *Server) reserve(g generation) (ticket, *apiError) {
-	var price cost.Credits
-	if s.cfg.Pricer != nil {
-		p, err := s.cfg.Pricer.ImagePrice(g.engine, g.width, g.height, g.steps)
-		if err != nil {
-			return ticket{}, &apiError{http.StatusInternalServerError, nameServerError, "the sandbox cannot price this request: " + err.Error()}
-		}
-		price = p
+	price, err := s.cfg.Pricer.ImagePrice(g.engine, g.width, g.height, g.steps)
+	if err != nil {
+		return ticket{}, &apiError{http.StatusInternalServerError, nameServerError, "the sandbox cannot price this request: " + err.Error()}
 	}
 	t := ticket{charge: price * cost.Credits(g.samples), seeds: make([]uint32, g.samples)}
 

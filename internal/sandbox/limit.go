@@ -28,6 +28,9 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	}
 	k := l.keys[key]
 	if k == nil {
+		if len(l.keys) >= maxIdleKeys {
+			l.forgetIdle(now)
+		}
 		k = &keyWindow{}
 		l.keys[key] = k
 	}
@@ -47,6 +50,20 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	}
 	k.times = append(k.times, now)
 	return true, 0
+}
+
+// maxIdleKeys bounds how many keys the limiter remembers before it forgets
+// those with nothing in their window and no lock-out (a sandbox without a
+// Key accepts any token, so a client could otherwise grow the map forever).
+const maxIdleKeys = 1024
+
+func (l *limiter) forgetIdle(now time.Time) {
+	cutoff := now.Add(-l.window)
+	for key, k := range l.keys {
+		if !now.Before(k.lockedUntil) && (len(k.times) == 0 || !k.times[len(k.times)-1].After(cutoff)) {
+			delete(l.keys, key)
+		}
+	}
 }
 
 // message is the 429 text, worded as the API words it.

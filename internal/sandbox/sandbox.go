@@ -3,6 +3,11 @@
 // balance as the real API (shared/stability-api/CONTRACT.md), answering with
 // cheap, deterministic PNGs, plus knobs for latency, failures, dropped
 // connections and content filtering.
+//
+// One answer is the sandbox's own: the v1 API documents no status for an
+// account whose balance cannot pay for a request (CONTRACT.md §6, §15), so
+// the sandbox answers 402 Payment Required with the name
+// "insufficient_balance" and a message that gives the price and the balance.
 package sandbox
 
 import (
@@ -27,6 +32,8 @@ type Pricer interface {
 	ImagePrice(engine string, width, height, steps int) (cost.Credits, error)
 }
 
+var _ Pricer = (*cost.Sheet)(nil)
+
 // Defaults applied by New to zero-valued Config fields.
 const (
 	DefaultBalance    = 1_000_000 * cost.Credit // $10,000 worth of credits
@@ -36,15 +43,15 @@ const (
 )
 
 // Config configures a Server. The zero value is a usable sandbox: any
-// non-empty bearer token, free images, the real API's rate limit, no
-// latency and no injected failures.
+// non-empty bearer token, the default price sheet, the real API's rate
+// limit, no latency and no injected failures.
 type Config struct {
 	// Key is the bearer token every request must carry. "" accepts any
 	// non-empty token; each distinct token then has its own rate limit.
 	Key string
 
 	// Pricer prices each image (credits per image; a request costs that
-	// times samples). Nil makes every image free.
+	// times samples). Nil means the sheet cost.LookupSheet(cost.DefaultSheet).
 	Pricer Pricer
 
 	// Balance is the account's starting balance. Zero means DefaultBalance;
@@ -105,7 +112,7 @@ type Stats struct {
 	Filtered    int          // images returned as CONTENT_FILTERED
 	Rejected    int          // answered 4xx other than 429 (400, 401, 402, 404, …)
 	RateLimited int          // answered 429
-	Failed      int          // injected 500 server_error answers
+	Failed      int          // answered 500: injected failures, and prices the Pricer could not give
 	Dropped     int          // connections closed without an answer
 	Charged     cost.Credits // credits taken from the balance
 	Balance     cost.Credits // credits left
@@ -153,6 +160,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Lockout == 0 {
 		cfg.Lockout = DefaultLockout
+	}
+	if cfg.Pricer == nil {
+		sheet, err := cost.LookupSheet(cost.DefaultSheet)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: default price sheet: %w", err)
+		}
+		cfg.Pricer = sheet
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

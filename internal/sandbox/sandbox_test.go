@@ -33,6 +33,9 @@ func (f pricerFunc) ImagePrice(engine string, width, height, steps int) (cost.Cr
 	return f(engine, width, height, steps)
 }
 
+// free prices every image at zero credits.
+var free = pricerFunc(func(string, int, int, int) (cost.Credits, error) { return 0, nil })
+
 func newServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	s, err := New(cfg)
@@ -505,6 +508,25 @@ func TestBalance(t *testing.T) {
 	}
 }
 
+func TestDefaultPriceSheet(t *testing.T) {
+	sheet, err := cost.LookupSheet(cost.DefaultSheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	price, err := sheet.ImagePrice("stable-diffusion-v1-5", 512, 768, 70)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, Config{})
+	body := `{"text_prompts":[{"text":"x"}],"width":512,"height":768,"steps":70,"samples":3}`
+	if rec := serve(s, request("POST", "/v1/generation/stable-diffusion-v1-5/text-to-image", body, "")); rec.Code != 200 {
+		t.Fatalf("status = %d, want 200", rec.Code)
+	}
+	if got, want := s.Stats().Balance, DefaultBalance-3*price; got != want || price == 0 {
+		t.Errorf("balance after 3 images at %v = %v, want %v", price, got, want)
+	}
+}
+
 func TestEmptyAndDefaultBalance(t *testing.T) {
 	for _, tt := range []struct {
 		balance cost.Credits
@@ -725,7 +747,7 @@ func TestErrorIDsUnique(t *testing.T) {
 
 func TestStatsCounts(t *testing.T) {
 	now := time.Unix(0, 0)
-	s := newServer(t, Config{RateLimit: 4, Now: func() time.Time { return now }})
+	s := newServer(t, Config{RateLimit: 4, Pricer: free, Now: func() time.Time { return now }})
 	serve(s, request("POST", t2iSDXL, okBody, ""))                                        // 200
 	serve(s, request("POST", t2iSDXL, `{"text_prompts":[]}`, ""))                         // 400
 	serve(s, request("POST", "/v1/generation/nope/text-to-image", okBody, ""))            // 404
