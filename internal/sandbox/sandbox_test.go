@@ -783,3 +783,38 @@ func BenchmarkTextToImage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTextToImageHTTP measures whole requests over loopback HTTP with
+// parallel clients: one 1024×1024 PNG per request.
+func BenchmarkTextToImageHTTP(b *testing.B) {
+	s, err := New(Config{RateLimit: -1, Pricer: free})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	client := ts.Client()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 1; pb.Next(); i++ {
+			body := fmt.Sprintf(`{"text_prompts":[{"text":"a lighthouse"}],"seed":%d}`, i)
+			req, err := http.NewRequest("POST", ts.URL+t2iSDXL, strings.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer sk-bench")
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "image/png")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+}
