@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ type plan struct {
 	index   map[string]int // matrix key name → index in e.keys
 	proto   Job            // every field that does not vary by row
 	rows    int
+	first   int  // index of the plan's first job in Manifest.Jobs
+	safe    bool // its row ids cannot collide with any other id (see safeRows)
 	varies  bool // the matrix sets engine, width, height or steps
 	dynText bool // some prompt text depends on the row
 	base    string
@@ -68,36 +71,117 @@ func (p *parser) expand(entries []*entry, top, def *layer, jobsKey *yaml.Node) [
 		return nil
 	}
 	jobs := make([]Job, 0, total)
-	ids := make(map[string]int32, total)
 	for _, pl := range plans {
-		if len(pl.e.keys) == 0 {
-			ids[pl.base] = -1
-		}
-	}
-	var rehash []int32
-	for _, pl := range plans {
+		pl.first = len(jobs)
 		if len(pl.e.keys) == 0 {
 			j := pl.proto
 			j.ID = pl.base
 			jobs = append(jobs, j)
+		} else {
+			jobs = p.rowsOf(pl, jobs)
+		}
+	}
+	if len(p.probs) > 0 {
+		return nil
+	}
+	markSafe(plans, jobs)
+	p.uniqueIDs(plans, jobs)
+	if len(p.probs) > 0 {
+		return nil
+	}
+	return jobs
+}
+
+// markSafe marks the matrix plans whose row ids need no uniqueness check:
+// every row got its candidate id, each key's values slug to distinct texts
+// with as many '-' each (so base-v1-v2 splits back into its values), no other
+// base id extends this one with '-' or is extended by it (so no other job
+// can produce the same text). This spares a million-row matrix a million
+// map operations.
+func markSafe(plans []*plan, jobs []Job) {
+	bases := make([]string, len(plans))
+	isBase := make(map[string]bool, len(plans))
+	for i, pl := range plans {
+		bases[i] = pl.base
+		isBase[pl.base] = true
+	}
+	slices.Sort(bases)
+	for _, pl := range plans {
+		if len(pl.e.keys) == 0 || !distinctSlugs(pl.e.keys) {
 			continue
 		}
-		start := len(jobs)
-		jobs = p.rowsOf(pl, jobs)
-		for i := start; i < len(jobs); i++ {
-			id := jobs[i].ID
-			if id == "" {
+		prefix := pl.base + "-"
+		i, _ := slices.BinarySearch(bases, prefix)
+		if i < len(bases) && strings.HasPrefix(bases[i], prefix) {
+			continue
+		}
+		clash := false
+		for i := range len(pl.base) {
+			if pl.base[i] == '-' && isBase[pl.base[:i]] {
+				clash = true
+				break
+			}
+		}
+		if clash {
+			continue
+		}
+		pl.safe = true
+		for _, j := range jobs[pl.first : pl.first+pl.rows] {
+			if j.ID == "" {
+				pl.safe = false
+				break
+			}
+		}
+	}
+}
+
+// distinctSlugs reports whether each key's values have distinct, non-empty
+// slugs with the same number of '-' (so an id splits back into its values).
+func distinctSlugs(keys []mkey) bool {
+	for _, k := range keys {
+		seen := make(map[string]bool, len(k.slugs))
+		dashes := strings.Count(k.slugs[0], "-")
+		for _, s := range k.slugs {
+			if s == "" || strings.Count(s, "-") != dashes || seen[s] {
+				return false
+			}
+			seen[s] = true
+		}
+	}
+	return true
+}
+
+// uniqueIDs settles the ids of matrix rows. A row keeps its candidate id
+// (base-values) unless that id is taken by another job or could not be
+// built; then it, and any other row that wanted the same id, takes
+// base-HASH of its values instead. Plain jobs' ids are unique already.
+func (p *parser) uniqueIDs(plans []*plan, jobs []Job) {
+	x := idIndex{seed: maphash.MakeSeed(), m: map[uint64]int32{}}
+	for _, pl := range plans {
+		if len(pl.e.keys) == 0 {
+			x.put(jobs, pl.base, int32(pl.first))
+		}
+	}
+	var rehash []int32
+	rehashed := map[int32]bool{}
+	for _, pl := range plans {
+		if len(pl.e.keys) == 0 || pl.safe {
+			continue
+		}
+		for i := pl.first; i < pl.first+pl.rows; i++ {
+			j := &jobs[i]
+			if j.ID == "" {
 				rehash = append(rehash, int32(i))
 				continue
 			}
-			prev, taken := ids[id]
+			prev, taken := x.get(jobs, j.ID)
 			if !taken {
-				ids[id] = int32(i)
+				x.put(jobs, j.ID, int32(i))
 				continue
 			}
-			if prev >= 0 {
+			if jobs[prev].Vars != nil && !rehashed[prev] {
+				rehashed[prev] = true
 				rehash = append(rehash, prev)
-				ids[id] = -2
 			}
 			rehash = append(rehash, int32(i))
 		}
@@ -105,17 +189,47 @@ func (p *parser) expand(entries []*entry, top, def *layer, jobsKey *yaml.Node) [
 	slices.Sort(rehash)
 	for _, i := range rehash {
 		j := &jobs[i]
-		j.ID = j.Base + "-" + shortHash(varsCanon(j.Vars), 12)
-		if _, taken := ids[j.ID]; taken {
-			p.addf(&yaml.Node{Line: j.Line, Column: j.Column}, "jobs: id %s of a matrix row collides with another job's id; give the job a different id", j.ID)
+		id := j.Base + "-" + shortHash(varsCanon(j.Vars), 12)
+		if _, taken := x.get(jobs, id); taken {
+			p.addf(&yaml.Node{Line: j.Line, Column: j.Column}, "jobs: id %s of a matrix row collides with another job's id; give the job a different id", id)
 			continue
 		}
-		ids[j.ID] = i
+		j.ID = id
+		x.put(jobs, id, i)
 	}
-	if len(p.probs) > 0 {
-		return nil
+}
+
+// idIndex finds the job holding an id. It keys on a 64-bit hash of the id,
+// so a million entries hold no pointers for the garbage collector to scan;
+// distinct ids with equal hashes go to spill.
+type idIndex struct {
+	seed  maphash.Seed
+	m     map[uint64]int32
+	spill map[string]int32
+}
+
+func (x *idIndex) get(jobs []Job, id string) (int32, bool) {
+	i, ok := x.m[maphash.String(x.seed, id)]
+	if !ok {
+		return 0, false
 	}
-	return jobs
+	if jobs[i].ID == id {
+		return i, true
+	}
+	i, ok = x.spill[id]
+	return i, ok
+}
+
+func (x *idIndex) put(jobs []Job, id string, i int32) {
+	h := maphash.String(x.seed, id)
+	if prev, ok := x.m[h]; ok && jobs[prev].ID != id {
+		if x.spill == nil {
+			x.spill = map[string]int32{}
+		}
+		x.spill[id] = i
+		return
+	}
+	x.m[h] = i
 }
 
 // checkExplicitIDs reports explicit ids used twice (case-insensitively, as
@@ -333,24 +447,27 @@ func placeholderHint(name string, keys []mkey) string {
 
 // rowsOf expands a plan's matrix, first key varying slowest, appending the
 // rows to jobs (when jobs is nil it only checks). A row's ID is its
-// candidate id, or "" when it must fall back to a hash.
+// candidate id, or "" when it must fall back to a hash. The rows' ids and
+// prompt texts are substrings of two strings built once per matrix, which
+// keeps a million-row matrix to a handful of allocations.
 func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	e := pl.e
-	k := len(e.keys)
+	k, ns := len(e.keys), len(pl.slots)
 	build := jobs != nil
+	first := len(jobs)
 	var vars []Var
-	var prompts []Prompt
+	var text, ids []byte     // rendered prompt texts and row ids, back to back
+	var textEnd, idEnd []int // end offsets in text (per prompt) and ids (per row; -1: hash)
+	row := make([]Var, k)
 	if build {
 		vars = make([]Var, pl.rows*k)
+		idEnd = make([]int, 0, pl.rows)
+		ids = make([]byte, 0, pl.idBytes())
+		if pl.dynText {
+			textEnd = make([]int, 0, pl.rows*ns)
+			text = make([]byte, 0, pl.textBytes())
+		}
 	}
-	ns := len(pl.slots)
-	if build && pl.dynText {
-		prompts = make([]Prompt, pl.rows*ns)
-	}
-	idx := make([]int, k)
-	row := make([]Var, k)
-	var idBuf []byte
-	bad := 0
 	var unsetW, unsetH, unsetSteps bool
 	if pl.varies {
 		var in [numSettings + 1]bool
@@ -361,10 +478,18 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 		unsetH = !pl.r[sHeight].set() && !in[sHeight]
 		unsetSteps = !pl.r[sSteps].set() && !in[sSteps]
 	}
+	idx := make([]int, k)
+	bad := 0
+	var scratch Job
 	for r := 0; r < pl.rows; r++ {
-		j := pl.proto
+		j := &scratch
 		if build {
+			jobs = append(jobs, pl.proto)
+			j = &jobs[len(jobs)-1]
 			row = vars[r*k : r*k+k : r*k+k]
+			j.Vars = row
+		} else {
+			scratch = pl.proto
 		}
 		for d := range e.keys {
 			key := &e.keys[d]
@@ -395,29 +520,26 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 		}
 		var msgs []string
 		if pl.dynText {
-			var ps []Prompt
-			if build {
-				ps = prompts[r*ns : r*ns+ns : r*ns+ns]
-			}
-			for i, sl := range pl.slots {
-				var text string
+			for _, sl := range pl.slots {
+				start := len(text)
 				if sl.key >= 0 {
-					text = row[sl.key].Value
+					text = append(text, row[sl.key].Value...)
 				} else {
-					text = sl.t.render(pl.index, row)
-					if msg := checkText(text); msg != "" {
+					text = sl.t.appendTo(text, pl.index, row)
+					if msg := checkTextBytes(text[start:]); msg != "" {
 						msgs = append(msgs, sl.field+" "+msg)
 					}
 				}
 				if build {
-					ps[i] = Prompt{Text: text, Weight: sl.weight}
+					textEnd = append(textEnd, len(text))
+				} else {
+					text = text[:0]
 				}
 			}
-			j.Prompts = ps
 		}
 		if pl.varies {
 			eng, _ := engine.Lookup(j.Engine)
-			fillEngineDefaults(&j, eng, !unsetW, !unsetH, !unsetSteps)
+			fillEngineDefaults(j, eng, !unsetW, !unsetH, !unsetSteps)
 			if err := eng.CheckSize(j.Width, j.Height); err != nil {
 				msgs = append(msgs, err.Error())
 			}
@@ -432,9 +554,12 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 			}
 		}
 		if build {
-			j.Vars = row
-			j.ID, idBuf = rowID(idBuf, pl.base, e.keys, idx)
-			jobs = append(jobs, j)
+			var ok bool
+			if ids, ok = appendRowID(ids, pl.base, e.keys, idx); ok {
+				idEnd = append(idEnd, len(ids))
+			} else {
+				idEnd = append(idEnd, -1)
+			}
 		}
 		for d := k - 1; d >= 0; d-- {
 			idx[d]++
@@ -447,7 +572,74 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	if bad > maxRowProblems {
 		p.addf(e.mnode, "%s.matrix: %d more rows have problems", e.path, bad-maxRowProblems)
 	}
+	if !build {
+		return jobs
+	}
+	allIDs, from := string(ids), 0
+	for r, end := range idEnd {
+		if end >= 0 {
+			jobs[first+r].ID = allIDs[from:end]
+			from = end
+		}
+	}
+	if pl.dynText {
+		allText, from := string(text), 0
+		prompts := make([]Prompt, pl.rows*ns)
+		for i, end := range textEnd {
+			prompts[i] = Prompt{Text: allText[from:end], Weight: pl.slots[i%ns].weight}
+			from = end
+		}
+		for r := range pl.rows {
+			jobs[first+r].Prompts = prompts[r*ns : r*ns+ns : r*ns+ns]
+		}
+	}
 	return jobs
+}
+
+// idBytes is the length of all the plan's candidate row ids together:
+// each value of a key appears in rows/len(values) rows.
+func (pl *plan) idBytes() int {
+	n := pl.rows * len(pl.base)
+	for _, k := range pl.e.keys {
+		per := pl.rows / len(k.vals)
+		for _, s := range k.slugs {
+			n += per * (1 + len(s))
+		}
+	}
+	return n
+}
+
+// textBytes is the length of all the plan's rendered prompt texts together.
+func (pl *plan) textBytes() int {
+	n := 0
+	for _, sl := range pl.slots {
+		if sl.key >= 0 {
+			n += pl.valueBytes(sl.key)
+			continue
+		}
+		if sl.t.parts == nil {
+			n += pl.rows * len(sl.t.text)
+			continue
+		}
+		for _, part := range sl.t.parts {
+			if part.name != "" {
+				n += pl.valueBytes(pl.index[part.name])
+			} else {
+				n += pl.rows * len(part.lit)
+			}
+		}
+	}
+	return n
+}
+
+// valueBytes is the length of matrix key k's values over all rows.
+func (pl *plan) valueBytes(k int) int {
+	key := &pl.e.keys[k]
+	n := 0
+	for _, v := range key.vals {
+		n += len(v.text)
+	}
+	return n * (pl.rows / len(key.vals))
 }
 
 func varsText(row []Var) string {

@@ -77,23 +77,21 @@ func varsCanon(vars []Var) string {
 	return b.String()
 }
 
-// rowID builds base-slug1-slug2... for the matrix row idx, reusing buf. It
-// returns "" when a value slugs to nothing or the id would be too long, so
-// the caller falls back to a hash.
-func rowID(buf []byte, base string, keys []mkey, idx []int) (string, []byte) {
-	buf = append(buf[:0], base...)
+// appendRowID appends base-slug1-slug2... for the matrix row idx to buf.
+// It reports false, leaving buf as it was, when a value slugs to nothing or
+// the id would be too long, so the caller falls back to a hash.
+func appendRowID(buf []byte, base string, keys []mkey, idx []int) ([]byte, bool) {
+	start := len(buf)
+	buf = append(buf, base...)
 	for d := range keys {
 		s := keys[d].slugs[idx[d]]
-		if s == "" {
-			return "", buf
+		if s == "" || len(buf)-start+1+len(s) > maxIDLen {
+			return buf[:start], false
 		}
 		buf = append(buf, '-')
 		buf = append(buf, s...)
-		if len(buf) > maxIDLen {
-			return "", buf
-		}
 	}
-	return string(buf), buf
+	return buf, true
 }
 
 // baseIDs gives every plan its base id: the explicit id lowercased, or a

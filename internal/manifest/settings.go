@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"math"
 	"slices"
 	"strconv"
@@ -147,28 +148,20 @@ func (t *tmpl) names() []string {
 	return out
 }
 
-// render substitutes values (by key name, through index) into the template.
-func (t *tmpl) render(index map[string]int, vals []Var) string {
+// appendTo appends the template to b with values (found by key name
+// through index) substituted for its placeholders.
+func (t *tmpl) appendTo(b []byte, index map[string]int, vals []Var) []byte {
 	if t.parts == nil {
-		return t.text
+		return append(b, t.text...)
 	}
-	n := 0
 	for _, p := range t.parts {
 		if p.name != "" {
-			n += len(vals[index[p.name]].Value)
-		}
-		n += len(p.lit)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, p := range t.parts {
-		if p.name != "" {
-			b.WriteString(vals[index[p.name]].Value)
+			b = append(b, vals[index[p.name]].Value...)
 		} else {
-			b.WriteString(p.lit)
+			b = append(b, p.lit...)
 		}
 	}
-	return b.String()
+	return b
 }
 
 // checkText reports what is wrong with a prompt text, or "".
@@ -177,6 +170,17 @@ func checkText(s string) string {
 		return "must not be blank"
 	}
 	if n := utf8.RuneCountInString(s); n > maxPromptRunes {
+		return "is " + strconv.Itoa(n) + " characters long; the API accepts at most 2000"
+	}
+	return ""
+}
+
+// checkTextBytes is checkText for a rendered text.
+func checkTextBytes(b []byte) string {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "must not be blank"
+	}
+	if n := utf8.RuneCount(b); n > maxPromptRunes {
 		return "is " + strconv.Itoa(n) + " characters long; the API accepts at most 2000"
 	}
 	return ""
