@@ -1,27 +1,19 @@
 package sandbox
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-// specFile is the v1 OpenAPI snapshot that matches the live API's JSON body
-// (see testdata/README.md).
-const specFile = "testdata/stability-v1-openapi-2025-02.json"
+	"github.com/batch-tool/batch/internal/prismtest"
+)
 
 // violation is one entry of Prism's sl-violations header, and of the
 // "validation" list of its VIOLATIONS problem answer.
@@ -53,15 +45,12 @@ func specBug(status int, v violation) bool {
 // response that violates the v1 OpenAPI spec. Set BATCH_PRISM to the prism
 // executable (.ci/prism-install.sh prints it) to run it.
 func TestContractPrism(t *testing.T) {
-	prism := os.Getenv("BATCH_PRISM")
-	if prism == "" {
-		t.Skip("BATCH_PRISM is not set; .ci/prism-install.sh installs Prism and prints its path")
-	}
+	prism := prismtest.Executable(t)
 	sb := newServer(t, Config{Key: "sk-contract", FilterWords: []string{"forbidden"}})
 	upstream := httptest.NewServer(sb) // listens on 127.0.0.1, random port
 	defer upstream.Close()
 
-	base := startPrism(t, prism, upstream.URL)
+	base := prismtest.Start(t, prism, upstream.URL)
 
 	type exchange struct {
 		name    string
@@ -219,79 +208,4 @@ func TestContractPrism(t *testing.T) {
 	if st := sb.Stats(); st.Generations != 7 {
 		t.Errorf("sandbox answered %d generations, want 5 through prism and 2 direct (Stats %+v)", st.Generations, st)
 	}
-}
-
-// startPrism runs `prism proxy --errors` in front of upstream on a free
-// loopback port and returns its base URL once it answers.
-func startPrism(t *testing.T, prism, upstream string) string {
-	t.Helper()
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, prism, "proxy", specFile, upstream,
-		"--errors", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--cors=false")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start prism: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-		if t.Failed() {
-			t.Logf("prism output:\n%s", out.String())
-		}
-	})
-
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // let the cleanup's receive return
-			t.Fatalf("prism exited before answering: %v\n%s", err, out.String())
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-		if err == nil {
-			conn.Close()
-			return base
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prism did not listen on port %d within 60s\n%s", port, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a child's
-// stdout and stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
