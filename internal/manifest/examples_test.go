@@ -1,0 +1,170 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
+)
+
+// TestExamples loads every examples/*.yaml, so the examples never rot.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{ // jobs each example expands to
+		"quickstart.yaml":    7,
+		"product-shots.yaml": 30,
+		"style-matrix.yaml":  40,
+		"seed-sweep.yaml":    1200,
+		"legacy-2022.yaml":   36,
+	}
+	if len(files) < len(want) {
+		t.Fatalf("found %d examples, want at least %d", len(files), len(want))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(data, []byte("# yaml-language-server: $schema=../internal/manifest/schema.json\n")) {
+				t.Errorf("%s does not start with the yaml-language-server schema comment", file)
+			}
+			m, err := Load(file)
+			if err != nil {
+				t.Fatalf("Load(%s):\n%v", file, err)
+			}
+			if n, ok := want[filepath.Base(file)]; ok && len(m.Jobs) != n {
+				t.Errorf("Load(%s) = %d jobs, want %d", file, len(m.Jobs), n)
+			}
+		})
+	}
+}
+
+// compileSchema compiles Schema() with the jsonschema validator.
+func compileSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema()))
+	if err != nil {
+		t.Fatalf("schema.json is not JSON: %v", err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("schema.json")
+	if err != nil {
+		t.Fatalf("compile schema.json: %v", err)
+	}
+	return s
+}
+
+// yamlToJSON decodes YAML into the JSON data model the validator reads.
+func yamlToJSON(t *testing.T, data []byte) any {
+	t.Helper()
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatalf("yaml: %v", err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("json: %v", err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func TestSchemaAcceptsExamples(t *testing.T) {
+	s := compileSchema(t)
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	goods, _ := filepath.Glob("testdata/good/*.yaml")
+	for _, file := range append(files, goods...) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(yamlToJSON(t, data)); err != nil {
+			t.Errorf("schema rejects %s: %v", file, err)
+		}
+	}
+}
+
+// TestSchemaRejects checks that the schema refuses manifests the loader
+// refuses, for the rules a schema can express.
+func TestSchemaRejects(t *testing.T) {
+	s := compileSchema(t)
+	const ok = "version: 1\nengine: stable-diffusion-xl-1024-v1-0\njobs:\n  - prompt: a fox\n"
+	if err := s.Validate(yamlToJSON(t, []byte(ok))); err != nil {
+		t.Fatalf("schema rejects the minimal manifest: %v", err)
+	}
+	tests := []struct{ name, src string }{
+		{"version 2", strings.Replace(ok, "version: 1", "version: 2", 1)},
+		{"no version", strings.Replace(ok, "version: 1\n", "", 1)},
+		{"unknown top key", ok + "steps: 30\n"},
+		{"unknown job key", ok + "    promt: x\n"},
+		{"unknown engine", strings.Replace(ok, "v1-0", "v9", 1)},
+		{"no jobs", "version: 1\njobs: []\n"},
+		{"cfg_scale above 35", ok + "    cfg_scale: 36\n"},
+		{"samples 11", ok + "    samples: 11\n"},
+		{"negative seed", ok + "    seed: -1\n"},
+		{"seed above uint32", ok + "    seed: 4294967296\n"},
+		{"steps 5", ok + "    steps: 5\n"},
+		{"width not a multiple of 64", ok + "    width: 1000\n"},
+		{"width as text", ok + "    width: \"1024\"\n"},
+		{"unknown sampler", ok + "    sampler: K_EULER_A\n"},
+		{"unknown style", ok + "    style_preset: photo\n"},
+		{"unknown clip preset", ok + "    clip_guidance_preset: FAST\n"},
+		{"blank prompt", strings.Replace(ok, "a fox", "\"  \"", 1)},
+		{"long prompt", strings.Replace(ok, "a fox", strings.Repeat("x", 2001), 1)},
+		{"prompt and prompts", ok + "    prompts: [{text: a cat}]\n"},
+		{"prompts without text", strings.Replace(ok, "prompt: a fox", "prompts: [{weight: 1}]", 1)},
+		{"unsafe id", ok + "    id: ../up\n"},
+		{"empty matrix list", ok + "    matrix: {c: []}\n"},
+		{"matrix prompts", ok + "    matrix: {prompts: [[a]]}\n"},
+		{"matrix bad seed", ok + "    matrix: {seed: [1, -2]}\n"},
+		{"defaults id", ok + "defaults: {id: x}\n"},
+		{"budget negative", ok + "budget: -1\n"},
+		{"concurrency 0", ok + "concurrency: 0\n"},
+		{"rate without duration", ok + "rate: 150/10\n"},
+		{"rate zero", ok + "rate: 0/10s\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.Validate(yamlToJSON(t, []byte(tt.src))); err == nil {
+				t.Errorf("schema accepts:\n%s", tt.src)
+			}
+			if _, err := Parse("t.yaml", []byte(tt.src)); err == nil {
+				t.Errorf("Parse accepts:\n%s", tt.src)
+			}
+		})
+	}
+}
+
+func TestGoodFiles(t *testing.T) {
+	for _, tt := range []struct {
+		file string
+		jobs int
+	}{
+		{"testdata/good/product.yaml", 9},
+		{"testdata/good/everything.yaml", 34},
+	} {
+		m, err := Load(tt.file)
+		if err != nil {
+			t.Errorf("Load(%s):\n%v", tt.file, err)
+			continue
+		}
+		if len(m.Jobs) != tt.jobs {
+			t.Errorf("Load(%s) = %d jobs, want %d", tt.file, len(m.Jobs), tt.jobs)
+		}
+	}
+}
