@@ -160,12 +160,12 @@ func balanceCard(r *Run) *htmlCard {
 	before, after := r.BalanceBefore, r.BalanceAfter
 	switch {
 	case after != nil && before != nil:
-		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String() + " credits",
-			Sub: "was " + before.String() + " (" + signed(*after-*before) + ")"}
+		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String(),
+			Sub: "credits, was " + before.String() + " (" + signed(*after-*before) + ")"}
 	case after != nil:
-		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String() + " credits", Sub: "after the run"}
+		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String(), Sub: "credits after the run"}
 	case before != nil:
-		return &htmlCard{ID: "balance", Label: "Balance", Value: before.String() + " credits", Sub: "before the run"}
+		return &htmlCard{ID: "balance", Label: "Balance", Value: before.String(), Sub: "credits before the run"}
 	}
 	return nil
 }
