@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+// newFlagSet returns a flag set that reports to stderr and shows the
+// command's synopsis above its flags.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: batch %s\n\nflags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and checks the number of positional arguments;
+// errors from here exit 2 (flag has already printed its own message).
+func parseFlags(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errReported, &usageError{err.Error()})
+	}
+	if n := fs.NArg(); n < minArgs || (maxArgs >= 0 && n > maxArgs) {
+		fs.Usage()
+		switch {
+		case n < minArgs:
+			return usageErrorf("%s: missing argument", fs.Name())
+		default:
+			return usageErrorf("%s: too many arguments", fs.Name())
+		}
+	}
+	return nil
+}
+
+// formatValue is a --format flag restricted to a list of names.
+type formatValue struct {
+	name    string
+	allowed []string
+}
+
+func (f *formatValue) String() string { return f.name }
+
+func (f *formatValue) Set(s string) error {
+	if !slices.Contains(f.allowed, s) {
+		return fmt.Errorf("unknown format %q (want %s)", s, strings.Join(f.allowed, ", "))
+	}
+	f.name = s
+	return nil
+}
+
+// creditsValue is an optional amount of credits given on the command line.
+type creditsValue struct{ c *cost.Credits }
+
+func (v *creditsValue) String() string {
+	if v == nil || v.c == nil {
+		return ""
+	}
+	return v.c.String()
+}
+
+func (v *creditsValue) Set(s string) error {
+	c, err := cost.ParseCredits(s)
+	if err != nil {
+		return err
+	}
+	if c < 0 {
+		return fmt.Errorf("%s is negative", s)
+	}
+	v.c = &c
+	return nil
+}
+
+// shard selects the K-th of N deterministic slices of the expanded jobs;
+// the zero value selects everything.
+type shard struct{ K, N int }
+
+func (s *shard) String() string {
+	if s.N == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d", s.K, s.N)
+}
+
+func (s *shard) Set(v string) error {
+	k, n, ok := strings.Cut(v, "/")
+	ki, err1 := strconv.Atoi(k)
+	ni, err2 := strconv.Atoi(n)
+	if !ok || err1 != nil || err2 != nil || ni < 1 || ki < 1 || ki > ni {
+		return fmt.Errorf("%q is not K/N with 1 ≤ K ≤ N", v)
+	}
+	s.K, s.N = ki, ni
+	return nil
+}
+
+// indexes returns which of n jobs the shard takes: job i (0-based) belongs to
+// shard i mod N + 1, so every shard gets a fair share of every matrix.
+func (s shard) indexes(n int) []int {
+	idx := make([]int, 0, n)
+	for i := range n {
+		if s.N == 0 || i%s.N == s.K-1 {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// rateValue is a request limit written N/DURATION, e.g. 150/10s.
+type rateValue struct {
+	N      int
+	Window time.Duration
+}
+
+func (r *rateValue) String() string {
+	if r.N == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%s", r.N, r.Window)
+}
+
+func (r *rateValue) Set(s string) error {
+	v, err := parseRate(s)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+func parseRate(s string) (rateValue, error) {
+	n, d, ok := strings.Cut(s, "/")
+	ni, err := strconv.Atoi(n)
+	if !ok || err != nil || ni < 1 {
+		return rateValue{}, fmt.Errorf("rate %q is not N/DURATION with N ≥ 1, e.g. 150/10s", s)
+	}
+	w, err := time.ParseDuration(d)
+	if err != nil || w <= 0 {
+		return rateValue{}, fmt.Errorf("rate %q is not N/DURATION with a positive Go duration, e.g. 150/10s", s)
+	}
+	return rateValue{ni, w}, nil
+}
+
+// concurrencyValue is --concurrency: a positive number of jobs in flight, or
+// 0 for auto.
+type concurrencyValue struct {
+	n   int
+	set bool
+}
+
+func (c *concurrencyValue) String() string {
+	if !c.set || c.n == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(c.n)
+}
+
+func (c *concurrencyValue) Set(s string) error {
+	n, err := parseConcurrency(s)
+	if err != nil {
+		return err
+	}
+	c.n, c.set = n, true
+	return nil
+}
+
+func parseConcurrency(s string) (int, error) {
+	if s == "auto" || s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("concurrency %q is not auto or a positive number", s)
+	}
+	return n, nil
+}

@@ -1,0 +1,165 @@
+// Command batch turns a YAML manifest of Stability AI text-to-image jobs into
+// images and a cost report. It prices every job exactly before anything is
+// sent, refuses runs over budget, runs the jobs concurrently under the API's
+// rate limit, and never pays twice for the same image.
+//
+// Usage:
+//
+//	batch plan [flags] MANIFEST
+//	batch run [flags] MANIFEST
+//	batch report [flags] RUN_DIR|PLAN.json...
+//	batch diff [flags] BASE HEAD
+//	batch sandbox [flags]
+//	batch schema
+//	batch prices [--pricing ID]
+//	batch version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/batch-tool/batch/internal/manifest"
+)
+
+// Exit codes, as documented in the README.
+const (
+	exitOK          = 0   // everything asked for was done
+	exitFailed      = 1   // some jobs failed or were filtered, or a runtime error stopped the run
+	exitUsage       = 2   // usage error or invalid manifest; nothing was sent
+	exitOverBudget  = 3   // the estimate is over budget, or a diff crossed its threshold
+	exitLowBalance  = 4   // the account balance is below the estimate
+	exitInterrupted = 130 // interrupted; a rerun resumes
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// env is what a command needs from its process: arguments aside, the
+// environment, the standard streams and the clock.
+type env struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+	// isTerminal reports whether stderr is a terminal (live progress bar).
+	isTerminal bool
+	// ready, when non-nil, receives the sandbox's address once it listens
+	// (tests use it to find a sandbox started on port 0).
+	ready func(addr string)
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop) // after the first signal, a second one kills us
+	e := &env{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now, isTerminal: isTerminal(stderr)}
+	return e.main(ctx, args)
+}
+
+// main runs one command line and maps its error to an exit code; it is the
+// only place that prints an error.
+func (e *env) main(ctx context.Context, args []string) int {
+	err := e.dispatch(ctx, args)
+	var me *manifest.Errors
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errReported):
+		// the command already told the user what happened
+	case errors.As(err, &me):
+		// FILE:LINE:COL: message lines, as compilers print them
+		fmt.Fprintf(e.stderr, "%v\nbatch: %d problem(s) in %s; nothing was sent\n", me, len(*me), (*me)[0].File)
+	default:
+		fmt.Fprintf(e.stderr, "batch: %v\n", err)
+	}
+	return exitCode(ctx, err)
+}
+
+func (e *env) dispatch(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		e.usage(e.stderr)
+		return usageErrorf("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "plan":
+		return e.plan(ctx, rest)
+	case "run":
+		return e.runCmd(ctx, rest)
+	case "report":
+		return e.report(ctx, rest)
+	case "diff":
+		return e.diff(ctx, rest)
+	case "sandbox":
+		return e.sandbox(ctx, rest)
+	case "schema":
+		return e.schema(rest)
+	case "prices":
+		return e.prices(rest)
+	case "version", "--version", "-version":
+		return e.version(rest)
+	case "help", "-h", "-help", "--help":
+		e.usage(e.stdout)
+		return nil
+	}
+	e.usage(e.stderr)
+	return usageErrorf("unknown command %q", cmd)
+}
+
+func (e *env) usage(w io.Writer) {
+	fmt.Fprint(w, `batch turns a YAML manifest of Stability AI image jobs into images and a cost report.
+
+Usage:
+  batch plan [flags] MANIFEST              price every job; no key, no network
+  batch run [flags] MANIFEST               plan, check budget and balance, then generate
+  batch report [flags] RUN_DIR|PLAN.json... render a run's (or shards') report
+  batch diff [flags] BASE HEAD             cost delta between two manifests or plans
+  batch sandbox [flags]                    serve a local Stability-compatible API
+  batch schema                             print the manifest's JSON Schema
+  batch prices [--pricing ID]              list price sheets and the rules of one
+  batch version                            print the version
+
+Run 'batch COMMAND -h' for a command's flags. The API key is read from
+STABILITY_API_KEY. Exit codes: 0 done, 1 jobs failed, 2 usage or invalid
+manifest, 3 over budget, 4 balance too low, 130 interrupted.
+`)
+}
+
+// usageError is a mistake in the command line; it exits 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error {
+	return &usageError{fmt.Sprintf(format, a...)}
+}
+
+// invalidError is input that cannot be used (a price file, an unpriceable
+// job); it exits 2, like a usage error: nothing was sent.
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string { return e.err.Error() }
+func (e *invalidError) Unwrap() error { return e.err }
+
+// errReported marks an error whose message the command already printed.
+var errReported = errors.New("reported")
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/report"
+	"github.com/batch-tool/batch/internal/sandbox"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// result is what one in-process command line did.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// batchCmd runs the command line in-process with the given environment.
+func batchCmd(t *testing.T, environ map[string]string, args ...string) result {
+	t.Helper()
+	return batchCmdCtx(t.Context(), t, environ, args...)
+}
+
+func batchCmdCtx(ctx context.Context, t *testing.T, environ map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	e := &env{
+		getenv: func(k string) string { return environ[k] },
+		stdout: &stdout, stderr: &stderr,
+		now: func() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) },
+	}
+	code := e.main(ctx, args)
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func checkGolden(t *testing.T, name string, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (rerun with -update and review the git diff)\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlanGolden(t *testing.T) {
+	for _, format := range []string{"table", "json", "markdown", "csv"} {
+		t.Run(format, func(t *testing.T) {
+			r := batchCmd(t, nil, "plan", "--format", format, "../../examples/quickstart.yaml")
+			if r.code != exitOK {
+				t.Fatalf("plan exit %d, stderr:\n%s", r.code, r.stderr)
+			}
+			checkGolden(t, "plan-quickstart."+format, r.stdout)
+		})
+	}
+}
+
+func TestPlanEveryExample(t *testing.T) {
+	paths, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil || len(paths) < 4 {
+		t.Fatalf("examples: %v %v", paths, err)
+	}
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			r := batchCmd(t, nil, "plan", "--format", "json", p)
+			if r.code != exitOK {
+				t.Fatalf("plan %s: exit %d\n%s", p, r.code, r.stderr)
+			}
+			var plan report.Plan
+			if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil {
+				t.Fatal(err)
+			}
+			if len(plan.Jobs) == 0 || plan.TotalCredits <= 0 {
+				t.Errorf("plan %s: %d jobs, total %v", p, len(plan.Jobs), plan.TotalCredits)
+			}
+			var sum cost.Credits
+			for _, j := range plan.Jobs {
+				sum += j.Credits
+			}
+			if sum != plan.TotalCredits {
+				t.Errorf("plan %s: jobs sum to %v, total says %v", p, sum, plan.TotalCredits)
+			}
+		})
+	}
+}
+
+func TestPlanExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "version: 1\nengine: stable-diffusion-v1-5\njobs:\n  - prompt: a cat\n    width: 512\n    height: 512\n    steps: 50\n    samples: 3\n")
+	bad := writeFile(t, dir, "bad.yaml", "version: 1\nengine: stable-diffusion-v1-5\njobs:\n  - prompt: a cat\n    promt: typo\n    steps: 5\n")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // substring
+		stderr string // substring
+	}{
+		{"ok", []string{"plan", good}, exitOK, "3.0", ""},
+		{"at budget", []string{"plan", "--budget", "3", good}, exitOK, "3.0", ""},
+		{"over budget", []string{"plan", "--budget", "2.9", good}, exitOverBudget, "", "exceeds budget"},
+		{"invalid manifest", []string{"plan", bad}, exitUsage, "", "bad.yaml:5:5"},
+		{"every problem", []string{"plan", bad}, exitUsage, "", "bad.yaml:6:12"},
+		{"missing file", []string{"plan", filepath.Join(dir, "nope.yaml")}, exitFailed, "", "nope.yaml"},
+		{"unknown sheet", []string{"plan", "--pricing", "nope", good}, exitUsage, "", "nope"},
+		{"unpriceable", []string{"plan", "--pricing", "sdxl-2024", good}, exitUsage, "", "stable-diffusion-v1-5"},
+		{"no args", []string{"plan"}, exitUsage, "", "missing argument"},
+		{"bad flag", []string{"plan", "--bogus", good}, exitUsage, "", "bogus"},
+		{"bad shard", []string{"plan", "--shard", "3/2", good}, exitUsage, "", "K/N"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", "unknown command"},
+		{"help", []string{"plan", "-h"}, exitOK, "", "usage: batch plan"},
+		{"version", []string{"version"}, exitOK, "batch ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := batchCmd(t, nil, tt.args...)
+			if r.code != tt.code {
+				t.Errorf("batch %v: exit %d, want %d\nstderr: %s", tt.args, r.code, tt.code, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.stdout) {
+				t.Errorf("batch %v: stdout %q does not contain %q", tt.args, r.stdout, tt.stdout)
+			}
+			if !strings.Contains(r.stderr, tt.stderr) {
+				t.Errorf("batch %v: stderr %q does not contain %q", tt.args, r.stderr, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestPlanShardsCoverEveryJobOnce(t *testing.T) {
+	var all report.Plan
+	r := batchCmd(t, nil, "plan", "--format", "json", "../../examples/style-matrix.yaml")
+	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil {
+		t.Fatal(err, r.stderr)
+	}
+	seen := map[string]int{}
+	var sum cost.Credits
+	for k := 1; k <= 3; k++ {
+		var p report.Plan
+		r := batchCmd(t, nil, "plan", "--format", "json", "--shard", strings.Join([]string{string(rune('0' + k)), "3"}, "/"), "../../examples/style-matrix.yaml")
+		if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+			t.Fatal(err, r.stderr)
+		}
+		for _, j := range p.Jobs {
+			seen[j.ID]++
+		}
+		sum += p.TotalCredits
+	}
+	if len(seen) != len(all.Jobs) || sum != all.TotalCredits {
+		t.Errorf("3 shards cover %d jobs costing %v; whole plan has %d costing %v", len(seen), sum, len(all.Jobs), all.TotalCredits)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("job %s is in %d shards", id, n)
+		}
+	}
+}
+
+func TestSchemaAndPrices(t *testing.T) {
+	r := batchCmd(t, nil, "schema")
+	var schema map[string]any
+	if r.code != exitOK || json.Unmarshal([]byte(r.stdout), &schema) != nil {
+		t.Fatalf("schema: exit %d, output is not JSON: %.200s", r.code, r.stdout)
+	}
+	r = batchCmd(t, nil, "prices")
+	for _, id := range []string{"dreamstudio-2022", "v1-2023", "sdxl-2024"} {
+		if !strings.Contains(r.stdout, id) {
+			t.Errorf("prices does not list %s:\n%s", id, r.stdout)
+		}
+	}
+	r = batchCmd(t, nil, "prices", "--pricing", "v1-2023")
+	if r.code != exitOK || !strings.Contains(r.stdout, "169527") {
+		t.Errorf("prices --pricing v1-2023: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestRunSandboxEndToEndAndResume(t *testing.T) {
+	out := t.TempDir()
+	r := batchCmd(t, nil, "run", "--sandbox", "--out", out, "--format", "json", "../../examples/quickstart.yaml")
+	if r.code != exitOK {
+		t.Fatalf("run --sandbox: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	rep, err := report.ReadRun(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Succeeded != rep.Totals.Jobs || rep.Totals.Jobs == 0 {
+		t.Fatalf("totals %+v", rep.Totals)
+	}
+	if rep.ChargedCredits != rep.EstimatedCredits {
+		t.Errorf("charged %v, estimated %v", rep.ChargedCredits, rep.EstimatedCredits)
+	}
+	if rep.BalanceBefore == nil || rep.BalanceAfter == nil || *rep.BalanceBefore-*rep.BalanceAfter != rep.ChargedCredits {
+		t.Errorf("balance before %v after %v, charged %v", rep.BalanceBefore, rep.BalanceAfter, rep.ChargedCredits)
+	}
+	for _, j := range rep.Jobs {
+		if len(j.Images) != j.Samples {
+			t.Errorf("job %s: %d images, want %d", j.ID, len(j.Images), j.Samples)
+		}
+		for _, im := range j.Images {
+			if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(im.Path))); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	for _, f := range []string{"report.md", "report.html", "journal.jsonl"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// A rerun sends nothing: every job comes from the journal.
+	r = batchCmd(t, nil, "run", "--sandbox", "--out", out, "../../examples/quickstart.yaml")
+	if r.code != exitOK {
+		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
+	}
+	rep2, err := report.ReadRun(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range rep2.Jobs {
+		if !j.Resumed {
+			t.Errorf("rerun: job %s was not resumed from the journal", j.ID)
+		}
+	}
+	if *rep2.BalanceBefore != *rep2.BalanceAfter {
+		t.Errorf("rerun spent credits: balance %v → %v", *rep2.BalanceBefore, *rep2.BalanceAfter)
+	}
+}
+
+// startSandboxServer serves a sandbox on loopback for a test.
+func startSandboxServer(t *testing.T, cfg sandbox.Config) string {
+	t.Helper()
+	srv, err := sandbox.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func TestRunRefusals(t *testing.T) {
+	sheet, err := cost.LookupSheet(cost.DefaultSheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poor := startSandboxServer(t, sandbox.Config{Pricer: sheet, Balance: cost.Credit})
+	keyed := startSandboxServer(t, sandbox.Config{Pricer: sheet, Key: "right"})
+	qs := "../../examples/quickstart.yaml"
+	tests := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"over budget", nil, []string{"run", "--sandbox", "--budget", "0.5", "--out", t.TempDir(), qs}, exitOverBudget, "exceeds budget"},
+		{"no key", nil, []string{"run", "--out", t.TempDir(), qs}, exitUsage, "STABILITY_API_KEY"},
+		{"low balance", map[string]string{"STABILITY_API_KEY": "sk-secret-456"}, []string{"run", "--api-url", poor, "--out", t.TempDir(), qs}, exitLowBalance, "balance"},
+		{"bad key", map[string]string{"STABILITY_API_KEY": "wrong-secret-key"}, []string{"run", "--api-url", keyed, "--out", t.TempDir(), qs}, exitFailed, "401"},
+		{"plain http", map[string]string{"STABILITY_API_KEY": "sk-secret-123"}, []string{"run", "--api-url", "http://example.com", "--out", t.TempDir(), qs}, exitUsage, "http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := batchCmd(t, tt.env, tt.args...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.stderr) {
+				t.Errorf("exit %d (want %d), stderr:\n%s\n(want it to contain %q)", r.code, tt.code, r.stderr, tt.stderr)
+			}
+			if k := tt.env["STABILITY_API_KEY"]; k != "" && (strings.Contains(r.stderr, k) || strings.Contains(r.stdout, k)) {
+				t.Errorf("the API key appears in the output")
+			}
+		})
+	}
+}
+
+func TestSandboxCommandServesRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	addrc := make(chan string, 1)
+	done := make(chan result, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		e := &env{getenv: func(string) string { return "" }, stdout: &stdout, stderr: &stderr, now: time.Now,
+			ready: func(a string) { addrc <- a }}
+		code := e.main(ctx, []string{"sandbox", "--addr", "127.0.0.1:0"})
+		done <- result{code, stdout.String(), stderr.String()}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case r := <-done:
+		t.Fatalf("sandbox exited %d: %s", r.code, r.stderr)
+	}
+	r := batchCmd(t, map[string]string{"STABILITY_API_KEY": "k"}, "run", "--api-url", "http://"+addr, "--out", t.TempDir(), "../../examples/quickstart.yaml")
+	if r.code != exitOK {
+		t.Errorf("run against batch sandbox: exit %d\n%s", r.code, r.stderr)
+	}
+	cancel()
+	if r := <-done; r.code != exitOK {
+		t.Errorf("sandbox exit %d after cancel: %s", r.code, r.stderr)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	dir := t.TempDir()
+	base := writeFile(t, dir, "base.yaml", "version: 1\nengine: stable-diffusion-v1-5\ndefaults: {width: 512, height: 512, steps: 50}\njobs:\n  - id: a\n    prompt: a cat\n  - id: b\n    prompt: a dog\n")
+	head := writeFile(t, dir, "head.yaml", "version: 1\nengine: stable-diffusion-v1-5\ndefaults: {width: 512, height: 512, steps: 50}\njobs:\n  - id: a\n    prompt: a cat\n    samples: 2\n  - id: c\n    prompt: a cow\n")
+	r := batchCmd(t, nil, "diff", "--format", "json", base, head)
+	if r.code != exitOK {
+		t.Fatalf("diff: exit %d: %s", r.code, r.stderr)
+	}
+	var d struct {
+		Base  cost.Credits `json:"base_total_credits"`
+		Head  cost.Credits `json:"head_total_credits"`
+		Delta cost.Credits `json:"total_delta_credits"`
+		Jobs  []struct {
+			ID     string       `json:"id"`
+			Change string       `json:"change"`
+			Delta  cost.Credits `json:"delta_credits"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Base != 2*cost.Credit || d.Head != 3*cost.Credit || d.Delta != cost.Credit {
+		t.Errorf("diff totals %v → %v (Δ %v), want 2.0 → 3.0 (Δ 1.0)", d.Base, d.Head, d.Delta)
+	}
+	changes := map[string]string{}
+	for _, j := range d.Jobs {
+		changes[j.ID] = j.Change
+	}
+	if changes["a"] != "changed" || changes["b"] != "removed" || changes["c"] != "added" {
+		t.Errorf("changes %v", changes)
+	}
+	if r := batchCmd(t, nil, "diff", "--fail-increase", "40", base, head); r.code != exitOverBudget {
+		t.Errorf("diff --fail-increase 40 on a 50%% increase: exit %d", r.code)
+	}
+	if r := batchCmd(t, nil, "diff", "--fail-above", "1", base, head); r.code != exitOK {
+		t.Errorf("diff --fail-above 1 on an increase of exactly 1: exit %d", r.code)
+	}
+	if r := batchCmd(t, nil, "diff", "--format", "markdown", base, base); r.code != exitOK || !strings.Contains(strings.ToLower(r.stdout), "no cost change") {
+		t.Errorf("diff of a manifest with itself: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestStepSummary(t *testing.T) {
+	summary := filepath.Join(t.TempDir(), "summary.md")
+	r := batchCmd(t, map[string]string{"GITHUB_STEP_SUMMARY": summary}, "plan", "../../examples/quickstart.yaml")
+	if r.code != exitOK {
+		t.Fatal(r.stderr)
+	}
+	b, err := os.ReadFile(summary)
+	if err != nil || !strings.Contains(string(b), "|") {
+		t.Errorf("step summary: %v %q", err, b)
+	}
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/report"
+)
+
+// planFlags are the flags that decide what a manifest costs; plan, run and
+// diff share them.
+type planFlags struct {
+	pricing string
+	prices  string
+	budget  creditsValue
+	shard   shard
+}
+
+func (f *planFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.pricing, "pricing", "", "price sheet `ID` (default: the manifest's pricing, else "+cost.DefaultSheet+"; see 'batch prices')")
+	fs.StringVar(&f.prices, "prices", "", "YAML `file` of price rules that add to or override the sheet's")
+	fs.Var(&f.budget, "budget", "credit ceiling: refuse (exit 3) when the estimate is above it (default: the manifest's budget)")
+	fs.Var(&f.shard, "shard", "take only the K-th of N deterministic slices of the jobs, as `K/N`")
+}
+
+// planned is a manifest priced under a sheet: the jobs (of one shard, if
+// asked), each job's credits, and the plan report.
+type planned struct {
+	manifest *manifest.Manifest
+	sheet    *cost.Sheet
+	jobs     []manifest.Job
+	index    []int          // each job's position among all the manifest's jobs
+	prices   []cost.Credits // per job: image price × samples
+	total    cost.Credits
+	budget   *cost.Credits // nil when there is none
+	report   *report.Plan
+}
+
+// loadPlan loads, validates, expands and prices the manifest at path.
+func loadPlan(path string, f *planFlags) (*planned, error) {
+	m, err := manifest.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	sheet, err := pickSheet(m, f)
+	if err != nil {
+		return nil, err
+	}
+	budget := f.budget.c
+	if budget == nil && m.Budget != "" {
+		b, err := cost.ParseCredits(m.Budget)
+		if err != nil {
+			return nil, manifestError(m, "budget", err)
+		}
+		budget = &b
+	}
+	jobs, idx := m.Jobs, f.shard.indexes(len(m.Jobs))
+	if f.shard.N > 0 {
+		jobs = make([]manifest.Job, len(idx))
+		for i, j := range idx {
+			jobs[i] = m.Jobs[j]
+		}
+	}
+	est, err := cost.Estimate(jobs, sheet)
+	if err != nil {
+		return nil, &invalidError{fmt.Errorf("price %s with sheet %s: %w", path, sheet.ID, err)}
+	}
+	p := &planned{manifest: m, sheet: sheet, jobs: jobs, index: idx, prices: est.Jobs, total: est.Total, budget: budget}
+	p.report = p.planReport()
+	if f.shard.N > 0 {
+		p.report.Shard = f.shard.String()
+	}
+	return p, nil
+}
+
+// pickSheet chooses the price sheet: --pricing, else the manifest's, else
+// the default; --prices adds its rules on top.
+func pickSheet(m *manifest.Manifest, f *planFlags) (*cost.Sheet, error) {
+	id := f.pricing
+	if id == "" {
+		id = m.Pricing
+	}
+	if id == "" {
+		id = cost.DefaultSheet
+	}
+	sheet, err := cost.LookupSheet(id)
+	if err != nil {
+		if f.pricing == "" && m.Pricing != "" {
+			return nil, manifestError(m, "pricing", err)
+		}
+		return nil, usageErrorf("--pricing: %v", err)
+	}
+	if f.prices != "" {
+		o, err := cost.ReadOverrides(f.prices)
+		if err != nil {
+			return nil, &invalidError{err}
+		}
+		sheet = sheet.WithOverrides(o)
+	}
+	return sheet, nil
+}
+
+func (p *planned) planReport() *report.Plan {
+	r := &report.Plan{
+		Manifest:     p.manifest.Path,
+		Name:         p.manifest.Name,
+		Pricing:      p.sheet.ID,
+		Jobs:         make([]report.PlanJob, len(p.jobs)),
+		TotalCredits: p.total,
+		TotalUSD:     p.total.USD(),
+		Budget:       p.budget,
+		OverBudget:   p.budget != nil && p.total > *p.budget,
+	}
+	for i, j := range p.jobs {
+		r.Jobs[i] = report.PlanJob{
+			Index: p.index[i], ID: j.ID, Group: j.Base, Engine: j.Engine, Width: j.Width, Height: j.Height,
+			Steps: j.Steps, Samples: j.Samples, Credits: p.prices[i],
+		}
+	}
+	return r
+}
+
+// checkBudget returns an error wrapping cost.ErrOverBudget when the plan
+// costs more than its budget.
+func (p *planned) checkBudget() error {
+	if p.budget == nil {
+		return nil
+	}
+	return cost.CheckBudget(p.total, *p.budget)
+}
+
+func (e *env) plan(ctx context.Context, args []string) error {
+	fs := newFlagSet("plan", "plan [flags] MANIFEST", e.stderr)
+	var pf planFlags
+	pf.register(fs)
+	format := formatValue{"table", []string{"table", "json", "markdown", "csv"}}
+	fs.Var(&format, "format", "output `format`: table, json, markdown or csv")
+	if err := parseFlags(fs, args, 1, 1); err != nil {
+		return err
+	}
+	p, err := loadPlan(fs.Arg(0), &pf)
+	if err != nil {
+		return err
+	}
+	if err := report.WritePlan(e.stdout, format.name, p.report); err != nil {
+		return err
+	}
+	if err := e.appendStepSummary(func(w *os.File) error { return report.WritePlan(w, "markdown", p.report) }); err != nil {
+		return err
+	}
+	return p.checkBudget()
+}
+
+// appendStepSummary appends Markdown to the file GITHUB_STEP_SUMMARY names,
+// when it is set (GitHub Actions shows it on the run's page).
+func (e *env) appendStepSummary(write func(*os.File) error) error {
+	path := e.getenv("GITHUB_STEP_SUMMARY")
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("step summary: %w", err)
+	}
+	if err := write(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("step summary: %w", err)
+	}
+	return f.Close()
+}
+
+// exitCode maps an error to the documented exit code.
+func exitCode(ctx context.Context, err error) int {
+	var ue *usageError
+	var ie *invalidError
+	var me *manifest.Errors
+	switch {
+	case err == nil:
+		return exitOK
+	case ctx.Err() != nil:
+		return exitInterrupted
+	case errors.As(err, &ue), errors.As(err, &ie), errors.As(err, &me):
+		return exitUsage
+	case errors.Is(err, cost.ErrOverBudget), errors.Is(err, report.ErrThreshold):
+		return exitOverBudget
+	case errors.Is(err, errLowBalance):
+		return exitLowBalance
+	}
+	return exitFailed
+}

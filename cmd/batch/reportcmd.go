@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/report"
+)
+
+func (e *env) report(ctx context.Context, args []string) error {
+	fs := newFlagSet("report", "report [flags] RUN_DIR|PLAN.json...", e.stderr)
+	format := formatValue{"table", []string{"table", "json", "markdown", "csv", "junit", "html"}}
+	fs.Var(&format, "format", "output `format`: table, json, markdown, csv, junit or html")
+	if err := parseFlags(fs, args, 1, -1); err != nil {
+		return err
+	}
+	var runs []*report.Run
+	var plans []*report.Plan
+	for _, arg := range fs.Args() {
+		if isPlanFile(arg) {
+			p, err := report.ReadPlan(arg)
+			if err != nil {
+				return err
+			}
+			plans = append(plans, p)
+			continue
+		}
+		r, err := report.ReadRun(arg)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+	}
+	switch {
+	case len(plans) > 0 && len(runs) > 0:
+		return usageErrorf("report: give run folders or plan files, not both")
+	case len(plans) > 1:
+		return usageErrorf("report: give one plan file (plans of shards: plan without --shard instead)")
+	case len(plans) == 1:
+		if format.name == "junit" || format.name == "html" {
+			return usageErrorf("report: a plan renders as table, json, markdown or csv")
+		}
+		return report.WritePlan(e.stdout, format.name, plans[0])
+	}
+	r := runs[0]
+	if len(runs) > 1 {
+		var err error
+		if r, err = report.Merge(runs...); err != nil {
+			return err
+		}
+	}
+	return report.WriteRun(e.stdout, format.name, r)
+}
+
+// isPlanFile reports whether arg names a plan JSON file rather than a run
+// folder (a run's report.json is read by naming its folder or the file).
+func isPlanFile(arg string) bool {
+	fi, err := os.Stat(arg)
+	if err != nil || fi.IsDir() || filepath.Base(arg) == "report.json" {
+		return false
+	}
+	return strings.HasSuffix(arg, ".json")
+}
+
+func (e *env) diff(ctx context.Context, args []string) error {
+	fs := newFlagSet("diff", "diff [flags] BASE HEAD   (each a manifest or a plan JSON file)", e.stderr)
+	var pf planFlags
+	fs.StringVar(&pf.pricing, "pricing", "", "price sheet `ID` for manifests (default: each manifest's pricing, else "+cost.DefaultSheet+")")
+	fs.StringVar(&pf.prices, "prices", "", "YAML `file` of price rules that add to or override the sheet's")
+	format := formatValue{"table", []string{"table", "json", "markdown"}}
+	fs.Var(&format, "format", "output `format`: table, json or markdown")
+	var failAbove creditsValue
+	fs.Var(&failAbove, "fail-above", "exit 3 when the total increases by more than `CREDITS`")
+	failIncrease := fs.Float64("fail-increase", -1, "exit 3 when the total increases by more than `PERCENT` of the base total")
+	if err := parseFlags(fs, args, 2, 2); err != nil {
+		return err
+	}
+	base, err := e.planOf(fs.Arg(0), &pf)
+	if err != nil {
+		return err
+	}
+	head, err := e.planOf(fs.Arg(1), &pf)
+	if err != nil {
+		return err
+	}
+	d := report.Diff(base, head)
+	var buf bytes.Buffer
+	if err := report.WriteDiff(&buf, format.name, d); err != nil {
+		return err
+	}
+	if _, err := e.stdout.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	var pct *float64
+	if *failIncrease >= 0 {
+		pct = failIncrease
+	}
+	return d.Check(failAbove.c, pct)
+}
+
+// planOf reads a plan JSON file, or plans a manifest.
+func (e *env) planOf(path string, pf *planFlags) (*report.Plan, error) {
+	if strings.HasSuffix(path, ".json") {
+		return report.ReadPlan(path)
+	}
+	p, err := loadPlan(path, pf)
+	if err != nil {
+		return nil, fmt.Errorf("%w", err)
+	}
+	return p.report, nil
+}

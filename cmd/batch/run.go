@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/report"
+	"github.com/batch-tool/batch/internal/runner"
+	"github.com/batch-tool/batch/internal/sandbox"
+	"github.com/batch-tool/batch/internal/stability"
+)
+
+// errLowBalance reports an account balance below the run's estimate.
+var errLowBalance = errors.New("account balance is below the estimate")
+
+// errJobsFailed reports a finished run in which some jobs failed or were
+// filtered.
+var errJobsFailed = errors.New("some jobs did not succeed")
+
+// runFlags are batch run's flags.
+type runFlags struct {
+	planFlags
+	out         string
+	concurrency concurrencyValue
+	rate        rateValue
+	apiURL      string
+	sandbox     bool
+	format      formatValue
+}
+
+func (e *env) runCmd(ctx context.Context, args []string) error {
+	fs := newFlagSet("run", "run [flags] MANIFEST", e.stderr)
+	f := runFlags{format: formatValue{"table", []string{"table", "json", "markdown", "csv"}}}
+	f.register(fs)
+	fs.StringVar(&f.out, "out", "", "output `folder` for images, journal and report (default: the manifest's output, else out/NAME beside it)")
+	fs.Var(&f.concurrency, "concurrency", "most jobs in flight, or auto (2× the rate's N: reaches the rate limit for generations up to two windows long)")
+	fs.Var(&f.rate, "rate", "request limit as `N/DURATION`; no window of that length ever holds more than N requests (default: the manifest's rate, else 150/10s; divided by N with --shard K/N)")
+	fs.StringVar(&f.apiURL, "api-url", stability.DefaultBaseURL, "API base `URL`; plain http only to loopback")
+	fs.BoolVar(&f.sandbox, "sandbox", false, "run against an in-process sandbox API on loopback (no key, no spend)")
+	fs.Var(&f.format, "format", "summary `format` on stdout: table, json, markdown or csv")
+	if err := parseFlags(fs, args, 1, 1); err != nil {
+		return err
+	}
+	p, err := loadPlan(fs.Arg(0), &f.planFlags)
+	if err != nil {
+		return err
+	}
+	if err := p.checkBudget(); err != nil {
+		return err
+	}
+	cfg, err := e.runnerConfig(p, &f)
+	if err != nil {
+		return err
+	}
+	apiURL, key := f.apiURL, e.getenv("STABILITY_API_KEY")
+	if f.sandbox {
+		addr, stop, err := startSandbox(p.sheet)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		apiURL, key = "http://"+addr, "sandbox"
+		fmt.Fprintf(e.stderr, "batch: sandbox API on %s\n", apiURL)
+	} else if key == "" {
+		return usageErrorf("STABILITY_API_KEY is not set (or pass --sandbox to try the tool without a key)")
+	}
+	client, err := stability.NewClient(stability.Options{BaseURL: apiURL, APIKey: key, ClientVersion: buildVersion()})
+	if err != nil {
+		return usageErrorf("--api-url: %v", err)
+	}
+
+	remaining, err := runner.Remaining(cfg.OutDir, p.jobs, p.prices)
+	if err != nil {
+		return err
+	}
+	balanceBefore, err := client.Balance(ctx)
+	if err != nil {
+		return fmt.Errorf("check balance: %w", err)
+	}
+	if balanceBefore < remaining {
+		return fmt.Errorf("%w: balance %s credits, estimate %s credits", errLowBalance, balanceBefore, remaining)
+	}
+
+	started := e.now()
+	res, runErr := runner.Run(ctx, cfg, client, p.jobs, p.prices)
+	finished := e.now()
+	// The report is saved even when the run was interrupted or stopped.
+	saveCtx := context.WithoutCancel(ctx)
+	var balanceAfter *cost.Credits
+	if b, err := client.Balance(saveCtx); err == nil {
+		balanceAfter = &b
+	}
+	rep := p.runReport(res, started, finished, &balanceBefore, balanceAfter)
+	if err := saveRun(cfg.OutDir, rep); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if err := report.WriteRun(e.stdout, f.format.name, rep); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if err := e.appendStepSummary(func(w *os.File) error { return report.WriteRun(w, "markdown", rep) }); err != nil {
+		return errors.Join(runErr, err)
+	}
+	fmt.Fprintf(e.stderr, "batch: report in %s\n", filepath.Join(cfg.OutDir, report.RunFile))
+	switch {
+	case runErr != nil:
+		return runErr
+	case res.Interrupted:
+		fmt.Fprintf(e.stderr, "batch: interrupted; finished jobs are saved. Resume with:\n  %s\n", resumeCommand(fs, cfg.OutDir))
+		return context.Canceled
+	case rep.Totals.Failed > 0 || rep.Totals.Filtered > 0 || rep.Totals.Skipped > 0:
+		return fmt.Errorf("%w: %d failed, %d filtered, %d skipped of %d", errJobsFailed,
+			rep.Totals.Failed, rep.Totals.Filtered, rep.Totals.Skipped, rep.Totals.Jobs)
+	}
+	return nil
+}
+
+// runnerConfig settles the output folder, concurrency and rate from the
+// flags, then the manifest, then the defaults.
+func (e *env) runnerConfig(p *planned, f *runFlags) (runner.Config, error) {
+	m := p.manifest
+	cfg := runner.Config{Budget: p.budget, Now: e.now}
+	switch {
+	case f.out != "":
+		cfg.OutDir = f.out
+	case m.Output != "":
+		cfg.OutDir = m.Output
+	default:
+		stem := strings.TrimSuffix(filepath.Base(m.Path), filepath.Ext(m.Path))
+		cfg.OutDir = filepath.Join(filepath.Dir(m.Path), "out", stem)
+	}
+	if f.shard.N > 1 && f.out == "" {
+		cfg.OutDir = filepath.Join(cfg.OutDir, fmt.Sprintf("shard-%d-of-%d", f.shard.K, f.shard.N))
+	}
+	cfg.Concurrency = f.concurrency.n
+	if !f.concurrency.set && m.Concurrency != "" {
+		n, err := parseConcurrency(m.Concurrency)
+		if err != nil {
+			return cfg, manifestError(m, "concurrency", err)
+		}
+		cfg.Concurrency = n
+	}
+	rate := f.rate
+	if rate.N == 0 && m.Rate != "" {
+		r, err := parseRate(m.Rate)
+		if err != nil {
+			return cfg, manifestError(m, "rate", err)
+		}
+		rate = r
+	}
+	if rate.N == 0 {
+		rate = rateValue{runner.DefaultRate.N, runner.DefaultRate.Window}
+	}
+	if f.shard.N > 1 {
+		// The limit is per account, so the shards share it.
+		rate.N = max(rate.N/f.shard.N, 1)
+	}
+	cfg.Rate = runner.Rate{N: rate.N, Window: rate.Window}
+	if e.isTerminal {
+		cfg.Progress = &runner.TerminalProgress{W: e.stderr}
+	} else {
+		cfg.Progress = &runner.LineProgress{W: e.stderr}
+	}
+	return cfg, nil
+}
+
+func manifestError(m *manifest.Manifest, key string, err error) error {
+	line, col := m.KeyPos(key)
+	return &manifest.Errors{{File: m.Path, Line: line, Col: col, Msg: key + ": " + err.Error()}}
+}
+
+// runReport builds report.json's model from the plan and the results.
+func (p *planned) runReport(res runner.Result, started, finished time.Time, before, after *cost.Credits) *report.Run {
+	r := &report.Run{
+		Manifest:         p.manifest.Path,
+		Name:             p.manifest.Name,
+		Pricing:          p.sheet.ID,
+		Shard:            p.report.Shard,
+		StartedAt:        started.UTC(),
+		FinishedAt:       finished.UTC(),
+		EstimatedCredits: p.total,
+		ChargedCredits:   res.Charged,
+		Budget:           p.budget,
+		BalanceBefore:    before,
+		BalanceAfter:     after,
+		Interrupted:      res.Interrupted,
+		Jobs:             make([]report.RunJob, len(p.jobs)),
+	}
+	for i, j := range p.jobs {
+		jr := res.Jobs[i]
+		rj := report.RunJob{
+			Index: p.index[i], ID: j.ID, Group: j.Base, Engine: j.Engine,
+			Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
+			Status: string(jr.Status), Credits: jr.Credits, Attempts: jr.Attempts,
+			Resumed: jr.Resumed, Error: jr.Error, Params: jr.Params,
+			Images: make([]report.Image, len(jr.Images)),
+		}
+		for k, im := range jr.Images {
+			rj.Images[k] = report.Image{Path: im.Path, Seed: im.Seed, FinishReason: im.FinishReason, SHA256: im.SHA256}
+		}
+		r.Jobs[i] = rj
+		r.Totals.Jobs++
+		switch jr.Status {
+		case runner.Succeeded:
+			r.Totals.Succeeded++
+		case runner.Failed:
+			r.Totals.Failed++
+		case runner.Filtered:
+			r.Totals.Filtered++
+		default:
+			r.Totals.Skipped++
+		}
+	}
+	return r
+}
+
+// saveRun writes report.json, report.md and report.html into dir.
+func saveRun(dir string, r *report.Run) error {
+	for _, f := range []struct{ name, format string }{
+		{report.RunFile, "json"}, {"report.md", "markdown"}, {"report.html", "html"},
+	} {
+		var buf bytes.Buffer
+		if err := report.WriteRun(&buf, f.format, r); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(dir, f.name), buf.Bytes()); err != nil {
+			return fmt.Errorf("save report: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to name; readers see the old file or the new
+// one, never a partial one.
+func writeFileAtomic(name string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// resumeCommand is the command line that resumes an interrupted run: the
+// same flags, with --out pinned to the folder that holds the journal.
+func resumeCommand(fs *flag.FlagSet, out string) string {
+	parts := []string{"batch", "run"}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name != "out" {
+			parts = append(parts, fmt.Sprintf("--%s=%s", fl.Name, shellQuote(fl.Value.String())))
+		}
+	})
+	parts = append(parts, "--out="+shellQuote(out), shellQuote(fs.Arg(0)))
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r == '=' ||
+			r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// startSandbox serves an in-process sandbox API on a loopback port, priced
+// by sheet, and returns its address and a function that stops it.
+func startSandbox(sheet *cost.Sheet) (addr string, stop func(), err error) {
+	srv, err := sandbox.New(sandbox.Config{Pricer: sheet})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("sandbox: %w", err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.Serve(ln) // returns http.ErrServerClosed on Close
+	}()
+	return ln.Addr().String(), func() { _ = hs.Close(); <-done }, nil
+}

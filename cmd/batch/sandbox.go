@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/sandbox"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// latencyValue is a --latency flag: a fixed duration or a range.
+type latencyValue struct{ l sandbox.Latency }
+
+func (v *latencyValue) String() string { return v.l.String() }
+
+func (v *latencyValue) Set(s string) error {
+	l, err := sandbox.ParseLatency(s)
+	if err != nil {
+		return err
+	}
+	v.l = l
+	return nil
+}
+
+func (e *env) sandbox(ctx context.Context, args []string) error {
+	fs := newFlagSet("sandbox", "sandbox [flags]", e.stderr)
+	addr := fs.String("addr", "127.0.0.1:8150", "`host:port` to listen on (port 0 picks a free one)")
+	pricing := fs.String("pricing", cost.DefaultSheet, "price sheet `ID` the balance goes down by")
+	var cfg sandbox.Config
+	balance := creditsValue{}
+	fs.Var(&balance, "balance", "starting account balance in `credits` (default 1000000)")
+	fs.IntVar(&cfg.RateLimit, "rate-limit", sandbox.DefaultRateLimit, "requests allowed per key in any rate window (negative: no limit)")
+	fs.DurationVar(&cfg.RateWindow, "rate-window", sandbox.DefaultRateWindow, "the sliding rate-limit window")
+	fs.DurationVar(&cfg.Lockout, "lockout", sandbox.DefaultLockout, "how long a key that exceeded the limit gets 429")
+	fs.BoolVar(&cfg.RetryAfter, "retry-after", false, "send Retry-After on 429 (the real API sends none)")
+	var latency latencyValue
+	fs.Var(&latency, "latency", "extra delay per generation: a `duration` (2s) or a uniform range (1s-5s)")
+	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "fraction (0–1) of generations answered 500 server_error")
+	fs.Float64Var(&cfg.DropRate, "drop-rate", 0, "fraction (0–1) of generations whose connection drops without an answer")
+	var words stringList
+	fs.Var(&words, "filter-word", "a `word` whose presence in a prompt makes the images CONTENT_FILTERED (repeatable)")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the random source for failures, latency and random image seeds")
+	verbose := fs.Bool("v", false, "log every request (never the key) to stderr")
+	if err := parseFlags(fs, args, 0, 0); err != nil {
+		return err
+	}
+	sheet, err := cost.LookupSheet(*pricing)
+	if err != nil {
+		return usageErrorf("--pricing: %v", err)
+	}
+	cfg.Pricer, cfg.Latency, cfg.FilterWords = sheet, latency.l, words
+	cfg.Key = e.getenv("BATCH_SANDBOX_KEY")
+	if balance.c != nil {
+		cfg.Balance = *balance.c
+		if cfg.Balance == 0 {
+			cfg.Balance = -1 // an empty account
+		}
+	}
+	if *verbose {
+		cfg.Log = slog.New(slog.NewTextHandler(e.stderr, nil))
+	}
+	srv, err := sandbox.New(cfg)
+	if err != nil {
+		return usageErrorf("sandbox: %v", err)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(e.stderr, "batch: sandbox API on http://%s (pricing %s); Ctrl-C stops it\n", ln.Addr(), sheet.ID)
+	if e.ready != nil {
+		e.ready(ln.Addr().String())
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("sandbox: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	<-serveErr
+	return nil
+}
+
+var _ flag.Value = (*latencyValue)(nil)
