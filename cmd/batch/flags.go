@@ -25,14 +25,31 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args and checks the number of positional arguments;
-// errors from here exit 2 (flag has already printed its own message).
+// parseFlags parses args, flags before or after the positional arguments
+// (as in "batch run MANIFEST --sandbox"; "--" ends the flags), and checks
+// the number of positional arguments. Errors from here exit 2 (flag has
+// already printed its own message).
 func parseFlags(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", errReported, &usageError{err.Error()})
 		}
-		return fmt.Errorf("%w: %w", errReported, &usageError{err.Error()})
+		rest := fs.Args()
+		// flag stops at "--" too; then everything after it is positional.
+		if len(rest) == 0 || len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	// Parse once more so fs.Args() holds exactly the positional arguments.
+	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
+		return err
 	}
 	if n := fs.NArg(); n < minArgs || (maxArgs >= 0 && n > maxArgs) {
 		fs.Usage()

@@ -126,6 +126,8 @@ func TestPlanExitCodes(t *testing.T) {
 		{"ok", []string{"plan", good}, exitOK, "3.0", ""},
 		{"at budget", []string{"plan", "--budget", "3", good}, exitOK, "3.0", ""},
 		{"over budget", []string{"plan", "--budget", "2.9", good}, exitOverBudget, "", "exceeds budget"},
+		{"flags after the manifest", []string{"plan", good, "--budget", "2.9"}, exitOverBudget, "", "exceeds budget"},
+		{"double dash", []string{"plan", "--", good}, exitOK, "3.0", ""},
 		{"invalid manifest", []string{"plan", bad}, exitUsage, "", "bad.yaml:5:5"},
 		{"every problem", []string{"plan", bad}, exitUsage, "", "bad.yaml:6:12"},
 		{"missing file", []string{"plan", filepath.Join(dir, "nope.yaml")}, exitFailed, "", "nope.yaml"},
