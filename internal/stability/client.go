@@ -1,0 +1,352 @@
+package stability
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultBaseURL is the API's base URL when Options.BaseURL is empty.
+const DefaultBaseURL = "https://api.stability.ai"
+
+// DefaultClientID is the Stability-Client-ID header when Options.ClientID is empty.
+const DefaultClientID = "batch"
+
+// defaultClientVersion is the Stability-Client-Version header when
+// Options.ClientVersion is empty.
+const defaultClientVersion = "dev"
+
+const (
+	maxErrorBody    = 1 << 20 // bytes of an error body read, as go-github does
+	maxErrorMessage = 1 << 10 // bytes of APIError.Message kept
+	maxJSONBody     = 1 << 20 // bytes of a balance, account or engines body read
+	maxDrain        = 4 << 10 // bytes read after a JSON value so the connection can be reused
+)
+
+// ErrMalformedResponse reports a 2xx answer whose headers or body do not
+// follow the API contract: a broken JSON shape, a missing seed, an unknown
+// finish reason or the wrong number of artifacts. For text-to-image the
+// server did the work, so the attempt should be counted as spent.
+var ErrMalformedResponse = errors.New("malformed response")
+
+// Options configures a Client. The zero value talks to DefaultBaseURL with
+// no API key.
+type Options struct {
+	// BaseURL is the scheme and host, optionally with a path prefix, e.g.
+	// "https://api.stability.ai" (the default when empty) or
+	// "http://127.0.0.1:8080". Plain http is accepted only for loopback
+	// hosts: localhost, 127.0.0.0/8 and ::1.
+	BaseURL string
+	// APIKey is sent as "Authorization: Bearer KEY". Empty is allowed (the
+	// caller decides whether that is an error) and sends no Authorization
+	// header. The key never appears in errors.
+	APIKey string
+	// ClientID is the Stability-Client-ID header; empty means DefaultClientID.
+	ClientID string
+	// ClientVersion is the Stability-Client-Version header; empty means "dev".
+	ClientVersion string
+	// Organization, when set, is sent as the Organization header to scope
+	// requests to a non-default organization, e.g. "org-123456".
+	Organization string
+	// HTTPClient sends the requests; nil means a client with no overall
+	// timeout (contexts bound every call). It is copied, and the copy never
+	// follows redirects, so the key and body go only to BaseURL.
+	HTTPClient *http.Client
+	// Now is the clock used to turn a Retry-After date into a duration; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Client calls the Stability AI v1 REST API. Each method makes exactly one
+// HTTP request: there are no retries and no rate limiting here, the caller
+// owns both. A Client is immutable and safe for concurrent use.
+type Client struct {
+	base      string // scheme://host[/prefix], no trailing slash
+	key       string
+	clientID  string
+	version   string
+	org       string
+	userAgent string
+	hc        *http.Client
+	now       func() time.Time
+}
+
+// NewClient checks o and returns a Client. It refuses a BaseURL that is not
+// an absolute http(s) URL, carries credentials, a query or a fragment, or
+// uses plain http to a host that is not loopback.
+func NewClient(o Options) (*Client, error) {
+	base, err := checkBaseURL(o.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if !validHeaderValue(o.APIKey) {
+		return nil, errors.New("API key contains characters not allowed in an HTTP header")
+	}
+	c := &Client{
+		base:     base,
+		key:      o.APIKey,
+		clientID: cmp.Or(o.ClientID, DefaultClientID),
+		version:  cmp.Or(o.ClientVersion, defaultClientVersion),
+		org:      o.Organization,
+		now:      o.Now,
+	}
+	for _, f := range [...]struct{ name, v string }{{"client ID", c.clientID}, {"client version", c.version}, {"organization", c.org}} {
+		if !validHeaderValue(f.v) {
+			return nil, fmt.Errorf("%s %q contains characters not allowed in an HTTP header", f.name, f.v)
+		}
+	}
+	c.userAgent = c.clientID + "/" + c.version
+	if c.now == nil {
+		c.now = time.Now
+	}
+	hc := http.Client{}
+	if o.HTTPClient != nil {
+		hc = *o.HTTPClient
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &hc
+	return c, nil
+}
+
+func checkBaseURL(raw string) (string, error) {
+	if raw == "" {
+		raw = DefaultBaseURL
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", errors.New("base URL is not a valid URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("base URL scheme %q: want https (or http to a loopback host)", u.Scheme)
+	case u.Host == "":
+		return "", errors.New("base URL has no host")
+	case u.User != nil:
+		return "", errors.New("base URL must not contain credentials; set the API key instead")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", errors.New("base URL must not have a query or fragment")
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		return "", fmt.Errorf("base URL uses plain http to %s: the API key would travel unencrypted; use https, or http only to localhost, 127.0.0.0/8 or ::1", u.Hostname())
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// isLoopback reports whether host (without port or brackets) is
+// "localhost" or a loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < ' ' && b != '\t' || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// TransportError reports a request that got no HTTP answer, or whose answer
+// broke off while its body was being read.
+type TransportError struct {
+	// Sent reports whether the request may have reached the server: false
+	// when it failed before the whole request was written (a dial error, a
+	// refused connection), so the server did no work; true when it was
+	// written and the answer never came or broke off, so the outcome is
+	// unknown and the attempt may have been charged.
+	Sent bool
+	// Err is the cause: a network error, or the context's error when the
+	// context was cancelled or timed out.
+	Err error
+}
+
+func (e *TransportError) Error() string {
+	if e.Sent {
+		return "outcome unknown: request was sent: " + e.Err.Error()
+	}
+	return "request not sent: " + e.Err.Error()
+}
+
+// Unwrap returns Err, so errors.Is(err, context.Canceled) works.
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// transportError builds a TransportError without the request URL, with the
+// context's error in place of the transport's when the context is done.
+func transportError(ctx context.Context, sent bool, err error) *TransportError {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err // *url.Error repeats the method and full URL
+	}
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return &TransportError{Sent: sent, Err: err}
+}
+
+// send makes one request and returns the response when its status is 2xx.
+// Otherwise it returns an *APIError or a *TransportError, wrapped with op.
+// The caller must close the body with discard.
+func (c *Client) send(ctx context.Context, op, method, path, accept string, body []byte) (*http.Response, error) {
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, c.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: build request: %w", op, transportError(ctx, false, err).Err)
+	}
+	h := req.Header
+	if c.key != "" { // without a key, the API answers 401 "missing authorization header"
+		h.Set("Authorization", "Bearer "+c.key)
+	}
+	h.Set("Accept", accept)
+	h.Set("Stability-Client-ID", c.clientID)
+	h.Set("Stability-Client-Version", c.version)
+	h.Set("User-Agent", c.userAgent)
+	if c.org != "" {
+		h.Set("Organization", c.org)
+	}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, transportError(ctx, wrote.Load(), err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, fmt.Errorf("%s: %w", op, c.apiError(resp))
+	}
+	return resp, nil
+}
+
+// apiError reads a non-2xx answer: the v1 body {id,name,message}, the
+// v2beta body {id,name,errors:[…]}, or any other text.
+func (c *Client) apiError(resp *http.Response) *APIError {
+	e := &APIError{Status: resp.StatusCode}
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		e.RetryAfter, _ = parseRetryAfter(v, c.now())
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody)) // on a read error, keep what arrived
+	var b struct {
+		ID      string            `json:"id"`
+		Name    string            `json:"name"`
+		Message string            `json:"message"`
+		Errors  []json.RawMessage `json:"errors"`
+	}
+	msg := ""
+	if err := json.Unmarshal(data, &b); err == nil {
+		e.ID, e.Name = c.clean(b.ID, 256), c.clean(b.Name, 256)
+		parts := []string{}
+		if b.Message != "" {
+			parts = append(parts, b.Message)
+		}
+		for _, raw := range b.Errors {
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				s = string(raw)
+			}
+			parts = append(parts, s)
+		}
+		msg = strings.Join(parts, "; ")
+	} else {
+		msg = string(data)
+	}
+	if e.Message = c.clean(msg, maxErrorMessage); e.Message == "" {
+		e.Message = "(no message)"
+	}
+	return e
+}
+
+// clean collapses whitespace in s, removes the API key should a server echo
+// it, and keeps at most limit bytes, cut at a rune boundary.
+func (c *Client) clean(s string, limit int) string {
+	if c.key != "" {
+		s = strings.ReplaceAll(s, c.key, "[redacted]")
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > limit {
+		i := limit
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "…"
+	}
+	return s
+}
+
+// parseRetryAfter reads a Retry-After header given as seconds or as an HTTP
+// date, relative to now. A date in the past gives zero.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil && s >= 0 {
+		const maxSeconds = int64(1<<63-1) / int64(time.Second)
+		return time.Duration(min(s, maxSeconds)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// recordingReader remembers the first read error of the body, so a broken
+// connection is told apart from a malformed body or a failing sink.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// getJSON makes a GET request and decodes its JSON body, at most 1 MiB, into v.
+func (c *Client) getJSON(ctx context.Context, op, path string, v any) error {
+	resp, err := c.send(ctx, op, http.MethodGet, path, "application/json", nil)
+	if err != nil {
+		return err
+	}
+	// Bodies are read to their end on success, so the connection is reused;
+	// after an error they are only closed, since draining a stalled body
+	// could block until the context ends.
+	defer resp.Body.Close()
+	rr := &recordingReader{r: io.LimitReader(resp.Body, maxJSONBody)}
+	dec := json.NewDecoder(rr)
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		if rr.err != nil {
+			return fmt.Errorf("%s: %w", op, transportError(ctx, true, rr.err))
+		}
+		return fmt.Errorf("%s: %w: %w", op, ErrMalformedResponse, err)
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // a trailing newline, usually
+	return nil
+}

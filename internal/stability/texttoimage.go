@@ -1,0 +1,164 @@
+package stability
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// TextToImage makes one POST /v1/generation/{engine}/text-to-image attempt
+// and streams the images into sink; it never retries and never waits for a
+// rate limit, the caller owns both.
+//
+// With req.Samples ≤ 1 it asks for image/png and writes the body to
+// sink.Begin(0), taking the seed and finish reason from the Seed and
+// Finish-Reason headers. With more samples it asks for application/json and
+// decodes each artifact's base64 on the fly, so neither an image nor the
+// body is ever held in memory. It returns one Artifact per sample, in order.
+//
+// Errors, all wrapped with "text-to-image ENGINE":
+//   - *APIError for a non-2xx answer (the server did no work);
+//   - *TransportError when no answer came or the body broke off; Sent
+//     reports whether the outcome is unknown; it wraps ctx.Err() when the
+//     context ended;
+//   - ErrMalformedResponse when a 2xx answer breaks the contract (wrong
+//     artifact count, missing seed, unknown finish reason, bad JSON);
+//   - the sink's own errors, wrapped.
+//
+// On any error the caller should discard what the sink received.
+func (c *Client) TextToImage(ctx context.Context, engine string, req TextToImageRequest, sink Sink) ([]Artifact, error) {
+	op := "text-to-image " + engine
+	if engine == "" {
+		return nil, errors.New("text-to-image: engine is empty")
+	}
+	if sink == nil {
+		return nil, fmt.Errorf("%s: sink is nil", op)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode request: %w", op, err)
+	}
+	samples := max(req.Samples, 1)
+	accept := "application/json"
+	if samples == 1 {
+		accept = "image/png"
+	}
+	path := "/v1/generation/" + url.PathEscape(engine) + "/text-to-image"
+	resp, err := c.send(ctx, op, http.MethodPost, path, accept, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close() // read to its end on success, see getJSON
+	rr := &recordingReader{r: resp.Body}
+	var arts []Artifact
+	if samples == 1 {
+		arts, err = readPNG(resp.Header, rr, sink)
+	} else {
+		arts, err = readJSON(resp.Header, rr, samples, sink)
+	}
+	if err != nil {
+		if rr.err != nil { // the connection failed, whatever the parser made of it
+			return nil, fmt.Errorf("%s: %w", op, transportError(ctx, true, rr.err))
+		}
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return arts, nil
+}
+
+// readPNG streams an image/png answer into the sink.
+func readPNG(h http.Header, body io.Reader, sink Sink) ([]Artifact, error) {
+	if err := checkContentType(h, "image/png"); err != nil {
+		return nil, err
+	}
+	var a Artifact
+	v := h.Get("Seed")
+	if v == "" {
+		return nil, malformed("no Seed header")
+	}
+	seed, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return nil, malformed("Seed header %q is not a 32-bit unsigned integer", v)
+	}
+	a.Seed = uint32(seed)
+	if a.FinishReason = finishReason(h.Get("Finish-Reason")); a.FinishReason == "" {
+		return nil, malformed("Finish-Reason header %q is not SUCCESS, ERROR or CONTENT_FILTERED", h.Get("Finish-Reason"))
+	}
+	w, err := sink.Begin(0)
+	if err != nil {
+		return nil, fmt.Errorf("artifact 0: %w", err)
+	}
+	buf := make([]byte, copyBufferSize)
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return nil, fmt.Errorf("artifact 0: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+	}
+	if err := sink.End(0, a); err != nil {
+		return nil, fmt.Errorf("artifact 0: %w", err)
+	}
+	return []Artifact{a}, nil
+}
+
+// readJSON streams an application/json answer of samples artifacts into
+// the sink.
+func readJSON(h http.Header, body io.Reader, samples int, sink Sink) ([]Artifact, error) {
+	if err := checkContentType(h, "application/json"); err != nil {
+		return nil, err
+	}
+	arts, err := scanArtifacts(body, samples, sink)
+	if err != nil {
+		return nil, err
+	}
+	if len(arts) != samples {
+		return nil, malformed("%d artifacts, want %d", len(arts), samples)
+	}
+	return arts, nil
+}
+
+// checkContentType refuses a media type that contradicts the Accept mode,
+// e.g. JSON where a PNG was asked for, which would otherwise be saved as an
+// image. A missing or other type is left to the body checks, since servers
+// that do not set one get a sniffed type such as text/plain.
+func checkContentType(h http.Header, accept string) error {
+	v := h.Get("Content-Type")
+	if v == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return malformed("Content-Type %q, want %s", v, accept)
+	}
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+	isImage := strings.HasPrefix(mt, "image/")
+	if accept == "image/png" && (isJSON || mt == "text/html" || isImage && mt != accept) ||
+		accept == "application/json" && isImage {
+		return malformed("Content-Type %q, want %s", v, accept)
+	}
+	return nil
+}
+
+// finishReason returns the constant equal to v, or "" when v is none of them.
+func finishReason(v string) string {
+	for _, r := range [...]string{FinishSuccess, FinishError, FinishContentFiltered} {
+		if v == r {
+			return r
+		}
+	}
+	return ""
+}
