@@ -42,13 +42,16 @@ type EngineInfo struct {
 func (c *Client) Balance(ctx context.Context) (cost.Credits, error) {
 	const op = "balance"
 	var b struct {
-		Credits json.Number `json:"credits"`
+		Credits json.RawMessage `json:"credits"` // json.Number would also take "12"
 	}
 	if err := c.getJSON(ctx, op, "/v1/user/balance", &b); err != nil {
 		return 0, err
 	}
-	if b.Credits == "" {
+	switch {
+	case len(b.Credits) == 0 || string(b.Credits) == "null":
 		return 0, fmt.Errorf("%s: %w: no credits in the response", op, ErrMalformedResponse)
+	case !validNumber(b.Credits):
+		return 0, fmt.Errorf("%s: %w: credits %.20s is not a number", op, ErrMalformedResponse, b.Credits)
 	}
 	v, err := floorMicroCredits(string(b.Credits))
 	if err != nil {

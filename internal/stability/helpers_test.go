@@ -120,7 +120,7 @@ func artifactsBody(images [][]byte, seeds []uint32, reasons []string, order int,
 
 // newTestClient starts handler on a loopback httptest server and returns a
 // client for it.
-func newTestClient(t *testing.T, handler http.HandlerFunc) *Client {
+func newTestClient(t testing.TB, handler http.HandlerFunc) *Client {
 	t.Helper()
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)

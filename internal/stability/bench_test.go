@@ -1,0 +1,148 @@
+package stability
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"hash"
+	"io"
+	"net/http"
+	"runtime"
+	"testing"
+)
+
+const (
+	bigArtifacts = 10
+	bigImageSize = 3 << 20 // bytes per image, about an SDXL PNG
+)
+
+// bigBody returns a JSON answer with 10 images of 3 MiB (about 40 MiB of
+// base64) and the SHA-256 of each image.
+func bigBody(tb testing.TB) ([]byte, [][sha256.Size]byte) {
+	tb.Helper()
+	images := make([][]byte, bigArtifacts)
+	sums := make([][sha256.Size]byte, bigArtifacts)
+	seeds := make([]uint32, bigArtifacts)
+	reasons := make([]string, bigArtifacts)
+	for i := range images {
+		images[i] = testImage(i, bigImageSize)
+		sums[i] = sha256.Sum256(images[i])
+		seeds[i] = uint32(i)
+		reasons[i] = FinishSuccess
+	}
+	return artifactsBody(images, seeds, reasons, 1, ""), sums
+}
+
+// hashSink hashes each image and keeps nothing else.
+type hashSink struct {
+	h    hash.Hash
+	sums [][sha256.Size]byte
+}
+
+func (s *hashSink) Begin(int) (io.Writer, error) {
+	s.h.Reset()
+	return s.h, nil
+}
+
+func (s *hashSink) End(int, Artifact) error {
+	s.sums = append(s.sums, [sha256.Size]byte(s.h.Sum(nil)))
+	return nil
+}
+
+// bytesAllocated returns the bytes f allocates on the heap, all goroutines
+// included.
+func bytesAllocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+func TestJSONDecodingAllocatesLittle(t *testing.T) {
+	body, want := bigBody(t)
+	check := func(t *testing.T, sink *hashSink, limit, alloc uint64) {
+		t.Helper()
+		if len(sink.sums) != bigArtifacts {
+			t.Fatalf("decoded %d images, want %d", len(sink.sums), bigArtifacts)
+		}
+		for i := range want {
+			if sink.sums[i] != want[i] {
+				t.Errorf("image %d differs", i)
+			}
+		}
+		t.Logf("%d-byte body: %d bytes allocated (%.3f%%)", len(body), alloc, 100*float64(alloc)/float64(len(body)))
+		if alloc > limit {
+			t.Errorf("allocated %d bytes for a %d-byte body, want ≤ %d", alloc, len(body), limit)
+		}
+	}
+
+	t.Run("scanner", func(t *testing.T) {
+		sink := &hashSink{h: sha256.New()}
+		var err error
+		alloc := bytesAllocated(func() { _, err = scanArtifacts(bytes.NewReader(body), bigArtifacts, sink) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, sink, 256<<10, alloc) // buffers are ~100 KiB
+	})
+
+	t.Run("client over loopback", func(t *testing.T) {
+		c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+		})
+		sink := &hashSink{h: sha256.New()}
+		var err error
+		alloc := bytesAllocated(func() {
+			_, err = c.TextToImage(t.Context(), "eng", TextToImageRequest{Samples: bigArtifacts}, sink)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, sink, 2<<20, alloc) // the server and transport add their own buffers
+	})
+}
+
+func BenchmarkScanArtifacts10x3MiB(b *testing.B) {
+	body, _ := bigBody(b)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := scanArtifacts(bytes.NewReader(body), bigArtifacts, &discardSink{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTextToImageJSON10x3MiB(b *testing.B) {
+	body, _ := bigBody(b)
+	c := newTestClient(b, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.TextToImage(b.Context(), "eng", TextToImageRequest{Samples: bigArtifacts}, &discardSink{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTextToImagePNG3MiB(b *testing.B) {
+	img := testImage(0, bigImageSize)
+	c := newTestClient(b, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Seed", "1")
+		w.Header().Set("Finish-Reason", "SUCCESS")
+		w.Write(img)
+	})
+	b.SetBytes(int64(len(img)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.TextToImage(b.Context(), "eng", TextToImageRequest{}, &discardSink{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
