@@ -190,13 +190,20 @@ func (e *TransportError) Unwrap() error { return e.Err }
 // transportError builds a TransportError without the request URL, with the
 // context's error in place of the transport's when the context is done.
 func transportError(ctx context.Context, sent bool, err error) *TransportError {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		err = ue.Err // *url.Error repeats the method and full URL
-	}
+	err = withoutURL(err)
 	if ctx.Err() != nil {
 		err = ctx.Err()
 	}
 	return &TransportError{Sent: sent, Err: err}
+}
+
+// withoutURL unwraps a *url.Error, whose text repeats the method and the
+// full URL.
+func withoutURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
 }
 
 // send makes one request and returns the response when its status is 2xx.
@@ -217,7 +224,7 @@ func (c *Client) send(ctx context.Context, op, method, path, accept string, body
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, c.base+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s: build request: %w", op, transportError(ctx, false, err).Err)
+		return nil, fmt.Errorf("%s: build request: %w", op, withoutURL(err))
 	}
 	h := req.Header
 	if c.key != "" { // without a key, the API answers 401 "missing authorization header"
