@@ -53,10 +53,10 @@ func (p *parser) expand(entries []*entry, top, def *layer, jobsKey *yaml.Node) [
 			continue
 		}
 		plans = append(plans, pl)
-		total = min(total+pl.rows, MaxJobs+1)
+		total = min(total+pl.rows, p.maxJobs+1)
 	}
-	if total > MaxJobs {
-		p.addf(jobsKey, "jobs: the manifest expands to more than %d jobs; split it or shrink its matrices", MaxJobs)
+	if total > p.maxJobs {
+		p.addf(jobsKey, "jobs: the manifest expands to more than %d jobs; split it or shrink its matrices", p.maxJobs)
 		return nil
 	}
 	p.baseIDs(plans)
@@ -254,6 +254,7 @@ func (p *parser) checkExplicitIDs(entries []*entry) {
 // defaults), checks placeholders and the job's own constraints, and builds
 // the row prototype. It returns nil after reporting when the job is bad.
 func (p *parser) resolve(e *entry, top, def *layer) *plan {
+	limit := p.maxJobs + 1
 	pl := &plan{e: e, rows: 1, index: make(map[string]int, len(e.keys))}
 	var inMatrix [numSettings + 1]int
 	for i := range inMatrix {
@@ -264,7 +265,7 @@ func (p *parser) resolve(e *entry, top, def *layer) *plan {
 		if k.s != numSettings {
 			inMatrix[k.s] = i
 		}
-		pl.rows = min(pl.rows*len(k.vals), MaxJobs+1)
+		pl.rows = min(pl.rows*len(k.vals), limit)
 	}
 	r := &pl.r
 	for s := range numSettings {

@@ -56,7 +56,12 @@ func Load(path string) (*Manifest, error) {
 // problems. On any problem it returns a nil Manifest and a *Errors holding
 // every problem found, sorted by position.
 func Parse(file string, data []byte) (*Manifest, error) {
-	p := &parser{file: file, sizes: map[*yaml.Node]int{}}
+	return parse(file, data, MaxJobs)
+}
+
+// parse is Parse with a job limit of its own (the fuzz test's is small).
+func parse(file string, data []byte, maxJobs int) (*Manifest, error) {
+	p := &parser{file: file, maxJobs: maxJobs, sizes: map[*yaml.Node]int{}}
 	m := p.parse(data)
 	if len(p.probs) > 0 {
 		errs := sortProblems(p.probs)
@@ -68,6 +73,7 @@ func Parse(file string, data []byte) (*Manifest, error) {
 // parser collects problems while it walks one document.
 type parser struct {
 	file      string
+	maxJobs   int // the most jobs the manifest may expand to
 	probs     Errors
 	sizes     map[*yaml.Node]int // subtree sizes of anchored nodes
 	aliasWork int                // nodes reached through aliases so far
