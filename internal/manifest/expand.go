@@ -327,7 +327,10 @@ func (p *parser) resolve(e *entry, top, def *layer) *plan {
 			}
 		}
 	}
+	inheritedBad := p.badDefault[sPrompt] || p.badDefault[sNegative] || p.badDefault[sPrompts]
 	switch {
+	case (len(pl.slots) == 0 || !positive) && inheritedBad:
+		ok = false // defaults' prompt was reported already
 	case len(pl.slots) == 0:
 		p.addf(e.node, "%s: no prompt: set prompt or prompts in the job or in defaults", e.path)
 		ok = false
@@ -341,7 +344,9 @@ func (p *parser) resolve(e *entry, top, def *layer) *plan {
 			ok = false
 		}
 	}
-	if !r[sEngine].set() && inMatrix[sEngine] < 0 {
+	if !r[sEngine].set() && inMatrix[sEngine] < 0 && p.badDefault[sEngine] {
+		ok = false // the top level's or defaults' engine was reported already
+	} else if !r[sEngine].set() && inMatrix[sEngine] < 0 {
 		p.addf(e.node, "%s: no engine: set engine at the top level, in defaults or in the job", e.path)
 		ok = false
 	}

@@ -72,12 +72,15 @@ func parse(file string, data []byte, maxJobs int) (*Manifest, error) {
 
 // parser collects problems while it walks one document.
 type parser struct {
-	file      string
-	maxJobs   int // the most jobs the manifest may expand to
-	probs     Errors
-	sizes     map[*yaml.Node]int // subtree sizes of anchored nodes
-	aliasWork int                // nodes reached through aliases so far
-	bombed    bool               // aliasBudget was exceeded and reported
+	file    string
+	maxJobs int // the most jobs the manifest may expand to
+	probs   Errors
+	// badDefault marks settings that defaults (or, for engine, the top
+	// level) got wrong, so jobs inheriting them are not blamed again.
+	badDefault [numSettings]bool
+	sizes      map[*yaml.Node]int // subtree sizes of anchored nodes
+	aliasWork  int                // nodes reached through aliases so far
+	bombed     bool               // aliasBudget was exceeded and reported
 }
 
 // addf records a problem at n's position (1:1 when n is nil).
@@ -348,6 +351,9 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 	var top layer
 	for _, kv := range p.pairs(root, "") {
 		m.keyPos[kv.key] = [2]int{kv.k.Line, kv.k.Column}
+		if kv.key == "defaults" && kv.v.Kind != yaml.MappingNode {
+			p.badDefault = [numSettings]bool{true, true, true, true, true, true, true, true, true, true, true, true, true}
+		}
 		switch kv.key {
 		case "version":
 			if v, ok := p.integer(kv.v, "version", math.MinInt64, math.MaxInt64); ok && v != 1 {
@@ -362,6 +368,8 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 				v.origin = fromTop
 				top[sEngine] = v
 				m.Engine = v.str
+			} else {
+				p.badDefault[sEngine] = true
 			}
 		case "pricing":
 			if s, ok := p.str(kv.v, "pricing"); ok && strings.TrimSpace(s) == "" {

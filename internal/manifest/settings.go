@@ -322,6 +322,9 @@ func (p *parser) settings(n *yaml.Node, path string, l *layer, org origin, other
 		}
 		v, good := p.setting(s, kv.v, join(path, kv.key))
 		if !good {
+			if org == fromDefaults {
+				p.badDefault[s] = true
+			}
 			ok = false
 			continue
 		}
@@ -334,6 +337,9 @@ func (p *parser) settings(n *yaml.Node, path string, l *layer, org origin, other
 			bad, name = l[sNegative].node, "negative_prompt"
 		}
 		p.addf(bad, "%s: cannot be used together with prompts (at %d:%d); put every text in prompts", join(path, name), l[sPrompts].node.Line, l[sPrompts].node.Column)
+		if org == fromDefaults {
+			p.badDefault[sPrompt], p.badDefault[sPrompts] = true, true
+		}
 		ok = false
 	}
 	return ok
@@ -370,32 +376,38 @@ func suggest(s string, candidates []string) string {
 			best, bestD = c, d
 		}
 	}
-	if best == "" || bestD > max(2, len(best)/3) {
+	if best == "" || bestD > max(1, len(best)/3) {
 		return ""
 	}
 	return " (did you mean " + best + "?)"
 }
 
-// distance is the Levenshtein distance between a and b, in bytes.
+// distance is the optimal-string-alignment distance between a and b, in
+// bytes: insertions, deletions, substitutions and adjacent transpositions
+// ("stlye" is one edit from "style").
 func distance(a, b string) int {
 	if len(a) > 64 || len(b) > 64 {
 		return 1 << 20
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
 			}
-			cur[j] = min(c, prev[j]+1, cur[j-1]+1)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
