@@ -57,6 +57,7 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 	var words stringList
 	fs.Var(&words, "filter-word", "a `word` whose presence in a prompt makes the images CONTENT_FILTERED (repeatable)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the random source for failures, latency and random image seeds")
+	fs.StringVar(&cfg.Key, "key", "", "the only bearer `token` to accept (default: any non-empty token; a sandbox token, not a real key)")
 	verbose := fs.Bool("v", false, "log every request (never the key) to stderr")
 	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
@@ -66,7 +67,6 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 		return usageErrorf("--pricing: %v", err)
 	}
 	cfg.Pricer, cfg.Latency, cfg.FilterWords = sheet, latency.l, words
-	cfg.Key = e.getenv("BATCH_SANDBOX_KEY")
 	if balance.c != nil {
 		cfg.Balance = *balance.c
 		if cfg.Balance == 0 {
