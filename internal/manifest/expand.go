@@ -159,6 +159,10 @@ func (p *parser) uniqueIDs(plans []*plan, jobs []Job) {
 	x := idIndex{seed: maphash.MakeSeed(), m: map[uint64]int32{}}
 	for _, pl := range plans {
 		if len(pl.e.keys) == 0 {
+			if prev, taken := x.get(jobs, pl.base); taken {
+				p.addf(pl.e.node, "%s: id %s is also the id of the job at %d:%d; give one of them another id", pl.e.path, pl.base, jobs[prev].Line, jobs[prev].Column)
+				continue
+			}
 			x.put(jobs, pl.base, int32(pl.first))
 		}
 	}
