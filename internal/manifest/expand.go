@@ -64,7 +64,7 @@ func (p *parser) expand(entries []*entry, top, def *layer, jobsKey *yaml.Node) [
 		// Still expand, so row problems are reported too, but do not
 		// bother building ids for a manifest that will be rejected.
 		for _, pl := range plans {
-			if pl.rows > 1 || len(pl.e.keys) > 0 {
+			if len(pl.e.keys) > 0 {
 				p.rowsOf(pl, nil)
 			}
 		}
