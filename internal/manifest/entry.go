@@ -17,6 +17,9 @@ type entry struct {
 	keys   []mkey     // matrix keys in written order
 	mnode  *yaml.Node // the matrix key; nil when there is none
 	ok     bool       // every setting parsed; safe to expand
+	// unknownKey is set when the job has a key that is no setting (reported
+	// already): its other settings are still checked.
+	unknownKey bool
 }
 
 // mkey is one matrix key and its values.
@@ -62,6 +65,7 @@ func (p *parser) entry(i int, n *yaml.Node) *entry {
 			matrix, e.mnode = kv.v, kv.k
 			return true
 		}
+		e.unknownKey = true
 		return false
 	}, jobKeys)
 	if e.idNode != nil && e.id == "" {

@@ -335,6 +335,8 @@ func (p *parser) resolve(e *entry, top, def *layer) *plan {
 	switch {
 	case (len(pl.slots) == 0 || !positive) && inheritedBad:
 		ok = false // defaults' prompt was reported already
+	case len(pl.slots) == 0 && e.unknownKey:
+		ok = false // most likely a misspelt prompt, reported as an unknown key
 	case len(pl.slots) == 0:
 		p.addf(e.node, "%s: no prompt: set prompt or prompts in the job or in defaults", e.path)
 		ok = false

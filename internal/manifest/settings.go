@@ -315,8 +315,9 @@ func (p *parser) settings(n *yaml.Node, path string, l *layer, org origin, other
 		s, isSetting := settingByName[kv.key]
 		if !isSetting {
 			if !other(kv) {
+				// An unknown key is reported but does not stop the checks of
+				// the settings beside it, so every problem shows at once.
 				p.addf(kv.k, "%s: unknown key%s", join(path, kv.key), suggest(kv.key, known))
-				ok = false
 			}
 			continue
 		}
