@@ -263,6 +263,12 @@ func startSandboxServer(t *testing.T, cfg sandbox.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startSandboxWith(t, srv)
+}
+
+// startSandboxWith serves srv on loopback for a test and returns its URL.
+func startSandboxWith(t *testing.T, srv *sandbox.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

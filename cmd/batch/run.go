@@ -95,6 +95,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	started := e.now()
 	res, runErr := runner.Run(ctx, cfg, client, p.jobs, p.prices)
 	finished := e.now()
+	if e.isTerminal && (res.Interrupted || runErr != nil) {
+		fmt.Fprintln(e.stderr) // end the progress line, which ends itself only when every job is done
+	}
 	// The report is saved even when the run was interrupted or stopped.
 	saveCtx := context.WithoutCancel(ctx)
 	var balanceAfter *cost.Credits
