@@ -149,7 +149,7 @@ type group struct {
 	Credits  cost.Credits
 	Totals   Totals   // by status; zero for a plan
 	engines  []string // distinct, in order of first appearance
-	sizes    []string
+	sizes    [][2]int // width, height; formatted only when shown
 	minSteps int
 	maxSteps int
 }
@@ -172,7 +172,7 @@ func groups(jobs []jobFacts) []*group {
 		if !slices.Contains(g.engines, j.engine) {
 			g.engines = append(g.engines, j.engine)
 		}
-		if s := size(j.width, j.height); !slices.Contains(g.sizes, s) {
+		if s := [2]int{j.width, j.height}; !slices.Contains(g.sizes, s) {
 			g.sizes = append(g.sizes, s)
 		}
 		g.minSteps, g.maxSteps = min(g.minSteps, j.steps), max(g.maxSteps, j.steps)
@@ -184,7 +184,13 @@ func groups(jobs []jobFacts) []*group {
 func (g *group) Engine() string { return list(g.engines) }
 
 // Sizes lists the group's sizes, e.g. "1024x1024, 1152x896".
-func (g *group) Sizes() string { return list(g.sizes) }
+func (g *group) Sizes() string {
+	s := make([]string, len(g.sizes))
+	for i, wh := range g.sizes {
+		s[i] = size(wh[0], wh[1])
+	}
+	return list(s)
+}
 
 // Steps is the group's step count or range, e.g. "30" or "20–50".
 func (g *group) Steps() string {
