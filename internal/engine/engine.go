@@ -150,3 +150,24 @@ func (e Engine) CheckSteps(steps int) error {
 	}
 	return nil
 }
+
+// Enumerations of the v1 text-to-image body, the same for every engine
+// (CONTRACT.md §3).
+var (
+	samplers = []string{"DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2",
+		"K_DPM_2_ANCESTRAL", "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS"}
+	stylePresets = []string{"3d-model", "analog-film", "anime", "cinematic", "comic-book",
+		"digital-art", "enhance", "fantasy-art", "isometric", "line-art", "low-poly",
+		"modeling-compound", "neon-punk", "origami", "photographic", "pixel-art", "tile-texture"}
+	clipGuidancePresets = []string{"FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST"}
+)
+
+// Samplers returns the values the API accepts for sampler, sorted.
+func Samplers() []string { return slices.Clone(samplers) }
+
+// StylePresets returns the values the API accepts for style_preset, sorted.
+func StylePresets() []string { return slices.Clone(stylePresets) }
+
+// ClipGuidancePresets returns the values the API accepts for
+// clip_guidance_preset, sorted.
+func ClipGuidancePresets() []string { return slices.Clone(clipGuidancePresets) }

@@ -44,16 +44,6 @@ var settingByName = map[string]setting{
 	"samples": sSamples, "sampler": sSampler, "style_preset": sStyle, "clip_guidance_preset": sClip,
 }
 
-// Enumerations of the v1 text-to-image body (CONTRACT.md §3).
-var (
-	samplers = []string{"DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2",
-		"K_DPM_2_ANCESTRAL", "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS"}
-	stylePresets = []string{"3d-model", "analog-film", "anime", "cinematic", "comic-book",
-		"digital-art", "enhance", "fantasy-art", "isometric", "line-art", "low-poly",
-		"modeling-compound", "neon-punk", "origami", "photographic", "pixel-art", "tile-texture"}
-	clipPresets = []string{"FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST"}
-)
-
 // Limits of the API's fields.
 const (
 	maxPromptRunes = 2000
@@ -222,11 +212,11 @@ func (p *parser) setting(s setting, n *yaml.Node, path string) (value, bool) {
 			v.text = strconv.FormatFloat(v.f, 'f', -1, 64)
 		}
 	case sSampler:
-		v.str, ok = p.enum(n, path, samplers)
+		v.str, ok = p.enum(n, path, engine.Samplers())
 	case sStyle:
-		v.str, ok = p.enum(n, path, stylePresets)
+		v.str, ok = p.enum(n, path, engine.StylePresets())
 	case sClip:
-		v.str, ok = p.enum(n, path, clipPresets)
+		v.str, ok = p.enum(n, path, engine.ClipGuidancePresets())
 	}
 	if ok && (s == sWidth || s == sHeight || s == sSteps || s == sSeed || s == sSamples) {
 		v.text = strconv.FormatInt(v.num, 10)

@@ -22,16 +22,6 @@ import (
 // maxBody is the largest text-to-image body the sandbox reads (bytes).
 const maxBody = 1 << 20
 
-// Enumerations of the v1 request body (CONTRACT.md §3).
-var (
-	samplers = []string{"DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2",
-		"K_DPM_2_ANCESTRAL", "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS"}
-	stylePresets = []string{"3d-model", "analog-film", "anime", "cinematic", "comic-book",
-		"digital-art", "enhance", "fantasy-art", "isometric", "line-art", "low-poly",
-		"modeling-compound", "neon-punk", "origami", "photographic", "pixel-art", "tile-texture"}
-	clipPresets = []string{"FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST"}
-)
-
 // textPrompt and textToImageBody mirror TextToImageRequestBody; pointers
 // tell an absent field from a zero one.
 type textPrompt struct {
@@ -337,9 +327,9 @@ func (s *Server) validate(e engine.Engine, b textToImageBody) (generation, *apiE
 		value *string
 		enum  []string
 	}{
-		{"sampler", b.Sampler, samplers},
-		{"style_preset", b.StylePreset, stylePresets},
-		{"clip_guidance_preset", b.ClipGuidancePreset, clipPresets},
+		{"sampler", b.Sampler, engine.Samplers()},
+		{"style_preset", b.StylePreset, engine.StylePresets()},
+		{"clip_guidance_preset", b.ClipGuidancePreset, engine.ClipGuidancePresets()},
 	} {
 		if f.value != nil && !slices.Contains(f.enum, *f.value) {
 			return g, badRequest("%s: must be one of %s, got %q", f.name, strings.Join(f.enum, ", "), *f.value)
