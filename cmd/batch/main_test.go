@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,7 +167,7 @@ func TestPlanShardsCoverEveryJobOnce(t *testing.T) {
 	var sum cost.Credits
 	for k := 1; k <= 3; k++ {
 		var p report.Plan
-		r := batchCmd(t, nil, "plan", "--format", "json", "--shard", strings.Join([]string{string(rune('0' + k)), "3"}, "/"), "../../examples/style-matrix.yaml")
+		r := batchCmd(t, nil, "plan", "--format", "json", "--shard", strconv.Itoa(k)+"/3", "../../examples/style-matrix.yaml")
 		if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
 			t.Fatal(err, r.stderr)
 		}
@@ -391,5 +392,39 @@ func TestStepSummary(t *testing.T) {
 	b, err := os.ReadFile(summary)
 	if err != nil || !strings.Contains(string(b), "|") {
 		t.Errorf("step summary: %v %q", err, b)
+	}
+}
+
+func TestShardRunsMergeIntoOneReport(t *testing.T) {
+	dir := t.TempDir()
+	m := "../../examples/quickstart.yaml"
+	var outs []string
+	for _, s := range []string{"1/2", "2/2"} {
+		out := filepath.Join(dir, strings.ReplaceAll(s, "/", "-of-"))
+		r := batchCmd(t, nil, "run", "--sandbox", "--shard", s, "--out", out, m)
+		if r.code != exitOK {
+			t.Fatalf("run --shard %s: exit %d\n%s", s, r.code, r.stderr)
+		}
+		outs = append(outs, out)
+	}
+	r := batchCmd(t, nil, append([]string{"report", "--format", "json"}, outs...)...)
+	if r.code != exitOK {
+		t.Fatalf("report of both shards: exit %d\n%s", r.code, r.stderr)
+	}
+	var merged report.Run
+	if err := json.Unmarshal([]byte(r.stdout), &merged); err != nil {
+		t.Fatal(err)
+	}
+	var plan report.Plan
+	if err := json.Unmarshal([]byte(batchCmd(t, nil, "plan", "--format", "json", m).stdout), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if merged.Totals.Jobs != len(plan.Jobs) || merged.Totals.Succeeded != len(plan.Jobs) || merged.ChargedCredits != plan.TotalCredits {
+		t.Errorf("merged report: totals %+v, charged %v; plan has %d jobs costing %v", merged.Totals, merged.ChargedCredits, len(plan.Jobs), plan.TotalCredits)
+	}
+	for i, j := range merged.Jobs {
+		if j.ID != plan.Jobs[i].ID {
+			t.Errorf("merged job %d is %s, plan order has %s", i, j.ID, plan.Jobs[i].ID)
+		}
 	}
 }
