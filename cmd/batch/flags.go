@@ -8,9 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/runner"
 )
 
 // newFlagSet returns a flag set that reports to stderr and shows the
@@ -135,39 +135,24 @@ func (s shard) indexes(n int) []int {
 	return idx
 }
 
-// rateValue is a request limit written N/DURATION, e.g. 150/10s.
-type rateValue struct {
-	N      int
-	Window time.Duration
-}
+// rateValue is a --rate flag: a request limit written N/DURATION, e.g.
+// 150/10s; the zero value means unset.
+type rateValue struct{ runner.Rate }
 
 func (r *rateValue) String() string {
 	if r.N == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d/%s", r.N, r.Window)
+	return r.Rate.String()
 }
 
 func (r *rateValue) Set(s string) error {
-	v, err := parseRate(s)
+	v, err := runner.ParseRate(s)
 	if err != nil {
 		return err
 	}
-	*r = v
+	r.Rate = v
 	return nil
-}
-
-func parseRate(s string) (rateValue, error) {
-	n, d, ok := strings.Cut(s, "/")
-	ni, err := strconv.Atoi(n)
-	if !ok || err != nil || ni < 1 {
-		return rateValue{}, fmt.Errorf("rate %q is not N/DURATION with N ≥ 1, e.g. 150/10s", s)
-	}
-	w, err := time.ParseDuration(d)
-	if err != nil || w <= 0 {
-		return rateValue{}, fmt.Errorf("rate %q is not N/DURATION with a positive Go duration, e.g. 150/10s", s)
-	}
-	return rateValue{ni, w}, nil
 }
 
 // concurrencyValue is --concurrency: a positive number of jobs in flight, or

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
@@ -138,8 +139,8 @@ func (e *env) plan(ctx context.Context, args []string) error {
 	fs := newFlagSet("plan", "plan [flags] MANIFEST", e.stderr)
 	var pf planFlags
 	pf.register(fs)
-	format := formatValue{"table", []string{"table", "json", "markdown", "csv"}}
-	fs.Var(&format, "format", "output `format`: table, json, markdown or csv")
+	format := formatValue{report.FormatTable, report.PlanFormats}
+	fs.Var(&format, "format", "output `format`: "+strings.Join(format.allowed, ", "))
 	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
 	}

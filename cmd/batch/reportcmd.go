@@ -14,8 +14,8 @@ import (
 
 func (e *env) report(ctx context.Context, args []string) error {
 	fs := newFlagSet("report", "report [flags] RUN_DIR|PLAN.json...", e.stderr)
-	format := formatValue{"table", []string{"table", "json", "markdown", "csv", "junit", "html"}}
-	fs.Var(&format, "format", "output `format`: table, json, markdown, csv, junit or html")
+	format := formatValue{report.FormatTable, report.RunFormats}
+	fs.Var(&format, "format", "output `format`: "+strings.Join(format.allowed, ", "))
 	if err := parseFlags(fs, args, 1, -1); err != nil {
 		return err
 	}
@@ -72,8 +72,8 @@ func (e *env) diff(ctx context.Context, args []string) error {
 	var pf planFlags
 	fs.StringVar(&pf.pricing, "pricing", "", "price sheet `ID` for manifests (default: each manifest's pricing, else "+cost.DefaultSheet+")")
 	fs.StringVar(&pf.prices, "prices", "", "YAML `file` of price rules that add to or override the sheet's")
-	format := formatValue{"table", []string{"table", "json", "markdown"}}
-	fs.Var(&format, "format", "output `format`: table, json or markdown")
+	format := formatValue{report.FormatTable, report.DiffFormats}
+	fs.Var(&format, "format", "output `format`: "+strings.Join(format.allowed, ", "))
 	var failAbove creditsValue
 	fs.Var(&failAbove, "fail-above", "exit 3 when the total increases by more than `CREDITS`")
 	failIncrease := fs.Float64("fail-increase", -1, "exit 3 when the total increases by more than `PERCENT` of the base total")

@@ -41,14 +41,14 @@ type runFlags struct {
 
 func (e *env) runCmd(ctx context.Context, args []string) error {
 	fs := newFlagSet("run", "run [flags] MANIFEST", e.stderr)
-	f := runFlags{format: formatValue{"table", []string{"table", "json", "markdown", "csv"}}}
+	f := runFlags{format: formatValue{report.FormatTable, report.RunFormats}}
 	f.register(fs)
 	fs.StringVar(&f.out, "out", "", "output `folder` for images, journal and report (default: the manifest's output, else out/NAME beside it)")
 	fs.Var(&f.concurrency, "concurrency", "most jobs in flight, or auto (2× the rate's N: reaches the rate limit for generations up to two windows long)")
 	fs.Var(&f.rate, "rate", "request limit as `N/DURATION`; no window of that length ever holds more than N requests (default: the manifest's rate, else 150/10s; divided by N with --shard K/N)")
 	fs.StringVar(&f.apiURL, "api-url", stability.DefaultBaseURL, "API base `URL`; plain http only to loopback")
 	fs.BoolVar(&f.sandbox, "sandbox", false, "run against an in-process sandbox API on loopback (no key, no spend)")
-	fs.Var(&f.format, "format", "summary `format` on stdout: table, json, markdown or csv")
+	fs.Var(&f.format, "format", "summary `format` on stdout: "+strings.Join(f.format.allowed, ", "))
 	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
 	}
@@ -153,22 +153,22 @@ func (e *env) runnerConfig(p *planned, f *runFlags) (runner.Config, error) {
 		}
 		cfg.Concurrency = n
 	}
-	rate := f.rate
+	rate := f.rate.Rate
 	if rate.N == 0 && m.Rate != "" {
-		r, err := parseRate(m.Rate)
+		r, err := runner.ParseRate(m.Rate)
 		if err != nil {
 			return cfg, manifestError(m, "rate", err)
 		}
 		rate = r
 	}
 	if rate.N == 0 {
-		rate = rateValue{runner.DefaultRate.N, runner.DefaultRate.Window}
+		rate = runner.DefaultRate
 	}
 	if f.shard.N > 1 {
 		// The limit is per account, so the shards share it.
 		rate.N = max(rate.N/f.shard.N, 1)
 	}
-	cfg.Rate = runner.Rate{N: rate.N, Window: rate.Window}
+	cfg.Rate = rate
 	if e.isTerminal {
 		cfg.Progress = &runner.TerminalProgress{W: e.stderr}
 	} else {
