@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/batch-tool/batch/internal/cost"
@@ -42,8 +43,8 @@ func (e *env) report(ctx context.Context, args []string) error {
 	case len(plans) > 1:
 		return usageErrorf("report: give one plan file (plans of shards: plan without --shard instead)")
 	case len(plans) == 1:
-		if format.name == "junit" || format.name == "html" {
-			return usageErrorf("report: a plan renders as table, json, markdown or csv")
+		if !slices.Contains(report.PlanFormats, format.name) {
+			return usageErrorf("report: a plan renders as %s", strings.Join(report.PlanFormats, ", "))
 		}
 		return report.WritePlan(e.stdout, format.name, plans[0])
 	}
