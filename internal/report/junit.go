@@ -90,25 +90,13 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 		switch j.Status {
 		case StatusFailed:
 			s.Fails++
-			msg := "job failed"
-			if j.Error != "" {
-				msg = oneLine(j.Error, 200)
-			}
-			c.Failure = &junitMessage{Message: msg, Type: "failed", Text: j.Error}
+			c.Failure = &junitMessage{Message: summary(j, "job failed"), Type: "failed", Text: j.Error}
 		case StatusFiltered:
 			s.Fails++
-			msg := "the API's content filter blocked the image"
-			if j.Error != "" {
-				msg = oneLine(j.Error, 200)
-			}
-			c.Failure = &junitMessage{Message: msg, Type: "filtered", Text: j.Error}
+			c.Failure = &junitMessage{Message: summary(j, "the API's content filter blocked the image"), Type: "filtered", Text: j.Error}
 		case StatusSkipped:
 			s.Skipped++
-			msg := "not run"
-			if j.Error != "" {
-				msg = oneLine(j.Error, 200)
-			}
-			c.Skipped = &junitMessage{Message: msg}
+			c.Skipped = &junitMessage{Message: summary(j, "not run")}
 		}
 		s.Cases[i] = c
 	}
@@ -121,4 +109,13 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 	}
 	buf.WriteString("\n")
 	return nil
+}
+
+// summary is a test case's one-line message: the job's error, or fallback
+// when it has none.
+func summary(j RunJob, fallback string) string {
+	if j.Error == "" {
+		return fallback
+	}
+	return oneLine(j.Error, 200)
 }
