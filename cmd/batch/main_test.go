@@ -133,7 +133,7 @@ func TestPlanExitCodes(t *testing.T) {
 		{"every problem", []string{"plan", bad}, exitUsage, "", "bad.yaml:6:12"},
 		{"missing file", []string{"plan", filepath.Join(dir, "nope.yaml")}, exitFailed, "", "nope.yaml"},
 		{"unknown sheet", []string{"plan", "--pricing", "nope", good}, exitUsage, "", "nope"},
-		{"unpriceable", []string{"plan", "--pricing", "sdxl-2024", good}, exitUsage, "", "stable-diffusion-v1-5"},
+		{"unpriceable", []string{"plan", "--pricing", "sdxl-2024", good}, exitUsage, "", "good.yaml:4:5: job \"a-cat\": no price for engine \"stable-diffusion-v1-5\""},
 		{"no args", []string{"plan"}, exitUsage, "", "missing argument"},
 		{"bad flag", []string{"plan", "--bogus", good}, exitUsage, "", "bogus"},
 		{"bad shard", []string{"plan", "--shard", "3/2", good}, exitUsage, "", "K/N"},

@@ -69,7 +69,7 @@ func loadPlan(path string, f *planFlags) (*planned, error) {
 	}
 	est, err := cost.Estimate(jobs, sheet)
 	if err != nil {
-		return nil, &invalidError{fmt.Errorf("price %s with sheet %s: %w", path, sheet.ID, err)}
+		return nil, pricingProblems(m, jobs, err)
 	}
 	p := &planned{manifest: m, sheet: sheet, jobs: jobs, index: idx, prices: est.Jobs, total: est.Total, budget: budget}
 	p.report = p.planReport()
@@ -77,6 +77,26 @@ func loadPlan(path string, f *planFlags) (*planned, error) {
 		p.report.Shard = f.shard.String()
 	}
 	return p, nil
+}
+
+// pricingProblems turns the estimate's errors into manifest problems at the
+// position of the first job each one hit, so they read like validation
+// errors: FILE:LINE:COL: message.
+func pricingProblems(m *manifest.Manifest, jobs []manifest.Job, err error) error {
+	var probs manifest.Errors
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	for _, e := range errs {
+		var je *cost.JobError
+		if !errors.As(e, &je) {
+			return &invalidError{fmt.Errorf("price %s: %w", m.Path, err)}
+		}
+		j := jobs[je.Index]
+		probs = append(probs, manifest.Problem{File: m.Path, Line: j.Line, Col: j.Column, Msg: je.Error()})
+	}
+	return &probs
 }
 
 // pickSheet chooses the price sheet: --pricing, else the manifest's, else

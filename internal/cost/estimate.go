@@ -33,16 +33,28 @@ type priceKey struct {
 	width, height, steps int
 }
 
-// problem is one distinct pricing error and the jobs that hit it.
-type problem struct {
-	err   error
-	first string // id of the first job with this problem
-	count int
+// JobError is one distinct pricing problem of an estimate: the first job
+// it hit and how many other jobs share it.
+type JobError struct {
+	Index  int    // position of the first job with the problem, in the jobs given
+	ID     string // that job's id
+	Others int    // how many later jobs have the same problem; zero when none
+	Err    error
 }
 
+func (e *JobError) Error() string {
+	more := ""
+	if e.Others > 0 {
+		more = fmt.Sprintf(" (and %d more)", e.Others)
+	}
+	return fmt.Sprintf("job %q%s: %v", e.ID, more, e.Err)
+}
+
+func (e *JobError) Unwrap() error { return e.Err }
+
 // Estimate prices every job on sheet s. It returns every distinct problem at
-// once, joined, each naming the first job it affects and how many others
-// share it; the breakdown still holds the jobs that could be priced. Each
+// once, joined, each a *JobError naming the first job it affects and how
+// many others share it; the breakdown still holds the jobs that could be priced. Each
 // distinct engine, size and steps is priced once, so a million jobs take
 // well under a second.
 func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
@@ -51,16 +63,16 @@ func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
 		problem int // index into problems; -1 when priced
 	}
 	cache := make(map[priceKey]price)
-	var problems []problem
+	var problems []*JobError
 	seen := make(map[string]int) // problem text → index into problems
-	note := func(err error, job string) int {
+	note := func(err error, job int) int {
 		i, ok := seen[err.Error()]
 		if !ok {
 			i = len(problems)
 			seen[err.Error()] = i
-			problems = append(problems, problem{err: err, first: job})
+			problems = append(problems, &JobError{Index: job, ID: jobs[job].ID, Others: -1, Err: err})
 		}
-		problems[i].count++
+		problems[i].Others++
 		return i
 	}
 
@@ -74,22 +86,22 @@ func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
 			c, err := s.ImagePrice(j.Engine, j.Width, j.Height, j.Steps)
 			p = price{credits: c, problem: -1}
 			if err != nil {
-				p.problem = note(err, j.ID)
+				p.problem = note(err, i)
 			}
 			cache[k] = p
 		case p.problem >= 0:
-			problems[p.problem].count++
+			problems[p.problem].Others++
 		}
 		if p.problem >= 0 {
 			continue
 		}
 		if j.Samples < 1 {
-			note(fmt.Errorf("samples must be at least 1, not %d", j.Samples), j.ID)
+			note(fmt.Errorf("samples must be at least 1, not %d", j.Samples), i)
 			continue
 		}
 		c := p.credits * Credits(j.Samples)
 		if c/Credits(j.Samples) != p.credits || b.Total > maxCredits-c {
-			note(errors.New("total is too large to count in micro-credits"), j.ID)
+			note(errors.New("total is too large to count in micro-credits"), i)
 			continue
 		}
 		b.Jobs[i] = c
@@ -98,11 +110,7 @@ func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
 
 	errs := make([]error, len(problems))
 	for i, p := range problems {
-		more := ""
-		if p.count > 1 {
-			more = fmt.Sprintf(" (and %d more)", p.count-1)
-		}
-		errs[i] = fmt.Errorf("job %q%s: %w", p.first, more, p.err)
+		errs[i] = p
 	}
 	return b, errors.Join(errs...)
 }
