@@ -117,6 +117,8 @@ func TestPlanExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "version: 1\nengine: stable-diffusion-v1-5\njobs:\n  - prompt: a cat\n    width: 512\n    height: 512\n    steps: 50\n    samples: 3\n")
 	bad := writeFile(t, dir, "bad.yaml", "version: 1\nengine: stable-diffusion-v1-5\njobs:\n  - prompt: a cat\n    promt: typo\n    steps: 5\n")
+	prices := writeFile(t, dir, "prices.yaml", "rules:\n  - engines: [stable-diffusion-v1-5]\n    kind: flat\n    credits: 0.25\n")
+	badPrices := writeFile(t, dir, "bad-prices.yaml", "rules:\n  - engines: [stable-diffusion-v1-5]\n    kind: flatt\n")
 	tests := []struct {
 		name   string
 		args   []string
@@ -125,6 +127,8 @@ func TestPlanExitCodes(t *testing.T) {
 		stderr string // substring
 	}{
 		{"ok", []string{"plan", good}, exitOK, "3.0", ""},
+		{"price overrides", []string{"plan", "--prices", prices, good}, exitOK, "0.75", ""},
+		{"bad price file", []string{"plan", "--prices", badPrices, good}, exitUsage, "", "bad-prices.yaml:3:11"},
 		{"at budget", []string{"plan", "--budget", "3", good}, exitOK, "3.0", ""},
 		{"over budget", []string{"plan", "--budget", "2.9", good}, exitOverBudget, "", "exceeds budget"},
 		{"flags after the manifest", []string{"plan", good, "--budget", "2.9"}, exitOverBudget, "", "exceeds budget"},
