@@ -432,3 +432,34 @@ func TestShardRunsMergeIntoOneReport(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRecoversFromRateLimit runs faster than a sandbox allows: the
+// sandbox answers 429 and locks the key out, every worker pauses for its
+// Retry-After, and every job still succeeds, paid once.
+func TestRunRecoversFromRateLimit(t *testing.T) {
+	sheet, err := cost.LookupSheet("sdxl-2024")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := sandbox.New(sandbox.Config{Pricer: sheet, RateLimit: 5, RateWindow: time.Second, Lockout: time.Second, RetryAfter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := startSandboxWith(t, sb)
+	out := t.TempDir()
+	r := batchCmd(t, map[string]string{"STABILITY_API_KEY": "sk-test"}, "run", "--api-url", url, "--rate", "50/1s", "--out", out, "../../examples/quickstart.yaml")
+	if r.code != exitOK {
+		t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
+	}
+	st := sb.Stats()
+	if st.RateLimited == 0 {
+		t.Errorf("the sandbox never answered 429 (stats %+v): the test did not exercise the pause", st)
+	}
+	rep, err := report.ReadRun(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Succeeded != 7 || st.Images != 7 || rep.ChargedCredits != 7*900*cost.Credit/1000 {
+		t.Errorf("succeeded %d, images generated %d, charged %v; want 7, 7, 6.3", rep.Totals.Succeeded, st.Images, rep.ChargedCredits)
+	}
+}
