@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/golden"
 	"github.com/batch-tool/batch/internal/report"
 	"github.com/batch-tool/batch/internal/sandbox"
 )
@@ -47,20 +48,7 @@ func batchCmdCtx(ctx context.Context, t *testing.T, environ map[string]string, a
 
 func checkGolden(t *testing.T, name string, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (rerun with -update and review the git diff)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", name+".golden"), []byte(got), *update)
 }
 
 func writeFile(t *testing.T, dir, name, body string) string {

@@ -80,7 +80,7 @@ func TestReadOverridesErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ReadOverrides(%s) = %+v, want an error", file, o)
 			}
-			golden(t, "overrides/"+name+".golden", err.Error()+"\n")
+			checkGolden(t, "overrides/"+name+".golden", err.Error()+"\n")
 		})
 	}
 	_, err = ReadOverrides("testdata/overrides/missing.yaml")

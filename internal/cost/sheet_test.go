@@ -12,27 +12,15 @@ import (
 	"testing"
 
 	"github.com/batch-tool/batch/internal/engine"
+	"github.com/batch-tool/batch/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
-// golden compares got with testdata/name, or rewrites it under -update.
-func golden(t *testing.T, name, got string) {
+// checkGolden compares got with testdata/name, or rewrites it under -update.
+func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	file := "testdata/" + name
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs; got:\n%s\nwant:\n%s\nrerun with -update and review the git diff if the change is intended", file, got, want)
-	}
+	golden.Check(t, "testdata/"+name, []byte(got), *update)
 }
 
 func mustSheet(t testing.TB, id string) *Sheet {
@@ -336,7 +324,7 @@ func TestDescribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.WriteString(mustSheet(t, "sdxl-2024").WithOverrides(o).Describe())
-	golden(t, "describe.golden", b.String())
+	checkGolden(t, "describe.golden", b.String())
 }
 
 // Engine patterns are path.Match patterns.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/batch-tool/batch/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.err golden files")
@@ -42,20 +44,7 @@ func TestBad(t *testing.T) {
 				}
 			}
 			got := err.Error() + "\n"
-			golden := strings.TrimSuffix(file, ".yaml") + ".err"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("Parse(%s) problems:\n%s\nwant:\n%s\n(if the change is intended, rerun with -update and review the git diff)", file, got, want)
-			}
+			golden.Check(t, strings.TrimSuffix(file, ".yaml")+".err", []byte(got), *update)
 		})
 	}
 }
