@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -105,7 +104,7 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 		balanceAfter = &b
 	}
 	rep := p.runReport(res, started, finished, &balanceBefore, balanceAfter)
-	if err := saveRun(cfg.OutDir, rep); err != nil {
+	if err := report.Save(cfg.OutDir, rep); err != nil {
 		return errors.Join(runErr, err)
 	}
 	if err := report.WriteRun(e.stdout, f.format.name, rep); err != nil {
@@ -225,50 +224,6 @@ func (p *planned) runReport(res runner.Result, started, finished time.Time, befo
 		}
 	}
 	return r
-}
-
-// saveRun writes report.json, report.md and report.html into dir.
-func saveRun(dir string, r *report.Run) error {
-	for _, f := range []struct{ name, format string }{
-		{report.RunFile, "json"}, {"report.md", "markdown"}, {"report.html", "html"},
-	} {
-		var buf bytes.Buffer
-		if err := report.WriteRun(&buf, f.format, r); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(filepath.Join(dir, f.name), buf.Bytes()); err != nil {
-			return fmt.Errorf("save report: %w", err)
-		}
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to name; readers see the old file or the new
-// one, never a partial one.
-func writeFileAtomic(name string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }
 
 // resumeCommand is the command line that resumes an interrupted run: the
