@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,12 +62,12 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	}
 	apiURL, key := f.apiURL, e.getenv("STABILITY_API_KEY")
 	if f.sandbox {
-		addr, stop, err := startSandbox(p.sheet)
+		sb, err := startSandbox(sandbox.Config{Pricer: p.sheet}, "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
-		defer stop()
-		apiURL, key = "http://"+addr, "sandbox"
+		defer sb.stop(ctx)
+		apiURL, key = "http://"+sb.addr, "sandbox"
 		fmt.Fprintf(e.stderr, "batch: sandbox API on %s\n", apiURL)
 	} else if key == "" {
 		return usageErrorf("STABILITY_API_KEY is not set (or pass --sandbox to try the tool without a key)")
@@ -247,24 +245,4 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// startSandbox serves an in-process sandbox API on a loopback port, priced
-// by sheet, and returns its address and a function that stops it.
-func startSandbox(sheet *cost.Sheet) (addr string, stop func(), err error) {
-	srv, err := sandbox.New(sandbox.Config{Pricer: sheet})
-	if err != nil {
-		return "", nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, fmt.Errorf("sandbox: %w", err)
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = hs.Serve(ln) // returns http.ErrServerClosed on Close
-	}()
-	return ln.Addr().String(), func() { _ = hs.Close(); <-done }, nil
 }

@@ -76,32 +76,64 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 	if *verbose {
 		cfg.Log = slog.New(slog.NewTextHandler(e.stderr, nil))
 	}
-	srv, err := sandbox.New(cfg)
+	sb, err := startSandbox(cfg, *addr)
 	if err != nil {
-		return usageErrorf("sandbox: %v", err)
+		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(e.stderr, "batch: sandbox API on http://%s (pricing %s); Ctrl-C stops it\n", ln.Addr(), sheet.ID)
+	fmt.Fprintf(e.stderr, "batch: sandbox API on http://%s (pricing %s); Ctrl-C stops it\n", sb.addr, sheet.ID)
 	if e.ready != nil {
-		e.ready(ln.Addr().String())
+		e.ready(sb.addr)
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
 	select {
-	case err := <-serveErr:
+	case err := <-sb.done:
 		return fmt.Errorf("sandbox: %w", err)
 	case <-ctx.Done():
 	}
+	return sb.stop(ctx)
+}
+
+// runningSandbox is a sandbox API serving on a listener.
+type runningSandbox struct {
+	addr string // host:port it listens on
+	hs   *http.Server
+	done chan error // receives what Serve returned
+}
+
+// startSandbox serves a sandbox with cfg on addr ("127.0.0.1:0" picks a
+// free loopback port).
+func startSandbox(cfg sandbox.Config, addr string) (*runningSandbox, error) {
+	srv, err := sandbox.New(cfg)
+	if err != nil {
+		return nil, usageErrorf("sandbox: %v", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	s := &runningSandbox{
+		addr: ln.Addr().String(),
+		hs:   &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan error, 1),
+	}
+	go func() { s.done <- s.hs.Serve(ln) }()
+	return s, nil
+}
+
+// stop lets requests in flight finish (for at most 5 s) and closes the
+// server; it works after ctx is cancelled too.
+func (s *runningSandbox) stop(ctx context.Context) error {
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := s.hs.Shutdown(shutCtx)
+	if err != nil {
+		_ = s.hs.Close()
+	}
+	if serveErr := <-s.done; !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("sandbox: %w", serveErr)
+	}
+	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	<-serveErr
 	return nil
 }
 
