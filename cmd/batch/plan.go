@@ -23,10 +23,16 @@ type planFlags struct {
 }
 
 func (f *planFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.pricing, "pricing", "", "price sheet `ID` (default: the manifest's pricing, else "+cost.DefaultSheet+"; see 'batch prices')")
-	fs.StringVar(&f.prices, "prices", "", "YAML `file` of price rules that add to or override the sheet's")
+	f.registerPricing(fs)
 	fs.Var(&f.budget, "budget", "credit ceiling: refuse (exit 3) when the estimate is above it (default: the manifest's budget)")
 	fs.Var(&f.shard, "shard", "take only the K-th of N deterministic slices of the jobs, as `K/N`")
+}
+
+// registerPricing registers only the flags that choose prices (diff has no
+// budget or shard).
+func (f *planFlags) registerPricing(fs *flag.FlagSet) {
+	fs.StringVar(&f.pricing, "pricing", "", "price sheet `ID` (default: the manifest's pricing, else "+cost.DefaultSheet+"; see 'batch prices')")
+	fs.StringVar(&f.prices, "prices", "", "YAML `file` of price rules that add to or override the sheet's")
 }
 
 // planned is a manifest priced under a sheet: the jobs (of one shard, if

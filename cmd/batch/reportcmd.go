@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/report"
 )
 
@@ -71,8 +69,7 @@ func isPlanFile(arg string) bool {
 func (e *env) diff(ctx context.Context, args []string) error {
 	fs := newFlagSet("diff", "diff [flags] BASE HEAD   (each a manifest or a plan JSON file)", e.stderr)
 	var pf planFlags
-	fs.StringVar(&pf.pricing, "pricing", "", "price sheet `ID` for manifests (default: each manifest's pricing, else "+cost.DefaultSheet+")")
-	fs.StringVar(&pf.prices, "prices", "", "YAML `file` of price rules that add to or override the sheet's")
+	pf.registerPricing(fs)
 	format := formatValue{report.FormatTable, report.DiffFormats}
 	fs.Var(&format, "format", "output `format`: "+strings.Join(format.allowed, ", "))
 	var failAbove creditsValue
@@ -111,7 +108,7 @@ func (e *env) planOf(path string, pf *planFlags) (*report.Plan, error) {
 	}
 	p, err := loadPlan(path, pf)
 	if err != nil {
-		return nil, fmt.Errorf("%w", err)
+		return nil, err
 	}
 	return p.report, nil
 }
