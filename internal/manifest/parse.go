@@ -372,19 +372,11 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 				p.badDefault[sEngine] = true
 			}
 		case "pricing":
-			if s, ok := p.str(kv.v, "pricing"); ok && strings.TrimSpace(s) == "" {
-				p.addf(kv.v, "pricing: must name a price sheet, got an empty string")
-			} else {
-				m.Pricing = s
-			}
+			m.Pricing = p.nonBlank(kv.v, "pricing", "must name a price sheet")
 		case "budget":
 			m.Budget = p.budget(kv.v)
 		case "output":
-			if s, ok := p.str(kv.v, "output"); ok && strings.TrimSpace(s) == "" {
-				p.addf(kv.v, "output: must be a folder, got an empty string")
-			} else {
-				m.Output = s
-			}
+			m.Output = p.nonBlank(kv.v, "output", "must be a folder")
 		case "concurrency":
 			m.Concurrency = p.concurrency(kv.v)
 		case "rate":
@@ -428,6 +420,17 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 	}
 	m.Jobs = p.expand(entries, &top, &def, jobsKey)
 	return m
+}
+
+// nonBlank reads a string that must not be blank; want says what it should
+// be. It returns "" after reporting a problem.
+func (p *parser) nonBlank(n *yaml.Node, field, want string) string {
+	s, ok := p.str(n, field)
+	if ok && strings.TrimSpace(s) == "" {
+		p.addf(n, "%s: %s, got an empty string", field, want)
+		return ""
+	}
+	return s
 }
 
 // budget checks a credit ceiling: a non-negative decimal with at most six

@@ -163,7 +163,7 @@ jobs:
 }
 
 func TestDerivedIDCollisions(t *testing.T) {
-	m := mustParse(t, `version: 1
+	const src = `version: 1
 engine: stable-diffusion-xl-1024-v1-0
 jobs:
   - prompt: a red fox
@@ -174,7 +174,8 @@ jobs:
     prompt: something
   - prompt: A blue fox!
   - prompt: '!!!'
-`)
+`
+	m := mustParse(t, src)
 	got := ids(m.Jobs)
 	hashed := regexp.MustCompile(`^a-red-fox-[0-9a-f]{8}$`)
 	if !hashed.MatchString(got[0]) || !hashed.MatchString(got[1]) || got[0] == got[1] {
@@ -184,18 +185,7 @@ jobs:
 		t.Errorf("ids = %q, want a-blue-fox, a-blue-fox-HASH, job", got)
 	}
 	// Stable: the same manifest gives the same ids.
-	again := mustParse(t, `version: 1
-engine: stable-diffusion-xl-1024-v1-0
-jobs:
-  - prompt: a red fox
-    seed: 1
-  - prompt: a red fox
-    seed: 2
-  - id: a-blue-fox
-    prompt: something
-  - prompt: A blue fox!
-  - prompt: '!!!'
-`)
+	again := mustParse(t, src)
 	if !slices.Equal(ids(again.Jobs), got) {
 		t.Errorf("second parse ids = %q, want %q", ids(again.Jobs), got)
 	}
