@@ -338,8 +338,8 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 		}
 		sink.discard()
 
-		var wait time.Duration
 		var apiErr *stability.APIError
+		var te *stability.TransportError
 		switch {
 		case errors.As(err, &apiErr):
 			r.ledger.settle(price, released) // the API answered: it did no work
@@ -368,8 +368,8 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 			r.ledger.settle(price, unknown)
 			res.Unknown += price
 			return failed(res, fmt.Errorf("cancelled in flight (outcome unknown): %v", stopReason(reqs)))
-		case isTransportErr(err):
-			if te, _ := transportError(err); te.Sent {
+		case errors.As(err, &te):
+			if te.Sent {
 				r.ledger.settle(price, unknown)
 				res.Unknown += price
 			} else {
@@ -389,8 +389,7 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 		if failures++; failures >= r.cfg.MaxAttempts {
 			return failed(res, fmt.Errorf("giving up after %d attempt(s): %w", res.Attempts, err))
 		}
-		wait = backoff(r.cfg.BackoffBase, r.cfg.BackoffCap, failures)
-		if err := sleep(sched, wait); err != nil {
+		if err := sleep(sched, backoff(r.cfg.BackoffBase, r.cfg.BackoffCap, failures)); err != nil {
 			res.Error = fmt.Sprintf("%s; last error: %v", stoppedBefore(sched, err, res.Attempts), err)
 			return res
 		}
@@ -453,14 +452,6 @@ func isNoCredit(e *stability.APIError) bool {
 		}
 	}
 	return false
-}
-
-func isTransportErr(err error) bool { _, ok := transportError(err); return ok }
-
-// transportError returns the client's connection failure inside err.
-func transportError(err error) (*stability.TransportError, bool) {
-	var te *stability.TransportError
-	return te, errors.As(err, &te)
 }
 
 // backoff returns the wait before retry n (1-based): a random duration in
