@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -88,9 +89,8 @@ type tempImage struct {
 	f    *os.File
 	buf  *bufio.Writer
 	png  *pngtext.Writer
-	hash io.Writer
-	sum  func() []byte
-	img  Image // Path set by End
+	sum  hash.Hash // SHA-256 of the bytes written
+	img  Image     // Path set by End
 	done bool
 }
 
@@ -106,9 +106,8 @@ func (s *attemptFiles) Begin(i int) (io.Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create image file: %w", err)
 	}
-	h := sha256.New()
-	t := &tempImage{f: f, buf: bufio.NewWriterSize(f, 64<<10), sum: func() []byte { return h.Sum(nil) }}
-	t.png = pngtext.NewWriter(io.MultiWriter(t.buf, h), "parameters")
+	t := &tempImage{f: f, buf: bufio.NewWriterSize(f, 64<<10), sum: sha256.New()}
+	t.png = pngtext.NewWriter(io.MultiWriter(t.buf, t.sum), "parameters")
 	s.files = append(s.files, t)
 	return t.png, nil
 }
@@ -141,7 +140,7 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 		Path:         dir + "/" + imageName(s.job.ID, i, s.job.Samples),
 		Seed:         a.Seed,
 		FinishReason: a.FinishReason,
-		SHA256:       hex.EncodeToString(t.sum()),
+		SHA256:       hex.EncodeToString(t.sum.Sum(nil)),
 	}
 	t.done = true
 	return nil
