@@ -94,20 +94,9 @@ func readPNG(h http.Header, body io.Reader, sink Sink) ([]Artifact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("artifact 0: %w", err)
 	}
-	buf := make([]byte, copyBufferSize)
-	for {
-		n, rerr := body.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return nil, fmt.Errorf("artifact 0: %w", err)
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
+	// A read error is the connection's: TextToImage reports it as such.
+	if _, err := io.CopyBuffer(w, body, make([]byte, copyBufferSize)); err != nil {
+		return nil, fmt.Errorf("artifact 0: %w", err)
 	}
 	if err := sink.End(0, a); err != nil {
 		return nil, fmt.Errorf("artifact 0: %w", err)
