@@ -26,27 +26,56 @@ type Prompt struct {
 	Weight float64 `json:"weight"`
 }
 
-// Job is one expanded text-to-image request, with every default filled in.
-// Jobs of one manifest entry may share their Prompts and CfgScale backing
-// memory; treat them as read-only.
+// Job is one expanded image request, with every default filled in: a v1
+// text-to-image request on an Engine, or a Stable Image (v2beta) request on a
+// Service. Jobs of one manifest entry may share their Prompts, Params and
+// CfgScale backing memory; treat them as read-only.
 type Job struct {
-	ID      string   // stable, unique, filesystem-safe id: base id plus matrix values
-	Base    string   // the id of the manifest entry it came from (groups matrix rows)
-	Vars    []Var    // the matrix values that made this job, in key order; nil when not from a matrix
-	Line    int      // line of the manifest entry (1-based)
-	Column  int      // column of the manifest entry (1-based)
-	Engine  string   // engine id
+	ID     string // stable, unique, filesystem-safe id: base id plus matrix values
+	Base   string // the id of the manifest entry it came from (groups matrix rows)
+	Vars   []Var  // the matrix values that made this job, in key order; nil when not from a matrix
+	Line   int    // line of the manifest entry (1-based)
+	Column int    // column of the manifest entry (1-based)
+	Engine string // v1 engine id; "" for a Stable Image job
+	// Service is the Stable Image service, e.g. "generate/core"; "" for a v1
+	// job.
+	Service string
+	// Params are the Stable Image form fields the job sets, other than
+	// prompt and negative_prompt (which are in Prompts with weight 1 and -1),
+	// in the catalogue's field order, with values as sent (model included
+	// for generate/sd3); nil for a v1 job and for a job that sets none.
+	Params  []Param
 	Prompts []Prompt // text_prompts as sent; negative_prompt becomes weight -1
-	Width   int      // pixels
-	Height  int      // pixels
-	Steps   int      // diffusion steps
-	Samples int      // images per request, 1–10; 1 when not given
-	Seed    uint32   // 0 means the API picks a random seed
+	// Width and Height are the image size in pixels: as requested for v1,
+	// the size the service returns for a Stable Image job (0 when it depends
+	// on an input image).
+	Width, Height int
+	Steps         int    // diffusion steps; 0 for a Stable Image job
+	Samples       int    // images per request, 1–10; 1 when not given (always 1 for a Stable Image job)
+	Seed          uint32 // 0 means the API picks a random seed
 	// CfgScale is the API's cfg_scale, 0–35; nil when not given (the API uses 7).
 	CfgScale           *float64
 	Sampler            string // "" lets the API choose
 	StylePreset        string // "" for none
 	ClipGuidancePreset string // "" for the API's default (NONE)
+}
+
+// Param is one Stable Image form field a job sets: its name and its value
+// as sent, e.g. {"aspect_ratio", "16:9"}.
+type Param struct {
+	Name  string
+	Value string
+}
+
+// Param returns the value of the Stable Image field name, and whether the job
+// sets it.
+func (j *Job) Param(name string) (string, bool) {
+	for _, p := range j.Params {
+		if p.Name == name {
+			return p.Value, true
+		}
+	}
+	return "", false
 }
 
 // Var is one matrix value of an expanded job: a placeholder or setting name

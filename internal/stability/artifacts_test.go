@@ -21,13 +21,13 @@ func TestScanArtifactsShapes(t *testing.T) {
 			name:   "escaped slash and line breaks in base64",
 			body:   `{"artifacts":[{"base64":"aGVsbG8\/d29y\nbGQ=\r\n","seed":3,"finishReason":"SUCCESS"}]}`,
 			images: []string{"hello?world"},
-			arts:   []Artifact{{3, FinishSuccess}},
+			arts:   []Artifact{{Seed: 3, FinishReason: FinishSuccess}},
 		},
 		{
 			name:   "unicode escapes in base64 and keys",
 			body:   `{"\u0061rtifacts":[{"b\u0061se64":"\u0061\u0047VsbG8=","s\u0065ed":1,"finishReason":"\u0045RROR"}]}`,
 			images: []string{"hello"},
-			arts:   []Artifact{{1, FinishError}},
+			arts:   []Artifact{{Seed: 1, FinishReason: FinishError}},
 		},
 		{
 			name: "unknown keys of every type are skipped",
@@ -35,13 +35,13 @@ func TestScanArtifactsShapes(t *testing.T) {
 				`{"index":0,"base64":"","extra":[[[]]],"seed":0,"finishReason":"CONTENT_FILTERED","note":"\u00e9\ud83d\ude00"}` +
 				`],"after":"done"}`,
 			images: []string{""},
-			arts:   []Artifact{{0, FinishContentFiltered}},
+			arts:   []Artifact{{Seed: 0, FinishReason: FinishContentFiltered}},
 		},
 		{
 			name:   "metadata before the image",
 			body:   `{"artifacts":[{"finishReason":"SUCCESS","seed":9,"base64":"YQ=="},{"seed":8,"finishReason":"ERROR","base64":"Yg=="}]}`,
 			images: []string{"a", "b"},
-			arts:   []Artifact{{9, FinishSuccess}, {8, FinishError}},
+			arts:   []Artifact{{Seed: 9, FinishReason: FinishSuccess}, {Seed: 8, FinishReason: FinishError}},
 		},
 		{
 			name: "long unknown key and empty array",
@@ -191,7 +191,7 @@ func FuzzArtifactsRoundTrip(f *testing.F) {
 			t.Fatalf("scanArtifacts(%q): %v", body, err)
 		}
 		for i := range 2 {
-			if want := (Artifact{seeds[i], rs[i]}); arts[i] != want || !bytes.Equal(sink.images[i], images[i]) {
+			if want := (Artifact{Seed: seeds[i], FinishReason: rs[i]}); arts[i] != want || !bytes.Equal(sink.images[i], images[i]) {
 				t.Fatalf("artifact %d = %+v %x, want %+v %x", i, arts[i], sink.images[i], want, images[i])
 			}
 		}

@@ -42,6 +42,9 @@ const (
 type Artifact struct {
 	Seed         uint32 // the seed the API used
 	FinishReason string // SUCCESS, ERROR or CONTENT_FILTERED
+	// RequestID is the answer's x-request-id header, what Stability support
+	// asks for; "" when the server sent none.
+	RequestID string
 }
 
 // Sink receives the images of one text-to-image attempt as they stream in.
