@@ -63,7 +63,40 @@ type Field struct {
 	// Derived marks a field the client computes from other fields (sd3's mode
 	// from image); a manifest never sets it.
 	Derived bool
+	// Limits are the dimensions an Image input must have; the zero value
+	// (a mask's) checks none.
+	Limits Limits
 }
+
+// Limits are the dimensions an image input must have, from the field's
+// description in the spec. A zero bound is not checked.
+type Limits struct {
+	MinSide, MaxSide     int     // pixels, each side
+	MinPixels, MaxPixels int     // width × height
+	MaxAspect            float64 // longest side / shortest side, e.g. 2.5
+}
+
+// Check returns what is wrong with an input of w×h pixels, or "" when it fits.
+func (l Limits) Check(w, h int) string {
+	short, long := min(w, h), max(w, h)
+	switch {
+	case l.MinSide > 0 && short < l.MinSide:
+		return "is " + strconv.Itoa(w) + "×" + strconv.Itoa(h) + "; every side must be at least " + strconv.Itoa(l.MinSide) + " pixels"
+	case l.MaxSide > 0 && long > l.MaxSide:
+		return "is " + strconv.Itoa(w) + "×" + strconv.Itoa(h) + "; every side must be at most " + strconv.Itoa(l.MaxSide) + " pixels"
+	case l.MinPixels > 0 && w*h < l.MinPixels:
+		return "is " + strconv.Itoa(w) + "×" + strconv.Itoa(h) + " (" + strconv.Itoa(w*h) + " pixels); the service needs at least " + strconv.Itoa(l.MinPixels)
+	case l.MaxPixels > 0 && w*h > l.MaxPixels:
+		return "is " + strconv.Itoa(w) + "×" + strconv.Itoa(h) + " (" + strconv.Itoa(w*h) + " pixels); the service takes at most " + strconv.Itoa(l.MaxPixels)
+	case l.MaxAspect > 0 && float64(long) > l.MaxAspect*float64(short):
+		return "is " + strconv.Itoa(w) + "×" + strconv.Itoa(h) + "; its aspect ratio must be between 1:" + strconv.FormatFloat(l.MaxAspect, 'g', -1, 64) + " and " + strconv.FormatFloat(l.MaxAspect, 'g', -1, 64) + ":1"
+	}
+	return ""
+}
+
+// MaxBody is the largest request body the Stable Image services accept, in
+// bytes (10 MiB); a larger one gets 413 payload_too_large.
+const MaxBody = 10 << 20
 
 // RuleKind names a combination rule between fields.
 type RuleKind int
@@ -229,9 +262,18 @@ func format(values ...string) Field {
 	return Field{Name: "output_format", Type: Enum, Enum: values, Default: "png"}
 }
 
-func image(name string, required bool) Field {
-	return Field{Name: name, Type: Image, Required: required}
+func image(name string, required bool, l Limits) Field {
+	return Field{Name: name, Type: Image, Required: required, Limits: l}
 }
+
+// The input limits the spec states, shared by most services: sides of at
+// least 64 pixels, 4,096 to 9,437,184 pixels, with or without an aspect
+// ratio between 1:2.5 and 2.5:1.
+var (
+	common       = Limits{MinSide: 64, MinPixels: 4096, MaxPixels: 9_437_184}
+	commonAspect = Limits{MinSide: 64, MinPixels: 4096, MaxPixels: 9_437_184, MaxAspect: 2.5}
+	noLimits     = Limits{}
+)
 
 func number(name string, lo, hi float64, def string) Field {
 	return Field{Name: name, Type: Number, Min: lo, Max: hi, Default: def}
@@ -254,23 +296,23 @@ var imageToImage = []Rule{
 var operations = []Operation{
 	{
 		Service: "control/sketch", Title: "Sketch",
-		Fields: []Field{prompt(true), image("image", true), number("control_strength", 0, 1, "0.7"), negative(), seed(), format(), style()},
+		Fields: []Field{prompt(true), image("image", true, Limits{MinSide: 64, MaxPixels: 9_437_184, MaxAspect: 2.5}), number("control_strength", 0, 1, "0.7"), negative(), seed(), format(), style()},
 		Output: Output{Rule: SameAsInput},
 	},
 	{
 		Service: "control/structure", Title: "Structure",
-		Fields: []Field{prompt(true), image("image", true), number("control_strength", 0, 1, "0.7"), negative(), seed(), format(), style()},
+		Fields: []Field{prompt(true), image("image", true, commonAspect), number("control_strength", 0, 1, "0.7"), negative(), seed(), format(), style()},
 		Output: Output{Rule: SameAsInput},
 	},
 	{
 		Service: "control/style", Title: "Style Guide",
-		Fields: []Field{prompt(true), image("image", true), negative(), aspect(), number("fidelity", 0, 1, "0.5"), seed(), format(), style()},
+		Fields: []Field{prompt(true), image("image", true, commonAspect), negative(), aspect(), number("fidelity", 0, 1, "0.5"), seed(), format(), style()},
 		Output: Output{Rule: ByAspect},
 	},
 	{
 		Service: "control/style-transfer", Title: "Style Transfer",
 		Fields: []Field{
-			image("init_image", true), image("style_image", true), prompt(false), negative(), seed(),
+			image("init_image", true, Limits{MinSide: 64, MaxSide: 16383, MinPixels: 4096, MaxPixels: 9_437_184, MaxAspect: 2.5}), image("style_image", true, Limits{MinSide: 64, MaxSide: 16383, MinPixels: 4096, MaxPixels: 9_437_184}), prompt(false), negative(), seed(),
 			number("style_strength", 0, 1, "1"), number("composition_fidelity", 0, 1, "0.9"),
 			number("change_strength", 0.1, 1, "0.9"), format(),
 		},
@@ -278,19 +320,19 @@ var operations = []Operation{
 	},
 	{
 		Service: "edit/erase", Title: "Erase",
-		Fields:   []Field{image("image", true), image("mask", false), number("grow_mask", 0, 20, "5"), seed(), format()},
+		Fields:   []Field{image("image", true, common), image("mask", false, noLimits), number("grow_mask", 0, 20, "5"), seed(), format()},
 		Output:   Output{Rule: SameAsInput},
 		SpecBugs: []string{"prompt"}, // listed as required, but erase has no prompt
 	},
 	{
 		Service: "edit/inpaint", Title: "Inpaint",
-		Fields: []Field{image("image", true), prompt(true), negative(), image("mask", false), number("grow_mask", 0, 100, "5"), seed(), format(), style()},
+		Fields: []Field{image("image", true, common), prompt(true), negative(), image("mask", false, noLimits), number("grow_mask", 0, 100, "5"), seed(), format(), style()},
 		Output: Output{Rule: SameAsInput},
 	},
 	{
 		Service: "edit/outpaint", Title: "Outpaint",
 		Fields: []Field{
-			image("image", true), integer("left", 0, 2000, "0"), integer("right", 0, 2000, "0"),
+			image("image", true, commonAspect), integer("left", 0, 2000, "0"), integer("right", 0, 2000, "0"),
 			integer("up", 0, 2000, "0"), integer("down", 0, 2000, "0"), number("creativity", 0, 1, "0.5"),
 			prompt(false), seed(), format(), style(),
 		},
@@ -299,18 +341,18 @@ var operations = []Operation{
 	},
 	{
 		Service: "edit/remove-background", Title: "Remove Background",
-		Fields: []Field{image("image", true), format("png", "webp")},
+		Fields: []Field{image("image", true, Limits{MinSide: 64, MinPixels: 4096, MaxPixels: 4_194_304}), format("png", "webp")},
 		Output: Output{Rule: SameAsInput},
 	},
 	{
 		Service: "edit/replace-background-and-relight", Title: "Replace Background and Relight",
 		Fields: []Field{
-			image("subject_image", true), image("background_reference", false), text("background_prompt", false),
+			image("subject_image", true, commonAspect), image("background_reference", false, common), text("background_prompt", false),
 			text("foreground_prompt", false), negative(), number("preserve_original_subject", 0, 1, "0.6"),
 			number("original_background_depth", 0, 1, "0.5"),
 			{Name: "keep_original_background", Type: Enum, Enum: []string{"true", "false"}, Default: "false"},
 			{Name: "light_source_direction", Type: Enum, Enum: []string{"left", "right", "above", "below"}},
-			image("light_reference", false), number("light_source_strength", 0, 1, "0.3"), seed(), format(),
+			image("light_reference", false, common), number("light_source_strength", 0, 1, "0.3"), seed(), format(),
 		},
 		Rules: []Rule{
 			{Kind: OneOf, Fields: []string{"background_prompt", "background_reference"}, Why: "the API needs background_prompt or background_reference"},
@@ -321,12 +363,12 @@ var operations = []Operation{
 	},
 	{
 		Service: "edit/search-and-recolor", Title: "Search and Recolor",
-		Fields: []Field{image("image", true), prompt(true), text("select_prompt", true), negative(), number("grow_mask", 0, 20, "3"), seed(), format(), style()},
+		Fields: []Field{image("image", true, commonAspect), prompt(true), text("select_prompt", true), negative(), number("grow_mask", 0, 20, "3"), seed(), format(), style()},
 		Output: Output{Rule: SameAsInput},
 	},
 	{
 		Service: "edit/search-and-replace", Title: "Search and Replace",
-		Fields: []Field{image("image", true), prompt(true), text("search_prompt", true), negative(), number("grow_mask", 0, 20, "3"), seed(), format(), style()},
+		Fields: []Field{image("image", true, commonAspect), prompt(true), text("search_prompt", true), negative(), number("grow_mask", 0, 20, "3"), seed(), format(), style()},
 		Output: Output{Rule: SameAsInput},
 	},
 	{
@@ -339,7 +381,7 @@ var operations = []Operation{
 		Fields: []Field{
 			prompt(true),
 			{Name: "mode", Type: Enum, Enum: []string{"text-to-image", "image-to-image"}, Default: "text-to-image", Derived: true},
-			image("image", false), number("strength", 0, 1, ""), aspect(),
+			image("image", false, Limits{MinSide: 64}), number("strength", 0, 1, ""), aspect(),
 			{Name: "model", Type: Enum, Enum: sd35Models, Default: "sd3.5-large"},
 			seed(), format(), style(), negative(), number("cfg_scale", 1, 10, ""),
 		},
@@ -349,24 +391,24 @@ var operations = []Operation{
 	},
 	{
 		Service: "generate/ultra", Title: "Stable Image Ultra",
-		Fields: []Field{prompt(true), negative(), aspect(), seed(), format(), image("image", false), style(), number("strength", 0, 1, "")},
+		Fields: []Field{prompt(true), negative(), aspect(), seed(), format(), image("image", false, Limits{MinSide: 64, MaxSide: 16384, MinPixels: 4096}), style(), number("strength", 0, 1, "")},
 		Rules:  imageToImage,
 		Output: Output{Rule: ByAspect},
 	},
 	{
 		Service: "upscale/conservative", Title: "Conservative",
-		Fields: []Field{image("image", true), prompt(true), negative(), seed(), format(), number("creativity", 0.2, 0.5, "0.35")},
+		Fields: []Field{image("image", true, commonAspect), prompt(true), negative(), seed(), format(), number("creativity", 0.2, 0.5, "0.35")},
 		Output: Output{Rule: UpscaleToArea, Area: 9_685_000},
 	},
 	{
 		Service: "upscale/creative", Title: "Creative Upscale",
-		Fields: []Field{image("image", true), prompt(true), negative(), format(), seed(), number("creativity", 0.1, 0.5, "0.3"), style()},
+		Fields: []Field{image("image", true, Limits{MinSide: 64, MinPixels: 4096, MaxPixels: 1_048_576}), prompt(true), negative(), format(), seed(), number("creativity", 0.1, 0.5, "0.3"), style()},
 		Output: Output{Rule: UpscaleToArea, Area: 9_935_000},
 		Async:  true,
 	},
 	{
 		Service: "upscale/fast", Title: "Fast",
-		Fields: []Field{image("image", true), format()},
+		Fields: []Field{image("image", true, Limits{MinSide: 32, MaxSide: 1536, MinPixels: 1024, MaxPixels: 1_048_576}), format()},
 		Output: Output{Rule: ScaledInput, Scale: 4},
 	},
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -293,6 +294,76 @@ func TestRulesNameFields(t *testing.T) {
 					t.Errorf("%s: rule %q names unknown field %q", op.Service, r.Why, name)
 				}
 			}
+		}
+	}
+}
+
+// TestLimitsMatchSpec checks every image input's limits against the
+// validation rules its description in the spec states: each bound the
+// catalogue checks is a number the description gives, and the aspect-ratio
+// rule is there exactly when the description has one.
+func TestLimitsMatchSpec(t *testing.T) {
+	data, err := os.ReadFile(specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Paths map[string]map[string]struct {
+			RequestBody struct {
+				Content map[string]struct {
+					Schema struct {
+						Properties map[string]json.RawMessage `json:"properties"`
+					} `json:"schema"`
+				} `json:"content"`
+			} `json:"requestBody"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range All() {
+		props := raw.Paths[op.Path()]["post"].RequestBody.Content["multipart/form-data"].Schema.Properties
+		for _, f := range op.Fields {
+			if f.Type != Image {
+				continue
+			}
+			desc := strings.ReplaceAll(string(props[f.Name]), ",", "")
+			if f.Limits == (Limits{}) {
+				if strings.Contains(desc, "Validation Rules") {
+					t.Errorf("%s %s: the spec states validation rules, the catalogue none", op.Service, f.Name)
+				}
+				continue
+			}
+			for _, n := range []int{f.Limits.MinSide, f.Limits.MaxSide, f.Limits.MinPixels, f.Limits.MaxPixels} {
+				if n != 0 && !strings.Contains(desc, " "+strconv.Itoa(n)+" ") {
+					t.Errorf("%s %s: limit %d is not in the spec's description", op.Service, f.Name, n)
+				}
+			}
+			if got, want := f.Limits.MaxAspect == 2.5, strings.Contains(desc, "2.5:1"); got != want {
+				t.Errorf("%s %s: aspect-ratio rule %v, spec %v", op.Service, f.Name, got, want)
+			}
+		}
+	}
+}
+
+func TestLimitsCheck(t *testing.T) {
+	l := Limits{MinSide: 64, MaxSide: 1536, MinPixels: 4096, MaxPixels: 1_048_576, MaxAspect: 2.5}
+	tests := []struct {
+		w, h int
+		bad  string // a word the problem must contain; "" when it fits
+	}{
+		{1024, 1024, ""},
+		{64, 64, ""},
+		{63, 640, "at least 64"},
+		{1537, 640, "at most 1536"},
+		{1536, 1024, "at most 1048576"},
+		{640, 200, "aspect ratio"},
+		{500, 200, ""},
+	}
+	for _, tt := range tests {
+		got := l.Check(tt.w, tt.h)
+		if (got == "") != (tt.bad == "") || !strings.Contains(got, tt.bad) {
+			t.Errorf("Check(%d, %d) = %q, want a problem containing %q", tt.w, tt.h, got, tt.bad)
 		}
 	}
 }
