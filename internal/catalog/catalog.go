@@ -11,8 +11,10 @@
 package catalog
 
 import (
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Type is the kind of value a form field takes.
@@ -135,6 +137,9 @@ const (
 	InputPlusMargins
 	// UpscaleToArea: the input scaled, keeping its aspect, to about Area pixels.
 	UpscaleToArea
+	// AspectArea: about Area pixels in the shape of aspect_ratio
+	// (control/style: 16:9 → 1365×768 for one megapixel).
+	AspectArea
 )
 
 // Output describes an operation's output size.
@@ -143,8 +148,81 @@ type Output struct {
 	// Scale multiplies AspectSizes (ByAspect) or the input's sides
 	// (ScaledInput); 1 when zero.
 	Scale float64
-	// Area is the output's pixel count for UpscaleToArea.
+	// Area is the output's pixel count for UpscaleToArea and AspectArea.
 	Area int
+}
+
+// Size is an image's width and height in pixels.
+type Size struct{ W, H int }
+
+// OutputSize returns the size of the image the operation returns for a
+// request whose field values get gives ("" for a field not sent), and whose
+// main image input (Input) has size in (zero when unknown). ok is false when
+// the size cannot be known before the run: an unknown input, or
+// image-to-image on a generate service, whose output size the API does not
+// document.
+func (o *Operation) OutputSize(get func(field string) string, in Size) (s Size, ok bool) {
+	known := in.W > 0 && in.H > 0
+	switch o.Output.Rule {
+	case ByAspect:
+		if get("image") != "" {
+			return Size{}, false
+		}
+		w, h, ok := AspectSize(cmpOr(get("aspect_ratio"), "1:1"), o.Output.Scale)
+		return Size{w, h}, ok
+	case AspectArea:
+		r, ok := aspectRatio(cmpOr(get("aspect_ratio"), "1:1"))
+		if !ok {
+			return Size{}, false
+		}
+		a := float64(o.Output.Area)
+		return Size{int(math.Round(math.Sqrt(a * r))), int(math.Round(math.Sqrt(a / r)))}, true
+	case SameAsInput:
+		return in, known
+	case ScaledInput:
+		return Size{int(float64(in.W) * o.Output.Scale), int(float64(in.H) * o.Output.Scale)}, known
+	case InputPlusMargins:
+		n := func(f string) int { v, _ := strconv.Atoi(get(f)); return v }
+		return Size{in.W + n("left") + n("right"), in.H + n("up") + n("down")}, known
+	case UpscaleToArea:
+		if !known {
+			return Size{}, false
+		}
+		r := float64(in.W) / float64(in.H)
+		a := float64(o.Output.Area)
+		return Size{int(math.Round(math.Sqrt(a * r))), int(math.Round(math.Sqrt(a / r)))}, true
+	}
+	return Size{}, false
+}
+
+// Input returns the name of the operation's main image input, the one its
+// output size follows ("image", "init_image" or "subject_image"); "" when
+// it takes no image.
+func (o *Operation) Input() string {
+	for _, f := range o.Fields {
+		if f.Type == Image && (f.Required || f.Name == "image") {
+			return f.Name
+		}
+	}
+	return ""
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// aspectRatio returns width/height of a ratio such as "16:9".
+func aspectRatio(s string) (float64, bool) {
+	if !slices.Contains(aspectRatios, s) {
+		return 0, false
+	}
+	w, h, _ := strings.Cut(s, ":")
+	a, _ := strconv.Atoi(w)
+	b, _ := strconv.Atoi(h)
+	return float64(a) / float64(b), true
 }
 
 // Operation is one Stable Image service.
@@ -307,7 +385,7 @@ var operations = []Operation{
 	{
 		Service: "control/style", Title: "Style Guide",
 		Fields: []Field{prompt(true), image("image", true, commonAspect), negative(), aspect(), number("fidelity", 0, 1, "0.5"), seed(), format(), style()},
-		Output: Output{Rule: ByAspect},
+		Output: Output{Rule: AspectArea, Area: 1 << 20},
 	},
 	{
 		Service: "control/style-transfer", Title: "Style Transfer",

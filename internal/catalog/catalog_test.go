@@ -367,3 +367,43 @@ func TestLimitsCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputSize checks the size rules against the sizes the live API
+// returned on 2026-09-22 (see docs/api.md).
+func TestOutputSize(t *testing.T) {
+	tests := []struct {
+		service string
+		fields  map[string]string
+		in      Size
+		want    Size
+		ok      bool
+	}{
+		{"generate/core", nil, Size{}, Size{1536, 1536}, true},
+		{"generate/ultra", map[string]string{"aspect_ratio": "16:9"}, Size{}, Size{1344, 768}, true},
+		{"generate/sd3", nil, Size{}, Size{1024, 1024}, true},
+		{"generate/sd3", map[string]string{"image": "a.png"}, Size{512, 512}, Size{}, false},
+		{"control/style", map[string]string{"aspect_ratio": "16:9"}, Size{1536, 1536}, Size{1365, 768}, true},
+		{"control/style-transfer", nil, Size{1024, 1024}, Size{1024, 1024}, true},
+		{"edit/erase", nil, Size{1536, 1536}, Size{1536, 1536}, true},
+		{"edit/outpaint", map[string]string{"left": "256", "right": "256"}, Size{1536, 1536}, Size{2048, 1536}, true},
+		{"upscale/fast", nil, Size{512, 512}, Size{2048, 2048}, true},
+		{"upscale/conservative", nil, Size{512, 512}, Size{3112, 3112}, true},
+		{"upscale/creative", nil, Size{512, 512}, Size{3152, 3152}, true},
+		{"upscale/fast", nil, Size{}, Size{}, false},
+	}
+	for _, tt := range tests {
+		op, ok := Lookup(tt.service)
+		if !ok {
+			t.Fatalf("no service %s", tt.service)
+		}
+		got, ok := op.OutputSize(func(f string) string { return tt.fields[f] }, tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s %v from %v: OutputSize = %v, %v; want %v, %v", tt.service, tt.fields, tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	for _, op := range All() {
+		if op.TakesImages() && op.Input() == "" {
+			t.Errorf("%s takes images but has no main input", op.Service)
+		}
+	}
+}
