@@ -9,8 +9,9 @@ import (
 
 // Breakdown is the priced cost of a list of jobs.
 type Breakdown struct {
-	// Jobs holds each job's credits (its image price × samples), in the
-	// order of the jobs given; zero for a job that could not be priced.
+	// Jobs holds each job's credits, in the order of the jobs given: a v1
+	// job's image price × samples, a Stable Image job's price per successful
+	// result (it has one result); zero for a job that could not be priced.
 	Jobs  []Credits
 	Total Credits // sum of Jobs
 }
@@ -27,10 +28,11 @@ func CheckBudget(total, budget Credits) error {
 	return nil
 }
 
-// priceKey is everything an image's price depends on.
+// priceKey is everything a job's unit price depends on: the engine, size
+// and steps of a v1 job, or the service and model of a Stable Image job.
 type priceKey struct {
-	engine               string
-	width, height, steps int
+	engine, service, model string
+	width, height, steps   int
 }
 
 // JobError is one distinct pricing problem of an estimate: the first job
@@ -52,17 +54,22 @@ func (e *JobError) Error() string {
 
 func (e *JobError) Unwrap() error { return e.Err }
 
-// Estimate prices every job on sheet s. It returns every distinct problem at
-// once, joined, each a *JobError naming the first job it affects and how
-// many others share it; the breakdown still holds the jobs that could be priced. Each
-// distinct engine, size and steps is priced once, so a million jobs take
-// well under a second.
+// Estimate prices every job on sheet s: a job with a Service by
+// ServicePrice(service, its model field), once; any other by ImagePrice ×
+// samples. It returns every distinct problem at once, joined, each a
+// *JobError naming the first job it affects and how many others share it;
+// the breakdown still holds the jobs that could be priced. Each distinct
+// engine, size and steps, or service and model, is priced once, so a million
+// jobs take well under a second.
 func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
 	type price struct {
 		credits Credits
 		problem int // index into problems; -1 when priced
 	}
 	cache := make(map[priceKey]price)
+	// Whether an engine can be priced at all does not depend on size and
+	// steps; asking once per engine keeps a matrix of a retired engine cheap.
+	engineErr := make(map[string]error)
 	var problems []*JobError
 	seen := make(map[string]int) // problem text → index into problems
 	note := func(err error, job int) int {
@@ -79,11 +86,30 @@ func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
 	b := Breakdown{Jobs: make([]Credits, len(jobs))}
 	for i := range jobs {
 		j := &jobs[i] // a Job is large; don't copy a million of them
-		k := priceKey{j.Engine, j.Width, j.Height, j.Steps}
+		var k priceKey
+		if j.Service != "" {
+			model, _ := j.Param("model")
+			k = priceKey{service: j.Service, model: model}
+		} else {
+			k = priceKey{engine: j.Engine, width: j.Width, height: j.Height, steps: j.Steps}
+		}
 		p, ok := cache[k]
 		switch {
 		case !ok:
-			c, err := s.ImagePrice(j.Engine, j.Width, j.Height, j.Steps)
+			var c Credits
+			var err error
+			if k.service != "" {
+				c, err = s.ServicePrice(k.service, k.model)
+			} else {
+				var seen bool
+				if err, seen = engineErr[k.engine]; !seen {
+					err = s.engineProblem(k.engine)
+					engineErr[k.engine] = err
+				}
+				if err == nil {
+					c, err = s.ImagePrice(k.engine, k.width, k.height, k.steps)
+				}
+			}
 			p = price{credits: c, problem: -1}
 			if err != nil {
 				p.problem = note(err, i)
@@ -93,6 +119,15 @@ func Estimate(jobs []manifest.Job, s *Sheet) (Breakdown, error) {
 			problems[p.problem].Others++
 		}
 		if p.problem >= 0 {
+			continue
+		}
+		if j.Service != "" {
+			if b.Total > maxCredits-p.credits {
+				note(errors.New("total is too large to count in micro-credits"), i)
+				continue
+			}
+			b.Jobs[i] = p.credits
+			b.Total += p.credits
 			continue
 		}
 		if j.Samples < 1 {

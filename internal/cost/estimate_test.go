@@ -3,6 +3,7 @@ package cost
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ func job(id, engine string, w, h, steps, samples int) manifest.Job {
 }
 
 func TestEstimate(t *testing.T) {
-	s := mustSheet(t, DefaultSheet)
+	s := mustSheet(t, "dreamstudio-2022")
 	jobs := []manifest.Job{
 		job("a", "stable-diffusion-v1-5", 512, 768, 50, 1),       // 2.4
 		job("b", "stable-diffusion-v1-5", 512, 768, 50, 3),       // 3 × 2.4
@@ -69,7 +70,7 @@ func TestEstimateReportsEveryDistinctProblem(t *testing.T) {
 	}
 	lines := strings.Split(err.Error(), "\n")
 	wantPrefixes := []string{
-		`job "old-1" (and 2 more): no price for engine "stable-diffusion-v1-5" in sheet "sdxl-2024"`,
+		`job "old-1" (and 2 more): stable-diffusion-v1-5 was retired 2023-11-15; price it with --pricing v1-2023`,
 		`job "typo": no price for engine "stable-diffusion-xl" in sheet "sdxl-2024"`,
 		`job "none": samples must be at least 1, not 0`,
 	}
@@ -84,6 +85,101 @@ func TestEstimateReportsEveryDistinctProblem(t *testing.T) {
 	// What could be priced still is.
 	if b.Jobs[0] != 1_800_000 || b.Total != 1_800_000 || b.Jobs[1] != 0 {
 		t.Errorf("Estimate breakdown = %v, want job ok = 1.8 and total 1.8", b)
+	}
+}
+
+func service(id, name string, params ...manifest.Param) manifest.Job {
+	return manifest.Job{ID: id, Service: name, Params: params, Samples: 1}
+}
+
+func model(m string) manifest.Param { return manifest.Param{Name: "model", Value: m} }
+
+// Stable Image jobs cost their service's flat price once; v1 jobs in the
+// same manifest keep their per-image price.
+func TestEstimateServices(t *testing.T) {
+	s := mustSheet(t, DefaultSheet)
+	ratio := manifest.Param{Name: "aspect_ratio", Value: "16:9"}
+	jobs := []manifest.Job{
+		service("core", "generate/core", ratio),                                 // 3
+		service("ultra", "generate/ultra"),                                      // 8
+		service("large", "generate/sd3", ratio, model("sd3.5-large")),           // 6.5
+		service("flash", "generate/sd3", model("sd3.5-flash")),                  // 2.5
+		service("flash-2", "generate/sd3", model("sd3.5-flash")),                // 2.5
+		job("xl", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 40, 2),           // 2 × 1.2
+		service("relight", "edit/replace-background-and-relight"),               // 8
+		{ID: "many", Service: "generate/core", Samples: 4, Width: 1, Height: 1}, // still 3: one result
+	}
+	b, err := Estimate(jobs, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"3.0", "8.0", "6.5", "2.5", "2.5", "2.4", "8.0", "3.0"}
+	for i, w := range want {
+		if b.Jobs[i].String() != w {
+			t.Errorf("Estimate: job %s = %v, want %s", jobs[i].ID, b.Jobs[i], w)
+		}
+	}
+	if b.Total.String() != "35.9" {
+		t.Errorf("Estimate: total = %v, want 35.9", b.Total)
+	}
+}
+
+func TestEstimateServiceProblems(t *testing.T) {
+	jobs := []manifest.Job{
+		service("core-1", "generate/core"),
+		service("core-2", "generate/core"),
+		service("old-sd3", "generate/sd3", model("sd3-large")),
+		service("no-model", "generate/sd3"),
+		job("v1", "stable-diffusion-v1-5", 512, 512, 50, 1),
+	}
+	tests := []struct {
+		sheet string
+		want  []string
+	}{
+		{"dreamstudio-2022", []string{
+			`job "core-1" (and 1 more): generate/core has no price in dreamstudio-2022 (2022-08-01 to 2022-11-30); price it with --pricing stability-2025-08`,
+			`job "old-sd3": generate/sd3 with model sd3-large has no price in dreamstudio-2022 (2022-08-01 to 2022-11-30); no embedded price sheet prices it`,
+			`job "no-model": generate/sd3 has no price in dreamstudio-2022 (2022-08-01 to 2022-11-30); no embedded price sheet prices it`,
+		}},
+		{"stability-2025-08", []string{
+			`job "old-sd3": generate/sd3 with model sd3-large has no price in stability-2025-08 (from 2025-08-01), which prices it for model sd3.5-large, sd3.5-large-turbo, sd3.5-medium, sd3.5-flash; no embedded price sheet prices it`,
+			`job "no-model": generate/sd3 without a model has no price in stability-2025-08 (from 2025-08-01), which prices it for model sd3.5-large, sd3.5-large-turbo, sd3.5-medium, sd3.5-flash; no embedded price sheet prices it`,
+			`job "v1": stable-diffusion-v1-5 was retired 2023-11-15; price it with --pricing v1-2023 (also priced by dreamstudio-2022)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sheet, func(t *testing.T) {
+			b, err := Estimate(jobs, mustSheet(t, tt.sheet))
+			if !errors.Is(err, ErrNoPrice) {
+				t.Fatalf("Estimate error = %v, want ErrNoPrice", err)
+			}
+			if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, tt.want) {
+				t.Errorf("Estimate error =\n%s\nwant\n%s", err, strings.Join(tt.want, "\n"))
+			}
+			var priced Credits
+			for _, c := range b.Jobs {
+				priced += c
+			}
+			if priced != b.Total {
+				t.Errorf("Estimate: jobs sum to %v, total %v", priced, b.Total)
+			}
+		})
+	}
+}
+
+// A matrix over a retired engine is one problem, whatever its sizes and
+// steps.
+func TestEstimateRetiredMatrix(t *testing.T) {
+	var jobs []manifest.Job
+	for i, size := range [][2]int{{512, 512}, {512, 768}, {768, 768}, {1024, 1024}} {
+		for steps := 10; steps <= 150; steps += 35 {
+			jobs = append(jobs, job(fmt.Sprint("m", i, "-", steps), "stable-diffusion-v1-5", size[0], size[1], steps, 1))
+		}
+	}
+	_, err := Estimate(jobs, mustSheet(t, DefaultSheet))
+	want := fmt.Sprintf(`job "m0-10" (and %d more): stable-diffusion-v1-5 was retired 2023-11-15; price it with --pricing v1-2023 (also priced by dreamstudio-2022)`, len(jobs)-1)
+	if !errors.Is(err, ErrRetired) || err.Error() != want {
+		t.Errorf("Estimate error = %v, want %s", err, want)
 	}
 }
 
@@ -122,7 +218,7 @@ func TestCheckBudget(t *testing.T) {
 // BenchmarkEstimateMillion prices a million jobs over a few distinct sizes
 // and step counts, as a large matrix manifest would produce.
 func BenchmarkEstimateMillion(b *testing.B) {
-	s := mustSheet(b, DefaultSheet)
+	s := mustSheet(b, "dreamstudio-2022")
 	sizes := [][2]int{{512, 512}, {512, 768}, {768, 768}, {1024, 1024}, {640, 640}}
 	jobs := make([]manifest.Job, 1_000_000)
 	for i := range jobs {

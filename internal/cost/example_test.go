@@ -1,6 +1,7 @@
 package cost_test
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/batch-tool/batch/internal/cost"
@@ -17,7 +18,7 @@ func ExampleCredits() {
 }
 
 func ExampleSheet_ImagePrice() {
-	for _, id := range []string{"dreamstudio-2022", "v1-2023", "sdxl-2024"} {
+	for _, id := range []string{"dreamstudio-2022", "v1-2023", "sdxl-2024", "stability-2025-08"} {
 		s, err := cost.LookupSheet(id)
 		if err != nil {
 			panic(err)
@@ -29,13 +30,41 @@ func ExampleSheet_ImagePrice() {
 	// dreamstudio-2022 9.4 <nil>
 	// v1-2023 2.0 <nil>
 	// sdxl-2024 1.5 <nil>
+	// stability-2025-08 1.5 <nil>
+}
+
+func ExampleSheet_ImagePrice_retired() {
+	s, _ := cost.LookupSheet(cost.DefaultSheet)
+	_, err := s.ImagePrice("stable-diffusion-v1-6", 512, 512, 30)
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, cost.ErrRetired), errors.Is(err, cost.ErrNoPrice))
+	// Output:
+	// stable-diffusion-v1-6 was retired 2025-07-24; price it with --pricing sdxl-2024 (also priced by dreamstudio-2022)
+	// true true
 }
 
 func ExampleSheet_ImagePrice_noPrice() {
 	s, _ := cost.LookupSheet("sdxl-2024")
-	_, err := s.ImagePrice("stable-diffusion-v1-5", 512, 512, 30)
+	_, err := s.ImagePrice("stable-diffusion-xl-beta-v2-2-2", 512, 512, 30)
 	fmt.Println(err)
-	// Output: no price for engine "stable-diffusion-v1-5" in sheet "sdxl-2024" (it prices stable-diffusion-xl-1024-v1-0, stable-diffusion-v1-6)
+	// Output: no price for engine "stable-diffusion-xl-beta-v2-2-2" in sheet "sdxl-2024" (it prices stable-diffusion-xl-1024-v1-0, stable-diffusion-v1-6); price it with --pricing v1-2023 (also priced by dreamstudio-2022)
+}
+
+func ExampleSheet_ServicePrice() {
+	s, _ := cost.LookupSheet(cost.DefaultSheet)
+	for _, job := range [][2]string{{"generate/core", ""}, {"generate/ultra", ""}, {"generate/sd3", "sd3.5-flash"}, {"upscale/creative", ""}} {
+		price, err := s.ServicePrice(job[0], job[1])
+		fmt.Println(job[0], job[1], price, price.USD(), err)
+	}
+	old, _ := cost.LookupSheet("dreamstudio-2022")
+	_, err := old.ServicePrice("generate/core", "")
+	fmt.Println(err)
+	// Output:
+	// generate/core  3.0 $0.03 <nil>
+	// generate/ultra  8.0 $0.08 <nil>
+	// generate/sd3 sd3.5-flash 2.5 $0.025 <nil>
+	// upscale/creative  60.0 $0.60 <nil>
+	// generate/core has no price in dreamstudio-2022 (2022-08-01 to 2022-11-30); price it with --pricing stability-2025-08
 }
 
 func ExampleCheckBudget() {

@@ -13,9 +13,9 @@ func TestOverridesPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := mustSheet(t, DefaultSheet)
+	base := mustSheet(t, "dreamstudio-2022")
 	s := base.WithOverrides(o)
-	if s.ID != DefaultSheet || s.Overrides != "testdata/overrides/good.yaml" {
+	if s.ID != "dreamstudio-2022" || s.Overrides != "testdata/overrides/good.yaml" {
 		t.Errorf("WithOverrides: ID %q, Overrides %q", s.ID, s.Overrides)
 	}
 	tests := []struct {
@@ -65,6 +65,61 @@ func TestOverridesAddEnginesOnly(t *testing.T) {
 	}
 	if _, err := s.ImagePrice("stable-diffusion-512-v2-1", 512, 512, 30); !errors.Is(err, ErrNoPrice) {
 		t.Errorf("ImagePrice(unpriced engine) error = %v, want ErrNoPrice", err)
+	}
+}
+
+func TestOverridesServices(t *testing.T) {
+	o, err := ReadOverrides("testdata/overrides/services.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, sheet, service, model string
+		want                        string // "" for ErrNoPrice
+	}{
+		{"override beats sheet", DefaultSheet, "generate/core", "", "2.5"},
+		{"model listed", DefaultSheet, "generate/sd3", "sd3.5-large", "6.0"},
+		{"model pattern", DefaultSheet, "generate/sd3", "sd3.5-large-turbo", "6.0"},
+		{"model not overridden", DefaultSheet, "generate/sd3", "sd3.5-medium", "3.5"},
+		{"service pattern", DefaultSheet, "edit/outpaint", "", "4.75"},
+		{"sheet prices the rest", DefaultSheet, "upscale/creative", "", "60.0"},
+		{"override adds a service", "dreamstudio-2022", "generate/core", "", "2.5"},
+		{"pattern adds services", "dreamstudio-2022", "edit/erase", "", "4.75"},
+		{"nothing prices the rest", "dreamstudio-2022", "upscale/fast", "", ""},
+		{"nor an unlisted model", "dreamstudio-2022", "generate/sd3", "sd3.5-flash", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustSheet(t, tt.sheet).WithOverrides(o)
+			got, err := s.ServicePrice(tt.service, tt.model)
+			switch {
+			case tt.want == "" && !errors.Is(err, ErrNoPrice):
+				t.Errorf("ServicePrice(%s, %q) = %v, %v, want ErrNoPrice", tt.service, tt.model, got, err)
+			case tt.want != "" && (err != nil || got.String() != tt.want):
+				t.Errorf("ServicePrice(%s, %q) = %v, %v, want %s", tt.service, tt.model, got, err, tt.want)
+			}
+		})
+	}
+	// A services rule never prices an engine, nor an engines rule a service.
+	s := mustSheet(t, "dreamstudio-2022").WithOverrides(o)
+	if got, err := s.ImagePrice("stable-diffusion-xl-1024-v1-0", 1024, 1024, 30); err != nil || got.String() != "5.6" {
+		t.Errorf("ImagePrice(SDXL 1.0) with services overrides = %v, %v, want the sheet's 5.6", got, err)
+	}
+}
+
+// Retirement is a fact about the API, not a price: an override rule cannot
+// price an engine retired before the sheet took effect.
+func TestOverridesDoNotRevive(t *testing.T) {
+	o, err := ReadOverrides("testdata/overrides/services.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := mustSheet(t, "v1-2023").WithOverrides(o).ImagePrice("stable-diffusion-v1-5", 512, 512, 30); err != nil || got.String() != "0.25" {
+		t.Errorf("ImagePrice(v1-5) on v1-2023 with overrides = %v, %v, want 0.25", got, err)
+	}
+	_, err = mustSheet(t, DefaultSheet).WithOverrides(o).ImagePrice("stable-diffusion-v1-5", 512, 512, 30)
+	if !errors.Is(err, ErrRetired) {
+		t.Errorf("ImagePrice(v1-5) on %s with overrides: error %v, want ErrRetired", DefaultSheet, err)
 	}
 }
 

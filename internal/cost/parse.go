@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/batch-tool/batch/internal/catalog"
 )
 
 // Overrides are price rules read from a user's file (--prices FILE). Applied
@@ -26,7 +28,10 @@ type Overrides struct {
 
 // ReadOverrides reads an override file: YAML in the format of an embedded
 // sheet, where only rules is required and a rule's source defaults to
-// FILE:LINE. Every problem is reported at once, each as FILE:LINE:COL: message.
+// FILE:LINE. A rule names engines (any id, so a fine-tune can be priced) or
+// services and models (which must name Stable Image services and their
+// models, so a typo cannot silently leave the sheet's price in force).
+// Every problem is reported at once, each as FILE:LINE:COL: message.
 func ReadOverrides(name string) (*Overrides, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
@@ -151,7 +156,7 @@ var paramFields = []string{"base_steps", "knots", "pixel_offset", "rate", "coeff
 
 func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 	before := len(d.errs)
-	f := d.fields(n, append([]string{"engines", "kind", "source", "note", "round", "round_to"}, paramFields...)...)
+	f := d.fields(n, append([]string{"engines", "services", "models", "kind", "source", "note", "round", "round_to"}, paramFields...)...)
 	if f == nil {
 		return Rule{}, false
 	}
@@ -164,16 +169,26 @@ func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 		d.errorf(n, "missing field source")
 	}
 
-	if e := f["engines"]; e == nil {
-		d.errorf(n, "missing field engines")
-	} else {
-		for _, item := range d.seq(e, "engines", "engine id or pattern") {
-			p := d.str(item)
-			if _, err := path.Match(p, ""); err != nil || p == "" {
-				d.errorf(item, "engine pattern %q is not a valid path.Match pattern", p)
-				continue
+	engines, services := f["engines"], f["services"]
+	switch {
+	case engines != nil && services != nil:
+		d.errorf(services, "a rule names engines or services, not both")
+	case engines != nil:
+		for _, item := range d.seq(engines, "engines", "engine id or pattern") {
+			if p, ok := d.pattern(item, "engine"); ok {
+				r.Engines = append(r.Engines, p)
 			}
-			r.Engines = append(r.Engines, p)
+		}
+	case services != nil:
+		r.Services = d.services(services)
+	default:
+		d.errorf(n, "missing field engines or services")
+	}
+	if m := f["models"]; m != nil {
+		if services == nil || engines != nil {
+			d.errorf(m, "models apply only to a rule with services")
+		} else {
+			r.Models = d.models(m, r.Services)
 		}
 	}
 
@@ -187,6 +202,9 @@ func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 	if !ok {
 		d.errorf(kindNode, "unknown rule kind %q (want table, pixel_steps, step_poly, step_linear or flat)", r.Kind)
 		return Rule{}, false
+	}
+	if services != nil && r.Kind != KindFlat {
+		d.errorf(kindNode, "a services rule must be kind flat, not %s: a Stable Image result costs the same whatever its size", r.Kind)
 	}
 	for _, k := range want[0] {
 		if f[k] == nil {
@@ -252,6 +270,78 @@ func (d *sheetReader) rule(n *yaml.Node) (Rule, bool) {
 		}
 	}
 	return r, d.ok(before)
+}
+
+// pattern reads an exact name or path.Match pattern; what names it in
+// errors ("engine", "service", "model").
+func (d *sheetReader) pattern(n *yaml.Node, what string) (string, bool) {
+	p, ok := d.scalar(n, "a string")
+	if !ok {
+		return "", false
+	}
+	p = strings.TrimSpace(p)
+	if _, err := path.Match(p, ""); err != nil || p == "" {
+		d.errorf(n, "%s pattern %q is not a valid path.Match pattern", what, p)
+		return "", false
+	}
+	return p, true
+}
+
+// services reads a rule's services: each must name, or as a pattern match,
+// at least one Stable Image service of the catalogue.
+func (d *sheetReader) services(n *yaml.Node) []string {
+	var out []string
+	all := catalog.Services()
+	for _, item := range d.seq(n, "services", "service or pattern") {
+		p, ok := d.pattern(item, "service")
+		switch {
+		case !ok:
+		case slices.ContainsFunc(all, func(s string) bool { return matchAny([]string{p}, s) }):
+			out = append(out, p)
+		case isPattern(p):
+			d.errorf(item, "service pattern %q matches no Stable Image service", p)
+		default:
+			d.errorf(item, "unknown service %q (want one of %s)", p, strings.Join(all, ", "))
+		}
+	}
+	return out
+}
+
+// models reads a services rule's models: each must name, or as a pattern
+// match, a value of the model field of one of the rule's services.
+func (d *sheetReader) models(n *yaml.Node, services []string) []string {
+	items := d.seq(n, "models", "model or pattern")
+	if len(services) == 0 {
+		return nil // the services were wrong, and said so
+	}
+	var known []string // in the catalogue's order
+	for _, op := range catalog.All() {
+		if f, ok := op.Field("model"); ok && matchAny(services, op.Service) {
+			for _, m := range f.Enum {
+				if !slices.Contains(known, m) {
+					known = append(known, m)
+				}
+			}
+		}
+	}
+	if len(known) == 0 {
+		d.errorf(n, "models do not apply to %s, which takes no model", strings.Join(services, ", "))
+		return nil
+	}
+	var out []string
+	for _, item := range items {
+		p, ok := d.pattern(item, "model")
+		switch {
+		case !ok:
+		case slices.ContainsFunc(known, func(m string) bool { return matchAny([]string{p}, m) }):
+			out = append(out, p)
+		case isPattern(p):
+			d.errorf(item, "model pattern %q matches no model of %s", p, strings.Join(services, ", "))
+		default:
+			d.errorf(item, "unknown model %q for %s (want one of %s)", p, strings.Join(services, ", "), strings.Join(known, ", "))
+		}
+	}
+	return out
 }
 
 // ok reports whether no problem was found since the error count was before.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/batch-tool/batch/internal/catalog"
 	"github.com/batch-tool/batch/internal/engine"
 	"github.com/batch-tool/batch/internal/golden"
 )
@@ -90,7 +91,7 @@ func readSeedTable(t *testing.T) []seedCell {
 }
 
 func TestDreamStudio2022MatchesSeedTable(t *testing.T) {
-	s := mustSheet(t, DefaultSheet)
+	s := mustSheet(t, "dreamstudio-2022")
 	for _, c := range readSeedTable(t) {
 		for _, eng := range []string{"stable-diffusion-v1-5", "stable-diffusion-xl-beta-v2-2-2"} {
 			got, err := s.ImagePrice(eng, c.width, c.height, c.steps)
@@ -102,7 +103,7 @@ func TestDreamStudio2022MatchesSeedTable(t *testing.T) {
 }
 
 func TestDreamStudio2022BetweenAndOutsideKnots(t *testing.T) {
-	s := mustSheet(t, DefaultSheet)
+	s := mustSheet(t, "dreamstudio-2022")
 	tests := []struct {
 		engine               string
 		width, height, steps int
@@ -131,7 +132,8 @@ func TestDreamStudio2022BetweenAndOutsideKnots(t *testing.T) {
 }
 
 func TestV1_2023SD(t *testing.T) {
-	// pricing-research.md §1.3, "Example values", credits per image.
+	// The formula of le-si/platform packages/app/src/Pricing/index.tsx @ 18a7190,
+	// worked by hand, credits per image.
 	s := mustSheet(t, "v1-2023")
 	tests := []struct {
 		width, height, steps int
@@ -159,7 +161,8 @@ func TestV1_2023SD(t *testing.T) {
 }
 
 func TestV1_2023SDXLBeta(t *testing.T) {
-	// 5.4e-6 is 2.5 × 2.16e-6; CONTRACT.md §10 gives 512²@30 = 0.5.
+	// 5.4e-6 (le-si/platform Pricing/index.tsx @ 8ae0b92) is 2.5 × 2.16e-6:
+	// 512²@30 is 0.5 to one decimal.
 	s := mustSheet(t, "v1-2023")
 	got, err := s.ImagePrice("stable-diffusion-xl-beta-v2-2-2", 512, 512, 30)
 	if err != nil || got.Fixed(1) != "0.5" || got != 500132 { // 92617 × 5.4e-6 = 0.5001318
@@ -168,7 +171,8 @@ func TestV1_2023SDXLBeta(t *testing.T) {
 }
 
 func TestV1_2023SDXLSteps(t *testing.T) {
-	// pricing-research.md §2.3, to 3 decimals; size does not matter.
+	// 100 × (0.0122 + 0.000127·s + 0.000000623·s²), or the three exact step
+	// counts, to 3 decimals; size does not matter.
 	s := mustSheet(t, "v1-2023")
 	want := map[int]string{10: "1.353", 20: "1.499", 25: "1.576", 29: "1.641", 30: "1.600", 31: "1.674",
 		40: "1.800", 50: "2.000", 75: "2.523", 100: "3.113", 150: "4.527"}
@@ -205,24 +209,89 @@ func TestSDXL2024(t *testing.T) {
 }
 
 func TestImagePriceUnknownEngine(t *testing.T) {
-	tests := []struct{ sheet, engine string }{
-		{"v1-2023", "stable-diffusion-v1-6"},
-		{"sdxl-2024", "stable-diffusion-v1-5"},
-		{"sdxl-2024", "no-such-engine"},
+	tests := []struct{ sheet, engine, want string }{
+		{"v1-2023", "stable-diffusion-v1-6",
+			`no price for engine "stable-diffusion-v1-6" in sheet "v1-2023" (it prices stable-diffusion-v1, stable-diffusion-v1-5, ` +
+				`stable-diffusion-512-v2-0, stable-diffusion-512-v2-1, stable-diffusion-768-v2-0, stable-diffusion-768-v2-1, ` +
+				`stable-diffusion-xl-beta-v2-2-2, stable-diffusion-xl-1024-v0-9, stable-diffusion-xl-1024-v1-0); ` +
+				`price it with --pricing sdxl-2024 (also priced by dreamstudio-2022)`},
+		// Retired 2024-10-11, after sdxl-2024 took effect: not priced, but not retired either.
+		{"sdxl-2024", "stable-diffusion-xl-beta-v2-2-2",
+			`no price for engine "stable-diffusion-xl-beta-v2-2-2" in sheet "sdxl-2024" (it prices stable-diffusion-xl-1024-v1-0, ` +
+				`stable-diffusion-v1-6); price it with --pricing v1-2023 (also priced by dreamstudio-2022)`},
+		// No hint for an engine the API never had: "*" would price a typo.
+		{"sdxl-2024", "no-such-engine",
+			`no price for engine "no-such-engine" in sheet "sdxl-2024" (it prices stable-diffusion-xl-1024-v1-0, stable-diffusion-v1-6)`},
+		{"stability-2025-08", "no-such-engine",
+			`no price for engine "no-such-engine" in sheet "stability-2025-08" (it prices stable-diffusion-xl-1024-v1-0)`},
 	}
 	for _, tt := range tests {
 		_, err := mustSheet(t, tt.sheet).ImagePrice(tt.engine, 512, 512, 30)
-		if !errors.Is(err, ErrNoPrice) {
-			t.Fatalf("ImagePrice(%s) on %s error = %v, want ErrNoPrice", tt.engine, tt.sheet, err)
+		if !errors.Is(err, ErrNoPrice) || errors.Is(err, ErrRetired) {
+			t.Fatalf("ImagePrice(%s) on %s error = %v, want ErrNoPrice and not ErrRetired", tt.engine, tt.sheet, err)
 		}
-		if msg := err.Error(); !strings.Contains(msg, strconv.Quote(tt.engine)) || !strings.Contains(msg, strconv.Quote(tt.sheet)) {
-			t.Errorf("error %q does not name engine %q and sheet %q", msg, tt.engine, tt.sheet)
+		if err.Error() != tt.want {
+			t.Errorf("ImagePrice(%s) on %s error =\n%s\nwant\n%s", tt.engine, tt.sheet, err, tt.want)
+		}
+	}
+}
+
+func TestImagePriceRetired(t *testing.T) {
+	tests := []struct{ sheet, engine, want string }{
+		{"stability-2025-08", "stable-diffusion-v1-6",
+			"stable-diffusion-v1-6 was retired 2025-07-24; price it with --pricing sdxl-2024 (also priced by dreamstudio-2022)"},
+		{"stability-2025-08", "stable-diffusion-xl-beta-v2-2-2",
+			"stable-diffusion-xl-beta-v2-2-2 was retired 2024-10-11; price it with --pricing v1-2023 (also priced by dreamstudio-2022)"},
+		{"stability-2025-08", "stable-diffusion-768-v2-1",
+			"stable-diffusion-768-v2-1 was retired 2025-02-18; price it with --pricing v1-2023 (also priced by dreamstudio-2022)"},
+		{"sdxl-2024", "stable-diffusion-v1-5",
+			"stable-diffusion-v1-5 was retired 2023-11-15; price it with --pricing v1-2023 (also priced by dreamstudio-2022)"},
+		{"sdxl-2024", "stable-diffusion-v1",
+			"stable-diffusion-v1 was retired 2024-03-15; price it with --pricing v1-2023 (also priced by dreamstudio-2022)"},
+	}
+	for _, tt := range tests {
+		got, err := mustSheet(t, tt.sheet).ImagePrice(tt.engine, 512, 512, 30)
+		if !errors.Is(err, ErrRetired) || !errors.Is(err, ErrNoPrice) {
+			t.Fatalf("ImagePrice(%s) on %s = %v, %v, want ErrRetired and ErrNoPrice", tt.engine, tt.sheet, got, err)
+		}
+		if err.Error() != tt.want {
+			t.Errorf("ImagePrice(%s) on %s error =\n%s\nwant\n%s", tt.engine, tt.sheet, err, tt.want)
+		}
+	}
+	// Before its retirement an engine is priced as usual.
+	for _, tt := range []struct{ sheet, engine string }{
+		{"sdxl-2024", "stable-diffusion-v1-6"},
+		{"v1-2023", "stable-diffusion-v1-5"},
+		{"dreamstudio-2022", "stable-diffusion-v1-5"},
+	} {
+		if _, err := mustSheet(t, tt.sheet).ImagePrice(tt.engine, 512, 512, 30); err != nil {
+			t.Errorf("ImagePrice(%s) on %s: %v", tt.engine, tt.sheet, err)
+		}
+	}
+}
+
+// Every engine's retirement agrees with every sheet: a sheet that took
+// effect after it refuses the engine, one that took effect before prices it
+// when it has a rule, and some sheet prices every engine.
+func TestRetirementAcrossSheets(t *testing.T) {
+	for _, e := range engine.All() {
+		priced := false
+		for _, s := range Sheets() {
+			_, err := s.ImagePrice(e.ID, e.DefaultSize[0], e.DefaultSize[1], e.DefaultSteps)
+			retired := e.Retired != "" && s.EffectiveFrom > e.Retired
+			if got := errors.Is(err, ErrRetired); got != retired {
+				t.Errorf("%s on %s (from %s, retired %q): error %v, want retired %v", e.ID, s.ID, s.EffectiveFrom, e.Retired, err, retired)
+			}
+			priced = priced || err == nil
+		}
+		if !priced {
+			t.Errorf("no sheet prices %s", e.ID)
 		}
 	}
 }
 
 func TestImagePriceBadInput(t *testing.T) {
-	s := mustSheet(t, DefaultSheet)
+	s := mustSheet(t, "dreamstudio-2022")
 	for _, in := range [][3]int{{0, 512, 50}, {512, -512, 50}, {512, 512, 0}, {1 << 21, 512, 50}} {
 		if got, err := s.ImagePrice("stable-diffusion-v1-5", in[0], in[1], in[2]); err == nil {
 			t.Errorf("ImagePrice(%v) = %v, want an error", in, got)
@@ -232,14 +301,14 @@ func TestImagePriceBadInput(t *testing.T) {
 
 func TestLookupSheet(t *testing.T) {
 	s, err := LookupSheet("")
-	if err != nil || s.ID != DefaultSheet {
-		t.Fatalf(`LookupSheet("") = %v, %v, want %s`, s, err, DefaultSheet)
+	if err != nil || s.ID != "stability-2025-08" {
+		t.Fatalf(`LookupSheet("") = %v, %v, want stability-2025-08`, s, err)
 	}
 	_, err = LookupSheet("dreamstudio-2021")
 	if err == nil {
 		t.Fatal("LookupSheet(dreamstudio-2021) succeeded, want an error")
 	}
-	for _, id := range []string{"dreamstudio-2022", "v1-2023", "sdxl-2024"} {
+	for _, id := range []string{"stability-2025-08", "sdxl-2024", "v1-2023", "dreamstudio-2022"} {
 		if !strings.Contains(err.Error(), id) {
 			t.Errorf("error %q does not list %s", err, id)
 		}
@@ -251,11 +320,14 @@ func TestEmbeddedSheets(t *testing.T) {
 	var ids []string
 	for i, s := range sheets {
 		ids = append(ids, s.ID)
-		if i > 0 && s.EffectiveFrom < sheets[i-1].EffectiveFrom {
-			t.Errorf("Sheets() not sorted by date: %s before %s", sheets[i-1].ID, s.ID)
-		}
-		if s.EffectiveTo != "" && i+1 < len(sheets) && s.EffectiveTo >= sheets[i+1].EffectiveFrom {
-			t.Errorf("sheet %s ends %v, not before %s starts", s.ID, s.EffectiveTo, sheets[i+1].ID)
+		if i > 0 {
+			newer := sheets[i-1]
+			if s.EffectiveFrom > newer.EffectiveFrom {
+				t.Errorf("Sheets() not newest first: %s before %s", newer.ID, s.ID)
+			}
+			if s.EffectiveTo == "" || s.EffectiveTo >= newer.EffectiveFrom {
+				t.Errorf("sheet %s ends %q, not before %s starts", s.ID, s.EffectiveTo, newer.ID)
+			}
 		}
 		if s.Title == "" || s.Source == "" || s.Notes == "" {
 			t.Errorf("sheet %s lacks a title, source or notes", s.ID)
@@ -264,21 +336,45 @@ func TestEmbeddedSheets(t *testing.T) {
 			if r.Source == "" {
 				t.Errorf("sheet %s: a %s rule has no source", s.ID, r.Kind)
 			}
+			if (r.Engines == nil) == (r.Services == nil) {
+				t.Errorf("sheet %s: a rule names engines %v and services %v; want exactly one kind", s.ID, r.Engines, r.Services)
+			}
 			for _, e := range r.Engines {
 				if _, known := engine.Lookup(e); !known && !isPattern(e) {
 					t.Errorf("sheet %s names unknown engine %q", s.ID, e)
 				}
 			}
+			for _, sv := range r.Services {
+				if _, known := catalog.Lookup(sv); !known && !isPattern(sv) {
+					t.Errorf("sheet %s names unknown service %q", s.ID, sv)
+				}
+			}
 		}
 	}
-	if want := "dreamstudio-2022 v1-2023 sdxl-2024"; strings.Join(ids, " ") != want {
+	if want := "stability-2025-08 sdxl-2024 v1-2023 dreamstudio-2022"; strings.Join(ids, " ") != want {
 		t.Errorf("Sheets() = %v, want %s", ids, want)
 	}
-	// The default table prices every engine at its default size and steps.
+	if sheets[0].ID != DefaultSheet || sheets[0].EffectiveTo != "" {
+		t.Errorf("the current sheet (first, with no end) is %s ending %q, want the default %s", sheets[0].ID, sheets[0].EffectiveTo, DefaultSheet)
+	}
+}
+
+// The default sheet prices every engine still served at its date, at the
+// engine's default size and steps.
+func TestDefaultSheetPricesServedEngines(t *testing.T) {
+	s := mustSheet(t, DefaultSheet)
+	served := 0
 	for _, e := range engine.All() {
-		if _, err := mustSheet(t, DefaultSheet).ImagePrice(e.ID, e.DefaultSize[0], e.DefaultSize[1], e.DefaultSteps); err != nil {
+		if e.Retired != "" && e.Retired < s.EffectiveFrom {
+			continue
+		}
+		served++
+		if _, err := s.ImagePrice(e.ID, e.DefaultSize[0], e.DefaultSize[1], e.DefaultSteps); err != nil {
 			t.Errorf("default sheet cannot price %s at its defaults: %v", e.ID, err)
 		}
+	}
+	if served == 0 {
+		t.Error("no engine is served at the default sheet's date")
 	}
 }
 
@@ -302,13 +398,11 @@ func TestEmbeddedFileNamesMatchIDs(t *testing.T) {
 	}
 }
 
-func isPattern(s string) bool { return strings.ContainsAny(s, `*?[\`) }
-
 func TestSheetsAreFreshCopies(t *testing.T) {
-	a := mustSheet(t, DefaultSheet)
+	a := mustSheet(t, "dreamstudio-2022")
 	a.Rules[0].Engines[0] = "changed"
 	a.Rules = nil
-	if _, err := mustSheet(t, DefaultSheet).ImagePrice("stable-diffusion-v1-5", 512, 512, 50); err != nil {
+	if _, err := mustSheet(t, "dreamstudio-2022").ImagePrice("stable-diffusion-v1-5", 512, 512, 50); err != nil {
 		t.Fatalf("changing one sheet changed another: %v", err)
 	}
 }
@@ -324,19 +418,35 @@ func TestDescribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.WriteString(mustSheet(t, "sdxl-2024").WithOverrides(o).Describe())
+	b.WriteString("\n")
+	o, err = ReadOverrides("testdata/overrides/services.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString(mustSheet(t, "dreamstudio-2022").WithOverrides(o).Describe())
 	checkGolden(t, "describe.golden", b.String())
 }
 
-// Engine patterns are path.Match patterns.
-func TestRuleMatchesPatterns(t *testing.T) {
-	r := Rule{Engines: []string{"stable-diffusion-xl-*", "esrgan-v1-x2plus"}}
-	for eng, want := range map[string]bool{
-		"stable-diffusion-xl-1024-v1-0": true,
-		"esrgan-v1-x2plus":              true,
-		"stable-diffusion-v1-5":         false,
-	} {
-		if got := r.matches(eng); got != want {
-			t.Errorf("matches(%s) = %v, want %v", eng, got, want)
+// Engine, service and model patterns are path.Match patterns; "*" stays
+// within one path element, so it never matches a service.
+func TestMatchAny(t *testing.T) {
+	tests := []struct {
+		patterns []string
+		name     string
+		want     bool
+	}{
+		{[]string{"stable-diffusion-xl-*", "esrgan-v1-x2plus"}, "stable-diffusion-xl-1024-v1-0", true},
+		{[]string{"stable-diffusion-xl-*", "esrgan-v1-x2plus"}, "esrgan-v1-x2plus", true},
+		{[]string{"stable-diffusion-xl-*", "esrgan-v1-x2plus"}, "stable-diffusion-v1-5", false},
+		{[]string{"*"}, "generate/core", false},
+		{[]string{"edit/*"}, "edit/inpaint", true},
+		{[]string{"edit/*"}, "upscale/fast", false},
+		{[]string{"sd3.5-large*"}, "sd3.5-large-turbo", true},
+		{[]string{"*"}, "", false},
+	}
+	for _, tt := range tests {
+		if got := matchAny(tt.patterns, tt.name); got != tt.want {
+			t.Errorf("matchAny(%q, %q) = %v, want %v", tt.patterns, tt.name, got, tt.want)
 		}
 	}
 }

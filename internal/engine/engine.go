@@ -1,9 +1,16 @@
 // Package engine describes the Stability v1 text-to-image engines: their ids,
-// the image sizes each accepts and the step counts each allows.
+// the image sizes each accepts, the step counts each allows and when each was
+// retired.
 //
-// The rules follow ../shared/stability-api/CONTRACT.md §4 and §11. Both the
-// manifest validator and the sandbox server use this one table, so what the
-// tool refuses locally is exactly what the sandbox refuses on the wire.
+// The rules come from the v1 OpenAPI specs: Stability-AI/rest-api-support
+// spec/v1.yaml @ 99d5cfa (2023-03), the production openapi.json vendored in
+// 64bit/stabilityai openapi.json @ 55341bd (2023-08; per-engine sizes, SDXL
+// 0.9 and 1.0) and the API reference's spec in nod-ai/StabilityAI-client-typescript
+// openapi.json @ e65723a (2025-02; steps 10–50, SD 1.6's 320–1536 rule). The
+// retirement dates and their sources are with each engine below and in
+// docs/pricing.md. Both the manifest validator and the sandbox server use this
+// one table, so what the tool refuses locally is exactly what the sandbox
+// refuses on the wire.
 package engine
 
 import (
@@ -43,6 +50,10 @@ type Engine struct {
 	// 50 for seed-era engines (the 2023 spec's and DreamStudio's default),
 	// 30 for SDXL 1.0 and SD 1.6 (the 2025 spec's default).
 	DefaultSteps int
+	// Retired is the day the API stopped serving the engine, as YYYY-MM-DD;
+	// "" while it is still served. Where no announcement dates it, it is the
+	// first day a public source documents the engine as gone, an upper bound.
+	Retired string
 }
 
 // SDXLSizes are the nine width×height pairs SDXL 0.9 and 1.0 accept.
@@ -57,17 +68,35 @@ func SDXLSizes() [][2]int { return slices.Clone(sdxlSizes) }
 // catalogue lists every engine, sorted by id. Seed-era engines accept 10–150
 // steps (the v1 spec of 2023 and the seed's price table); SDXL 1.0 and SD 1.6
 // accept 10–50 (the 2025 spec).
+//
+// Retirement dates, with their public sources:
+//   - 2023-11-15, SD 1.5: the announced sunset ("will be sunsetted by Nov 15",
+//     cou929/stability-sdk-ruby#23, 2023-11-07); the API answered 404
+//     not_found for it on 2023-12-07 (Stability-AI/stability-sdk#267).
+//   - 2024-03-15, SD 1.4 (stable-diffusion-v1): an upper bound, the first
+//     report of 404 not_found ("that engine is no longer available",
+//     vpzomtrrfrt/stability-client#29).
+//   - 2024-10-11, SDXL beta v2.2.2: the date of the platform's release notes
+//     as quoted in jezs00/pycasso#70; 404 not_found there on 2024-11-17.
+//   - 2025-02-18, SD 2.0/2.1 (512 and 768) and SDXL 0.9: an upper bound, the
+//     first spec found that documents the v1 text-to-image engines as SDXL
+//     1.0 and SD 1.6 only (maiskyi/fabled-api
+//     src/_services/stabilityai/__generated__/Sdxl10Sd16.ts @ f3001d0; the
+//     same in nod-ai/StabilityAI-client-typescript openapi.json @ e65723a,
+//     2025-02-26).
+//   - 2025-07-24, SD 1.6: discontinued, as announced in "API Price Update"
+//     (stability.ai/api-pricing-update-25, 2025-07-09).
 var catalogue = []Engine{
-	{ID: "stable-diffusion-512-v2-0", Name: "Stable Diffusion v2.0", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
-	{ID: "stable-diffusion-512-v2-1", Name: "Stable Diffusion v2.1", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
-	{ID: "stable-diffusion-768-v2-0", Name: "Stable Diffusion v2.0-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}, DefaultSteps: 50},
-	{ID: "stable-diffusion-768-v2-1", Name: "Stable Diffusion v2.1-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}, DefaultSteps: 50},
-	{ID: "stable-diffusion-v1", Name: "Stable Diffusion v1.4", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
-	{ID: "stable-diffusion-v1-5", Name: "Stable Diffusion v1.5", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
-	{ID: "stable-diffusion-v1-6", Name: "Stable Diffusion v1.6", Size: Range320, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{512, 512}, DefaultSteps: 30},
-	{ID: "stable-diffusion-xl-1024-v0-9", Name: "Stable Diffusion XL v0.9", Size: SDXLList, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{1024, 1024}, DefaultSteps: 50},
+	{ID: "stable-diffusion-512-v2-0", Name: "Stable Diffusion v2.0", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50, Retired: "2025-02-18"},
+	{ID: "stable-diffusion-512-v2-1", Name: "Stable Diffusion v2.1", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50, Retired: "2025-02-18"},
+	{ID: "stable-diffusion-768-v2-0", Name: "Stable Diffusion v2.0-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}, DefaultSteps: 50, Retired: "2025-02-18"},
+	{ID: "stable-diffusion-768-v2-1", Name: "Stable Diffusion v2.1-768", Size: Pixels768, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{768, 768}, DefaultSteps: 50, Retired: "2025-02-18"},
+	{ID: "stable-diffusion-v1", Name: "Stable Diffusion v1.4", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50, Retired: "2024-03-15"},
+	{ID: "stable-diffusion-v1-5", Name: "Stable Diffusion v1.5", Size: Pixels512, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50, Retired: "2023-11-15"},
+	{ID: "stable-diffusion-v1-6", Name: "Stable Diffusion v1.6", Size: Range320, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{512, 512}, DefaultSteps: 30, Retired: "2025-07-24"},
+	{ID: "stable-diffusion-xl-1024-v0-9", Name: "Stable Diffusion XL v0.9", Size: SDXLList, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{1024, 1024}, DefaultSteps: 50, Retired: "2025-02-18"},
 	{ID: "stable-diffusion-xl-1024-v1-0", Name: "Stable Diffusion XL v1.0", Size: SDXLList, MinSteps: 10, MaxSteps: 50, DefaultSize: [2]int{1024, 1024}, DefaultSteps: 30},
-	{ID: "stable-diffusion-xl-beta-v2-2-2", Name: "Stable Diffusion v2.2.2-XL Beta", Size: SDXLBeta, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50},
+	{ID: "stable-diffusion-xl-beta-v2-2-2", Name: "Stable Diffusion v2.2.2-XL Beta", Size: SDXLBeta, MinSteps: 10, MaxSteps: 150, DefaultSize: [2]int{512, 512}, DefaultSteps: 50, Retired: "2024-10-11"},
 }
 
 // All returns every known engine, sorted by id.
@@ -152,7 +181,7 @@ func (e Engine) CheckSteps(steps int) error {
 }
 
 // Enumerations of the v1 text-to-image body, the same for every engine
-// (CONTRACT.md §3).
+// (rest-api-support spec/v1.yaml; style_preset from the 2023-08 openapi.json).
 var (
 	samplers = []string{"DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2",
 		"K_DPM_2_ANCESTRAL", "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS"}

@@ -2,8 +2,11 @@ package engine
 
 import (
 	"errors"
+	"os"
+	"regexp"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestCatalogueSortedAndComplete(t *testing.T) {
@@ -93,5 +96,39 @@ func TestCheckSteps(t *testing.T) {
 		if err := e.CheckSteps(tt.steps); (err == nil) != tt.ok {
 			t.Errorf("%s.CheckSteps(%d) = %v, want ok=%v", tt.engine, tt.steps, err, tt.ok)
 		}
+	}
+}
+
+// The v1 spec of February 2025 (nod-ai/StabilityAI-client-typescript
+// openapi.json @ e65723a, dated 2025-02-26) documents exactly the engines
+// still served then: an engine it names must not be retired before that
+// day, and one it leaves out must be.
+func TestRetiredAgreesWithTheSpecOf2025(t *testing.T) {
+	const specDay = "2025-02-26"
+	data, err := os.ReadFile("../prismtest/stability-v1-openapi-2025-02.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := make(map[string]bool)
+	for _, id := range regexp.MustCompile(`stable-diffusion-[a-z0-9-]*[a-z0-9]`).FindAllString(string(data), -1) {
+		documented[id] = true
+	}
+	if len(documented) == 0 {
+		t.Fatal("the 2025 spec names no engine")
+	}
+	for _, e := range All() {
+		if e.Retired != "" {
+			if _, err := time.Parse(time.DateOnly, e.Retired); err != nil {
+				t.Errorf("%s: Retired %q is not a YYYY-MM-DD date", e.ID, e.Retired)
+			}
+		}
+		servedThen := e.Retired == "" || e.Retired > specDay
+		if documented[e.ID] != servedThen {
+			t.Errorf("%s: Retired %q, but the %s spec documents it: %v", e.ID, e.Retired, specDay, documented[e.ID])
+		}
+		delete(documented, e.ID)
+	}
+	for id := range documented {
+		t.Errorf("the %s spec documents engine %s, which the catalogue lacks", specDay, id)
 	}
 }
