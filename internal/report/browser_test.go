@@ -7,6 +7,7 @@ import (
 	"html"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"io/fs"
 	"maps"
@@ -59,8 +60,10 @@ func runChromium(t *testing.T, bin string, args ...string) []byte {
 	return out
 }
 
-// writePNG writes a w×h gradient PNG, tinted by seed, creating folders.
-func writePNG(t *testing.T, path string, w, h int, seed uint32) {
+// writeImage writes a w×h gradient, tinted by seed, creating folders: a
+// JPEG for a .jpg path, else a PNG (Chromium sniffs the type, so a .webp
+// path holding a PNG still loads; Go has no WebP encoder).
+func writeImage(t *testing.T, path string, w, h int, seed uint32) {
 	t.Helper()
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
@@ -75,7 +78,11 @@ func writePNG(t *testing.T, path string, w, h int, seed uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := png.Encode(f, img); err != nil {
+	encode := func() error { return png.Encode(f, img) }
+	if strings.HasSuffix(path, ".jpg") {
+		encode = func() error { return jpeg.Encode(f, img, nil) }
+	}
+	if err := encode(); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -98,7 +105,7 @@ func fixtureRun(t *testing.T) (string, *Run) {
 	r := mustReadRun(t, dir)
 	for _, j := range r.Jobs {
 		for _, img := range j.Images {
-			writePNG(t, filepath.Join(dir, filepath.FromSlash(img.Path)), j.Width/16, j.Height/16, img.Seed)
+			writeImage(t, filepath.Join(dir, filepath.FromSlash(img.Path)), j.Width/16, j.Height/16, img.Seed)
 		}
 	}
 	return dir, r
@@ -185,9 +192,11 @@ func TestHTMLInBrowser(t *testing.T) {
 	}
 
 	wantCards := map[string]string{
-		"total-charged":   r.ChargedCredits.String() + " credits",
-		"total-estimated": r.EstimatedCredits.String() + " credits",
-		"budget":          r.Budget.String() + " credits",
+		"total-charged":         r.ChargedCredits.String() + " credits",
+		"total-possibly-billed": r.PossiblyBilledCredits.String() + " credits",
+		"total-estimated":       r.EstimatedCredits.String() + " credits",
+		"budget":                r.Budget.String() + " credits",
+		"balance-before":        r.BalanceBefore.String() + " credits",
 	}
 	for _, id := range slices.Sorted(maps.Keys(wantCards)) {
 		c, ok := got.Cards[id]

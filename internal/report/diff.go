@@ -46,12 +46,14 @@ type DiffJob struct {
 	HeadCredits  cost.Credits `json:"head_credits"`  // zero when removed
 	DeltaCredits cost.Credits `json:"delta_credits"` // head − base
 	// Detail says what changed, e.g. "steps 30 → 50", or describes an added
-	// or removed job, e.g. "sdxl-1.0 1024x1024, 30 steps, 2 samples".
+	// or removed job, e.g. "sdxl-1.0 1024x1024, 30 steps, 2 samples" or
+	// "generate/sd3 (sd3.5-flash) 1344x768 (16:9), webp".
 	Detail string `json:"detail"`
 }
 
 // Diff compares two plans job by job (matched by id). A job is changed when
-// its engine, size, steps, samples or credits differ.
+// its engine or service and model, size, steps, aspect ratio, output
+// format, samples or credits differ.
 func Diff(base, head *Plan) *DiffResult {
 	d := &DiffResult{
 		Base: base.Manifest, Head: head.Manifest, Name: head.Name,
@@ -95,7 +97,13 @@ func (d *DiffResult) Unchanged() bool {
 
 // describe is a one-line summary of a job's priced settings.
 func describe(j PlanJob) string {
-	s := fmt.Sprintf("%s %dx%d, %d steps", j.Engine, j.Width, j.Height, j.Steps)
+	s := j.op() + " " + sizeText(j.Width, j.Height, j.AspectRatio)
+	if j.Steps > 0 {
+		s += fmt.Sprintf(", %d steps", j.Steps)
+	}
+	if j.OutputFormat != "" {
+		s += ", " + j.OutputFormat
+	}
 	if j.Samples != 1 {
 		s += fmt.Sprintf(", %d samples", j.Samples)
 	}
@@ -105,14 +113,27 @@ func describe(j PlanJob) string {
 // changes lists what differs between b and h, or "" when nothing does.
 func changes(b, h PlanJob) string {
 	var out []string
-	if b.Engine != h.Engine {
-		out = append(out, "engine "+b.Engine+" → "+h.Engine)
+	if bo, ho := b.op(), h.op(); bo != ho {
+		what := "engine"
+		if b.Service != "" || h.Service != "" {
+			what = "engine / service"
+			if b.Engine == "" && h.Engine == "" {
+				what = "service"
+			}
+		}
+		out = append(out, what+" "+bo+" → "+ho)
 	}
 	if b.Width != h.Width || b.Height != h.Height {
 		out = append(out, fmt.Sprintf("size %dx%d → %dx%d", b.Width, b.Height, h.Width, h.Height))
 	}
 	if b.Steps != h.Steps {
-		out = append(out, fmt.Sprintf("steps %d → %d", b.Steps, h.Steps))
+		out = append(out, "steps "+stepsText(b.Steps)+" → "+stepsText(h.Steps))
+	}
+	if b.AspectRatio != h.AspectRatio {
+		out = append(out, "aspect_ratio "+orDash(b.AspectRatio)+" → "+orDash(h.AspectRatio))
+	}
+	if b.OutputFormat != h.OutputFormat {
+		out = append(out, "output_format "+orDash(b.OutputFormat)+" → "+orDash(h.OutputFormat))
 	}
 	if b.Samples != h.Samples {
 		out = append(out, fmt.Sprintf("samples %d → %d", b.Samples, h.Samples))
@@ -121,6 +142,14 @@ func changes(b, h PlanJob) string {
 		out = append(out, "price "+b.Credits.String()+" → "+h.Credits.String())
 	}
 	return strings.Join(out, ", ")
+}
+
+// orDash is s, or "—" when it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }
 
 // ErrThreshold is wrapped by the error Check returns when a diff crosses a

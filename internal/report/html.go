@@ -61,14 +61,40 @@ type htmlBar struct {
 }
 
 type htmlThumb struct {
-	Src, Job, Status, Credits, Seed string
-	Width, Height                   int
+	Src, Job, Status, Credits, Seed, RequestID string
+	Width, Height                              int
 }
 
 type htmlJob struct {
-	ID, Group, Status, Engine, Size, Error, Credits string
-	Steps, Samples, Attempts                        int
-	Resumed                                         bool
+	ID, Group, Status, Failure, Operation, Settings, Error, Credits string
+	Attempts                                                        int
+	Resumed                                                         bool
+}
+
+// settings is a job's size, steps, samples and output format as the HTML
+// job table shows them, e.g. "1024x1024 · 30 steps · ×2" or
+// "1344x768 (16:9) · webp".
+func settings(width, height, steps int, aspect, format string, samples int) string {
+	s := sizeText(width, height, aspect)
+	if steps > 0 {
+		s += " · " + strconv.Itoa(steps) + " steps"
+	}
+	if samples != 1 {
+		s += " · ×" + strconv.Itoa(samples)
+	}
+	if format != "" {
+		s += " · " + format
+	}
+	return s
+}
+
+// thumbSize is the width and height a thumbnail reserves: the job's size,
+// or a square when it is unknown (it depends on an input image).
+func thumbSize(w, h int) (int, int) {
+	if w <= 0 || h <= 0 {
+		return 512, 512
+	}
+	return w, h
 }
 
 func runHTML(buf *bytes.Buffer, r *Run) error {
@@ -76,9 +102,12 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 		Kind: "Run report", Title: cmp.Or(r.Name, r.Manifest, "batch"), Manifest: r.Manifest, Pricing: r.Pricing,
 		Shard: r.Shard, Time: timeSpan(r), IsRun: true,
 		Cards: []htmlCard{
-			{ID: "total-charged", Label: "Charged", Value: r.ChargedCredits.String() + " credits", Sub: r.ChargedCredits.USD()},
+			{ID: "total-charged", Label: "Charged", Value: r.ChargedCredits.String() + " credits",
+				Sub: r.ChargedCredits.USD() + " · list price of completed results"},
+			{ID: "total-possibly-billed", Label: "Possibly billed", Value: r.PossiblyBilledCredits.String() + " credits",
+				Sub: r.PossiblyBilledCredits.USD() + " · outcome unknown"},
 			{ID: "total-estimated", Label: "Estimated", Value: r.EstimatedCredits.String() + " credits", Sub: r.EstimatedCredits.USD()},
-			budgetCard(r.ChargedCredits, r.Budget),
+			budgetCard(r.spent(), r.Budget),
 			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(r.Totals.Jobs), Sub: plural(r.images(), "image")},
 		},
 		Statuses: []htmlStatus{
@@ -86,8 +115,9 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 			{StatusFiltered, r.Totals.Filtered}, {StatusSkipped, r.Totals.Skipped},
 		},
 	}
-	if b := balanceCard(r); b != nil {
-		v.Cards = append(v.Cards, *b)
+	if r.BalanceBefore != nil {
+		v.Cards = append(v.Cards, htmlCard{ID: "balance-before", Label: "Balance at start",
+			Value: r.BalanceBefore.String() + " credits", Sub: "when the run started"})
 	}
 	if r.Interrupted {
 		v.Notice = "This run was interrupted: rerun it with the same --out to resume."
@@ -95,12 +125,13 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 	facts := runFacts(r)
 	v.Charts = charts(facts, "Credits charged")
 	for _, j := range r.Jobs {
-		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Status: j.Status, Engine: j.Engine,
-			Size: size(j.Width, j.Height), Error: j.Error, Credits: j.Credits.String(),
-			Steps: j.Steps, Samples: j.Samples, Attempts: j.Attempts, Resumed: j.Resumed})
+		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Status: j.Status, Failure: j.Failure, Operation: j.op(),
+			Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples),
+			Error:    j.Error, Credits: j.Credits.String(), Attempts: j.Attempts, Resumed: j.Resumed})
+		w, h := thumbSize(j.Width, j.Height)
 		for _, img := range j.Images {
-			v.Thumbs = append(v.Thumbs, htmlThumb{Src: img.Path, Job: j.ID, Status: j.Status,
-				Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: j.Width, Height: j.Height})
+			v.Thumbs = append(v.Thumbs, htmlThumb{Src: img.Path, Job: j.ID, Status: j.Status, RequestID: img.RequestID,
+				Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: w, Height: h})
 		}
 	}
 	v.group(facts)
@@ -119,8 +150,8 @@ func planHTML(buf *bytes.Buffer, p *Plan) error {
 	facts := planFacts(p)
 	v.Charts = charts(facts, "Credits")
 	for _, j := range p.Jobs {
-		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Engine: j.Engine, Size: size(j.Width, j.Height),
-			Credits: j.Credits.String(), Steps: j.Steps, Samples: j.Samples})
+		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Operation: j.op(),
+			Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples), Credits: j.Credits.String()})
 	}
 	v.group(facts)
 	return renderHTML(buf, &v)
@@ -154,22 +185,6 @@ func budgetCard(total cost.Credits, budget *cost.Credits) htmlCard {
 	return c
 }
 
-// balanceCard shows the account balance after the run and before it; nil
-// when neither is known.
-func balanceCard(r *Run) *htmlCard {
-	before, after := r.BalanceBefore, r.BalanceAfter
-	switch {
-	case after != nil && before != nil:
-		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String(),
-			Sub: "credits, was " + before.String() + " (" + signed(*after-*before) + ")"}
-	case after != nil:
-		return &htmlCard{ID: "balance", Label: "Balance", Value: after.String(), Sub: "credits after the run"}
-	case before != nil:
-		return &htmlCard{ID: "balance", Label: "Balance", Value: before.String(), Sub: "credits before the run"}
-	}
-	return nil
-}
-
 // Chart geometry, in SVG user units: each bar has its label above it, so
 // long group and engine names fit.
 const (
@@ -180,8 +195,8 @@ const (
 	chartMaxBars = 12  // the rest are summed into one "others" bar
 )
 
-// charts returns a bar chart of credits by group, and one by engine when
-// the jobs use more than one.
+// charts returns a bar chart of credits by group, and one by engine or
+// service when the jobs use more than one.
 func charts(facts []jobFacts, what string) []htmlChart {
 	if len(facts) == 0 {
 		return nil
@@ -192,14 +207,14 @@ func charts(facts []jobFacts, what string) []htmlChart {
 	}
 	engineFacts := slices.Clone(facts)
 	for i := range engineFacts {
-		engineFacts[i].group = engineFacts[i].engine
+		engineFacts[i].group = engineFacts[i].op
 	}
 	for _, g := range groups(engineFacts) {
 		byEngine = append(byEngine, namedCredits{g.Name, g.Credits})
 	}
 	out := []htmlChart{barChart(what+" by group", byGroup)}
 	if len(byEngine) > 1 {
-		out = append(out, barChart(what+" by engine", byEngine))
+		out = append(out, barChart(what+" by engine / service", byEngine))
 	}
 	return out
 }

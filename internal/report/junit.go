@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"strconv"
 )
@@ -60,7 +61,11 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 			{"pricing", r.Pricing},
 			{"estimated_credits", r.EstimatedCredits.String()},
 			{"charged_credits", r.ChargedCredits.String()},
+			{"possibly_billed_credits", r.PossiblyBilledCredits.String()},
 		},
+	}
+	if r.BalanceBefore != nil {
+		s.Props = append(s.Props, junitProperty{"balance_before", r.BalanceBefore.String()})
 	}
 	if r.Shard != "" {
 		s.Props = append(s.Props, junitProperty{"shard", r.Shard})
@@ -72,25 +77,25 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 		}
 	}
 	for i, j := range r.Jobs {
-		c := junitCase{
-			Name:      j.ID,
-			Classname: j.Group,
-			Props: []junitProperty{
-				{"credits", j.Credits.String()},
-				{"engine", j.Engine},
-				{"size", size(j.Width, j.Height)},
-				{"steps", strconv.Itoa(j.Steps)},
-				{"samples", strconv.Itoa(j.Samples)},
-				{"attempts", strconv.Itoa(j.Attempts)},
-			},
+		c := junitCase{Name: j.ID, Classname: j.Group}
+		c.Props = append(c.Props, junitProperty{"credits", j.Credits.String()})
+		if j.PossiblyBilledCredits != 0 {
+			c.Props = append(c.Props, junitProperty{"possibly_billed_credits", j.PossiblyBilledCredits.String()})
 		}
+		c.Props = append(c.Props, operationProps(j)...)
+		c.Props = append(c.Props,
+			junitProperty{"samples", strconv.Itoa(j.Samples)},
+			junitProperty{"attempts", strconv.Itoa(j.Attempts)})
 		for _, img := range j.Images {
 			c.Props = append(c.Props, junitProperty{"image", img.Path})
+			if img.RequestID != "" {
+				c.Props = append(c.Props, junitProperty{"request_id", img.RequestID})
+			}
 		}
 		switch j.Status {
 		case StatusFailed:
 			s.Fails++
-			c.Failure = &junitMessage{Message: summary(j, "job failed"), Type: "failed", Text: j.Error}
+			c.Failure = &junitMessage{Message: summary(j, "job failed"), Type: cmp.Or(j.Failure, "failed"), Text: j.Error}
 		case StatusFiltered:
 			s.Fails++
 			c.Failure = &junitMessage{Message: summary(j, "the API's content filter blocked the image"), Type: "filtered", Text: j.Error}
@@ -109,6 +114,24 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 	}
 	buf.WriteString("\n")
 	return nil
+}
+
+// operationProps are a job's engine, size and steps (v1), or its service,
+// model, size, aspect ratio and output format as far as they are set.
+func operationProps(j RunJob) []junitProperty {
+	if j.Service == "" {
+		return []junitProperty{{"engine", j.Engine}, {"size", size(j.Width, j.Height)}, {"steps", strconv.Itoa(j.Steps)}}
+	}
+	props := []junitProperty{{"service", j.Service}}
+	for _, p := range []junitProperty{{"model", j.Model}, {"aspect_ratio", j.AspectRatio}, {"output_format", j.OutputFormat}} {
+		if p.Value != "" {
+			props = append(props, p)
+		}
+	}
+	if j.Width > 0 && j.Height > 0 {
+		props = append(props, junitProperty{"size", size(j.Width, j.Height)})
+	}
+	return props
 }
 
 // summary is a test case's one-line message: the job's error, or fallback

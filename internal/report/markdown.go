@@ -72,21 +72,21 @@ func planMarkdown(buf *bytes.Buffer, p *Plan) {
 		return
 	}
 	if len(p.Jobs) <= MaxJobRows {
-		buf.WriteString("| Job | Engine | Size | Steps | Samples | Credits |\n|---|---|---|--:|--:|--:|\n")
+		buf.WriteString("| Job | Engine / service | Size | Steps | Samples | Credits |\n|---|---|---|--:|--:|--:|\n")
 		for _, j := range p.Jobs {
-			mdRow(buf, j.ID, j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
+			mdRow(buf, j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
 		}
 		return
 	}
 	gs := groups(planFacts(p))
 	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(p.Jobs), "job"), plural(len(gs), "group"))
-	buf.WriteString("| Group | Jobs | Engine | Sizes | Steps | Images | Credits |\n|---|--:|---|---|---|--:|--:|\n")
+	buf.WriteString("| Group | Jobs | Engine / service | Sizes | Steps | Images | Credits |\n|---|--:|---|---|---|--:|--:|\n")
 	for i, g := range gs {
 		if i == maxMarkdownGroups {
 			mdMoreGroups(buf, gs[i:], 7)
 			break
 		}
-		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), g.Engine(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
+		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
 	}
 }
 
@@ -108,9 +108,9 @@ func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int) {
 
 func runMarkdown(buf *bytes.Buffer, r *Run) {
 	fmt.Fprintf(buf, "### Run report: %s\n\n", mdTitle(r.Name, r.Manifest))
-	fmt.Fprintf(buf, "**Charged: %s credits (%s)** of %s estimated (%s) · %s · pricing %s",
+	fmt.Fprintf(buf, "**Charged: %s credits (%s)** (list price of completed results) of %s estimated (%s) · %s · pricing %s",
 		r.ChargedCredits, r.ChargedCredits.USD(), r.EstimatedCredits, r.EstimatedCredits.USD(),
-		mdBudget(r.ChargedCredits, r.Budget), mdCode(r.Pricing))
+		mdBudget(r.spent(), r.Budget), mdCode(r.Pricing))
 	if r.Shard != "" {
 		fmt.Fprintf(buf, " · shard %s", r.Shard)
 	}
@@ -118,8 +118,9 @@ func runMarkdown(buf *bytes.Buffer, r *Run) {
 	t := r.Totals
 	fmt.Fprintf(buf, "- **Jobs:** %d — ✅ %d succeeded · ❌ %d failed · 🚫 %d filtered · ⏭️ %d skipped\n",
 		t.Jobs, t.Succeeded, t.Failed, t.Filtered, t.Skipped)
-	if b := balanceText(r); b != "" {
-		fmt.Fprintf(buf, "- **Balance:** %s\n", b)
+	fmt.Fprintf(buf, "- **%s:** %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
+	if r.BalanceBefore != nil {
+		fmt.Fprintf(buf, "- **%s:** %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
 	}
 	if span := timeSpan(r); span != "" {
 		fmt.Fprintf(buf, "- **Time:** %s\n", span)
@@ -132,16 +133,16 @@ func runMarkdown(buf *bytes.Buffer, r *Run) {
 		return
 	}
 	if len(r.Jobs) <= MaxJobRows {
-		buf.WriteString("| Job | Status | Engine | Size | Steps | Samples | Attempts | Credits | Error |\n|---|---|---|---|--:|--:|--:|--:|---|\n")
+		buf.WriteString("| Job | Status | Engine / service | Size | Steps | Samples | Attempts | Credits | Error |\n|---|---|---|---|--:|--:|--:|--:|---|\n")
 		for _, j := range r.Jobs {
-			mdRow(buf, j.ID, statusEmoji(j.Status)+" "+statusText(j), j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps),
+			mdRow(buf, j.ID, statusEmoji(j.Status)+" "+statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
 				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 120))
 		}
 		return
 	}
 	gs := groups(runFacts(r))
 	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(r.Jobs), "job"), plural(len(gs), "group"))
-	buf.WriteString("| Group | Jobs | Succeeded | Failed | Filtered | Skipped | Engine | Sizes | Steps | Credits |\n|---|--:|--:|--:|--:|--:|---|---|---|--:|\n")
+	buf.WriteString("| Group | Jobs | Succeeded | Failed | Filtered | Skipped | Engine / service | Sizes | Steps | Credits |\n|---|--:|--:|--:|--:|--:|---|---|---|--:|\n")
 	for i, g := range gs {
 		if i == maxMarkdownGroups {
 			mdMoreGroups(buf, gs[i:], 10)
@@ -149,7 +150,7 @@ func runMarkdown(buf *bytes.Buffer, r *Run) {
 		}
 		t := g.Totals
 		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
-			strconv.Itoa(t.Skipped), g.Engine(), g.Sizes(), g.Steps(), g.Credits.String())
+			strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String())
 	}
 }
 

@@ -15,9 +15,9 @@ import (
 
 // Merge combines the reports of several shards of one manifest into one
 // report: jobs in manifest order (by Index), credits and totals summed, the
-// earliest start and latest finish, the balance before the first shard
-// started and after the last one finished. A job id found in two shards is an
-// error, as are shards priced under different sheets.
+// earliest start and latest finish, and the balance when the first shard
+// started. A job id found in two shards is an error, as are shards priced
+// under different sheets.
 //
 // Image paths stay relative to each shard's folder when all shards share one
 // folder; otherwise each is prefixed with its shard's folder (as given to
@@ -34,8 +34,8 @@ func Merge(runs ...*Run) (*Run, error) {
 		Pricing:   first.Pricing,
 		Budget:    first.Budget,
 		StartedAt: first.StartedAt, FinishedAt: first.FinishedAt,
-		BalanceBefore: first.BalanceBefore, BalanceAfter: first.BalanceAfter,
-		dir: first.dir,
+		BalanceBefore: first.BalanceBefore,
+		dir:           first.dir,
 	}
 	sameDir := true
 	for _, r := range runs[1:] {
@@ -54,10 +54,11 @@ func Merge(runs ...*Run) (*Run, error) {
 			out.StartedAt, out.BalanceBefore = r.StartedAt, r.BalanceBefore
 		}
 		if r.FinishedAt.After(out.FinishedAt) {
-			out.FinishedAt, out.BalanceAfter = r.FinishedAt, r.BalanceAfter
+			out.FinishedAt = r.FinishedAt
 		}
 		out.EstimatedCredits += r.EstimatedCredits
 		out.ChargedCredits += r.ChargedCredits
+		out.PossiblyBilledCredits += r.PossiblyBilledCredits
 		out.Interrupted = out.Interrupted || r.Interrupted
 		out.Totals.add(r.Totals)
 		for _, j := range r.Jobs {

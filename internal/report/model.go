@@ -4,6 +4,7 @@
 package report
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
@@ -24,20 +25,40 @@ type Plan struct {
 	Jobs         []PlanJob     `json:"jobs"` // last, so the JSON streams (see writeJobsJSON)
 }
 
-// PlanJob is one expanded job with its price.
+// PlanJob is one expanded job with its price: a v1 job (Engine and Steps
+// set) or a Stable Image job (Service set, Model, AspectRatio and
+// OutputFormat when the job sets them).
 type PlanJob struct {
 	// Index is the job's 0-based position among all of the manifest's
 	// expanded jobs (not just its shard's), so shards merge back in
 	// manifest order.
-	Index   int          `json:"index"`
-	ID      string       `json:"id"`
-	Group   string       `json:"group"` // the manifest entry's id; matrix rows share it
-	Engine  string       `json:"engine"`
-	Width   int          `json:"width"`
-	Height  int          `json:"height"`
-	Steps   int          `json:"steps"`
-	Samples int          `json:"samples"`
-	Credits cost.Credits `json:"credits"` // per-image price × samples
+	Index int    `json:"index"`
+	ID    string `json:"id"`
+	Group string `json:"group"` // the manifest entry's id; matrix rows share it
+	// Engine is the v1 engine id; "" (and absent from the JSON) for a
+	// Stable Image job.
+	Engine string `json:"engine,omitempty"`
+	// Service is the Stable Image service, e.g. "generate/sd3"; "" for a
+	// v1 job.
+	Service string `json:"service,omitempty"`
+	// Model is the service's model, e.g. "sd3.5-flash"; "" when the
+	// service has none or the job leaves it to the API.
+	Model string `json:"model,omitempty"`
+	// Width and Height are the image size in pixels: as requested for v1,
+	// the size the service is expected to return for a Stable Image job;
+	// 0 when that depends on an input image.
+	Width  int `json:"width"`
+	Height int `json:"height"`
+	// Steps is the v1 diffusion steps; 0 (absent) for a Stable Image job.
+	Steps int `json:"steps,omitempty"`
+	// AspectRatio is the Stable Image aspect_ratio the job sets, e.g.
+	// "16:9"; "" when it sets none.
+	AspectRatio string `json:"aspect_ratio,omitempty"`
+	// OutputFormat is the Stable Image output_format the job sets (png,
+	// jpeg or webp); "" when it sets none (png).
+	OutputFormat string       `json:"output_format,omitempty"`
+	Samples      int          `json:"samples"`
+	Credits      cost.Credits `json:"credits"` // per-image price × samples
 }
 
 // Job statuses in a run report.
@@ -48,22 +69,39 @@ const (
 	StatusSkipped   = "skipped" // not run: interrupted, or stopped by a fatal error
 )
 
-// Run is report.json: the canonical record of a run, which every renderer reads.
+// Run is report.json: the canonical record of a run, which every renderer
+// reads.
+//
+// Money is reported as the list prices of what the API completed
+// (ChargedCredits) and of attempts whose outcome is unknown
+// (PossiblyBilledCredits), never as a difference of account balances: the
+// live balance endpoint lags (during 206 credits of work it did not move;
+// github.com/aself101/stability-ai-api, docs/LIVE-BATTERY-2026-09-22.md at
+// 10fe5ea, finding 3). Reports written before this field set had a
+// balance_after; it is read and dropped.
 type Run struct {
-	Manifest         string        `json:"manifest"`
-	Name             string        `json:"name,omitempty"`
-	Pricing          string        `json:"pricing"`
-	Shard            string        `json:"shard,omitempty"`
-	StartedAt        time.Time     `json:"started_at"`
-	FinishedAt       time.Time     `json:"finished_at"`
-	EstimatedCredits cost.Credits  `json:"estimated_credits"`
-	ChargedCredits   cost.Credits  `json:"charged_credits"` // credits of jobs the API completed
-	Budget           *cost.Credits `json:"budget"`
-	BalanceBefore    *cost.Credits `json:"balance_before,omitempty"`
-	BalanceAfter     *cost.Credits `json:"balance_after,omitempty"`
-	Interrupted      bool          `json:"interrupted,omitempty"`
-	Totals           Totals        `json:"totals"`
-	Jobs             []RunJob      `json:"jobs"`
+	Manifest   string    `json:"manifest"`
+	Name       string    `json:"name,omitempty"`
+	Pricing    string    `json:"pricing"`
+	Shard      string    `json:"shard,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// EstimatedCredits is the plan's price of the run's jobs.
+	EstimatedCredits cost.Credits `json:"estimated_credits"`
+	// ChargedCredits is the list price of the results the API completed,
+	// jobs resumed from the journal included.
+	ChargedCredits cost.Credits `json:"charged_credits"`
+	// PossiblyBilledCredits is the list price of this run's attempts whose
+	// outcome is unknown (sent, then no answer): they may have been billed.
+	PossiblyBilledCredits cost.Credits `json:"possibly_billed_credits"`
+	// Budget is the credit ceiling; nil when there is none.
+	Budget *cost.Credits `json:"budget"`
+	// BalanceBefore is the account balance when the run started; nil when
+	// unknown.
+	BalanceBefore *cost.Credits `json:"balance_before,omitempty"`
+	Interrupted   bool          `json:"interrupted,omitempty"`
+	Totals        Totals        `json:"totals"`
+	Jobs          []RunJob      `json:"jobs"`
 
 	// dir is the folder ReadRun read the report from; Merge uses it to keep
 	// image paths of shards in different folders reachable.
@@ -79,25 +117,39 @@ type Totals struct {
 	Skipped   int `json:"skipped"`
 }
 
-// RunJob is one job's outcome.
+// RunJob is one job's outcome. Its operation fields (Engine, Service,
+// Model, Width, Height, Steps, AspectRatio, OutputFormat) mean what they
+// mean in PlanJob.
 type RunJob struct {
 	// Index is the job's 0-based position among all of the manifest's
 	// expanded jobs (not just its shard's); Merge orders shards' jobs by it.
-	Index    int          `json:"index"`
-	ID       string       `json:"id"`
-	Group    string       `json:"group"`
-	Engine   string       `json:"engine"`
-	Width    int          `json:"width"`
-	Height   int          `json:"height"`
-	Steps    int          `json:"steps"`
-	Samples  int          `json:"samples"`
-	Status   string       `json:"status"`            // succeeded, failed, filtered or skipped
-	Credits  cost.Credits `json:"credits"`           // charged; zero when the API did no work
-	Attempts int          `json:"attempts"`          // requests sent, retries included
-	Resumed  bool         `json:"resumed,omitempty"` // finished by an earlier run (from the journal)
-	Error    string       `json:"error,omitempty"`
-	Params   string       `json:"parameters,omitempty"` // the generation parameters text, as in the PNG
-	Images   []Image      `json:"images"`
+	Index        int    `json:"index"`
+	ID           string `json:"id"`
+	Group        string `json:"group"`
+	Engine       string `json:"engine,omitempty"`
+	Service      string `json:"service,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Width        int    `json:"width"`
+	Height       int    `json:"height"`
+	Steps        int    `json:"steps,omitempty"`
+	AspectRatio  string `json:"aspect_ratio,omitempty"`
+	OutputFormat string `json:"output_format,omitempty"`
+	Samples      int    `json:"samples"`
+	Status       string `json:"status"` // succeeded, failed, filtered or skipped
+	// Failure says why a failed job failed, e.g. "moderated", "rejected",
+	// "invalid", "server", "unknown", "budget" or "local"; "" otherwise.
+	Failure string       `json:"failure,omitempty"`
+	Credits cost.Credits `json:"credits"` // charged; zero when the API did no work
+	// PossiblyBilledCredits is the list price of the job's attempts whose
+	// outcome is unknown; zero (absent) when there were none.
+	PossiblyBilledCredits cost.Credits `json:"possibly_billed_credits,omitempty"`
+	Attempts              int          `json:"attempts"`          // requests sent, retries included
+	Resumed               bool         `json:"resumed,omitempty"` // finished by an earlier run (from the journal)
+	Error                 string       `json:"error,omitempty"`
+	// Params is the generation parameters text, as in a PNG's parameters
+	// chunk; JPEG and WebP files carry none, so this is their only record.
+	Params string  `json:"parameters,omitempty"`
+	Images []Image `json:"images"`
 }
 
 // Image is one file a job wrote.
@@ -106,4 +158,45 @@ type Image struct {
 	Seed         uint32 `json:"seed"`
 	FinishReason string `json:"finish_reason"`
 	SHA256       string `json:"sha256"` // hex
+	// RequestID is the API's x-request-id of the answer (what Stability
+	// support asks for); "" when the server sent none.
+	RequestID string `json:"request_id,omitempty"`
 }
+
+// opOf names what a job runs: the v1 engine, or the Stable Image
+// service with its model, e.g. "generate/sd3 (sd3.5-flash)".
+func opOf(engine, service, model string) string {
+	switch {
+	case service == "":
+		return engine
+	case model == "":
+		return service
+	}
+	return service + " (" + model + ")"
+}
+
+// sizeText is a job's size: "1024x1024", "1344x768 (16:9)" when an aspect
+// ratio is set, the ratio alone when the size is unknown, else "—".
+func sizeText(w, h int, aspect string) string {
+	switch {
+	case w > 0 && h > 0 && aspect != "":
+		return size(w, h) + " (" + aspect + ")"
+	case w > 0 && h > 0:
+		return size(w, h)
+	case aspect != "":
+		return aspect
+	}
+	return "—"
+}
+
+// stepsText is a v1 job's steps, or "—" for a Stable Image job.
+func stepsText(steps int) string {
+	if steps <= 0 {
+		return "—"
+	}
+	return strconv.Itoa(steps)
+}
+
+func (j PlanJob) op() string { return opOf(j.Engine, j.Service, j.Model) }
+
+func (j RunJob) op() string { return opOf(j.Engine, j.Service, j.Model) }

@@ -52,14 +52,20 @@ func credits(s string) cost.Credits {
 // bigPlan is a plan of groups×perGroup jobs, enough to switch the table
 // and Markdown formats to one row per group.
 func bigPlan(groups, perGroup int) *Plan {
-	p := &Plan{Manifest: "big.yaml", Pricing: "dreamstudio-2022", Jobs: []PlanJob{}}
-	engines := []string{"stable-diffusion-xl-1024-v1-0", "stable-diffusion-v1-6"}
+	p := &Plan{Manifest: "big.yaml", Pricing: "stability-2025-08", Jobs: []PlanJob{}}
+	// Two v1 engines and a Stable Image service with a model and an
+	// aspect ratio, mixed within groups.
+	ops := []PlanJob{
+		{Engine: "stable-diffusion-xl-1024-v1-0"}, {Engine: "stable-diffusion-v1-6"},
+		{Service: "generate/sd3", Model: "sd3.5-flash", AspectRatio: "16:9", Width: 1344, Height: 768},
+	}
 	for g := range groups {
 		for k := range perGroup {
-			j := PlanJob{
-				Index: len(p.Jobs), ID: fmt.Sprintf("g%02d-%03d", g, k), Group: fmt.Sprintf("g%02d", g),
-				Engine: engines[(g+k/7)%2], Width: 512 + 64*(k%3), Height: 512, Steps: 20 + 10*(g%3) + k%2*5,
-				Samples: 1 + k%2, Credits: cost.Credits(100_000 * (1 + g + k%4)),
+			j := ops[(g+k/7)%len(ops)]
+			j.Index, j.ID, j.Group = len(p.Jobs), fmt.Sprintf("g%02d-%03d", g, k), fmt.Sprintf("g%02d", g)
+			j.Samples, j.Credits = 1, cost.Credits(100_000*(1+g+k%4))
+			if j.Engine != "" {
+				j.Width, j.Height, j.Steps, j.Samples = 512+64*(k%3), 512, 20+10*(g%3)+k%2*5, 1+k%2
 			}
 			p.Jobs = append(p.Jobs, j)
 			p.TotalCredits += j.Credits
@@ -76,8 +82,12 @@ func bigRun(groups, perGroup int) *Run {
 		StartedAt: time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 26, 0, 1, 30, 0, time.UTC)}
 	statuses := []string{StatusSucceeded, StatusSucceeded, StatusFailed, StatusFiltered, StatusSkipped}
 	for i, pj := range p.Jobs {
-		j := RunJob{Index: pj.Index, ID: pj.ID, Group: pj.Group, Engine: pj.Engine, Width: pj.Width, Height: pj.Height,
-			Steps: pj.Steps, Samples: pj.Samples, Status: statuses[i%len(statuses)], Attempts: 1, Images: []Image{}}
+		j := RunJob{Index: pj.Index, ID: pj.ID, Group: pj.Group, Engine: pj.Engine, Service: pj.Service, Model: pj.Model,
+			Width: pj.Width, Height: pj.Height, Steps: pj.Steps, AspectRatio: pj.AspectRatio, Samples: pj.Samples,
+			Status: statuses[i%len(statuses)], Attempts: 1, Images: []Image{}}
+		if j.Status == StatusFailed {
+			j.Failure = "server"
+		}
 		if j.Status == StatusSucceeded || j.Status == StatusFiltered {
 			j.Credits = pj.Credits
 			j.Images = append(j.Images, Image{Path: "images/" + j.ID + ".png", Seed: uint32(i), FinishReason: "SUCCESS"})

@@ -46,14 +46,14 @@ func planTable(buf *bytes.Buffer, p *Plan) {
 	buf.WriteString("\n\n")
 	tw := tableWriter(buf)
 	if len(p.Jobs) <= MaxJobRows {
-		row(tw, "JOB", "ENGINE", "SIZE", "STEPS", "SAMPLES", "CREDITS")
+		row(tw, "JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS")
 		for _, j := range p.Jobs {
-			row(tw, j.ID, j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
+			row(tw, j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
 		}
 	} else {
-		row(tw, "GROUP", "JOBS", "ENGINE", "SIZES", "STEPS", "IMAGES", "CREDITS")
+		row(tw, "GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS")
 		for _, g := range groups(planFacts(p)) {
-			row(tw, g.Name, strconv.Itoa(g.Jobs), g.Engine(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
+			row(tw, g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
 		}
 	}
 	tw.Flush()
@@ -73,27 +73,28 @@ func runTable(buf *bytes.Buffer, r *Run) {
 	buf.WriteString("\n\n")
 	tw := tableWriter(buf)
 	if len(r.Jobs) <= MaxJobRows {
-		row(tw, "JOB", "STATUS", "ENGINE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CREDITS", "ERROR")
+		row(tw, "JOB", "STATUS", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CREDITS", "ERROR")
 		for _, j := range r.Jobs {
-			row(tw, j.ID, statusText(j), j.Engine, size(j.Width, j.Height), strconv.Itoa(j.Steps),
+			row(tw, j.ID, statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
 				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 60))
 		}
 	} else {
-		row(tw, "GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE", "SIZES", "STEPS", "CREDITS")
+		row(tw, "GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CREDITS")
 		for _, g := range groups(runFacts(r)) {
 			t := g.Totals
 			row(tw, g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
-				strconv.Itoa(t.Skipped), g.Engine(), g.Sizes(), g.Steps(), g.Credits.String())
+				strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String())
 		}
 	}
 	tw.Flush()
 	buf.WriteString("\n")
 	fmt.Fprintf(buf, "Jobs: %s\n", statusCounts(r.Totals))
-	fmt.Fprintf(buf, "Credits: %s charged (%s) of %s estimated (%s)\n", r.ChargedCredits, r.ChargedCredits.USD(),
-		r.EstimatedCredits, r.EstimatedCredits.USD())
-	fmt.Fprintf(buf, "Budget: %s\n", budgetText(r.ChargedCredits, r.Budget))
-	if b := balanceText(r); b != "" {
-		fmt.Fprintf(buf, "Balance: %s\n", b)
+	fmt.Fprintf(buf, "%s: %s\n", capital(labelCharged), creditsText(r.ChargedCredits))
+	fmt.Fprintf(buf, "%s: %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
+	fmt.Fprintf(buf, "Estimated: %s\n", creditsText(r.EstimatedCredits))
+	fmt.Fprintf(buf, "Budget: %s\n", budgetText(r.spent(), r.Budget))
+	if r.BalanceBefore != nil {
+		fmt.Fprintf(buf, "%s: %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
 	}
 	if r.Interrupted {
 		buf.WriteString("Interrupted: rerun with the same --out to resume\n")
@@ -178,12 +179,17 @@ func diffGroups(d *DiffResult) []*diffGroup {
 	return out
 }
 
-// statusText is a job's status, marked when an earlier run finished it.
+// statusText is a job's status, with why it failed ("failed: moderated")
+// and marked when an earlier run finished it.
 func statusText(j RunJob) string {
-	if j.Resumed {
-		return j.Status + " (resumed)"
+	s := j.Status
+	if j.Failure != "" {
+		s += ": " + j.Failure
 	}
-	return j.Status
+	if j.Resumed {
+		s += " (resumed)"
+	}
+	return s
 }
 
 // statusCounts is e.g. "12 — 10 succeeded, 1 failed, 1 filtered, 0 skipped".
@@ -191,17 +197,17 @@ func statusCounts(t Totals) string {
 	return fmt.Sprintf("%d — %d succeeded, %d failed, %d filtered, %d skipped", t.Jobs, t.Succeeded, t.Failed, t.Filtered, t.Skipped)
 }
 
-// balanceText is e.g. "1000.0 → 976.0 credits", or "" when unknown.
-func balanceText(r *Run) string {
-	switch {
-	case r.BalanceBefore != nil && r.BalanceAfter != nil:
-		return fmt.Sprintf("%s → %s credits", r.BalanceBefore, r.BalanceAfter)
-	case r.BalanceBefore != nil:
-		return fmt.Sprintf("%s credits before", r.BalanceBefore)
-	case r.BalanceAfter != nil:
-		return fmt.Sprintf("%s credits after", r.BalanceAfter)
+// creditsText is e.g. "19.8 credits ($0.198)".
+func creditsText(c cost.Credits) string {
+	return c.String() + " credits (" + c.USD() + ")"
+}
+
+// capital returns s with its first letter upper-case.
+func capital(s string) string {
+	if s == "" {
+		return s
 	}
-	return ""
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // timeSpan is the run's start, finish and duration in UTC, e.g.

@@ -163,17 +163,18 @@ func writeJSON(buf *bytes.Buffer, v any) error {
 
 // jobFacts is what the grouped views need of a plan or run job.
 type jobFacts struct {
-	group, engine        string
-	width, height, steps int
-	samples              int
-	credits              cost.Credits
-	status               string // "" for a plan job
+	group, op string // op: engine, or service and model
+	size      string // as sizeText shows it
+	steps     int    // 0 for a Stable Image job
+	samples   int
+	credits   cost.Credits
+	status    string // "" for a plan job
 }
 
 func planFacts(p *Plan) []jobFacts {
 	out := make([]jobFacts, len(p.Jobs))
 	for i, j := range p.Jobs {
-		out[i] = jobFacts{j.Group, j.Engine, j.Width, j.Height, j.Steps, j.Samples, j.Credits, ""}
+		out[i] = jobFacts{j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, ""}
 	}
 	return out
 }
@@ -181,7 +182,7 @@ func planFacts(p *Plan) []jobFacts {
 func runFacts(r *Run) []jobFacts {
 	out := make([]jobFacts, len(r.Jobs))
 	for i, j := range r.Jobs {
-		out[i] = jobFacts{j.Group, j.Engine, j.Width, j.Height, j.Steps, j.Samples, j.Credits, j.Status}
+		out[i] = jobFacts{j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, j.Status}
 	}
 	return out
 }
@@ -193,9 +194,9 @@ type group struct {
 	Images   int // samples summed
 	Credits  cost.Credits
 	Totals   Totals   // by status; zero for a plan
-	engines  []string // distinct, in order of first appearance
-	sizes    [][2]int // width, height; formatted only when shown
-	minSteps int
+	ops      []string // distinct engines or services, in order of first appearance
+	sizes    []string // distinct sizes, in order of first appearance
+	minSteps int      // over the v1 jobs; 0 when there are none
 	maxSteps int
 }
 
@@ -206,7 +207,7 @@ func groups(jobs []jobFacts) []*group {
 	for _, j := range jobs {
 		g := byName[j.group]
 		if g == nil {
-			g = &group{Name: j.group, minSteps: j.steps, maxSteps: j.steps}
+			g = &group{Name: j.group}
 			byName[j.group] = g
 			out = append(out, g)
 		}
@@ -214,32 +215,36 @@ func groups(jobs []jobFacts) []*group {
 		g.Images += j.samples
 		g.Credits += j.credits
 		g.Totals.count(j.status)
-		if !slices.Contains(g.engines, j.engine) {
-			g.engines = append(g.engines, j.engine)
+		if !slices.Contains(g.ops, j.op) {
+			g.ops = append(g.ops, j.op)
 		}
-		if s := [2]int{j.width, j.height}; !slices.Contains(g.sizes, s) {
-			g.sizes = append(g.sizes, s)
+		if !slices.Contains(g.sizes, j.size) {
+			g.sizes = append(g.sizes, j.size)
 		}
-		g.minSteps, g.maxSteps = min(g.minSteps, j.steps), max(g.maxSteps, j.steps)
+		if j.steps > 0 {
+			if g.minSteps == 0 {
+				g.minSteps, g.maxSteps = j.steps, j.steps
+			}
+			g.minSteps, g.maxSteps = min(g.minSteps, j.steps), max(g.maxSteps, j.steps)
+		}
 	}
 	return out
 }
 
-// Engine lists the group's engines, e.g. "sdxl" or "sdxl, sd-1.5".
-func (g *group) Engine() string { return list(g.engines) }
+// Operation lists the group's engines and services, e.g. "sdxl" or
+// "sdxl, generate/sd3 (sd3.5-flash)".
+func (g *group) Operation() string { return list(g.ops) }
 
-// Sizes lists the group's sizes, e.g. "1024x1024, 1152x896".
-func (g *group) Sizes() string {
-	s := make([]string, len(g.sizes))
-	for i, wh := range g.sizes {
-		s[i] = size(wh[0], wh[1])
-	}
-	return list(s)
-}
+// Sizes lists the group's sizes, e.g. "1024x1024, 1344x768 (16:9)".
+func (g *group) Sizes() string { return list(g.sizes) }
 
-// Steps is the group's step count or range, e.g. "30" or "20–50".
+// Steps is the group's step count or range, e.g. "30" or "20–50"; "—" when
+// no job of the group has steps (Stable Image jobs).
 func (g *group) Steps() string {
-	if g.minSteps == g.maxSteps {
+	switch {
+	case g.minSteps == 0:
+		return "—"
+	case g.minSteps == g.maxSteps:
 		return strconv.Itoa(g.minSteps)
 	}
 	return fmt.Sprintf("%d–%d", g.minSteps, g.maxSteps)
@@ -306,6 +311,17 @@ func budgetText(total cost.Credits, budget *cost.Credits) string {
 	}
 	return fmt.Sprintf("%s credits, %s left", budget, *budget-total)
 }
+
+// spent is what a run counts against its budget: credits charged plus
+// those possibly billed, as the runner's ledger does.
+func (r *Run) spent() cost.Credits { return r.ChargedCredits + r.PossiblyBilledCredits }
+
+// Labels of the run's money, the same in every renderer.
+const (
+	labelCharged        = "charged (list price of completed results)"
+	labelPossiblyBilled = "possibly billed (outcome unknown)"
+	labelBalanceBefore  = "balance at start"
+)
 
 // plural formats n with a singular or plural noun: "1 job", "3 jobs".
 func plural(n int, noun string) string {

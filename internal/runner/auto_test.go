@@ -21,7 +21,7 @@ func TestAutoConcurrencyReachesRate(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var mu sync.Mutex
 				var sends []time.Time
-				gen := &fakeGen{fn: func(ctx context.Context, _ string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+				gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 					mu.Lock()
 					sends = append(sends, time.Now())
 					mu.Unlock()

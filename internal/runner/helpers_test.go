@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,11 +22,11 @@ import (
 
 // fakeGen is a Generator whose behaviour is a func field.
 type fakeGen struct {
-	fn func(ctx context.Context, engine string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error)
+	fn func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error)
 }
 
-func (f *fakeGen) TextToImage(ctx context.Context, engine string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
-	return f.fn(ctx, engine, req, sink)
+func (f *fakeGen) Generate(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
+	return f.fn(ctx, req, sink)
 }
 
 var _ Generator = (*fakeGen)(nil)
@@ -51,10 +53,46 @@ func tinyPNG() []byte {
 	return pngBytes
 }
 
+// fieldOf returns the value of a Stable Image request's field, "" when unset.
+func fieldOf(req stability.Request, name string) string {
+	for _, f := range req.Fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// promptOf returns a request's first prompt: text_prompts[0] of a v1
+// request, the prompt field of a Stable Image one.
+func promptOf(req stability.Request) string {
+	if req.Service != "" {
+		return fieldOf(req, "prompt")
+	}
+	if len(req.TextToImage.TextPrompts) == 0 {
+		return ""
+	}
+	return req.TextToImage.TextPrompts[0].Text
+}
+
+// seedOf returns a request's seed, 0 when unset.
+func seedOf(req stability.Request) uint32 {
+	if req.Service == "" {
+		return req.TextToImage.Seed
+	}
+	n, _ := strconv.ParseUint(fieldOf(req, "seed"), 10, 32)
+	return uint32(n)
+}
+
 // generate writes one PNG per sample into sink, as the client would, and
-// returns the artifacts; finish gives each artifact's finish reason.
-func generate(req stability.TextToImageRequest, sink stability.Sink, finish string) ([]stability.Artifact, error) {
-	n := max(req.Samples, 1)
+// returns the artifacts; finish gives each artifact's finish reason. A
+// Stable Image request gets one image, with a request id.
+func generate(req stability.Request, sink stability.Sink, finish string) ([]stability.Artifact, error) {
+	n := max(req.TextToImage.Samples, 1)
+	requestID := ""
+	if req.Service != "" {
+		n, requestID = 1, "req-"+fieldOf(req, "prompt")
+	}
 	arts := make([]stability.Artifact, n)
 	for i := range n {
 		w, err := sink.Begin(i)
@@ -62,13 +100,16 @@ func generate(req stability.TextToImageRequest, sink stability.Sink, finish stri
 			return nil, err
 		}
 		b := tinyPNG()
+		if req.Service != "" {
+			b = imageBytes(fieldOf(req, "output_format"))
+		}
 		if _, err := w.Write(b[:len(b)/2]); err != nil {
 			return nil, err
 		}
 		if _, err := w.Write(b[len(b)/2:]); err != nil {
 			return nil, err
 		}
-		arts[i] = stability.Artifact{Seed: req.Seed + uint32(i) + 1000, FinishReason: finish}
+		arts[i] = stability.Artifact{Seed: seedOf(req) + uint32(i) + 1000, FinishReason: finish, RequestID: requestID}
 		if err := sink.End(i, arts[i]); err != nil {
 			return nil, err
 		}
@@ -76,7 +117,7 @@ func generate(req stability.TextToImageRequest, sink stability.Sink, finish stri
 	return arts, nil
 }
 
-func succeed(_ context.Context, _ string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+func succeed(_ context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 	return generate(req, sink, stability.FinishSuccess)
 }
 
@@ -118,4 +159,51 @@ func tempFiles(t *testing.T, outDir string) []string {
 
 func manifestPrompt(text string, weight float64) manifest.Prompt {
 	return manifest.Prompt{Text: text, Weight: weight}
+}
+
+// stableJob returns a Stable Image job with one prompt ("a lighthouse " +
+// id) and params in catalogue order, e.g. "model", "sd3.5-flash".
+func stableJob(id, service string, w, h int, params ...string) manifest.Job {
+	j := manifest.Job{ID: id, Base: id, Service: service, Width: w, Height: h, Samples: 1,
+		Prompts: []manifest.Prompt{{Text: "a lighthouse " + id, Weight: 1}}}
+	for i := 0; i+1 < len(params); i += 2 {
+		j.Params = append(j.Params, manifest.Param{Name: params[i], Value: params[i+1]})
+	}
+	return j
+}
+
+var (
+	jpegOnce  sync.Once
+	jpegBytes []byte
+)
+
+// tinyJPEG returns a small valid JPEG.
+func tinyJPEG() []byte {
+	jpegOnce.Do(func() {
+		img := image.NewNRGBA(image.Rect(0, 0, 8, 8))
+		var b bytes.Buffer
+		if err := jpeg.Encode(&b, img, nil); err != nil {
+			panic(err)
+		}
+		jpegBytes = b.Bytes()
+	})
+	return jpegBytes
+}
+
+// tinyWebP returns the bytes of a lossless WebP header and a little data:
+// enough for its type to be sniffed (nothing here decodes WebP).
+func tinyWebP() []byte {
+	b := []byte("RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x07\xc0\x01\x00\x07\x10\x11\x11\x88\x88\xfe\x07\x00")
+	return b
+}
+
+// imageBytes returns a small image in an output_format ("" is png).
+func imageBytes(format string) []byte {
+	switch format {
+	case "jpeg":
+		return tinyJPEG()
+	case "webp":
+		return tinyWebP()
+	}
+	return tinyPNG()
 }

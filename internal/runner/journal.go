@@ -21,6 +21,7 @@ type entry struct {
 	ID       string       `json:"id"`
 	Key      string       `json:"key"` // see Key
 	Status   Status       `json:"status"`
+	Failure  Failure      `json:"failure,omitempty"`
 	Credits  cost.Credits `json:"credits"`           // charged
 	Unknown  cost.Credits `json:"unknown,omitempty"` // possibly spent on attempts with unknown outcome
 	Attempts int          `json:"attempts"`
@@ -117,7 +118,7 @@ func Remaining(outDir string, jobs []manifest.Job, prices []cost.Credits) (cost.
 	var sum cost.Credits
 	for i, j := range jobs {
 		if e, ok := done[j.ID]; ok {
-			key, err := Key(j.Engine, RequestFor(j))
+			key, err := jobKey(j)
 			if err != nil {
 				return 0, fmt.Errorf("job %s: %w", j.ID, err)
 			}

@@ -26,7 +26,7 @@ const (
 )
 
 // maxBase caps a file name's stem in bytes, leaving room under the usual
-// 255-byte limit for "-10.png" and the temp-file decoration.
+// 255-byte limit for "-10.webp" and the temp-file decoration.
 const maxBase = 200
 
 // tempMarker is in every temp file's name: "." + name + tempMarker + random.
@@ -38,6 +38,9 @@ type Image struct {
 	Seed         uint32 `json:"seed"`
 	FinishReason string `json:"finish_reason"`
 	SHA256       string `json:"sha256"` // hex, of the file as written (text chunk included)
+	// RequestID is the API's x-request-id for the answer that carried the
+	// image (what Stability support asks for); "" when the server sent none.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // fileBase returns a file-name stem for a job id that cannot escape its
@@ -67,31 +70,61 @@ func fileBase(id string) string {
 }
 
 // imageName is the file name of artifact i (0-based) of a job with the
-// given number of samples: <id>.png, or <id>-1.png, <id>-2.png, ...
-func imageName(id string, i, samples int) string {
+// given number of samples, ext included: <id>.png, or <id>-1.png,
+// <id>-2.png, ...
+func imageName(id string, i, samples int, ext string) string {
 	if samples > 1 {
-		return fileBase(id) + "-" + strconv.Itoa(i+1) + ".png"
+		return fileBase(id) + "-" + strconv.Itoa(i+1) + ext
 	}
-	return fileBase(id) + ".png"
+	return fileBase(id) + ext
 }
 
 // attemptFiles is the stability.Sink of one attempt: it streams each
-// artifact into a temp file under OutDir/images through a pngtext.Writer
-// (adding the parameters once the seed is known) and a SHA-256 hash. The
-// files become visible only on commit; discard removes them.
+// artifact into a temp file under OutDir/images and a SHA-256 hash, a PNG
+// through a pngtext.Writer that adds the parameters once the seed is known.
+// The files become visible only on commit; discard removes them.
 type attemptFiles struct {
 	outDir string
 	job    manifest.Job
+	format fileFormat
 	files  []*tempImage
+	// local is the first failure to create, write or sync a file here: a
+	// local failure, not the API's.
+	local error
 }
 
 type tempImage struct {
 	f    *os.File
 	buf  *bufio.Writer
-	png  *pngtext.Writer
-	sum  hash.Hash // SHA-256 of the bytes written
-	img  Image     // Path set by End
+	w    io.Writer       // what the client writes to
+	png  *pngtext.Writer // nil when the format carries no text
+	sum  hash.Hash       // SHA-256 of the bytes written
+	img  Image           // Path set by End
 	done bool
+}
+
+// localWriter records the first error of the file it writes to, so a full
+// disk is told apart from a broken answer.
+type localWriter struct {
+	w io.Writer
+	s *attemptFiles
+}
+
+func (lw localWriter) Write(p []byte) (int, error) {
+	n, err := lw.w.Write(p)
+	if err != nil {
+		lw.s.fail(err)
+	}
+	return n, err
+}
+
+// fail records err as the attempt's local failure, if it is the first, and
+// returns it.
+func (s *attemptFiles) fail(err error) error {
+	if s.local == nil {
+		s.local = err
+	}
+	return err
 }
 
 var _ stability.Sink = (*attemptFiles)(nil)
@@ -101,46 +134,53 @@ func (s *attemptFiles) Begin(i int) (io.Writer, error) {
 	if i != len(s.files) {
 		return nil, fmt.Errorf("artifact %d began out of order", i)
 	}
-	name := imageName(s.job.ID, i, s.job.Samples)
+	name := imageName(s.job.ID, i, s.job.Samples, s.format.ext)
 	f, err := os.CreateTemp(filepath.Join(s.outDir, ImagesDir), "."+name+tempMarker+"*")
 	if err != nil {
-		return nil, fmt.Errorf("create image file: %w", err)
+		return nil, s.fail(fmt.Errorf("create image file: %w", err))
 	}
-	t := &tempImage{f: f, buf: bufio.NewWriterSize(f, 64<<10), sum: sha256.New()}
-	t.png = pngtext.NewWriter(io.MultiWriter(t.buf, t.sum), "parameters")
+	t := &tempImage{f: f, buf: bufio.NewWriterSize(localWriter{f, s}, 64<<10), sum: sha256.New()}
+	t.w = io.MultiWriter(t.buf, t.sum)
+	if s.format.text {
+		t.png = pngtext.NewWriter(t.w, "parameters")
+		t.w = t.png
+	}
 	s.files = append(s.files, t)
-	return t.png, nil
+	return t.w, nil
 }
 
-// End adds the parameters text with the artifact's seed, and makes the temp
-// file durable (flush, fsync, close).
+// End adds the parameters text with the artifact's seed to a PNG, and makes
+// the temp file durable (flush, fsync, close).
 func (s *attemptFiles) End(i int, a stability.Artifact) error {
 	if i < 0 || i >= len(s.files) || s.files[i].done {
 		return fmt.Errorf("artifact %d ended without beginning", i)
 	}
 	t := s.files[i]
-	t.png.SetText(Parameters(s.job, a.Seed))
-	if err := t.png.Close(); err != nil {
-		return fmt.Errorf("artifact %d: %w", i, err)
+	if t.png != nil {
+		t.png.SetText(Parameters(s.job, a.Seed))
+		if err := t.png.Close(); err != nil {
+			return fmt.Errorf("artifact %d: %w", i, err)
+		}
 	}
 	if err := t.buf.Flush(); err != nil {
-		return fmt.Errorf("write image file: %w", err)
+		return s.fail(fmt.Errorf("write image file: %w", err))
 	}
 	if err := t.f.Sync(); err != nil {
-		return fmt.Errorf("sync image file: %w", err)
+		return s.fail(fmt.Errorf("sync image file: %w", err))
 	}
 	if err := t.f.Close(); err != nil {
-		return fmt.Errorf("close image file: %w", err)
+		return s.fail(fmt.Errorf("close image file: %w", err))
 	}
 	dir := ImagesDir
 	if a.FinishReason == stability.FinishContentFiltered {
 		dir = FilteredDir
 	}
 	t.img = Image{
-		Path:         dir + "/" + imageName(s.job.ID, i, s.job.Samples),
+		Path:         dir + "/" + imageName(s.job.ID, i, s.job.Samples, s.format.ext),
 		Seed:         a.Seed,
 		FinishReason: a.FinishReason,
 		SHA256:       hex.EncodeToString(t.sum.Sum(nil)),
+		RequestID:    a.RequestID,
 	}
 	t.done = true
 	return nil

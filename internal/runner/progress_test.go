@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
-	"github.com/batch-tool/batch/internal/manifest"
 )
 
 func TestTerminalProgress(t *testing.T) {
@@ -70,43 +69,5 @@ func TestRunReportsProgress(t *testing.T) {
 	last := rec.got[5]
 	if last.Done != 5 || last.Succeeded != 5 || last.Spent != 5*cost.Credit || last.Elapsed <= 0 {
 		t.Errorf("last snapshot = %+v", last)
-	}
-}
-
-func TestParameters(t *testing.T) {
-	cfg := 9.5
-	tests := []struct {
-		name string
-		job  manifest.Job
-		seed uint32
-		want string
-	}{
-		{"full", manifest.Job{Engine: "stable-diffusion-xl-1024-v1-0", Width: 1024, Height: 1024, Steps: 30, Sampler: "K_DPMPP_2M", StylePreset: "photographic",
-			Prompts: []manifest.Prompt{{Text: "a mug", Weight: 1}, {Text: "blurry", Weight: -1}}}, 123,
-			"a mug\nNegative prompt: blurry\nSteps: 30, Sampler: K_DPMPP_2M, CFG scale: 7, Seed: 123, Size: 1024x1024, Model: stable-diffusion-xl-1024-v1-0, Style preset: photographic"},
-		{"weights, no negative", manifest.Job{Engine: "stable-diffusion-v1-6", Width: 512, Height: 768, Steps: 40, CfgScale: &cfg, ClipGuidancePreset: "FAST_BLUE",
-			Prompts: []manifest.Prompt{{Text: "a castle", Weight: 1}, {Text: "fog", Weight: 0.4}}}, 4294967295,
-			"a castle, (fog:0.4)\nSteps: 40, CFG scale: 9.5, Seed: 4294967295, Size: 512x768, Model: stable-diffusion-v1-6, CLIP guidance: FAST_BLUE"},
-		{"weighted negative", manifest.Job{Engine: "e", Width: 1, Height: 2, Steps: 10,
-			Prompts: []manifest.Prompt{{Text: "x", Weight: 1}, {Text: "people", Weight: -0.5}}}, 0,
-			"x\nNegative prompt: (people:0.5)\nSteps: 10, CFG scale: 7, Seed: 0, Size: 1x2, Model: e"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Parameters(tt.job, tt.seed); got != tt.want {
-				t.Errorf("Parameters() =\n%s\nwant\n%s", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestKeyChangesWithRequest(t *testing.T) {
-	jobs, _ := testJobs(1)
-	k1, _ := Key(jobs[0].Engine, RequestFor(jobs[0]))
-	k2, _ := Key("other-engine", RequestFor(jobs[0]))
-	jobs[0].Steps++
-	k3, _ := Key(jobs[0].Engine, RequestFor(jobs[0]))
-	if k1 == k2 || k1 == k3 || len(k1) != 64 {
-		t.Errorf("keys %s, %s, %s: want distinct sha256 hex", k1, k2, k3)
 	}
 }

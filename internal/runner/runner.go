@@ -21,12 +21,12 @@ import (
 	"github.com/batch-tool/batch/internal/stability"
 )
 
-// Generator sends one text-to-image attempt, streaming the images into
-// sink. *stability.Client satisfies it. A non-2xx answer is a
-// *stability.APIError; a connection failure is a *stability.TransportError
-// (Sent false: the request never left).
+// Generator makes one attempt of a request, v1 or Stable Image, streaming
+// the images into sink; it never retries and never waits for a rate limit.
+// *stability.Client satisfies it. The runner reads its errors only through
+// stability.Classify, so it never looks at endpoints or HTTP statuses.
 type Generator interface {
-	TextToImage(ctx context.Context, engine string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error)
+	Generate(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error)
 }
 
 // Status is a job's outcome; the values match the report's.
@@ -40,6 +40,48 @@ const (
 	Skipped   Status = "skipped"   // not run to the end: interrupted or stopped by a fatal error
 )
 
+// Failure says why a job failed; "" for a job that did not fail. The
+// values are those of the report's "failure" field.
+type Failure string
+
+// Failure kinds. Credits are released (not charged) for the kinds where
+// the API said it did no work: moderated, rejected, invalid, rate-limited,
+// unauthorized, no-credit, and server when no attempt had an unknown
+// outcome.
+const (
+	// FailBudget: not sent, the job's price would take spending past the
+	// budget.
+	FailBudget Failure = "budget"
+	// FailModerated: the API refused the request as content moderation
+	// (403 content_moderation); never retried.
+	FailModerated Failure = "moderated"
+	// FailRejected: the API refused the request (422, e.g. a public
+	// figure or an unsupported language); never retried.
+	FailRejected Failure = "rejected"
+	// FailInvalid: the API found the request invalid (400, 404, 413);
+	// never retried.
+	FailInvalid Failure = "invalid"
+	// FailRateLimited: answered 429 more than a job accepts.
+	FailRateLimited Failure = "rate-limited"
+	// FailUnauthorized: the API refused the key; the run stopped.
+	FailUnauthorized Failure = "unauthorized"
+	// FailNoCredit: the account cannot pay; the run stopped.
+	FailNoCredit Failure = "no-credit"
+	// FailServer: 5xx answers or connection failures until the attempts
+	// ran out.
+	FailServer Failure = "server"
+	// FailUnknown: the last attempt was sent and its outcome is unknown
+	// (no answer in time, a dropped connection, cancelled in flight); it
+	// is counted as possibly billed.
+	FailUnknown Failure = "unknown"
+	// FailAnswer: the API answered 2xx but the answer was unusable: an
+	// image finished with ERROR or none came (charged), or the answer
+	// broke the contract (counted as possibly billed).
+	FailAnswer Failure = "answer"
+	// FailLocal: an image could not be written here; the run stopped.
+	FailLocal Failure = "local"
+)
+
 // Errors that stop the whole run; Run wraps the API's error in them.
 var (
 	ErrUnauthorized = errors.New("the API rejected the key")
@@ -48,10 +90,18 @@ var (
 
 // Defaults for zero Config fields.
 const (
-	DefaultLockout        = 60 * time.Second
-	DefaultMaxAttempts    = 5
-	DefaultBackoffBase    = time.Second
-	DefaultBackoffCap     = 30 * time.Second
+	DefaultLockout     = 60 * time.Second
+	DefaultMaxAttempts = 5
+	DefaultBackoffBase = time.Second
+	DefaultBackoffCap  = 30 * time.Second
+	// DefaultAttemptTimeout bounds one request, answer body included. It
+	// must stay at 180 s or more: the synchronous Stable Image services
+	// send nothing until the image is ready, and live Ultra
+	// image-to-image and edit calls took 12–35 s before the first byte, a
+	// creative upscale 45 s (github.com/aself101/stability-ai-api,
+	// docs/LIVE-BATTERY-2026-09-22.md at 10fe5ea, finding 1, which moved
+	// that client to 180 s). A request cut short has an unknown outcome:
+	// it may be billed, and it is sent again.
 	DefaultAttemptTimeout = 5 * time.Minute
 )
 
@@ -116,23 +166,28 @@ type Result struct {
 type JobResult struct {
 	ID       string
 	Status   Status
+	Failure  Failure      // why it failed; "" unless Status is Failed
 	Credits  cost.Credits // charged: the job's price when the API completed it, else zero
 	Unknown  cost.Credits // credits of attempts whose outcome is unknown (possibly billed)
 	Attempts int          // requests sent, retries included (from the journal when resumed)
 	Resumed  bool         // finished by an earlier run, per the journal; nothing was sent
 	Error    string       // why it failed or was skipped; "" on success
-	Params   string       // the generation parameters text written into the PNGs
-	Images   []Image      // files written, in artifact order
+	// Params is the generation parameters text, written into PNG files
+	// (JPEG and WebP files carry none; the report holds it for them).
+	Params string
+	Images []Image // files written, in artifact order
 }
 
-// Run executes jobs, whose prices (per-image price × samples) are given in
-// the same order, and returns their results in manifest order. Jobs the
-// journal in cfg.OutDir records as succeeded or filtered with the same Key
-// are not sent again. Per-job failures are in the results; the error is
-// non-nil only when the run could not start or was stopped by a fatal
-// error (ErrUnauthorized, ErrNoCredit, a journal failure). When ctx is
-// cancelled, no new job starts, requests in flight finish and are recorded
-// (bounded by AttemptTimeout), and Result.Interrupted is set.
+// Run executes jobs, v1 and Stable Image alike, whose prices (per-image
+// price × samples) are given in the same order, and returns their results
+// in manifest order. Jobs the journal in cfg.OutDir records as succeeded or
+// filtered with the same Key are not sent again. Per-job failures are in
+// the results; the error is non-nil only when the run could not start (a
+// job whose request cannot be built: nothing is sent) or was stopped by a
+// fatal error (ErrUnauthorized, ErrNoCredit, an image or journal line that
+// cannot be written). When ctx is cancelled, no new job starts, requests
+// in flight finish and are recorded (bounded by AttemptTimeout), and
+// Result.Interrupted is set.
 func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, prices []cost.Credits) (Result, error) {
 	if len(prices) != len(jobs) {
 		return Result{}, fmt.Errorf("run: %d prices for %d jobs", len(prices), len(jobs))
@@ -159,12 +214,15 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	var prior cost.Credits
 	resumed := make([]bool, len(jobs))
 	for i, j := range jobs {
-		if r.keys[i], err = Key(j.Engine, RequestFor(j)); err != nil {
+		if r.keys[i], err = jobKey(j); err != nil {
+			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
+		}
+		if _, err := outputFormat(j); err != nil {
 			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
 		}
 		if e, ok := done[j.ID]; ok && e.resumes(r.keys[i]) {
 			resumed[i] = true
-			r.results[i] = JobResult{ID: j.ID, Status: e.Status, Credits: e.Credits, Attempts: e.Attempts,
+			r.results[i] = JobResult{ID: j.ID, Status: e.Status, Failure: e.Failure, Credits: e.Credits, Attempts: e.Attempts,
 				Resumed: true, Params: e.Params, Images: e.Images, Error: e.Error}
 			prior += e.Credits
 			r.tally.add(r.results[i])
@@ -280,7 +338,7 @@ func stopReason(ctx context.Context) string {
 func (r *run) runJob(sched, reqs context.Context, i int) {
 	res := r.attempts(sched, reqs, i)
 	if res.Status != Skipped {
-		e := entry{ID: res.ID, Key: r.keys[i], Status: res.Status, Credits: res.Credits, Unknown: res.Unknown,
+		e := entry{ID: res.ID, Key: r.keys[i], Status: res.Status, Failure: res.Failure, Credits: res.Credits, Unknown: res.Unknown,
 			Attempts: res.Attempts, Images: res.Images, Params: res.Params, Error: res.Error, Time: r.cfg.Now().UTC()}
 		if err := r.journal.append(e); err != nil {
 			r.fatal(err)
@@ -295,6 +353,8 @@ func (r *run) runJob(sched, reqs context.Context, i int) {
 }
 
 // attempts sends job i until it succeeds, fails for good, or is stopped.
+// What each failed attempt means comes from stability.Classify: the runner
+// decides on retries, pauses and money by class alone.
 func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 	job, price := r.jobs[i], r.prices[i]
 	res := JobResult{ID: job.ID, Status: Skipped}
@@ -302,7 +362,14 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 		res.Error = notStarted(sched)
 		return res
 	}
-	req := RequestFor(job)
+	req, err := RequestFor(job)
+	if err != nil { // Run checked every job before starting
+		return failed(res, FailInvalid, err)
+	}
+	format, err := outputFormat(job)
+	if err != nil {
+		return failed(res, FailInvalid, err)
+	}
 	rateLimited, failures := 0, 0
 	for {
 		if err := r.gate.wait(sched); err != nil {
@@ -311,17 +378,15 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 		}
 		if err := r.ledger.reserve(sched, price); err != nil {
 			if errors.Is(err, ErrOverBudget) {
-				res.Status = Failed
-				res.Error = fmt.Sprintf("%v: needs %v credits", err, price)
-				return res
+				return failed(res, FailBudget, fmt.Errorf("%w: needs %v credits", err, price))
 			}
 			res.Error = stoppedBefore(sched, err, res.Attempts)
 			return res
 		}
 		res.Attempts++
-		sink := &attemptFiles{outDir: r.cfg.OutDir, job: job}
+		sink := &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format}
 		actx, cancel := context.WithTimeout(reqs, r.cfg.AttemptTimeout)
-		arts, err := r.gen.TextToImage(actx, job.Engine, req, sink)
+		arts, err := r.gen.Generate(actx, req, sink)
 		cancel()
 		if err == nil {
 			r.ledger.settle(price, charged)
@@ -329,65 +394,89 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 			res.Params = Parameters(job, firstSeed(arts, job.Seed))
 			images, err := sink.commit()
 			if err != nil {
-				res.Status, res.Error = Failed, fmt.Sprintf("generated but not saved: %v", err)
-				return res
+				err = fmt.Errorf("generated but not saved: %w", err)
+				r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
+				return failed(res, FailLocal, err)
 			}
 			res.Images = images
 			res.Status, res.Error = outcome(images)
+			if res.Status == Failed {
+				res.Failure = FailAnswer
+			}
 			return res
 		}
 		sink.discard()
 
-		var apiErr *stability.APIError
-		var te *stability.TransportError
+		class := stability.Classify(err)
 		switch {
-		case errors.As(err, &apiErr):
-			r.ledger.settle(price, released) // the API answered: it did no work
-			switch {
-			case apiErr.Status == http.StatusTooManyRequests:
-				d := apiErr.RetryAfter
-				if d <= 0 {
-					d = r.cfg.Lockout
-				}
-				r.gate.pause(d)
-				if rateLimited++; rateLimited > maxRateLimited {
-					return failed(res, fmt.Errorf("rate limited %d times: %w", rateLimited, err))
-				}
-				continue
-			case apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden:
-				r.fatal(fmt.Errorf("%w: %w", ErrUnauthorized, err))
-				return failed(res, err)
-			case isNoCredit(apiErr):
-				r.fatal(fmt.Errorf("%w: %w", ErrNoCredit, err))
-				return failed(res, err)
-			case apiErr.Status < 500:
-				return failed(res, err) // the request itself is wrong: never retried
-			}
-		case reqs.Err() != nil:
+		case sink.local != nil:
+			// The answer was streaming in, so the work was done.
+			r.ledger.settle(price, unknown)
+			res.Unknown += price
+			err = fmt.Errorf("image not saved: %w", sink.local)
+			r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
+			return failed(res, FailLocal, err)
+		case reqs.Err() != nil && (class == stability.ClassUnknown || class == stability.ClassNotSent):
 			// a fatal error elsewhere cancelled the request mid-flight
 			r.ledger.settle(price, unknown)
 			res.Unknown += price
-			return failed(res, fmt.Errorf("cancelled in flight (outcome unknown): %v", stopReason(reqs)))
-		case errors.As(err, &te):
-			if te.Sent {
-				r.ledger.settle(price, unknown)
-				res.Unknown += price
-			} else {
-				r.ledger.settle(price, released)
-			}
-		case errors.Is(err, context.DeadlineExceeded):
-			r.ledger.settle(price, unknown)
-			res.Unknown += price
-			err = fmt.Errorf("no answer within %v: %w", r.cfg.AttemptTimeout, err)
-		default:
-			// an error we cannot classify may have come after the request left
-			r.ledger.settle(price, unknown)
-			res.Unknown += price
-			return failed(res, err)
+			return failed(res, FailUnknown, fmt.Errorf("cancelled in flight (outcome unknown): %v", stopReason(reqs)))
 		}
-		// 5xx, connection failure or timeout: back off and retry
+		switch class {
+		case stability.ClassRateLimited:
+			r.ledger.settle(price, released) // the API did no work
+			var d time.Duration
+			if e, ok := errors.AsType[*stability.APIError](err); ok {
+				d = e.RetryAfter
+			}
+			if d <= 0 {
+				d = r.cfg.Lockout
+			}
+			r.gate.pause(d)
+			if rateLimited++; rateLimited > maxRateLimited {
+				return failed(res, FailRateLimited, fmt.Errorf("rate limited %d times: %w", rateLimited, err))
+			}
+			continue
+		case stability.ClassUnauthorized:
+			r.ledger.settle(price, released)
+			r.fatal(fmt.Errorf("%w: %w", ErrUnauthorized, err))
+			return failed(res, FailUnauthorized, err)
+		case stability.ClassNoCredit:
+			r.ledger.settle(price, released)
+			r.fatal(fmt.Errorf("%w: %w", ErrNoCredit, err))
+			return failed(res, FailNoCredit, err)
+		case stability.ClassModerated:
+			r.ledger.settle(price, released)
+			return failed(res, FailModerated, err)
+		case stability.ClassRejected:
+			r.ledger.settle(price, released)
+			return failed(res, FailRejected, err)
+		case stability.ClassInvalid:
+			r.ledger.settle(price, released)
+			if tooLarge(err) {
+				err = fmt.Errorf("%w (the request was too large for the API: a validation bug in batch, please report it)", err)
+			}
+			return failed(res, FailInvalid, err)
+		case stability.ClassServer, stability.ClassNotSent:
+			r.ledger.settle(price, released) // no work done: retry
+		case stability.ClassUnknown:
+			r.ledger.settle(price, unknown) // possibly billed: retry
+			res.Unknown += price
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer within %v: %w", r.cfg.AttemptTimeout, err)
+			}
+		default:
+			// a 2xx answer we cannot use: the work was done
+			r.ledger.settle(price, unknown)
+			res.Unknown += price
+			return failed(res, FailAnswer, err)
+		}
 		if failures++; failures >= r.cfg.MaxAttempts {
-			return failed(res, fmt.Errorf("giving up after %d attempt(s): %w", res.Attempts, err))
+			kind := FailServer
+			if class == stability.ClassUnknown {
+				kind = FailUnknown
+			}
+			return failed(res, kind, fmt.Errorf("giving up after %d attempt(s): %w", res.Attempts, err))
 		}
 		if err := sleep(sched, backoff(r.cfg.BackoffBase, r.cfg.BackoffCap, failures)); err != nil {
 			res.Error = fmt.Sprintf("%s; last error: %v", stoppedBefore(sched, err, res.Attempts), err)
@@ -396,8 +485,16 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 	}
 }
 
-func failed(res JobResult, err error) JobResult {
-	res.Status, res.Error = Failed, err.Error()
+// tooLarge reports a 413 answer. The class (invalid) decides what happens;
+// this only words the error, since batch checks sizes before sending and a
+// 413 means that check is wrong.
+func tooLarge(err error) bool {
+	e, ok := errors.AsType[*stability.APIError](err)
+	return ok && e.Status == http.StatusRequestEntityTooLarge
+}
+
+func failed(res JobResult, kind Failure, err error) JobResult {
+	res.Status, res.Failure, res.Error = Failed, kind, err.Error()
 	return res
 }
 
@@ -437,21 +534,6 @@ func firstSeed(arts []stability.Artifact, fallback uint32) uint32 {
 		return arts[0].Seed
 	}
 	return fallback
-}
-
-// isNoCredit reports an answer saying the account cannot pay. The v1 API
-// documents no status for it, so the name and message are checked too.
-func isNoCredit(e *stability.APIError) bool {
-	if e.Status == http.StatusPaymentRequired {
-		return true
-	}
-	text := strings.ToLower(e.Name + " " + e.Message)
-	for _, s := range []string{"insufficient_balance", "insufficient balance", "insufficient credit", "not have enough balance", "not enough balance", "not enough credits", "out of credits", "insufficient_credits"} {
-		if strings.Contains(text, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // backoff returns the wait before retry n (1-based): a random duration in

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -25,7 +26,7 @@ func TestConcurrencyAndOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		jobs, prices := testJobs(40)
 		var inFlight, maxInFlight atomic.Int32
-		gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+		gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)
 			for {
@@ -36,7 +37,7 @@ func TestConcurrencyAndOrder(t *testing.T) {
 			}
 			// finish in an order unrelated to the manifest's
 			time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
-			return succeed(ctx, e, req, sink)
+			return succeed(ctx, req, sink)
 		}}
 		cfg := fastConfig(t)
 		cfg.Concurrency = 5
@@ -67,7 +68,7 @@ func TestBudgetNeverExceeded(t *testing.T) {
 		budget := 37 * cost.Credit
 		var mu sync.Mutex
 		var billed cost.Credits // success or unknown outcome: may have been billed
-		gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+		gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 			time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond)
 			switch rand.IntN(4) {
 			case 0:
@@ -83,7 +84,7 @@ func TestBudgetNeverExceeded(t *testing.T) {
 			mu.Lock()
 			billed += cost.Credit
 			mu.Unlock()
-			return succeed(ctx, e, req, sink)
+			return succeed(ctx, req, sink)
 		}}
 		cfg := fastConfig(t)
 		cfg.Concurrency = 50
@@ -117,41 +118,50 @@ func apiErr(status int, name, msg string) error {
 func TestRetryClasses(t *testing.T) {
 	sentErr := &stability.TransportError{Sent: true, Err: errors.New("EOF")}
 	unsentErr := &stability.TransportError{Sent: false, Err: errors.New("connection refused")}
+	timeout := &stability.TransportError{Sent: true, Err: context.DeadlineExceeded}
+	const c = cost.Credit
 	tests := []struct {
 		name     string
 		answers  []error // per attempt; nil = success; after the list: success
 		status   Status
+		failure  Failure
 		attempts int
 		credits  cost.Credits
 		unknown  cost.Credits
 		fatal    error
+		errText  string // in the job's error
 	}{
-		{"success", nil, Succeeded, 1, cost.Credit, 0, nil},
-		{"500 then success", []error{apiErr(500, "server_error", "")}, Succeeded, 2, cost.Credit, 0, nil},
-		{"503 then 502 then success", []error{apiErr(503, "", ""), apiErr(502, "", "")}, Succeeded, 3, cost.Credit, 0, nil},
-		{"500 until giving up", []error{apiErr(500, "", ""), apiErr(500, "", ""), apiErr(500, "", ""), apiErr(500, "", ""), apiErr(500, "", ""), nil}, Failed, 5, 0, 0, nil},
-		{"429 then success", []error{apiErr(429, "rate_limit_exceeded", "")}, Succeeded, 2, cost.Credit, 0, nil},
-		{"400 never retried", []error{apiErr(400, "invalid_prompts", "Invalid prompts detected")}, Failed, 1, 0, 0, nil},
-		{"404 never retried", []error{apiErr(404, "not_found", "engine not found")}, Failed, 1, 0, 0, nil},
-		{"not sent then success", []error{unsentErr}, Succeeded, 2, cost.Credit, 0, nil},
-		{"sent then success", []error{sentErr}, Succeeded, 2, cost.Credit, cost.Credit, nil},
-		{"malformed answer", []error{stability.ErrMalformedResponse}, Failed, 1, 0, cost.Credit, nil},
-		{"401 fatal", []error{apiErr(401, "unauthorized", "missing authorization header")}, Failed, 1, 0, 0, ErrUnauthorized},
-		{"403 fatal", []error{apiErr(403, "permission_denied", "")}, Failed, 1, 0, 0, ErrUnauthorized},
-		{"402 fatal", []error{apiErr(402, "", "")}, Failed, 1, 0, 0, ErrNoCredit},
-		{"balance message fatal", []error{apiErr(400, "bad_request", "Your organization does not have enough balance to request this action")}, Failed, 1, 0, 0, ErrNoCredit},
+		{"success", nil, Succeeded, "", 1, c, 0, nil, ""},
+		{"500 then success", []error{apiErr(500, "server_error", "")}, Succeeded, "", 2, c, 0, nil, ""},
+		{"503 then 502 then success", []error{apiErr(503, "", ""), apiErr(502, "", "")}, Succeeded, "", 3, c, 0, nil, ""},
+		{"500 until giving up", []error{apiErr(500, "", ""), apiErr(500, "", ""), apiErr(500, "", ""), apiErr(500, "", ""), apiErr(500, "", ""), nil}, Failed, FailServer, 5, 0, 0, nil, "giving up after 5"},
+		{"429 then success", []error{apiErr(429, "rate_limit_exceeded", "")}, Succeeded, "", 2, c, 0, nil, ""},
+		{"400 never retried", []error{apiErr(400, "invalid_prompts", "Invalid prompts detected")}, Failed, FailInvalid, 1, 0, 0, nil, "invalid_prompts"},
+		{"404 never retried", []error{apiErr(404, "not_found", "engine not found")}, Failed, FailInvalid, 1, 0, 0, nil, "not_found"},
+		{"413 is a validation bug", []error{apiErr(413, "payload_too_large", "too big")}, Failed, FailInvalid, 1, 0, 0, nil, "a validation bug in batch"},
+		{"refused by the client", []error{fmt.Errorf("stable-image generate/core: %w: image not found", stability.ErrInvalidRequest)}, Failed, FailInvalid, 1, 0, 0, nil, "image not found"},
+		{"403 moderation never retried", []error{apiErr(403, "content_moderation", "Your request was flagged")}, Failed, FailModerated, 1, 0, 0, nil, "content_moderation"},
+		{"422 never retried", []error{apiErr(422, "public_figure", "public figure")}, Failed, FailRejected, 1, 0, 0, nil, "public_figure"},
+		{"not sent then success", []error{unsentErr}, Succeeded, "", 2, c, 0, nil, ""},
+		{"sent then success", []error{sentErr}, Succeeded, "", 2, c, c, nil, ""},
+		{"sent until giving up", []error{apiErr(500, "", ""), unsentErr, sentErr, sentErr, timeout, nil}, Failed, FailUnknown, 5, 0, 3 * c, nil, "no answer within"},
+		{"malformed answer", []error{stability.ErrMalformedResponse}, Failed, FailAnswer, 1, 0, c, nil, "malformed"},
+		{"401 fatal", []error{apiErr(401, "unauthorized", "missing authorization header")}, Failed, FailUnauthorized, 1, 0, 0, ErrUnauthorized, "unauthorized"},
+		{"403 fatal", []error{apiErr(403, "permission_denied", "")}, Failed, FailUnauthorized, 1, 0, 0, ErrUnauthorized, "permission_denied"},
+		{"402 fatal", []error{apiErr(402, "", "")}, Failed, FailNoCredit, 1, 0, 0, ErrNoCredit, "402"},
+		{"balance message fatal", []error{apiErr(400, "bad_request", "Your organization does not have enough balance to request this action")}, Failed, FailNoCredit, 1, 0, 0, ErrNoCredit, "enough balance"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				jobs, prices := testJobs(1)
 				calls := 0
-				gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+				gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 					calls++
 					if calls <= len(tt.answers) && tt.answers[calls-1] != nil {
 						return nil, tt.answers[calls-1]
 					}
-					return succeed(ctx, e, req, sink)
+					return succeed(ctx, req, sink)
 				}}
 				cfg := fastConfig(t)
 				cfg.BackoffBase, cfg.BackoffCap, cfg.Lockout = time.Second, 30*time.Second, 60*time.Second
@@ -160,9 +170,15 @@ func TestRetryClasses(t *testing.T) {
 					t.Fatalf("Run error = %v, want %v", err, tt.fatal)
 				}
 				r := res.Jobs[0]
-				if r.Status != tt.status || r.Attempts != tt.attempts || calls != tt.attempts || r.Credits != tt.credits || r.Unknown != tt.unknown {
-					t.Errorf("job = %s, %d attempts (%d calls), credits %v, unknown %v; want %s, %d, %v, %v (error %q)",
-						r.Status, r.Attempts, calls, r.Credits, r.Unknown, tt.status, tt.attempts, tt.credits, tt.unknown, r.Error)
+				if r.Status != tt.status || r.Failure != tt.failure || r.Attempts != tt.attempts || calls != tt.attempts || r.Credits != tt.credits || r.Unknown != tt.unknown {
+					t.Errorf("job = %s %q, %d attempts (%d calls), credits %v, unknown %v; want %s %q, %d, %v, %v (error %q)",
+						r.Status, r.Failure, r.Attempts, calls, r.Credits, r.Unknown, tt.status, tt.failure, tt.attempts, tt.credits, tt.unknown, r.Error)
+				}
+				if res.Charged != tt.credits || res.Spent != tt.credits+tt.unknown {
+					t.Errorf("run charged %v, spent %v; want %v, %v", res.Charged, res.Spent, tt.credits, tt.credits+tt.unknown)
+				}
+				if !strings.Contains(r.Error, tt.errText) {
+					t.Errorf("job error = %q, want it to contain %q", r.Error, tt.errText)
 				}
 				if tt.status == Failed && r.Error == "" {
 					t.Errorf("failed job has no error text")
@@ -186,7 +202,7 @@ func TestPauseOn429(t *testing.T) {
 				var mu sync.Mutex
 				var sends []time.Time
 				var limited time.Time
-				gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+				gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 					mu.Lock()
 					now := time.Now()
 					sends = append(sends, now)
@@ -199,7 +215,7 @@ func TestPauseOn429(t *testing.T) {
 						return nil, &stability.APIError{Status: 429, Name: "rate_limit_exceeded", RetryAfter: tt.retryAfter}
 					}
 					time.Sleep(100 * time.Millisecond)
-					return succeed(ctx, e, req, sink)
+					return succeed(ctx, req, sink)
 				}}
 				cfg := fastConfig(t)
 				cfg.Concurrency = 8
@@ -236,14 +252,14 @@ func TestFatalStopsRun(t *testing.T) {
 		jobs, prices := testJobs(50)
 		var calls atomic.Int32
 		cancelledInFlight := atomic.Bool{}
-		gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+		gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 			if calls.Add(1) == 6 {
 				time.Sleep(time.Second)
 				return nil, apiErr(401, "unauthorized", "bad key")
 			}
 			select {
 			case <-time.After(10 * time.Second):
-				return succeed(ctx, e, req, sink)
+				return succeed(ctx, req, sink)
 			case <-ctx.Done():
 				cancelledInFlight.Store(true)
 				return nil, &stability.TransportError{Sent: true, Err: ctx.Err()}
@@ -282,13 +298,13 @@ func TestInterrupt(t *testing.T) {
 		jobs, prices := testJobs(20)
 		ctx, cancel := context.WithCancel(t.Context())
 		var calls atomic.Int32
-		gen := &fakeGen{fn: func(rctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
+		gen := &fakeGen{fn: func(rctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
 			calls.Add(1)
 			time.Sleep(5 * time.Second)
 			if rctx.Err() != nil {
 				t.Errorf("request context cancelled by the interrupt: %v", rctx.Err())
 			}
-			return succeed(rctx, e, req, sink)
+			return succeed(rctx, req, sink)
 		}}
 		cfg := fastConfig(t)
 		cfg.Concurrency = 4
@@ -328,16 +344,16 @@ func TestResume(t *testing.T) {
 	jobs, prices := testJobs(6)
 	cfg := fastConfig(t)
 	var calls sync.Map // job prompt → count
-	gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
-		n, _ := calls.LoadOrStore(req.TextPrompts[0].Text, new(atomic.Int32))
+	gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
+		n, _ := calls.LoadOrStore(promptOf(req), new(atomic.Int32))
 		n.(*atomic.Int32).Add(1)
-		switch req.Seed {
+		switch seedOf(req) {
 		case 2:
 			return nil, apiErr(400, "invalid_prompts", "no")
 		case 3:
 			return generate(req, sink, stability.FinishContentFiltered)
 		}
-		return succeed(ctx, e, req, sink)
+		return succeed(ctx, req, sink)
 	}}
 	first, err := Run(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
@@ -393,11 +409,11 @@ func TestOutputs(t *testing.T) {
 	jobs[1].Samples = 3
 	jobs[1].Prompts = append(jobs[1].Prompts, manifestPrompt("blurry", -1))
 	cfg := fastConfig(t)
-	gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
-		if req.Seed == 3 {
+	gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
+		if seedOf(req) == 3 {
 			return generate(req, sink, stability.FinishContentFiltered)
 		}
-		return succeed(ctx, e, req, sink)
+		return succeed(ctx, req, sink)
 	}}
 	res, err := Run(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
@@ -448,8 +464,8 @@ func TestFailedAttemptLeavesNoFiles(t *testing.T) {
 	jobs[0].Samples = 2
 	cfg := fastConfig(t)
 	cfg.MaxAttempts = 1
-	gen := &fakeGen{fn: func(ctx context.Context, e string, req stability.TextToImageRequest, sink stability.Sink) ([]stability.Artifact, error) {
-		if _, err := generate(stability.TextToImageRequest{Samples: 1}, sink, stability.FinishSuccess); err != nil {
+	gen := &fakeGen{fn: func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
+		if _, err := generate(stability.Request{TextToImage: stability.TextToImageRequest{Samples: 1}}, sink, stability.FinishSuccess); err != nil {
 			return nil, err
 		}
 		w, _ := sink.Begin(1)

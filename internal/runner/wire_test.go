@@ -2,6 +2,8 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -12,6 +14,7 @@ import (
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,16 +26,19 @@ import (
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/stability"
 )
 
-// apiServer is a loopback stand-in for the image API. answer decides each
-// request's fate from the prompt and how many times that prompt was seen
-// (1-based); nil means a normal answer.
+// apiServer is a loopback stand-in for the image API: v1 text-to-image
+// and the Stable Image services. answer decides each request's fate from
+// the prompt and how many times that prompt was seen (1-based); nil means
+// a normal answer.
 type apiServer struct {
 	*httptest.Server
 	mu     sync.Mutex
 	seen   map[string]int
+	forms  map[string]url.Values                                  // Stable Image form values, by prompt, of the last request
 	answer func(w http.ResponseWriter, prompt string, n int) bool // true: answered
 	delay  time.Duration
 	finish string // Finish-Reason for normal answers; "" = SUCCESS
@@ -41,13 +47,17 @@ type apiServer struct {
 // newAPIServer starts a server; delay and finish are fixed before it
 // serves, since requests may come from another process.
 func newAPIServer(t testing.TB, answer func(w http.ResponseWriter, prompt string, n int) bool, delay time.Duration, finish string) *apiServer {
-	s := &apiServer{seen: map[string]int{}, answer: answer, delay: delay, finish: finish}
+	s := &apiServer{seen: map[string]int{}, forms: map[string]url.Values{}, answer: answer, delay: delay, finish: finish}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
 	t.Cleanup(s.Close)
 	return s
 }
 
 func (s *apiServer) handle(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v2beta/stable-image/") {
+		s.handleStable(w, r)
+		return
+	}
 	var req stability.TextToImageRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.TextPrompts) == 0 {
 		writeError(w, 400, "bad_request", "bad body")
@@ -90,6 +100,38 @@ func (s *apiServer) handle(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(body)
 }
 
+// handleStable answers a Stable Image request: the image in the asked
+// output_format with finish-reason, seed and x-request-id headers.
+func (s *apiServer) handleStable(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseMultipartForm(1 << 20); err != nil || r.FormValue("prompt") == "" {
+		writeStableError(w, 400, "bad_request", "prompt: is required")
+		return
+	}
+	prompt := r.FormValue("prompt")
+	s.mu.Lock()
+	s.seen[prompt]++
+	n := s.seen[prompt]
+	s.forms[prompt] = r.MultipartForm.Value
+	s.mu.Unlock()
+	if s.answer != nil && s.answer(w, prompt, n) {
+		return
+	}
+	format := cmp.Or(r.FormValue("output_format"), "png")
+	finish := cmp.Or(s.finish, stability.FinishSuccess)
+	w.Header().Set("Content-Type", "image/"+format)
+	w.Header().Set("Finish-Reason", finish)
+	w.Header().Set("Seed", cmp.Or(r.FormValue("seed"), "77"))
+	w.Header().Set("X-Request-Id", fmt.Sprintf("req%d", n))
+	w.Write(imageBytes(format))
+}
+
+// form returns the form values of the last Stable Image request with a prompt.
+func (s *apiServer) form(prompt string) url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.forms[prompt]
+}
+
 func (s *apiServer) requests() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -104,6 +146,13 @@ func writeError(w http.ResponseWriter, status int, name, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `{"id":"0000","name":%q,"message":%q}`, name, msg)
+}
+
+// writeStableError writes a Stable Image error body: {id, name, errors}.
+func writeStableError(w http.ResponseWriter, status int, name, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"id":"e0e0","name":%q,"errors":[%q]}`, name, msg)
 }
 
 func newClient(t testing.TB, url string) *stability.Client {
@@ -186,6 +235,107 @@ func TestWire(t *testing.T) {
 					t.Fatalf("images = %+v, want one under %s/", r.Images, tt.dir)
 				}
 				checkImage(t, cfg.OutDir, r.Images[0])
+			}
+			if left := tempFiles(t, cfg.OutDir); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
+}
+
+// TestWireStableImage runs Stable Image jobs through the real client
+// against a loopback server: each answer class ends the job as it should,
+// and the files follow output_format.
+func TestWireStableImage(t *testing.T) {
+	failFirst := func(status int, name string) func(w http.ResponseWriter, _ string, n int) bool {
+		return func(w http.ResponseWriter, _ string, n int) bool {
+			if n == 1 {
+				writeStableError(w, status, name, "the error's message")
+				return true
+			}
+			return false
+		}
+	}
+	always := func(status int, name string) func(w http.ResponseWriter, _ string, n int) bool {
+		return func(w http.ResponseWriter, _ string, n int) bool {
+			writeStableError(w, status, name, "the error's message")
+			return true
+		}
+	}
+	tests := []struct {
+		name     string
+		job      manifest.Job
+		answer   func(w http.ResponseWriter, prompt string, n int) bool
+		status   Status
+		failure  Failure
+		attempts int
+		fatal    error
+		path     string // the image written; "" for none
+	}{
+		{"core png", stableJob("core", "generate/core", 1536, 1536, "seed", "9"), nil, Succeeded, "", 1, nil, "images/core.png"},
+		{"sd3 webp", stableJob("flash", "generate/sd3", 1024, 1024, "model", "sd3.5-flash", "output_format", "webp"), nil, Succeeded, "", 1, nil, "images/flash.webp"},
+		{"ultra jpeg", stableJob("ultra", "generate/ultra", 1344, 768, "aspect_ratio", "16:9", "output_format", "jpeg"), nil, Succeeded, "", 1, nil, "images/ultra.jpg"},
+		{"moderated", stableJob("m", "generate/core", 1536, 1536), always(403, "content_moderation"), Failed, FailModerated, 1, nil, ""},
+		{"rejected", stableJob("r", "generate/ultra", 1024, 1024), always(422, "public_figure"), Failed, FailRejected, 1, nil, ""},
+		{"too large", stableJob("big", "generate/core", 1536, 1536), always(413, "payload_too_large"), Failed, FailInvalid, 1, nil, ""},
+		{"429 then success", stableJob("busy", "generate/core", 1536, 1536), failFirst(429, "rate_limit_exceeded"), Succeeded, "", 2, nil, "images/busy.png"},
+		{"500 then success", stableJob("flaky", "generate/core", 1536, 1536), failFirst(500, "internal_error"), Succeeded, "", 2, nil, "images/flaky.png"},
+		{"401", stableJob("key", "generate/core", 1536, 1536), always(401, "unauthorized"), Failed, FailUnauthorized, 1, ErrUnauthorized, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newAPIServer(t, tt.answer, 0, "")
+			cfg := fastConfig(t)
+			cfg.Lockout = 20 * time.Millisecond
+			res, err := Run(t.Context(), cfg, newClient(t, srv.URL), []manifest.Job{tt.job}, []cost.Credits{3 * cost.Credit})
+			if !errors.Is(err, tt.fatal) || (tt.fatal == nil) != (err == nil) {
+				t.Fatalf("Run error = %v, want %v", err, tt.fatal)
+			}
+			r := res.Jobs[0]
+			wantCredits := cost.Credits(0)
+			if tt.status == Succeeded {
+				wantCredits = 3 * cost.Credit
+			}
+			if r.Status != tt.status || r.Failure != tt.failure || r.Attempts != tt.attempts || r.Credits != wantCredits || r.Unknown != 0 {
+				t.Errorf("job = %s %q, %d attempts, credits %v, unknown %v; want %s %q, %d, %v, 0 (error %q)",
+					r.Status, r.Failure, r.Attempts, r.Credits, r.Unknown, tt.status, tt.failure, tt.attempts, wantCredits, r.Error)
+			}
+			prompt := tt.job.Prompts[0].Text
+			if got := srv.requests()[prompt]; got != tt.attempts {
+				t.Errorf("server got %d requests, want %d", got, tt.attempts)
+			}
+			if tt.failure == FailInvalid && !strings.Contains(r.Error, "validation bug") {
+				t.Errorf("413 error = %q, want it to name a validation bug", r.Error)
+			}
+			if tt.path == "" {
+				if len(r.Images) != 0 {
+					t.Errorf("images = %+v, want none", r.Images)
+				}
+				return
+			}
+			if len(r.Images) != 1 || r.Images[0].Path != tt.path || r.Images[0].RequestID != fmt.Sprintf("req%d", tt.attempts) {
+				t.Fatalf("images = %+v, want %s with request id req%d", r.Images, tt.path, tt.attempts)
+			}
+			data, err := os.ReadFile(filepath.Join(cfg.OutDir, tt.path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != r.Images[0].SHA256 {
+				t.Errorf("%s: sha256 does not match", tt.path)
+			}
+			v, _ := tt.job.Param("output_format")
+			format := cmp.Or(v, "png")
+			if !strings.HasSuffix(tt.path, ".png") && !bytes.Equal(data, imageBytes(format)) {
+				t.Errorf("%s differs from the %s the server sent", tt.path, format)
+			}
+			if strings.HasSuffix(tt.path, ".png") {
+				checkImage(t, cfg.OutDir, r.Images[0])
+			}
+			form := srv.form(prompt)
+			for _, p := range tt.job.Params {
+				if got := form[p.Name]; len(got) != 1 || got[0] != p.Value {
+					t.Errorf("server got %s = %q, want %q", p.Name, got, p.Value)
+				}
 			}
 			if left := tempFiles(t, cfg.OutDir); len(left) > 0 {
 				t.Errorf("temp files left: %v", left)
