@@ -52,10 +52,11 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.RetryAfter, "retry-after", false, "send Retry-After on 429 (the real API sends none)")
 	var latency latencyValue
 	fs.Var(&latency, "latency", "extra delay per generation: a `duration` (2s) or a uniform range (1s-5s)")
-	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "fraction (0–1) of generations answered 500 server_error")
+	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "fraction (0–1) of generations answered 500 (not charged)")
 	fs.Float64Var(&cfg.DropRate, "drop-rate", 0, "fraction (0–1) of generations whose connection drops without an answer")
-	var words stringList
+	var words, moderate stringList
 	fs.Var(&words, "filter-word", "a `word` whose presence in a prompt makes the images CONTENT_FILTERED (repeatable)")
+	fs.Var(&moderate, "moderate-word", "a `word` whose presence in a Stable Image prompt gets 403 content_moderation, not charged (repeatable)")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the random source for failures, latency and random image seeds")
 	fs.StringVar(&cfg.Key, "key", "", "the only bearer `token` to accept (default: any non-empty token; a sandbox token, not a real key)")
 	verbose := fs.Bool("v", false, "log every request (never the key) to stderr")
@@ -66,7 +67,7 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageErrorf("--pricing: %v", err)
 	}
-	cfg.Pricer, cfg.Latency, cfg.FilterWords = sheet, latency.l, words
+	cfg.Pricer, cfg.Latency, cfg.FilterWords, cfg.ModerateWords = sheet, latency.l, words, moderate
 	if balance.c != nil {
 		cfg.Balance = *balance.c
 		if cfg.Balance == 0 {

@@ -1,5 +1,7 @@
 // Package prismtest runs Stoplight Prism as a validating proxy in front of a
-// server, for contract tests against the Stability v1 OpenAPI spec.
+// server, for contract tests against the Stability OpenAPI specs kept here:
+// the v1 spec (V1Spec) and the Stable Image (v2beta) spec (StableImageSpec).
+// SPEC.md says where each snapshot comes from.
 //
 // Tests call Executable, which skips the test when BATCH_PRISM is unset
 // (and fails it when CI=true, because .ci/run installs Prism), then Start.
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"sync"
@@ -19,12 +22,19 @@ import (
 	"time"
 )
 
-// SpecFile returns the absolute path of the OpenAPI snapshot the contract
-// tests validate against: the 2025-02 v1 spec, the one that documents the
-// JSON 200 body as {"artifacts":[…]} as the live API answers (see SPEC.md).
-func SpecFile() string {
+// V1Spec returns the absolute path of the v1 OpenAPI snapshot: the 2025-02
+// spec, the one that documents the JSON 200 body as {"artifacts":[…]} as
+// the live API answers (see SPEC.md).
+func V1Spec() string { return specPath("stability-v1-openapi-2025-02.json") }
+
+// StableImageSpec returns the absolute path of the Stable Image (v2beta)
+// OpenAPI snapshot: the spec Stability served in September 2026 (see
+// SPEC.md for its origin and its two known bugs).
+func StableImageSpec() string { return specPath("stability-v2beta-openapi-2026-09.json") }
+
+func specPath(name string) string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "stability-v1-openapi-2025-02.json")
+	return filepath.Join(filepath.Dir(file), name)
 }
 
 // Executable returns the prism executable named by BATCH_PRISM. It skips
@@ -41,16 +51,19 @@ func Executable(t testing.TB) string {
 	return prism
 }
 
-// Start runs `prism proxy --errors` with SpecFile in front of upstream on a
-// free loopback port and returns its base URL once it accepts connections.
+// Start runs `prism proxy --errors` with the OpenAPI file spec (V1Spec or
+// StableImageSpec) in front of upstream on a free loopback port and returns
+// its base URL once it accepts connections. Prism reads a copy of spec made
+// by PrismCopy.
 // With --errors, Prism answers a request or response that violates the spec
 // with an error (and lists violations in the sl-violations header). Prism
 // stops when the test ends; its output is logged if the test failed.
-func Start(t testing.TB, prism, upstream string) string {
+func Start(t testing.TB, prism, spec, upstream string) string {
 	t.Helper()
+	spec = PrismCopy(t, spec)
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, prism, "proxy", SpecFile(), upstream,
+	cmd := exec.CommandContext(ctx, prism, "proxy", spec, upstream,
 		"--errors", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--cors=false")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -88,6 +101,31 @@ func Start(t testing.TB, prism, upstream string) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// mediaTypeParam matches a JSON string that is a media type with one
+// parameter whose value holds a slash, e.g. "application/json; type=image/png".
+var mediaTypeParam = regexp.MustCompile(`"([a-z]+/[a-z0-9.+-]+); ?([a-z]+)=([a-z]+/[a-z0-9.+-]+)"`)
+
+// PrismCopy writes, in the test's temporary folder, a copy of the OpenAPI
+// file spec that Prism can read, and returns its path. The Stable Image spec
+// names its JSON answers "application/json; type=image/png", a parameter
+// value with a slash that media-type syntax only allows quoted (RFC 9110
+// §5.6.6); Prism's media-type parser throws on it and the whole proxy exits.
+// The copy quotes such values ("application/json; type=\"image/png\"") and
+// changes nothing else.
+func PrismCopy(t testing.TB, spec string) string {
+	t.Helper()
+	data, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatalf("read spec: %v", err)
+	}
+	data = mediaTypeParam.ReplaceAll(data, []byte(`"$1; $2=\"$3\""`))
+	out := filepath.Join(t.TempDir(), filepath.Base(spec))
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatalf("write spec copy: %v", err)
+	}
+	return out
 }
 
 func freePort(t testing.TB) int {

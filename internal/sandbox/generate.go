@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"mime"
@@ -81,7 +80,12 @@ func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, aerr)
 		return
 	}
-	t, aerr := s.reserve(g)
+	price, err := s.cfg.Pricer.ImagePrice(g.engine, g.width, g.height, g.steps)
+	if err != nil {
+		s.fail(w, r, errorf(http.StatusInternalServerError, nameServerError, "the sandbox cannot price this request: %v", err))
+		return
+	}
+	t, aerr := s.reserve(price*cost.Credits(g.samples), g.samples, g.seed, math.MaxUint32)
 	if aerr != nil {
 		s.fail(w, r, aerr)
 		return
@@ -93,7 +97,7 @@ func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case t.fail:
 		s.refund(t.charge)
-		s.fail(w, r, &apiError{http.StatusInternalServerError, nameServerError, "An unexpected server error occurred, please try again."})
+		s.fail(w, r, errorf(http.StatusInternalServerError, nameServerError, "An unexpected server error occurred, please try again."))
 		return
 	case t.drop:
 		s.mu.Lock()
@@ -138,22 +142,20 @@ func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// reserve prices the request, takes its credits from the balance and draws
-// its fate (latency, failure, drop, random seeds) in one step, so that
-// concurrent requests can never overdraw the balance.
-func (s *Server) reserve(g generation) (ticket, *apiError) {
-	price, err := s.cfg.Pricer.ImagePrice(g.engine, g.width, g.height, g.steps)
-	if err != nil {
-		return ticket{}, &apiError{http.StatusInternalServerError, nameServerError, "the sandbox cannot price this request: " + err.Error()}
-	}
-	t := ticket{charge: price * cost.Credits(g.samples), seeds: make([]uint32, g.samples)}
+// reserve takes charge from the balance and draws the fate of a request for
+// n images (latency, failure, drop, random seeds) in one step, so that
+// concurrent requests can never overdraw the balance. Image i gets seed+i
+// (wrapping like the API's uint32), or with seed 0 a random seed from 1 to
+// maxSeed.
+func (s *Server) reserve(charge cost.Credits, n int, seed, maxSeed uint32) (ticket, *apiError) {
+	t := ticket{charge: charge, seeds: make([]uint32, n)}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.charge > s.stats.Balance {
-		return ticket{}, &apiError{http.StatusPaymentRequired, nameInsufficientBalance, fmt.Sprintf(
+		return ticket{}, errorf(http.StatusPaymentRequired, nameInsufficientBalance,
 			"Your organization does not have enough balance to request this action: it costs %s credits and the balance is %s credits.",
-			t.charge, s.stats.Balance)}
+			t.charge, s.stats.Balance)
 	}
 	s.stats.Balance -= t.charge
 	s.stats.Charged += t.charge
@@ -161,10 +163,10 @@ func (s *Server) reserve(g generation) (ticket, *apiError) {
 	t.fail = s.rng.Float64() < s.cfg.FailRate
 	t.drop = s.rng.Float64() < s.cfg.DropRate
 	for i := range t.seeds {
-		if g.seed == 0 {
-			t.seeds[i] = 1 + s.rng.Uint32N(math.MaxUint32) // 1..4294967295
+		if seed == 0 {
+			t.seeds[i] = 1 + s.rng.Uint32N(maxSeed)
 		} else {
-			t.seeds[i] = g.seed + uint32(i) // wraps like the API's uint32
+			t.seeds[i] = seed + uint32(i)
 		}
 	}
 	return t, nil
@@ -195,7 +197,7 @@ func (s *Server) parseGeneration(w http.ResponseWriter, r *http.Request) (genera
 	id := r.PathValue("engine_id")
 	e, ok := engine.Lookup(id)
 	if !ok {
-		return generation{}, &apiError{http.StatusNotFound, nameNotFound, fmt.Sprintf("The specified engine (ID %s) was not found.", id)}
+		return generation{}, errorf(http.StatusNotFound, nameNotFound, "The specified engine (ID %s) was not found.", id)
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return generation{}, badRequest("content-type: must be application/json")
@@ -213,8 +215,7 @@ func (s *Server) parseGeneration(w http.ResponseWriter, r *http.Request) (genera
 		return generation{}, aerr
 	}
 	if wantPNG && g.samples > 1 {
-		return generation{}, &apiError{http.StatusBadRequest, nameInvalidSamples,
-			fmt.Sprintf("samples: must be 1 when Accept is image/png, got %d", g.samples)}
+		return generation{}, errorf(http.StatusBadRequest, nameInvalidSamples, "samples: must be 1 when Accept is image/png, got %d", g.samples)
 	}
 	g.png = wantPNG
 	return g, nil
@@ -264,7 +265,8 @@ func decodeStrict(r io.Reader, v any) *apiError {
 	return nil
 }
 
-// validate applies the v1 rules of CONTRACT.md §3–§4 and the engine's own.
+// validate applies the v1 spec's rules (TextToImageRequestBody in
+// internal/prismtest/stability-v1-openapi-2025-02.json) and the engine's own.
 func (s *Server) validate(e engine.Engine, b textToImageBody) (generation, *apiError) {
 	g := generation{engine: e.ID, width: e.DefaultSize[0], height: e.DefaultSize[1], steps: e.DefaultSteps, samples: 1}
 	if len(b.TextPrompts) == 0 {
@@ -281,8 +283,7 @@ func (s *Server) validate(e engine.Engine, b textToImageBody) (generation, *apiE
 			return g, badRequest("text_prompts[%d].text: must be at most 2000 characters", i)
 		}
 		texts[i] = *p.Text
-		lower := strings.ToLower(*p.Text)
-		if slices.ContainsFunc(s.filter, func(w string) bool { return strings.Contains(lower, w) }) {
+		if contains(*p.Text, s.filter) {
 			g.filtered = true
 		}
 	}
@@ -297,7 +298,7 @@ func (s *Server) validate(e engine.Engine, b textToImageBody) (generation, *apiE
 	if err := e.CheckSize(g.width, g.height); err != nil {
 		var se *engine.SizeError
 		if errors.As(err, &se) {
-			return g, &apiError{http.StatusBadRequest, se.Name, se.Message}
+			return g, errorf(http.StatusBadRequest, se.Name, "%s", se.Message)
 		}
 		return g, badRequest("%v", err)
 	}
@@ -312,7 +313,7 @@ func (s *Server) validate(e engine.Engine, b textToImageBody) (generation, *apiE
 	}
 	if b.Samples != nil {
 		if *b.Samples < 1 || *b.Samples > 10 {
-			return g, &apiError{http.StatusBadRequest, nameInvalidSamples, fmt.Sprintf("samples: must be from 1 to 10, got %d", *b.Samples)}
+			return g, errorf(http.StatusBadRequest, nameInvalidSamples, "samples: must be from 1 to 10, got %d", *b.Samples)
 		}
 		g.samples = int(*b.Samples)
 	}

@@ -8,8 +8,9 @@ import (
 )
 
 // Latency is the distribution of the extra time the sandbox waits before it
-// answers a text-to-image request: uniform between Min and Max inclusive
-// (a fixed delay when they are equal). The zero value adds no delay.
+// answers a generation (v1 text-to-image or Stable Image): uniform between
+// Min and Max inclusive (a fixed delay when they are equal). The zero value
+// adds no delay.
 type Latency struct {
 	Min, Max time.Duration
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"hash/fnv"
+	"image"
 	"math"
 	"math/rand/v2"
 )
@@ -89,6 +90,26 @@ func newPicture(prompt string, seed uint32, width, height int, filtered bool) pi
 
 func cellsOf(pixels int) int { return (pixels + cell - 1) / cell }
 
+// rgba draws the picture as an opaque RGBA image, for encoders that take an
+// image.Image.
+func (p *picture) rgba() *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, p.width, p.height))
+	cells := make([]byte, 3*cellsOf(p.width))
+	for y := range p.height {
+		row := img.Pix[y*img.Stride : y*img.Stride+4*p.width]
+		if y%cell != 0 { // the rows of a cell row are alike
+			copy(row, img.Pix[(y-1)*img.Stride:])
+			continue
+		}
+		p.row(cells, y/cell)
+		for x := range p.width {
+			c := cells[3*(x/cell):]
+			row[4*x], row[4*x+1], row[4*x+2], row[4*x+3] = c[0], c[1], c[2], 0xff
+		}
+	}
+	return img
+}
+
 // row fills dst (3 bytes per cell) with the colours of cell row cy.
 func (p *picture) row(dst []byte, cy int) {
 	cw, ch := cellsOf(p.width), cellsOf(p.height)
@@ -137,10 +158,10 @@ func renderPNG(p picture) []byte {
 	// IDAT: reserve the length, write the data, then patch the length.
 	start := len(out)
 	out = append(out, 0, 0, 0, 0, 'I', 'D', 'A', 'T')
-	z := deflater{out: out, adler: adler{s1: 1}} // Adler-32 starts at 1
-	z.out = append(z.out, 0x78, 0x01)            // zlib: deflate, 32 KiB window, no dictionary
-	z.bits(1, 1)                                 // BFINAL
-	z.bits(1, 2)                                 // BTYPE 01: fixed Huffman codes
+	z := deflater{bitWriter: bitWriter{out: out}, adler: adler{s1: 1}} // Adler-32 starts at 1
+	z.out = append(z.out, 0x78, 0x01)                                  // zlib: deflate, 32 KiB window, no dictionary
+	z.bits(1, 1)                                                       // BFINAL
+	z.bits(1, 2)                                                       // BTYPE 01: fixed Huffman codes
 
 	prev := make([]byte, 3*cw) // cell row above; zeros above the first row
 	cur := make([]byte, 3*cw)
@@ -172,37 +193,45 @@ func appendChunk(out []byte, typ string, data []byte) []byte {
 	return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(out[start:]))
 }
 
+// bitWriter packs bits into bytes least significant bit first, the order
+// of both deflate and WebP lossless; prefix codes go in bit-reversed.
+type bitWriter struct {
+	out []byte
+	acc uint64 // pending bits, lowest first
+	n   uint   // number of pending bits, < 8 between calls
+}
+
+// bits writes the low n bits of v (n ≤ 56).
+func (b *bitWriter) bits(v uint64, n uint) {
+	b.acc |= v << b.n
+	b.n += n
+	for b.n >= 8 {
+		b.out = append(b.out, byte(b.acc))
+		b.acc >>= 8
+		b.n -= 8
+	}
+}
+
+// code writes a prefix code.
+func (b *bitWriter) code(c huff) { b.bits(uint64(c.code), uint(c.len)) }
+
+// flush writes the pending bits, padded with zeros to a whole byte.
+func (b *bitWriter) flush() {
+	if b.n > 0 {
+		b.out = append(b.out, byte(b.acc))
+	}
+	b.acc, b.n = 0, 0
+}
+
 // deflater writes one fixed-Huffman deflate block, LSB first, and the
 // Adler-32 of what that block decompresses to.
 type deflater struct {
-	out   []byte
-	acc   uint64 // pending bits, lowest first
-	n     uint   // number of pending bits
+	bitWriter
 	adler adler
 }
 
-func (z *deflater) bits(v uint64, n uint) {
-	z.acc |= v << z.n
-	z.n += n
-	for z.n >= 8 {
-		z.out = append(z.out, byte(z.acc))
-		z.acc >>= 8
-		z.n -= 8
-	}
-}
-
-func (z *deflater) flush() {
-	if z.n > 0 {
-		z.out = append(z.out, byte(z.acc))
-	}
-	z.acc, z.n = 0, 0
-}
-
 // symbol writes a literal/length symbol (0–287) with its fixed code.
-func (z *deflater) symbol(s int) {
-	c := fixedCodes[s]
-	z.bits(uint64(c.code), uint(c.len))
-}
+func (z *deflater) symbol(s int) { z.code(fixedCodes[s]) }
 
 func (z *deflater) literal(b byte) {
 	z.symbol(int(b))

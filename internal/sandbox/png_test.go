@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"fmt"
 	"hash/adler32"
 	"image"
 	"image/png"
@@ -76,16 +77,28 @@ func TestRenderPNGDeterministic(t *testing.T) {
 	}
 }
 
+// TestWriteSample writes sample images in every output format, to look at
+// or to check with other decoders (libwebp's dwebp and webpinfo read the
+// WebP files).
 func TestWriteSample(t *testing.T) {
 	dir := os.Getenv("SANDBOX_SAMPLE_DIR")
 	if dir == "" {
-		t.Skip("set SANDBOX_SAMPLE_DIR to write sample PNGs")
+		t.Skip("set SANDBOX_SAMPLE_DIR to write sample images")
 	}
+	sizes := [][2]int{{1024, 1024}, {2304, 988}, {7, 5}, {1, 1}}
 	for i, prompt := range []string{"a lighthouse on a cliff", "a ceramic mug"} {
 		for _, f := range []bool{false, true} {
-			name := filepath.Join(dir, []string{"a", "b"}[i]+map[bool]string{false: "", true: "-filtered"}[f]+".png")
-			if err := os.WriteFile(name, renderPNG(newPicture(prompt, 1234, 1024, 1024, f)), 0o644); err != nil {
-				t.Fatal(err)
+			for _, sz := range sizes {
+				for _, format := range []string{"png", "jpeg", "webp"} {
+					data, err := encodeImage(newPicture(prompt, 1234, sz[0], sz[1], f), format)
+					if err != nil {
+						t.Fatal(err)
+					}
+					name := fmt.Sprintf("%s%s-%dx%d.%s", []string{"a", "b"}[i], map[bool]string{false: "", true: "-filtered"}[f], sz[0], sz[1], format)
+					if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 		}
 	}

@@ -1,13 +1,23 @@
-// Package sandbox is a local, Stability-compatible v1 API server: the same
-// endpoints, validation, error bodies, rate limit with lock-out and credit
-// balance as the real API (shared/stability-api/CONTRACT.md), answering with
-// cheap, deterministic PNGs, plus knobs for latency, failures, dropped
-// connections and content filtering.
+// Package sandbox is a local, Stability-compatible API server: the v1
+// text-to-image endpoints and the Stable Image (v2beta) generate services,
+// with the same validation, error bodies, rate limit with lock-out and credit
+// balance as the real API, answering with cheap, deterministic images, plus
+// knobs for latency, failures, dropped connections, content filtering and
+// content moderation.
 //
-// One answer is the sandbox's own: the v1 API documents no status for an
-// account whose balance cannot pay for a request (CONTRACT.md §6, §15), so
-// the sandbox answers 402 Payment Required with the name
-// "insufficient_balance" and a message that gives the price and the balance.
+// The v1 side follows the v1 spec (internal/prismtest, the 2025-02
+// snapshot). The Stable Image side is derived from package catalog, so a
+// service added there is served here without new code; it follows the
+// September 2026 spec snapshot and what the live API did on 2026-09-22:
+// validation runs before authentication, so a bad field with a bad key gets
+// 400 rather than 401 (aself101/stability-ai-api docs/DECISIONS.md §4 @
+// 08eea9e), and output sizes per aspect ratio are the live ones
+// (docs/LIVE-BATTERY-2026-09-22.md @ 10fe5ea in the same repository).
+//
+// One answer is the sandbox's own: neither spec documents a status for an
+// account whose balance cannot pay for a request, so the sandbox answers 402
+// Payment Required with the name "insufficient_balance" and a message that
+// gives the price and the balance.
 package sandbox
 
 import (
@@ -18,18 +28,26 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/batch-tool/batch/internal/catalog"
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/engine"
 )
 
-// Pricer prices one image; *cost.Sheet satisfies it.
+// Pricer prices what the sandbox charges for; *cost.Sheet satisfies it.
 type Pricer interface {
+	// ImagePrice is the price of one v1 image of width×height pixels at
+	// the given steps on engine.
 	ImagePrice(engine string, width, height, steps int) (cost.Credits, error)
+	// ServicePrice is the price of one successful Stable Image result of
+	// service (e.g. "generate/sd3") with model, the value of the service's
+	// model field ("" for a service without one).
+	ServicePrice(service, model string) (cost.Credits, error)
 }
 
 var _ Pricer = (*cost.Sheet)(nil)
@@ -50,18 +68,21 @@ type Config struct {
 	// non-empty token; each distinct token then has its own rate limit.
 	Key string
 
-	// Pricer prices each image (credits per image; a request costs that
-	// times samples). Nil means the sheet cost.LookupSheet(cost.DefaultSheet).
+	// Pricer prices each image (a v1 request costs the image price times
+	// samples; a Stable Image request costs its service price). Nil means
+	// the sheet cost.LookupSheet(cost.DefaultSheet).
 	Pricer Pricer
 
 	// Balance is the account's starting balance. Zero means DefaultBalance;
 	// a negative value means an empty account (0 credits).
 	Balance cost.Credits
 
-	// RateLimit is how many requests a key may make in any RateWindow;
-	// zero means DefaultRateLimit (150) and a negative value disables the
-	// limit. The request that exceeds it gets 429 and locks the key out
-	// for Lockout: every request meanwhile gets 429 too.
+	// RateLimit is how many requests a key may make in any RateWindow, v1
+	// and Stable Image requests together; zero means DefaultRateLimit (150)
+	// and a negative value disables the limit. The request that exceeds it
+	// gets 429 and locks the key out for Lockout: every request meanwhile
+	// gets 429 too. A Stable Image request refused by validation (400, 413)
+	// is answered before its key is looked at and does not count.
 	RateLimit int
 	// RateWindow is the sliding window of the rate limit; zero means
 	// DefaultRateWindow (10 s).
@@ -73,21 +94,27 @@ type Config struct {
 	// lock-out, rounded up) to 429 answers. The real API sends none.
 	RetryAfter bool
 
-	// Latency is the extra delay before each text-to-image answer; the zero
-	// value adds none.
+	// Latency is the extra delay before each generation's answer (v1
+	// text-to-image and Stable Image); the zero value adds none.
 	Latency Latency
-	// FailRate is the fraction (0–1) of valid, paid-for text-to-image
-	// requests answered 500 server_error (not charged).
+	// FailRate is the fraction (0–1) of valid, paid-for generations
+	// answered 500 (v1 server_error, Stable Image internal_error); they are
+	// not charged.
 	FailRate float64
-	// DropRate is the fraction (0–1) of valid, paid-for text-to-image
-	// requests whose connection is closed without an answer after the body
-	// was read. They are charged: the work was done, only the answer was
-	// lost, which is what makes a client's "outcome unknown" case real.
+	// DropRate is the fraction (0–1) of valid, paid-for generations whose
+	// connection is closed without an answer after the body was read. They
+	// are charged: the work was done, only the answer was lost, which is
+	// what makes a client's "outcome unknown" case real.
 	DropRate float64
 	// FilterWords are words (matched case-insensitively as substrings of any
-	// prompt, negative ones included) that make every image of a request a
-	// blurred CONTENT_FILTERED one. Filtered images are charged.
+	// prompt, negative ones included; of any text field of a Stable Image
+	// request) that make every image of a request a blurred
+	// CONTENT_FILTERED one. Filtered images are charged.
 	FilterWords []string
+	// ModerateWords are words, matched like FilterWords, that make the
+	// content moderation refuse a Stable Image request: 403
+	// content_moderation, not charged. Nil refuses nothing.
+	ModerateWords []string
 
 	// Seed seeds the random source behind failures, drops, latency, random
 	// image seeds and error ids. A sequential client sees the same answers
@@ -107,10 +134,11 @@ type Config struct {
 // the name says images.
 type Stats struct {
 	Requests    int          // every request received
-	Generations int          // text-to-image requests answered 200
+	Generations int          // v1 text-to-image and Stable Image requests answered 200
 	Images      int          // images returned, filtered ones included
 	Filtered    int          // images returned as CONTENT_FILTERED
-	Rejected    int          // answered 4xx other than 429 (400, 401, 402, 404, …)
+	Rejected    int          // answered 4xx other than 429 and 403 content_moderation (400, 401, 402, 404, 413, …)
+	Moderated   int          // answered 403 content_moderation
 	RateLimited int          // answered 429
 	Failed      int          // answered 500: injected failures, and prices the Pricer could not give
 	Dropped     int          // connections closed without an answer
@@ -121,9 +149,10 @@ type Stats struct {
 // Server is the sandbox API. It is an http.Handler and safe for concurrent
 // use.
 type Server struct {
-	cfg    Config
-	mux    *http.ServeMux
-	filter []string // lower-cased FilterWords
+	cfg      Config
+	mux      *http.ServeMux
+	filter   []string // lower-cased FilterWords
+	moderate []string // lower-cased ModerateWords
 
 	mu      sync.Mutex // guards everything below
 	rng     *rand.Rand
@@ -185,18 +214,47 @@ func New(cfg Config) (*Server, error) {
 			keys:    map[string]*keyWindow{},
 		},
 	}
-	for _, w := range cfg.FilterWords {
+	s.filter = lowerWords(cfg.FilterWords)
+	s.moderate = lowerWords(cfg.ModerateWords)
+	s.stats.Balance = cfg.Balance
+	// The v1 endpoints authenticate first; the Stable Image ones validate
+	// first and authenticate in their handler.
+	s.mux.HandleFunc("POST /v1/generation/{engine_id}/text-to-image", s.authorized(s.textToImage))
+	s.mux.HandleFunc("GET /v1/user/balance", s.authorized(s.balance))
+	s.mux.HandleFunc("GET /v1/user/account", s.authorized(s.account))
+	s.mux.HandleFunc("GET /v1/engines/list", s.authorized(s.engines))
+	for _, op := range catalog.All() {
+		if !served(&op) {
+			continue
+		}
+		h, err := s.stableImage(&op)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %s: %w", op.Service, err)
+		}
+		s.mux.HandleFunc("POST "+op.Path(), h)
+	}
+	s.mux.HandleFunc("/", s.authorized(s.notFound))
+	return s, nil
+}
+
+func lowerWords(words []string) []string {
+	var out []string
+	for _, w := range words {
 		if w = strings.ToLower(strings.TrimSpace(w)); w != "" {
-			s.filter = append(s.filter, w)
+			out = append(out, w)
 		}
 	}
-	s.stats.Balance = cfg.Balance
-	s.mux.HandleFunc("POST /v1/generation/{engine_id}/text-to-image", s.textToImage)
-	s.mux.HandleFunc("GET /v1/user/balance", s.balance)
-	s.mux.HandleFunc("GET /v1/user/account", s.account)
-	s.mux.HandleFunc("GET /v1/engines/list", s.engines)
-	s.mux.HandleFunc("/", s.notFound)
-	return s, nil
+	return out
+}
+
+// contains reports whether text contains any of the lower-cased words,
+// ignoring case.
+func contains(text string, words []string) bool {
+	if len(words) == 0 {
+		return false
+	}
+	lower := strings.ToLower(text)
+	return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(lower, w) })
 }
 
 // Stats returns a snapshot of the server's counters and balance.
@@ -206,21 +264,34 @@ func (s *Server) Stats() Stats {
 	return s.stats
 }
 
-// ServeHTTP authenticates the request, applies the rate limit and routes it.
+// ServeHTTP counts the request and routes it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.Requests++
 	s.mu.Unlock()
-
-	key, aerr := s.authenticate(r)
-	if aerr == nil {
-		aerr = s.admit(w, key)
-	}
-	if aerr != nil {
-		s.fail(w, r, aerr)
-		return
-	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// authorized wraps a handler that runs only for an authenticated request
+// within the rate limit.
+func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if aerr := s.authorize(w, r); aerr != nil {
+			s.fail(w, r, aerr)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// authorize authenticates the request and applies the per-key rate limit,
+// which v1 and Stable Image requests share.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *apiError {
+	key, aerr := s.authenticate(r)
+	if aerr != nil {
+		return aerr
+	}
+	return s.admit(w, key)
 }
 
 // authenticate returns the request's bearer token.
@@ -229,10 +300,10 @@ func (s *Server) authenticate(r *http.Request) (string, *apiError) {
 	scheme, token, ok := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", &apiError{http.StatusUnauthorized, nameUnauthorized, "missing authorization header"}
+		return "", errorf(http.StatusUnauthorized, nameUnauthorized, "missing authorization header")
 	}
 	if s.cfg.Key != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.Key)) != 1 {
-		return "", &apiError{http.StatusUnauthorized, nameUnauthorized, "the API key in the authorization header is not valid"}
+		return "", errorf(http.StatusUnauthorized, nameUnauthorized, "the API key in the authorization header is not valid")
 	}
 	return token, nil
 }
@@ -249,24 +320,48 @@ func (s *Server) admit(w http.ResponseWriter, key string) *apiError {
 		secs := (left + time.Second - 1) / time.Second
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
 	}
-	return &apiError{http.StatusTooManyRequests, nameRateLimited, s.limiter.message()}
+	return errorf(http.StatusTooManyRequests, nameRateLimited, "%s", s.limiter.message())
 }
 
-// fail writes an error answer and counts it.
+// fail writes an error answer and counts it: a Stable Image body (with an
+// x-request-id header) for a path under /v2beta/, else a v1 body.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	stable := isStableImage(r)
 	s.mu.Lock()
 	switch {
 	case e.status == http.StatusTooManyRequests:
 		s.stats.RateLimited++
 	case e.status >= 500:
 		s.stats.Failed++
+	case e.name == nameContentModeration:
+		s.stats.Moderated++
 	default:
 		s.stats.Rejected++
 	}
-	id := s.newID()
+	var id string
+	if stable {
+		id = s.newHexID()
+	} else {
+		id = s.newID()
+	}
 	s.mu.Unlock()
 	s.log(r, e.status, "name", e.name)
-	writeJSON(w, e.status, errorBody{ID: id, Name: e.name, Message: e.message})
+	if stable {
+		w.Header().Set("X-Request-Id", id)
+		writeJSON(w, e.status, stableErrorBody{ID: id, Name: e.name, Errors: e.messages})
+		return
+	}
+	writeJSON(w, e.status, errorBody{ID: id, Name: e.name, Message: e.message()})
+}
+
+// isStableImage reports whether r is addressed to the Stable Image API,
+// whose answers have their own error body.
+func isStableImage(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/v2beta/") }
+
+// newHexID returns a random 32-hex-digit id, the shape of the Stable Image
+// API's error ids and request ids; s.mu must be held.
+func (s *Server) newHexID() string {
+	return fmt.Sprintf("%016x%016x", s.rng.Uint64(), s.rng.Uint64())
 }
 
 // newID returns a random UUID-shaped error id; s.mu must be held.
@@ -286,7 +381,7 @@ func (s *Server) log(r *http.Request, status int, args ...any) {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	s.fail(w, r, &apiError{http.StatusNotFound, nameNotFound, fmt.Sprintf("%s %s was not found.", r.Method, r.URL.Path)})
+	s.fail(w, r, errorf(http.StatusNotFound, nameNotFound, "%s %s was not found.", r.Method, r.URL.Path))
 }
 
 // balanceBody is GET /v1/user/balance's answer; Credits marshals as an exact

@@ -26,15 +26,36 @@ const (
 	okBody  = `{"text_prompts":[{"text":"a lighthouse on a cliff"}],"width":1024,"height":1024,"steps":30,"seed":1234}`
 )
 
-// pricerFunc adapts a function to Pricer.
-type pricerFunc func(engine string, width, height, steps int) (cost.Credits, error)
-
-func (f pricerFunc) ImagePrice(engine string, width, height, steps int) (cost.Credits, error) {
-	return f(engine, width, height, steps)
+// pricer is a Pricer made of functions; a nil one prices nothing.
+type pricer struct {
+	image   func(engine string, width, height, steps int) (cost.Credits, error)
+	service func(service, model string) (cost.Credits, error)
 }
 
-// free prices every image at zero credits.
-var free = pricerFunc(func(string, int, int, int) (cost.Credits, error) { return 0, nil })
+func (p pricer) ImagePrice(engine string, width, height, steps int) (cost.Credits, error) {
+	if p.image == nil {
+		return 0, fmt.Errorf("no price for %s images", engine)
+	}
+	return p.image(engine, width, height, steps)
+}
+
+func (p pricer) ServicePrice(service, model string) (cost.Credits, error) {
+	if p.service == nil {
+		return 0, fmt.Errorf("no price for %s %s", service, model)
+	}
+	return p.service(service, model)
+}
+
+// flat prices every image and every service at c.
+func flat(c cost.Credits) pricer {
+	return pricer{
+		image:   func(string, int, int, int) (cost.Credits, error) { return c, nil },
+		service: func(string, string) (cost.Credits, error) { return c, nil },
+	}
+}
+
+// free prices everything at zero credits.
+var free = flat(0)
 
 func newServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
@@ -169,7 +190,7 @@ func TestValidation(t *testing.T) {
 		{"unsupported accept", sdxl, `{` + prompt + `}`, "text/plain", 400, "bad_request"},
 		{"unknown engine", "stable-diffusion-v9", `{` + prompt + `}`, "", 404, "not_found"},
 	}
-	s := newServer(t, Config{RateLimit: -1})
+	s := newServer(t, Config{RateLimit: -1, Pricer: free})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := serve(s, request("POST", "/v1/generation/"+tt.engine+"/text-to-image", tt.body, tt.accept))
@@ -454,13 +475,13 @@ func TestRateLimitDefaultsAndRetryAfter(t *testing.T) {
 
 func TestBalance(t *testing.T) {
 	var priced []string
-	pricer := pricerFunc(func(e string, w, h, steps int) (cost.Credits, error) {
+	pricer := pricer{image: func(e string, w, h, steps int) (cost.Credits, error) {
 		priced = append(priced, fmt.Sprintf("%s %dx%d %d", e, w, h, steps))
 		if e != sdxl {
 			return 0, errors.New("no price for " + e)
 		}
 		return 2*cost.Credit + 500_000, nil // 2.5 credits per image
-	})
+	}}
 	s := newServer(t, Config{Pricer: pricer, Balance: 10 * cost.Credit})
 	balance := func() string {
 		rec := serve(s, request("GET", "/v1/user/balance", "", ""))
@@ -513,13 +534,13 @@ func TestDefaultPriceSheet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	price, err := sheet.ImagePrice("stable-diffusion-v1-5", 512, 768, 70)
+	price, err := sheet.ImagePrice(sdxl, 1216, 832, 45)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := newServer(t, Config{})
-	body := `{"text_prompts":[{"text":"x"}],"width":512,"height":768,"steps":70,"samples":3}`
-	if rec := serve(s, request("POST", "/v1/generation/stable-diffusion-v1-5/text-to-image", body, "")); rec.Code != 200 {
+	body := `{"text_prompts":[{"text":"x"}],"width":1216,"height":832,"steps":45,"samples":3}`
+	if rec := serve(s, request("POST", t2iSDXL, body, "")); rec.Code != 200 {
 		t.Fatalf("status = %d, want 200", rec.Code)
 	}
 	if got, want := s.Stats().Balance, DefaultBalance-3*price; got != want || price == 0 {
@@ -539,7 +560,7 @@ func TestEmptyAndDefaultBalance(t *testing.T) {
 }
 
 func TestConcurrentSpendingNeverOverdraws(t *testing.T) {
-	pricer := pricerFunc(func(string, int, int, int) (cost.Credits, error) { return cost.Credit, nil })
+	pricer := flat(cost.Credit)
 	s := newServer(t, Config{Pricer: pricer, Balance: 20 * cost.Credit, RateLimit: -1})
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -562,7 +583,7 @@ func TestConcurrentSpendingNeverOverdraws(t *testing.T) {
 }
 
 func TestFailInjection(t *testing.T) {
-	pricer := pricerFunc(func(string, int, int, int) (cost.Credits, error) { return cost.Credit, nil })
+	pricer := flat(cost.Credit)
 	s := newServer(t, Config{Pricer: pricer, FailRate: 1})
 	rec := serve(s, request("POST", t2iSDXL, okBody, ""))
 	e := errorOf(t, rec)
@@ -596,7 +617,7 @@ func TestFailInjection(t *testing.T) {
 }
 
 func TestDropInjection(t *testing.T) {
-	pricer := pricerFunc(func(string, int, int, int) (cost.Credits, error) { return cost.Credit, nil })
+	pricer := flat(cost.Credit)
 	s := newServer(t, Config{Pricer: pricer, DropRate: 1})
 	ts := httptest.NewServer(s)
 	defer ts.Close()
@@ -646,7 +667,7 @@ func TestLatency(t *testing.T) {
 	}
 
 	// A client that leaves during the delay is not charged.
-	pricer := pricerFunc(func(string, int, int, int) (cost.Credits, error) { return cost.Credit, nil })
+	pricer := flat(cost.Credit)
 	cancelled := func(ctx context.Context, d time.Duration) error { return context.Canceled }
 	s = newServer(t, Config{Latency: Latency{Min: time.Second, Max: time.Second}, Sleep: cancelled, Pricer: pricer})
 	serve(s, request("POST", t2iSDXL, okBody, ""))
