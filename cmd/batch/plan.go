@@ -143,13 +143,22 @@ func (p *planned) planReport() *report.Plan {
 		Budget:       p.budget,
 		OverBudget:   p.budget != nil && p.total > *p.budget,
 	}
-	for i, j := range p.jobs {
-		r.Jobs[i] = report.PlanJob{
-			Index: p.index[i], ID: j.ID, Group: j.Base, Engine: j.Engine, Width: j.Width, Height: j.Height,
-			Steps: j.Steps, Samples: j.Samples, Credits: p.prices[i],
-		}
+	for i := range p.jobs {
+		r.Jobs[i] = planJob(&p.jobs[i], p.index[i], p.prices[i])
 	}
 	return r
+}
+
+// planJob is the plan report's row of job j, the index-th of the manifest.
+func planJob(j *manifest.Job, index int, credits cost.Credits) report.PlanJob {
+	pj := report.PlanJob{
+		Index: index, ID: j.ID, Group: j.Base, Engine: j.Engine, Service: j.Service,
+		Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples, Credits: credits,
+	}
+	pj.Model, _ = j.Param("model")
+	pj.AspectRatio, _ = j.Param("aspect_ratio")
+	pj.OutputFormat, _ = j.Param("output_format")
+	return pj
 }
 
 // checkBudget returns an error wrapping cost.ErrOverBudget when the plan

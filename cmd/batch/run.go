@@ -95,13 +95,10 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if e.isTerminal && (res.Interrupted || runErr != nil) {
 		fmt.Fprintln(e.stderr) // end the progress line, which ends itself only when every job is done
 	}
-	// The report is saved even when the run was interrupted or stopped.
-	saveCtx := context.WithoutCancel(ctx)
-	var balanceAfter *cost.Credits
-	if b, err := client.Balance(saveCtx); err == nil {
-		balanceAfter = &b
-	}
-	rep := p.runReport(res, started, finished, &balanceBefore, balanceAfter)
+	// The report is saved even when the run was interrupted or stopped. The
+	// balance is shown only as it was at the start: the live balance lags,
+	// so a difference would not be what the run cost.
+	rep := p.runReport(res, started, finished, &balanceBefore)
 	if err := report.Save(cfg.OutDir, rep); err != nil {
 		return errors.Join(runErr, err)
 	}
@@ -180,33 +177,36 @@ func manifestError(m *manifest.Manifest, key string, err error) error {
 }
 
 // runReport builds report.json's model from the plan and the results.
-func (p *planned) runReport(res runner.Result, started, finished time.Time, before, after *cost.Credits) *report.Run {
+func (p *planned) runReport(res runner.Result, started, finished time.Time, before *cost.Credits) *report.Run {
 	r := &report.Run{
-		Manifest:         p.manifest.Path,
-		Name:             p.manifest.Name,
-		Pricing:          p.sheet.ID,
-		Shard:            p.report.Shard,
-		StartedAt:        started.UTC(),
-		FinishedAt:       finished.UTC(),
-		EstimatedCredits: p.total,
-		ChargedCredits:   res.Charged,
-		Budget:           p.budget,
-		BalanceBefore:    before,
-		BalanceAfter:     after,
-		Interrupted:      res.Interrupted,
-		Jobs:             make([]report.RunJob, len(p.jobs)),
+		Manifest:              p.manifest.Path,
+		Name:                  p.manifest.Name,
+		Pricing:               p.sheet.ID,
+		Shard:                 p.report.Shard,
+		StartedAt:             started.UTC(),
+		FinishedAt:            finished.UTC(),
+		EstimatedCredits:      p.total,
+		ChargedCredits:        res.Charged,
+		PossiblyBilledCredits: res.Spent - res.Charged,
+		Budget:                p.budget,
+		BalanceBefore:         before,
+		Interrupted:           res.Interrupted,
+		Jobs:                  make([]report.RunJob, len(p.jobs)),
 	}
 	for i, j := range p.jobs {
 		jr := res.Jobs[i]
+		pj := planJob(&p.jobs[i], p.index[i], p.prices[i])
 		rj := report.RunJob{
-			Index: p.index[i], ID: j.ID, Group: j.Base, Engine: j.Engine,
+			Index: pj.Index, ID: j.ID, Group: j.Base, Engine: j.Engine, Service: pj.Service, Model: pj.Model,
+			AspectRatio: pj.AspectRatio, OutputFormat: pj.OutputFormat,
 			Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
-			Status: string(jr.Status), Credits: jr.Credits, Attempts: jr.Attempts,
+			Status: string(jr.Status), Failure: string(jr.Failure), Credits: jr.Credits,
+			PossiblyBilledCredits: jr.Unknown, Attempts: jr.Attempts,
 			Resumed: jr.Resumed, Error: jr.Error, Params: jr.Params,
 			Images: make([]report.Image, len(jr.Images)),
 		}
 		for k, im := range jr.Images {
-			rj.Images[k] = report.Image{Path: im.Path, Seed: im.Seed, FinishReason: im.FinishReason, SHA256: im.SHA256}
+			rj.Images[k] = report.Image{Path: im.Path, Seed: im.Seed, FinishReason: im.FinishReason, SHA256: im.SHA256, RequestID: im.RequestID}
 		}
 		r.Jobs[i] = rj
 		r.Totals.Jobs++

@@ -432,10 +432,7 @@ var operations = []Operation{
 			{Name: "light_source_direction", Type: Enum, Enum: []string{"left", "right", "above", "below"}},
 			image("light_reference", false, common), number("light_source_strength", 0, 1, "0.3"), seed(), format(),
 		},
-		Rules: []Rule{
-			{Kind: OneOf, Fields: []string{"background_prompt", "background_reference"}, Why: "the API needs background_prompt or background_reference"},
-			{Kind: Requires, If: "light_source_strength", Fields: []string{"light_source_direction", "light_reference"}, Why: "light_source_strength needs light_source_direction or light_reference"},
-		},
+		Rules:  []Rule{{Kind: OneOf, Fields: []string{"background_prompt", "background_reference"}, Why: "the API needs background_prompt or background_reference"}},
 		Output: Output{Rule: SameAsInput},
 		Async:  true,
 	},

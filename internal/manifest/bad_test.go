@@ -11,7 +11,7 @@ import (
 	"github.com/batch-tool/batch/internal/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/bad/*.err golden files")
+var update = flag.Bool("update", false, "rewrite the golden files: testdata/bad/*.err and schema.json")
 
 // TestBad parses each testdata/bad/*.yaml and compares the problems with
 // the .err golden file beside it.

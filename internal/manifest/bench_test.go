@@ -12,10 +12,20 @@ import (
 )
 
 // millionManifest is a manifest whose 100×100×100 matrix expands to
-// 1,000,000 jobs, each with its own prompt text, seed and id.
+// 1,000,000 v1 jobs, each with its own prompt text, seed and id.
 func millionManifest() []byte {
+	return million("engine: stable-diffusion-xl-1024-v1-0\ndefaults:\n  steps: 30\n")
+}
+
+// millionStableImage is millionManifest on generate/sd3: each job also has
+// its own Params (its seed; the model and aspect ratio shared).
+func millionStableImage() []byte {
+	return million("service: generate/sd3\ndefaults:\n  model: sd3.5-flash\n  aspect_ratio: \"16:9\"\n")
+}
+
+func million(head string) []byte {
 	var b bytes.Buffer
-	b.WriteString("version: 1\nengine: stable-diffusion-xl-1024-v1-0\ndefaults:\n  steps: 30\n  negative_prompt: blurry\njobs:\n")
+	b.WriteString("version: 1\n" + head + "  negative_prompt: blurry\njobs:\n")
 	b.WriteString("  - id: sweep\n    prompt: a {subject} standing in {place}\n    matrix:\n")
 	list := func(key, prefix string, quoteNum bool) {
 		fmt.Fprintf(&b, "      %s: [", key)
@@ -47,6 +57,20 @@ func BenchmarkParseMillion(b *testing.B) {
 		}
 		if len(m.Jobs) != 1_000_000 {
 			b.Fatalf("got %d jobs, want 1000000", len(m.Jobs))
+		}
+	}
+}
+
+func BenchmarkParseMillionStableImage(b *testing.B) {
+	data := millionStableImage()
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := Parse("million.yaml", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(m.Jobs) != 1_000_000 || len(m.Jobs[999_999].Params) != 3 {
+			b.Fatalf("got %d jobs, want 1000000 with 3 Params each", len(m.Jobs))
 		}
 	}
 }

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
@@ -20,21 +21,42 @@ type entry struct {
 	// unknownKey is set when the job has a key that is no setting (reported
 	// already): its other settings are still checked.
 	unknownKey bool
+	// badOp is set when the job's own engine or service (or a matrix value
+	// of one) was reported: which operation it runs is unknown.
+	badOp bool
 }
 
 // mkey is one matrix key and its values.
 type mkey struct {
 	name  string
 	k     *yaml.Node
-	s     setting // numSettings when the key is only a placeholder
+	s     setting // noSetting when the key is only a placeholder
 	vals  []value
 	slugs []string
+	// A key named like a Stable Image field may be a v1 job's {placeholder},
+	// as it was before Stable Image jobs: which it is depends on the job's
+	// operation, known once the job is resolved (see settleKeys). Until then
+	// the key keeps its values read both ways, and the problems of each way.
+	raw      []value
+	rawSlugs []string
+	rawProbs Errors // problems of reading it as a placeholder
+	deferred Errors // problems of reading it as the field
+}
+
+// keyOf returns the index of the matrix key of setting s, or -1.
+func (e *entry) keyOf(s setting) int {
+	for i := range e.keys {
+		if e.keys[i].s == s {
+			return i
+		}
+	}
+	return -1
 }
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // jobKeys are the keys a job may have, for suggestions.
-var jobKeys = append(settingNames[:len(settingNames):len(settingNames)], "id", "matrix")
+var jobKeys = append(settings.names(), "id", "matrix")
 
 // entry parses jobs[i].
 func (p *parser) entry(i int, n *yaml.Node) *entry {
@@ -68,6 +90,11 @@ func (p *parser) entry(i int, n *yaml.Node) *entry {
 		e.unknownKey = true
 		return false
 	}, jobKeys)
+	for k := 0; k+1 < len(n.Content); k += 2 {
+		if s, isOp := settings.byName[n.Content[k].Value]; isOp && (s == sEngine || s == sService) && !e.set.has(s) {
+			e.badOp = true // written, and reported
+		}
+	}
 	if e.idNode != nil && e.id == "" {
 		ok = false
 	}
@@ -93,22 +120,23 @@ func (p *parser) matrix(e *entry, n *yaml.Node) bool {
 	ok := len(kvs)*2 == len(n.Content) // a bad key was reported
 	for _, kv := range kvs {
 		kpath := path + "." + kv.key
-		s, isSetting := settingByName[kv.key]
+		s, isSetting := settings.byName[kv.key]
 		switch {
 		case kv.key == "prompts" || kv.key == "id" || kv.key == "matrix":
 			p.addf(kv.k, "%s: %s cannot vary in a matrix; use a {placeholder} in the prompt texts", kpath, kv.key)
 			ok = false
 			continue
-		case isSetting && e.set[s].set():
-			p.addf(kv.k, "%s: %s is also set in the job (at %d:%d); set it in one place", kpath, kv.key, e.set[s].node.Line, e.set[s].node.Column)
+		case isSetting && e.set.has(s):
+			v := e.set.get(s)
+			p.addf(kv.k, "%s: %s is also set in the job (at %d:%d); set it in one place", kpath, kv.key, v.node.Line, v.node.Column)
 			ok = false
 			continue
-		case isSetting && s == sPrompt && e.set[sPrompts].set():
+		case isSetting && s == sPrompt && e.set.has(sPrompts):
 			p.addf(kv.k, "%s: cannot be used together with prompts; put the placeholder in prompts", kpath)
 			ok = false
 			continue
 		case !isSetting:
-			s = numSettings
+			s = noSetting
 			if !isPlaceholderName(kv.key) {
 				p.addf(kv.k, "%s: a matrix key is a job setting or a {placeholder} name (letters, digits and _)", kpath)
 				ok = false
@@ -125,39 +153,110 @@ func (p *parser) matrix(e *entry, n *yaml.Node) bool {
 			ok = false
 			continue
 		}
-		k := mkey{name: kv.key, k: kv.k, s: s, vals: make([]value, 0, len(kv.v.Content))}
-		seen := make(map[string]*yaml.Node, len(kv.v.Content))
+		items := make([]*yaml.Node, len(kv.v.Content))
 		for j, item := range kv.v.Content {
-			ipath := kpath + "[" + strconv.Itoa(j) + "]"
-			item = p.deref(item)
-			if item == nil {
+			if items[j] = p.deref(item); items[j] == nil {
 				ok = false
-				continue
 			}
-			var v value
+		}
+		k := mkey{name: kv.key, k: kv.k, s: s}
+		if s == noSetting || s.spec().v1 {
 			good := true
-			if s == numSettings {
-				if !isScalar(item) {
-					p.addf(item, "%s: must be a plain value (text or number), got %s", ipath, describe(item))
-					ok = false
-					continue
-				}
-				v = value{node: item, text: item.Value}
-			} else if v, good = p.setting(s, item, ipath); !good {
-				ok = false
-				continue
+			k.vals, k.slugs, good = p.values(s, kv.k, items, kpath)
+			ok = ok && good
+			if !good && (s == sEngine || s == sService) {
+				e.badOp = true
 			}
-			v.origin = fromMatrix
-			if first, dup := seen[v.text]; dup {
-				p.addf(item, "%s: duplicate value %s (first at %d:%d)", ipath, strconv.Quote(clip(v.text, 40)), first.Line, first.Column)
-				ok = false
-				continue
+		} else {
+			mark := len(p.probs)
+			k.raw, k.rawSlugs, _ = p.values(noSetting, kv.k, items, kpath)
+			k.rawProbs = slices.Clone(p.probs[mark:])
+			p.probs = p.probs[:mark]
+			if why := s.spec().refused; why != "" {
+				p.addf(kv.k, "%s: %s", kpath, why)
+			} else {
+				k.vals, k.slugs, _ = p.values(s, kv.k, items, kpath)
 			}
-			seen[v.text] = item
-			k.vals = append(k.vals, v)
-			k.slugs = append(k.slugs, slug(v.text))
+			k.deferred = slices.Clone(p.probs[mark:])
+			p.probs = p.probs[:mark]
+			if s == sService && len(k.deferred) > 0 {
+				e.badOp = true
+			}
 		}
 		e.keys = append(e.keys, k)
+	}
+	return ok
+}
+
+// values reads the values of a matrix key as setting s (noSetting: as a
+// placeholder's plain values), skipping the bad ones and repeats. It
+// reports whether all were good.
+func (p *parser) values(s setting, key *yaml.Node, items []*yaml.Node, kpath string) ([]value, []string, bool) {
+	vals := make([]value, 0, len(items))
+	slugs := make([]string, 0, len(items))
+	seen := make(map[string]*yaml.Node, len(items))
+	ok := true
+	for j, item := range items {
+		if item == nil {
+			ok = false
+			continue
+		}
+		ipath := kpath + "[" + strconv.Itoa(j) + "]"
+		var v value
+		if s == noSetting {
+			if !isScalar(item) {
+				p.addf(item, "%s: must be a plain value (text or number), got %s", ipath, describe(item))
+				ok = false
+				continue
+			}
+			v = value{s: noSetting, node: item, text: item.Value}
+		} else {
+			var good bool
+			if v, good = p.setting(s, item, ipath); !good {
+				ok = false
+				continue
+			}
+		}
+		v.origin, v.key, v.item = fromMatrix, key, j
+		if first, dup := seen[v.text]; dup {
+			p.addf(item, "%s: duplicate value %s (first at %d:%d)", ipath, strconv.Quote(clip(v.text, 40)), first.Line, first.Column)
+			ok = false
+			continue
+		}
+		seen[v.text] = item
+		vals = append(vals, v)
+		slugs = append(slugs, slug(v.text))
+	}
+	return vals, slugs, ok
+}
+
+// settleKeys decides what each matrix key named like a Stable Image field
+// is: the field on a Stable Image job, reporting the problems of its values;
+// a {placeholder} on another job that uses it as one, as before Stable Image
+// jobs existed; otherwise a field v1 engines do not take (reported when the
+// job names an engine). It reports whether every such key is sound.
+func (p *parser) settleKeys(e *entry, stableImage, hasEngine bool, used map[string]bool) bool {
+	ok := true
+	for d := range e.keys {
+		k := &e.keys[d]
+		if k.s == noSetting || k.s.spec().v1 {
+			continue
+		}
+		switch {
+		case stableImage:
+			p.probs = append(p.probs, k.deferred...)
+			ok = ok && len(k.deferred) == 0
+		case used[k.name]:
+			k.s, k.vals, k.slugs = noSetting, k.raw, k.rawSlugs
+			p.probs = append(p.probs, k.rawProbs...)
+			ok = ok && len(k.rawProbs) == 0
+		default:
+			if hasEngine {
+				p.addf(k.k, "%s.matrix.%s: %s", e.path, k.name, v1Refusal(k.s))
+			}
+			ok = false
+		}
+		k.raw, k.rawSlugs, k.rawProbs, k.deferred = nil, nil, nil, nil
 	}
 	return ok
 }

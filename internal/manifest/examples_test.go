@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/batch-tool/batch/internal/golden"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 )
@@ -19,11 +20,12 @@ func TestExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]int{ // jobs each example expands to
-		"quickstart.yaml":    7,
-		"product-shots.yaml": 30,
-		"style-matrix.yaml":  40,
-		"seed-sweep.yaml":    1200,
-		"legacy-2022.yaml":   36,
+		"quickstart.yaml":      6,
+		"sdxl-quickstart.yaml": 7,
+		"product-shots.yaml":   30,
+		"style-matrix.yaml":    40,
+		"seed-sweep.yaml":      1200,
+		"legacy-2022.yaml":     36,
 	}
 	if len(files) < len(want) {
 		t.Fatalf("found %d examples, want at least %d", len(files), len(want))
@@ -46,6 +48,13 @@ func TestExamples(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSchemaFile keeps schema.json, which editors read, equal to Schema(),
+// which is built from the engine tables and the catalogue: a catalogue
+// change that the file misses fails here (rerun with -update).
+func TestSchemaFile(t *testing.T) {
+	golden.Check(t, "schema.json", Schema(), *update)
 }
 
 // compileSchema compiles Schema() with the jsonschema validator.
@@ -104,8 +113,12 @@ func TestSchemaAcceptsExamples(t *testing.T) {
 func TestSchemaRejects(t *testing.T) {
 	s := compileSchema(t)
 	const ok = "version: 1\nengine: stable-diffusion-xl-1024-v1-0\njobs:\n  - prompt: a fox\n"
-	if err := s.Validate(yamlToJSON(t, []byte(ok))); err != nil {
-		t.Fatalf("schema rejects the minimal manifest: %v", err)
+	const si = "version: 1\nservice: generate/core\njobs:\n  - prompt: a fox\n"
+	const sd3 = "version: 1\nservice: generate/sd3\njobs:\n  - prompt: a fox\n"
+	for _, src := range []string{ok, si, sd3} {
+		if err := s.Validate(yamlToJSON(t, []byte(src))); err != nil {
+			t.Fatalf("schema rejects the minimal manifest:\n%s\n%v", src, err)
+		}
 	}
 	tests := []struct{ name, src string }{
 		{"version 2", strings.Replace(ok, "version: 1", "version: 2", 1)},
@@ -137,6 +150,37 @@ func TestSchemaRejects(t *testing.T) {
 		{"concurrency 0", ok + "concurrency: 0\n"},
 		{"rate without duration", ok + "rate: 150/10\n"},
 		{"rate zero", ok + "rate: 0/10s\n"},
+		{"engine and service at the top", ok + "service: generate/core\n"},
+		{"engine and service in a job", ok + "    service: generate/core\n"},
+		{"engine at the top, service in a job", ok + "    service: generate/sd3\n"},
+		{"engine and service in defaults", ok + "defaults: {engine: " + sdxl + ", service: generate/core}\n"},
+		{"aspect_ratio on a v1 job", ok + "    aspect_ratio: \"16:9\"\n"},
+		{"model on a v1 job", ok + "    model: sd3.5-large\n"},
+		{"unknown service", si + "    service: generate/coer\n"},
+		{"service that needs images", si + "    service: edit/erase\n"},
+		{"image input", si + "    image: a.png\n"},
+		{"strength", si + "    strength: 0.5\n"},
+		{"mode", si + "    mode: text-to-image\n"},
+		{"steps on a service", si + "    steps: 30\n"},
+		{"width on a service", si + "    width: 1024\n"},
+		{"samples on a service", si + "    samples: 2\n"},
+		{"sampler on a service", si + "    sampler: K_EULER\n"},
+		{"prompts on a service", strings.Replace(si, "prompt: a fox", "prompts: [{text: a fox}]", 1)},
+		{"cfg_scale on core", si + "    cfg_scale: 5\n"},
+		{"model on core", si + "    model: sd3.5-flash\n"},
+		{"cfg_scale on sd3 above 10", sd3 + "    cfg_scale: 11\n"},
+		{"cfg_scale on sd3 below 1", sd3 + "    cfg_scale: 0.5\n"},
+		{"unknown model", sd3 + "    model: sd3.5-small\n"},
+		{"seed above the v2beta range", si + "    seed: 4294967295\n"},
+		{"unknown aspect_ratio", si + "    aspect_ratio: \"4:3\"\n"},
+		{"unknown output_format", si + "    output_format: jpg\n"},
+		{"unknown style on a service", si + "    style_preset: photo\n"},
+		{"long prompt on a service", strings.Replace(si, "a fox", strings.Repeat("x", 10001), 1)},
+		{"steps in a service matrix", si + "    matrix: {steps: [10, 20]}\n"},
+		{"cfg_scale in a core matrix", si + "    matrix: {cfg_scale: [5]}\n"},
+		{"out-of-range cfg_scale in an sd3 matrix", sd3 + "    matrix: {cfg_scale: [5, 12]}\n"},
+		{"model in a job's own core service", "version: 1\njobs:\n  - prompt: a fox\n    service: generate/core\n    model: sd3.5-large\n"},
+		{"cfg_scale on a core job from defaults' service", "version: 1\ndefaults: {service: generate/core}\njobs:\n  - prompt: a fox\n    cfg_scale: 5\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,6 +194,33 @@ func TestSchemaRejects(t *testing.T) {
 	}
 }
 
+// TestSchemaAccepts checks that the schema takes manifests the loader
+// takes where its rules could be too strict: a job's own service over the
+// top level's, defaults for both kinds of job, placeholders named like
+// Stable Image fields on v1 jobs.
+func TestSchemaAccepts(t *testing.T) {
+	s := compileSchema(t)
+	tests := []struct{ name, src string }{
+		{"own service over the top level's", "version: 1\nservice: generate/core\njobs:\n  - prompt: a fox\n    service: generate/sd3\n    cfg_scale: 5\n    model: sd3.5-flash\n"},
+		{"own service over defaults'", "version: 1\ndefaults: {service: generate/ultra}\njobs:\n  - prompt: a fox\n    service: generate/sd3\n    model: sd3.5-medium\n"},
+		{"service matrix with cfg_scale", "version: 1\ndefaults: {cfg_scale: 5}\njobs:\n  - prompt: a fox\n    matrix: {service: [generate/core, generate/sd3]}\n"},
+		{"mixed defaults", "version: 1\ndefaults: {steps: 30, aspect_ratio: \"16:9\"}\njobs:\n  - prompt: a fox\n    engine: " + sdxl + "\n  - prompt: a fox\n    service: generate/core\n"},
+		{"v1 placeholders named like fields", "version: 1\nengine: " + sdxl + "\njobs:\n  - prompt: a {model} {service} {image}\n    matrix: {model: [tesla], service: [taxi], image: [sign]}\n"},
+		{"seed 4294967295 on v1", "version: 1\nengine: " + sdxl + "\njobs:\n  - prompt: a fox\n    seed: 4294967295\n"},
+		{"long v2beta prompt", "version: 1\nservice: generate/core\njobs:\n  - prompt: " + strings.Repeat("x", 10000) + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Parse("t.yaml", []byte(tt.src)); err != nil {
+				t.Fatalf("Parse rejects:\n%s\n%v", tt.src, err)
+			}
+			if err := s.Validate(yamlToJSON(t, []byte(tt.src))); err != nil {
+				t.Errorf("schema rejects:\n%s\n%v", tt.src, err)
+			}
+		})
+	}
+}
+
 func TestGoodFiles(t *testing.T) {
 	for _, tt := range []struct {
 		file string
@@ -157,6 +228,8 @@ func TestGoodFiles(t *testing.T) {
 	}{
 		{"testdata/good/product.yaml", 9},
 		{"testdata/good/everything.yaml", 34},
+		{"testdata/good/stable-image.yaml", 20},
+		{"testdata/good/mixed.yaml", 5},
 	} {
 		m, err := Load(tt.file)
 		if err != nil {

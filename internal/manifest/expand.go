@@ -1,9 +1,6 @@
 package manifest
 
 import (
-	"hash/maphash"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/batch-tool/batch/internal/engine"
@@ -13,42 +10,13 @@ import (
 // maxRowProblems caps the problems reported for the rows of one matrix.
 const maxRowProblems = 10
 
-// plan is an entry resolved against defaults and the top level, ready to
-// expand into rows.
-type plan struct {
-	e       *entry
-	r       layer          // resolved settings (job > defaults > top level)
-	slots   []slot         // the prompts, in the order they are sent
-	index   map[string]int // matrix key name → index in e.keys
-	proto   Job            // every field that does not vary by row
-	rows    int
-	first   int  // index of the plan's first job in Manifest.Jobs
-	safe    bool // its row ids cannot collide with any other id (see safeRows)
-	varies  bool // the matrix sets engine, width, height or steps
-	dynText bool // some prompt text depends on the row
-	base    string
-}
-
-// slot is one prompt of a job: a template, or the value of a matrix key
-// (prompt or negative_prompt in the matrix).
-type slot struct {
-	t      tmpl
-	weight float64
-	key    int // index of the matrix key giving the text; -1 for a template
-	field  string
-	org    origin
-}
-
 // expand resolves every entry, assigns ids and expands the matrices.
-func (p *parser) expand(entries []*entry, top, def *layer, jobsKey *yaml.Node) []Job {
+func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []Job {
 	p.checkExplicitIDs(entries)
 	plans := make([]*plan, 0, len(entries))
 	total := 0
 	for _, e := range entries {
-		if !e.ok {
-			continue
-		}
-		pl := p.resolve(e, top, def)
+		pl := p.resolve(e, top, def) // nil for an entry with problems
 		if pl == nil {
 			continue
 		}
@@ -92,376 +60,12 @@ func (p *parser) expand(entries []*entry, top, def *layer, jobsKey *yaml.Node) [
 	return jobs
 }
 
-// markSafe marks the matrix plans whose row ids need no uniqueness check:
-// every row got its candidate id, each key's values slug to distinct texts
-// with as many '-' each (so base-v1-v2 splits back into its values), no other
-// base id extends this one with '-' or is extended by it (so no other job
-// can produce the same text). This spares a million-row matrix a million
-// map operations.
-func markSafe(plans []*plan, jobs []Job) {
-	bases := make([]string, len(plans))
-	isBase := make(map[string]bool, len(plans))
-	for i, pl := range plans {
-		bases[i] = pl.base
-		isBase[pl.base] = true
-	}
-	slices.Sort(bases)
-	for _, pl := range plans {
-		if len(pl.e.keys) == 0 || !distinctSlugs(pl.e.keys) {
-			continue
-		}
-		prefix := pl.base + "-"
-		i, _ := slices.BinarySearch(bases, prefix)
-		if i < len(bases) && strings.HasPrefix(bases[i], prefix) {
-			continue
-		}
-		clash := false
-		for i := range len(pl.base) {
-			if pl.base[i] == '-' && isBase[pl.base[:i]] {
-				clash = true
-				break
-			}
-		}
-		if clash {
-			continue
-		}
-		pl.safe = true
-		for _, j := range jobs[pl.first : pl.first+pl.rows] {
-			if j.ID == "" {
-				pl.safe = false
-				break
-			}
-		}
-	}
-}
-
-// distinctSlugs reports whether each key's values have distinct, non-empty
-// slugs with the same number of '-' (so an id splits back into its values).
-func distinctSlugs(keys []mkey) bool {
-	for _, k := range keys {
-		seen := make(map[string]bool, len(k.slugs))
-		dashes := strings.Count(k.slugs[0], "-")
-		for _, s := range k.slugs {
-			if s == "" || strings.Count(s, "-") != dashes || seen[s] {
-				return false
-			}
-			seen[s] = true
-		}
-	}
-	return true
-}
-
-// uniqueIDs settles the ids of matrix rows. A row keeps its candidate id
-// (base-values) unless that id is taken by another job or could not be
-// built; then it, and any other row that wanted the same id, takes
-// base-HASH of its values instead. Plain jobs' ids are unique already.
-func (p *parser) uniqueIDs(plans []*plan, jobs []Job) {
-	x := idIndex{seed: maphash.MakeSeed(), m: map[uint64]int32{}}
-	for _, pl := range plans {
-		if len(pl.e.keys) == 0 {
-			if prev, taken := x.get(jobs, pl.base); taken {
-				p.addf(pl.e.node, "%s: id %s is also the id of the job at %d:%d; give one of them another id", pl.e.path, pl.base, jobs[prev].Line, jobs[prev].Column)
-				continue
-			}
-			x.put(jobs, pl.base, int32(pl.first))
-		}
-	}
-	var rehash []int32
-	rehashed := map[int32]bool{}
-	for _, pl := range plans {
-		if len(pl.e.keys) == 0 || pl.safe {
-			continue
-		}
-		for i := pl.first; i < pl.first+pl.rows; i++ {
-			j := &jobs[i]
-			if j.ID == "" {
-				rehash = append(rehash, int32(i))
-				continue
-			}
-			prev, taken := x.get(jobs, j.ID)
-			if !taken {
-				x.put(jobs, j.ID, int32(i))
-				continue
-			}
-			if jobs[prev].Vars != nil && !rehashed[prev] {
-				rehashed[prev] = true
-				rehash = append(rehash, prev)
-			}
-			rehash = append(rehash, int32(i))
-		}
-	}
-	slices.Sort(rehash)
-	for _, i := range rehash {
-		j := &jobs[i]
-		id := j.Base + "-" + shortHash(varsCanon(j.Vars), 12)
-		if _, taken := x.get(jobs, id); taken {
-			p.addf(&yaml.Node{Line: j.Line, Column: j.Column}, "jobs: id %s of a matrix row collides with another job's id; give the job a different id", id)
-			continue
-		}
-		j.ID = id
-		x.put(jobs, id, i)
-	}
-}
-
-// idIndex finds the job holding an id. It keys on a 64-bit hash of the id,
-// so a million entries hold no pointers for the garbage collector to scan;
-// distinct ids with equal hashes go to spill.
-type idIndex struct {
-	seed  maphash.Seed
-	m     map[uint64]int32
-	spill map[string]int32
-}
-
-func (x *idIndex) get(jobs []Job, id string) (int32, bool) {
-	i, ok := x.m[maphash.String(x.seed, id)]
-	if !ok {
-		return 0, false
-	}
-	if jobs[i].ID == id {
-		return i, true
-	}
-	i, ok = x.spill[id]
-	return i, ok
-}
-
-func (x *idIndex) put(jobs []Job, id string, i int32) {
-	h := maphash.String(x.seed, id)
-	if prev, ok := x.m[h]; ok && jobs[prev].ID != id {
-		if x.spill == nil {
-			x.spill = map[string]int32{}
-		}
-		x.spill[id] = i
-		return
-	}
-	x.m[h] = i
-}
-
-// checkExplicitIDs reports explicit ids used twice (case-insensitively, as
-// file names on some systems are).
-func (p *parser) checkExplicitIDs(entries []*entry) {
-	seen := map[string]*entry{}
-	for _, e := range entries {
-		if e.id == "" {
-			continue
-		}
-		key := strings.ToLower(e.id)
-		if first, dup := seen[key]; dup {
-			p.addf(e.idNode, "%s.id: duplicate id %q (also %s.id at %d:%d)", e.path, e.id, first.path, first.idNode.Line, first.idNode.Column)
-			e.ok = false
-			continue
-		}
-		seen[key] = e
-	}
-}
-
-// resolve applies precedence (job > defaults > top-level engine > engine
-// defaults), checks placeholders and the job's own constraints, and builds
-// the row prototype. It returns nil after reporting when the job is bad.
-func (p *parser) resolve(e *entry, top, def *layer) *plan {
-	limit := p.maxJobs + 1
-	pl := &plan{e: e, rows: 1, index: make(map[string]int, len(e.keys))}
-	var inMatrix [numSettings + 1]int
-	for i := range inMatrix {
-		inMatrix[i] = -1
-	}
-	for i, k := range e.keys {
-		pl.index[k.name] = i
-		if k.s != numSettings {
-			inMatrix[k.s] = i
-		}
-		pl.rows = min(pl.rows*len(k.vals), limit)
-	}
-	r := &pl.r
-	for s := range numSettings {
-		switch {
-		case e.set[s].set():
-			r[s] = e.set[s]
-		case def[s].set():
-			r[s] = def[s]
-		case s == sEngine && top[s].set():
-			r[s] = top[s]
-		}
-	}
-	// The prompt texts resolve as a group: prompts in a job replaces every
-	// default text; prompt or negative_prompt in a job replaces default prompts.
-	switch {
-	case e.set[sPrompts].set():
-		r[sPrompt], r[sNegative] = value{}, value{}
-	case e.set[sPrompt].set() || e.set[sNegative].set() || inMatrix[sPrompt] >= 0 || inMatrix[sNegative] >= 0:
-		r[sPrompts] = value{}
-	default:
-		if def[sPrompts].set() {
-			r[sPrompt], r[sNegative] = value{}, value{}
-		}
-	}
-	ok := true
-	if r[sPrompts].set() {
-		for i, pt := range r[sPrompts].prompts {
-			pl.slots = append(pl.slots, slot{t: pt.tmpl, weight: pt.weight, key: -1, field: "prompts[" + strconv.Itoa(i) + "].text", org: r[sPrompts].origin})
-		}
-	} else {
-		for _, s := range []setting{sPrompt, sNegative} {
-			w := 1.0
-			if s == sNegative {
-				w = -1
-			}
-			if k := inMatrix[s]; k >= 0 {
-				pl.slots = append(pl.slots, slot{weight: w, key: k, field: settingNames[s], org: fromMatrix})
-			} else if r[s].set() {
-				pl.slots = append(pl.slots, slot{t: r[s].tmpl, weight: w, key: -1, field: settingNames[s], org: r[s].origin})
-			}
-		}
-	}
-	positive := false
-	used := map[string]bool{}
-	for _, sl := range pl.slots {
-		positive = positive || sl.weight > 0
-		if sl.key >= 0 {
-			pl.dynText = true
-			continue
-		}
-		if sl.t.parts != nil {
-			pl.dynText = true
-		}
-		for _, name := range sl.t.names() {
-			used[name] = true
-			if _, defined := pl.index[name]; !defined {
-				p.addf(sl.t.node, "%s.%s: undefined placeholder {%s}%s%s", e.path, sl.field, name, fromNote(sl.org), placeholderHint(name, e.keys))
-				ok = false
-			}
-		}
-	}
-	inheritedBad := p.badDefault[sPrompt] || p.badDefault[sNegative] || p.badDefault[sPrompts]
-	switch {
-	case (len(pl.slots) == 0 || !positive) && inheritedBad:
-		ok = false // defaults' prompt was reported already
-	case len(pl.slots) == 0 && e.unknownKey:
-		ok = false // most likely a misspelt prompt, reported as an unknown key
-	case len(pl.slots) == 0:
-		p.addf(e.node, "%s: no prompt: set prompt or prompts in the job or in defaults", e.path)
-		ok = false
-	case !positive:
-		p.addf(e.node, "%s: no prompt with a positive weight: the API needs at least one", e.path)
-		ok = false
-	}
-	for _, k := range e.keys {
-		if k.s == numSettings && !used[k.name] {
-			p.addf(k.k, "%s.matrix.%s: not a job setting and not used as {%s} in a prompt%s", e.path, k.name, k.name, suggest(k.name, jobKeys))
-			ok = false
-		}
-	}
-	if !r[sEngine].set() && inMatrix[sEngine] < 0 && p.badDefault[sEngine] {
-		ok = false // the top level's or defaults' engine was reported already
-	} else if !r[sEngine].set() && inMatrix[sEngine] < 0 {
-		p.addf(e.node, "%s: no engine: set engine at the top level, in defaults or in the job", e.path)
-		ok = false
-	}
-	if !ok {
-		return nil
-	}
-	j := &pl.proto
-	j.Base = e.id
-	j.Line, j.Column = e.node.Line, e.node.Column
-	j.Engine = r[sEngine].str
-	j.Width, j.Height, j.Steps = int(r[sWidth].num), int(r[sHeight].num), int(r[sSteps].num)
-	j.Samples = 1
-	if r[sSamples].set() {
-		j.Samples = int(r[sSamples].num)
-	}
-	j.Seed = uint32(r[sSeed].num)
-	if r[sCfg].set() {
-		j.CfgScale = &r[sCfg].f
-	}
-	j.Sampler, j.StylePreset, j.ClipGuidancePreset = r[sSampler].str, r[sStyle].str, r[sClip].str
-	if !pl.dynText {
-		j.Prompts = make([]Prompt, len(pl.slots))
-		for i, sl := range pl.slots {
-			j.Prompts[i] = Prompt{Text: sl.t.text, Weight: sl.weight}
-		}
-	}
-	pl.varies = inMatrix[sEngine] >= 0 || inMatrix[sWidth] >= 0 || inMatrix[sHeight] >= 0 || inMatrix[sSteps] >= 0
-	if !pl.varies {
-		eng, _ := engine.Lookup(j.Engine)
-		fillEngineDefaults(j, eng, r[sWidth].set(), r[sHeight].set(), r[sSteps].set())
-		if err := eng.CheckSize(j.Width, j.Height); err != nil {
-			p.addf(firstFromJob(e.node, &r[sWidth], &r[sHeight], &r[sEngine]), "%s: %v%s", e.path, err, sizeNote(r))
-			ok = false
-		}
-		if err := eng.CheckSteps(j.Steps); err != nil {
-			p.addf(firstFromJob(e.node, &r[sSteps], &r[sEngine]), "%s.steps: %v%s", e.path, err, fromNote(r[sSteps].origin))
-			ok = false
-		}
-	}
-	if !ok {
-		return nil
-	}
-	return pl
-}
-
-// fillEngineDefaults gives width, height and steps the engine's defaults
-// where the manifest set none.
-func fillEngineDefaults(j *Job, eng engine.Engine, w, h, steps bool) {
-	if !w {
-		j.Width = eng.DefaultSize[0]
-	}
-	if !h {
-		j.Height = eng.DefaultSize[1]
-	}
-	if !steps {
-		j.Steps = eng.DefaultSteps
-	}
-}
-
-// firstFromJob returns the node of the first value written in the job
-// itself, else the job's own node, so a problem points where it can be fixed.
-func firstFromJob(job *yaml.Node, vs ...*value) *yaml.Node {
-	for _, v := range vs {
-		if v.set() && v.origin == fromJob {
-			return v.node
-		}
-	}
-	return job
-}
-
-func fromNote(o origin) string {
-	switch o {
-	case fromDefaults:
-		return " (from defaults)"
-	case fromTop:
-		return " (from the top level)"
-	}
-	return ""
-}
-
-func sizeNote(r *layer) string {
-	switch {
-	case !r[sWidth].set() && !r[sHeight].set():
-		return " (the engine's default size)"
-	case r[sWidth].origin == fromDefaults || r[sHeight].origin == fromDefaults:
-		return " (size from defaults)"
-	}
-	return ""
-}
-
-func placeholderHint(name string, keys []mkey) string {
-	if len(keys) == 0 {
-		return "; define it with matrix: {" + name + ": [...]}"
-	}
-	names := make([]string, len(keys))
-	for i, k := range keys {
-		names[i] = k.name
-	}
-	if s := suggest(name, names); s != "" {
-		return s
-	}
-	return "; matrix keys: " + strings.Join(names, ", ")
-}
-
 // rowsOf expands a plan's matrix, first key varying slowest, appending the
 // rows to jobs (when jobs is nil it only checks). A row's ID is its
 // candidate id, or "" when it must fall back to a hash. The rows' ids and
-// prompt texts are substrings of two strings built once per matrix, which
-// keeps a million-row matrix to a handful of allocations.
+// prompt texts are substrings of two strings built once per matrix, and
+// rows that agree on every key that changes Params share one Params slice,
+// which keeps a million-row matrix to a handful of allocations.
 func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	e := pl.e
 	k, ns := len(e.keys), len(pl.slots)
@@ -470,6 +74,7 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	var vars []Var
 	var text, ids []byte     // rendered prompt texts and row ids, back to back
 	var textEnd, idEnd []int // end offsets in text (per prompt) and ids (per row; -1: hash)
+	var params *paramRows
 	row := make([]Var, k)
 	if build {
 		vars = make([]Var, pl.rows*k)
@@ -479,16 +84,15 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 			textEnd = make([]int, 0, pl.rows*ns)
 			text = make([]byte, 0, pl.textBytes())
 		}
+		if pl.si && len(pl.pkeys) > 0 {
+			params = pl.newParamRows()
+		}
 	}
 	var unsetW, unsetH, unsetSteps bool
 	if pl.varies {
-		var in [numSettings + 1]bool
-		for _, key := range e.keys {
-			in[key.s] = true
-		}
-		unsetW = !pl.r[sWidth].set() && !in[sWidth]
-		unsetH = !pl.r[sHeight].set() && !in[sHeight]
-		unsetSteps = !pl.r[sSteps].set() && !in[sSteps]
+		unsetW = !pl.r.has(sWidth) && e.keyOf(sWidth) < 0
+		unsetH = !pl.r.has(sHeight) && e.keyOf(sHeight) < 0
+		unsetSteps = !pl.r.has(sSteps) && e.keyOf(sSteps) < 0
 	}
 	idx := make([]int, k)
 	bad := 0
@@ -507,6 +111,15 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 			key := &e.keys[d]
 			v := &key.vals[idx[d]]
 			row[d] = Var{Key: key.name, Value: v.text}
+			if pl.si {
+				switch key.s {
+				case sService:
+					j.Service = v.str
+				case sSeed:
+					j.Seed = uint32(v.num)
+				}
+				continue
+			}
 			switch key.s {
 			case sEngine:
 				j.Engine = v.str
@@ -531,14 +144,31 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 			}
 		}
 		var msgs []string
+		info, vi := pl.info, 0
+		if pl.si && pl.svcKey >= 0 {
+			vi = idx[pl.svcKey]
+			info = pl.infos[vi]
+			msgs = append(msgs, pl.static[vi]...)
+			for d := range e.keys {
+				key := &e.keys[d]
+				if key.s == noSetting || key.s == sService {
+					continue
+				}
+				if f := info.field(key.s); f != nil {
+					if msg := fieldProblem(info.op, f, &key.vals[idx[d]]); msg != "" {
+						msgs = append(msgs, msg)
+					}
+				}
+			}
+		}
 		if pl.dynText {
-			for _, sl := range pl.slots {
+			for i, sl := range pl.slots {
 				start := len(text)
 				if sl.key >= 0 {
 					text = append(text, row[sl.key].Value...)
 				} else {
 					text = sl.t.appendTo(text, pl.index, row)
-					if msg := checkTextBytes(text[start:]); msg != "" {
+					if msg := checkTextBytes(text[start:], pl.limits[vi][i]); msg != "" {
 						msgs = append(msgs, sl.field+" "+msg)
 					}
 				}
@@ -557,6 +187,14 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 			}
 			if err := eng.CheckSteps(j.Steps); err != nil {
 				msgs = append(msgs, "steps: "+err.Error())
+			}
+		}
+		if pl.si && build {
+			if params != nil {
+				j.Params = params.get(pl, jobs[first:], r, idx, info)
+			}
+			if pl.resize {
+				j.Width, j.Height = pl.size(info, idx)
 			}
 		}
 		if len(msgs) > 0 {
@@ -606,6 +244,54 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 		}
 	}
 	return jobs
+}
+
+// paramRows gives a Stable Image matrix's rows their Params: the rows that
+// agree on every key that changes Params (a combination) share one slice,
+// cut from one backing array with a fixed stride per combination.
+type paramRows struct {
+	rep    []int32 // per combination: the row (from the plan's first) that built it; -1 before
+	buf    []Param
+	stride int
+}
+
+func (pl *plan) newParamRows() *paramRows {
+	combos := 1
+	for _, d := range pl.pkeys {
+		combos *= len(pl.e.keys[d].vals) // at most pl.rows
+	}
+	infos := pl.infos
+	if pl.info != nil {
+		infos = []*opInfo{pl.info}
+	}
+	stride := 0
+	for _, info := range infos {
+		stride = max(stride, pl.paramCount(info))
+	}
+	rep := make([]int32, combos)
+	for i := range rep {
+		rep[i] = -1
+	}
+	return &paramRows{rep: rep, buf: make([]Param, combos*stride), stride: stride}
+}
+
+// get returns the Params of row r (idx) on info's operation; rows holds the
+// plan's rows so far.
+func (x *paramRows) get(pl *plan, rows []Job, r int, idx []int, info *opInfo) []Param {
+	c := 0
+	for _, d := range pl.pkeys {
+		c = c*len(pl.e.keys[d].vals) + idx[d]
+	}
+	if at := x.rep[c]; at >= 0 {
+		return rows[at].Params
+	}
+	x.rep[c] = int32(r)
+	lo := c * x.stride
+	ps := pl.appendParams(x.buf[lo:lo:lo+x.stride], info, idx)
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps[:len(ps):len(ps)]
 }
 
 // idBytes is the length of all the plan's candidate row ids together:

@@ -3,8 +3,12 @@ package manifest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"hash/maphash"
+	"slices"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Id lengths, in bytes.
@@ -166,13 +170,28 @@ func (pl *plan) canon() string {
 		b.WriteString(strconv.Itoa(sl.key))
 		b.WriteByte(1)
 	}
-	for s := range numSettings {
+	// The v1 settings, set or not, as ids were made before Stable Image
+	// jobs (so a v1 manifest keeps its ids); then whatever else is set.
+	for s := range sService {
 		if s == sPrompt || s == sNegative || s == sPrompts {
 			continue
 		}
-		b.WriteString(settingNames[s])
+		b.WriteString(s.name())
 		b.WriteByte('=')
-		b.WriteString(pl.r[s].text)
+		b.WriteString(pl.r.get(s).text)
+		b.WriteByte(1)
+	}
+	rest := make([]value, 0, len(pl.r))
+	for _, v := range pl.r {
+		if v.s >= sService {
+			rest = append(rest, v)
+		}
+	}
+	slices.SortFunc(rest, func(a, b value) int { return int(a.s) - int(b.s) })
+	for _, v := range rest {
+		b.WriteString(v.s.name())
+		b.WriteByte('=')
+		b.WriteString(v.text)
 		b.WriteByte(1)
 	}
 	for _, k := range pl.e.keys {
@@ -184,4 +203,166 @@ func (pl *plan) canon() string {
 		b.WriteByte(1)
 	}
 	return b.String()
+}
+
+// markSafe marks the matrix plans whose row ids need no uniqueness check:
+// every row got its candidate id, each key's values slug to distinct texts
+// with as many '-' each (so base-v1-v2 splits back into its values), no other
+// base id extends this one with '-' or is extended by it (so no other job
+// can produce the same text). This spares a million-row matrix a million
+// map operations.
+func markSafe(plans []*plan, jobs []Job) {
+	bases := make([]string, len(plans))
+	isBase := make(map[string]bool, len(plans))
+	for i, pl := range plans {
+		bases[i] = pl.base
+		isBase[pl.base] = true
+	}
+	slices.Sort(bases)
+	for _, pl := range plans {
+		if len(pl.e.keys) == 0 || !distinctSlugs(pl.e.keys) {
+			continue
+		}
+		prefix := pl.base + "-"
+		i, _ := slices.BinarySearch(bases, prefix)
+		if i < len(bases) && strings.HasPrefix(bases[i], prefix) {
+			continue
+		}
+		clash := false
+		for i := range len(pl.base) {
+			if pl.base[i] == '-' && isBase[pl.base[:i]] {
+				clash = true
+				break
+			}
+		}
+		if clash {
+			continue
+		}
+		pl.safe = true
+		for _, j := range jobs[pl.first : pl.first+pl.rows] {
+			if j.ID == "" {
+				pl.safe = false
+				break
+			}
+		}
+	}
+}
+
+// distinctSlugs reports whether each key's values have distinct, non-empty
+// slugs with the same number of '-' (so an id splits back into its values).
+func distinctSlugs(keys []mkey) bool {
+	for _, k := range keys {
+		seen := make(map[string]bool, len(k.slugs))
+		dashes := strings.Count(k.slugs[0], "-")
+		for _, s := range k.slugs {
+			if s == "" || strings.Count(s, "-") != dashes || seen[s] {
+				return false
+			}
+			seen[s] = true
+		}
+	}
+	return true
+}
+
+// uniqueIDs settles the ids of matrix rows. A row keeps its candidate id
+// (base-values) unless that id is taken by another job or could not be
+// built; then it, and any other row that wanted the same id, takes
+// base-HASH of its values instead. Plain jobs' ids are unique already.
+func (p *parser) uniqueIDs(plans []*plan, jobs []Job) {
+	x := idIndex{seed: maphash.MakeSeed(), m: map[uint64]int32{}}
+	for _, pl := range plans {
+		if len(pl.e.keys) == 0 {
+			if prev, taken := x.get(jobs, pl.base); taken {
+				p.addf(pl.e.node, "%s: id %s is also the id of the job at %d:%d; give one of them another id", pl.e.path, pl.base, jobs[prev].Line, jobs[prev].Column)
+				continue
+			}
+			x.put(jobs, pl.base, int32(pl.first))
+		}
+	}
+	var rehash []int32
+	rehashed := map[int32]bool{}
+	for _, pl := range plans {
+		if len(pl.e.keys) == 0 || pl.safe {
+			continue
+		}
+		for i := pl.first; i < pl.first+pl.rows; i++ {
+			j := &jobs[i]
+			if j.ID == "" {
+				rehash = append(rehash, int32(i))
+				continue
+			}
+			prev, taken := x.get(jobs, j.ID)
+			if !taken {
+				x.put(jobs, j.ID, int32(i))
+				continue
+			}
+			if jobs[prev].Vars != nil && !rehashed[prev] {
+				rehashed[prev] = true
+				rehash = append(rehash, prev)
+			}
+			rehash = append(rehash, int32(i))
+		}
+	}
+	slices.Sort(rehash)
+	for _, i := range rehash {
+		j := &jobs[i]
+		id := j.Base + "-" + shortHash(varsCanon(j.Vars), 12)
+		if _, taken := x.get(jobs, id); taken {
+			p.addf(&yaml.Node{Line: j.Line, Column: j.Column}, "jobs: id %s of a matrix row collides with another job's id; give the job a different id", id)
+			continue
+		}
+		j.ID = id
+		x.put(jobs, id, i)
+	}
+}
+
+// idIndex finds the job holding an id. It keys on a 64-bit hash of the id,
+// so a million entries hold no pointers for the garbage collector to scan;
+// distinct ids with equal hashes go to spill.
+type idIndex struct {
+	seed  maphash.Seed
+	m     map[uint64]int32
+	spill map[string]int32
+}
+
+func (x *idIndex) get(jobs []Job, id string) (int32, bool) {
+	i, ok := x.m[maphash.String(x.seed, id)]
+	if !ok {
+		return 0, false
+	}
+	if jobs[i].ID == id {
+		return i, true
+	}
+	i, ok = x.spill[id]
+	return i, ok
+}
+
+func (x *idIndex) put(jobs []Job, id string, i int32) {
+	h := maphash.String(x.seed, id)
+	if prev, ok := x.m[h]; ok && jobs[prev].ID != id {
+		if x.spill == nil {
+			x.spill = map[string]int32{}
+		}
+		x.spill[id] = i
+		return
+	}
+	x.m[h] = i
+}
+
+// checkExplicitIDs reports explicit ids used twice (case-insensitively, as
+// file names on some systems are).
+func (p *parser) checkExplicitIDs(entries []*entry) {
+	seen := map[string]*entry{}
+	for _, e := range entries {
+		if e.id == "" {
+			continue
+		}
+		key := strings.ToLower(e.id)
+		if first, dup := seen[key]; dup {
+			p.addf(e.idNode, "%s.id: duplicate id %q (also %s.id at %d:%d)", e.path, e.id, first.path, first.idNode.Line, first.idNode.Column)
+			e.ok = false
+			continue
+		}
+		seen[key] = e
+	}
 }

@@ -8,7 +8,8 @@ type Manifest struct {
 	Path        string // the file it was read from, as given
 	Version     int    // always 1
 	Name        string // optional display name; "" when absent
-	Engine      string // default engine id; "" when absent (every job then names one)
+	Engine      string // default v1 engine id, from the top level; "" when absent
+	Service     string // default Stable Image service, from the top level, e.g. "generate/core"; "" when absent
 	Pricing     string // price sheet id; "" means the default sheet
 	Budget      string // credit ceiling as the decimal text written, e.g. "120" or "12.5"; "" when absent
 	Output      string // output folder, already joined to the manifest's folder; "" when absent

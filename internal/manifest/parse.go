@@ -61,7 +61,8 @@ func Parse(file string, data []byte) (*Manifest, error) {
 
 // parse is Parse with a job limit of its own (the fuzz test's is small).
 func parse(file string, data []byte, maxJobs int) (*Manifest, error) {
-	p := &parser{file: file, maxJobs: maxJobs, sizes: map[*yaml.Node]int{}}
+	p := &parser{file: file, maxJobs: maxJobs, sizes: map[*yaml.Node]int{},
+		badDefault: make([]bool, len(settings.specs)), ops: map[string]*opInfo{}}
 	m := p.parse(data)
 	if len(p.probs) > 0 {
 		errs := sortProblems(p.probs)
@@ -75,9 +76,11 @@ type parser struct {
 	file    string
 	maxJobs int // the most jobs the manifest may expand to
 	probs   Errors
-	// badDefault marks settings that defaults (or, for engine, the top
-	// level) got wrong, so jobs inheriting them are not blamed again.
-	badDefault [numSettings]bool
+	// badDefault marks, by setting, what defaults (or, for engine and
+	// service, the top level) got wrong, so jobs inheriting it are not
+	// blamed again.
+	badDefault []bool
+	ops        map[string]*opInfo // the Stable Image operations met, by service
 	sizes      map[*yaml.Node]int // subtree sizes of anchored nodes
 	aliasWork  int                // nodes reached through aliases so far
 	bombed     bool               // aliasBudget was exceeded and reported
@@ -342,7 +345,7 @@ var (
 )
 
 // topKeys are the manifest's top-level keys, in documentation order.
-var topKeys = []string{"version", "name", "engine", "pricing", "budget", "output", "concurrency", "rate", "defaults", "jobs"}
+var topKeys = []string{"version", "name", "engine", "service", "pricing", "budget", "output", "concurrency", "rate", "defaults", "jobs"}
 
 func (p *parser) manifest(root *yaml.Node) *Manifest {
 	m := &Manifest{Path: p.file, keyPos: map[string][2]int{}}
@@ -352,7 +355,9 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 	for _, kv := range p.pairs(root, "") {
 		m.keyPos[kv.key] = [2]int{kv.k.Line, kv.k.Column}
 		if kv.key == "defaults" && kv.v.Kind != yaml.MappingNode {
-			p.badDefault = [numSettings]bool{true, true, true, true, true, true, true, true, true, true, true, true, true}
+			for i := range p.badDefault {
+				p.badDefault[i] = true
+			}
 		}
 		switch kv.key {
 		case "version":
@@ -363,13 +368,13 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 			}
 		case "name":
 			m.Name, _ = p.str(kv.v, "name")
-		case "engine":
-			if v, ok := p.setting(sEngine, kv.v, "engine"); ok {
-				v.origin = fromTop
-				top[sEngine] = v
-				m.Engine = v.str
+		case "engine", "service":
+			s := settings.byName[kv.key]
+			if v, ok := p.setting(s, kv.v, kv.key); ok {
+				v.origin, v.key = fromTop, kv.k
+				top.put(v)
 			} else {
-				p.badDefault[sEngine] = true
+				p.badDefault[s] = true
 			}
 		case "pricing":
 			m.Pricing = p.nonBlank(kv.v, "pricing", "must name a price sheet")
@@ -386,7 +391,7 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 		case "jobs":
 			jobs, jobsKey = kv.v, kv.k
 		default:
-			if _, ok := settingByName[kv.key]; ok {
+			if _, ok := settings.byName[kv.key]; ok {
 				p.addf(kv.k, "%s: unknown top-level key; job settings go under defaults or a job", kv.key)
 			} else {
 				p.addf(kv.k, "%s: unknown top-level key%s", kv.key, suggest(kv.key, topKeys))
@@ -396,10 +401,12 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 	if _, ok := m.keyPos["version"]; !ok {
 		p.addf(root, "version: missing; add version: 1")
 	}
+	m.Engine, m.Service = top.get(sEngine).str, top.get(sService).str
 	var def layer
 	if defaults != nil {
 		def = p.defaults(defaults)
 	}
+	p.inheritedOps(top, def)
 	if jobs == nil {
 		p.addf(root, "jobs: missing; add a list of jobs")
 		return m
@@ -418,7 +425,8 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 			entries = append(entries, e)
 		}
 	}
-	m.Jobs = p.expand(entries, &top, &def, jobsKey)
+	p.unusedDefaults(entries, top, def)
+	m.Jobs = p.expand(entries, top, def, jobsKey)
 	return m
 }
 

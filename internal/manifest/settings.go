@@ -8,12 +8,15 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/batch-tool/batch/internal/catalog"
 	"github.com/batch-tool/batch/internal/engine"
 	"gopkg.in/yaml.v3"
 )
 
-// setting is one job setting, named as the API names it.
-type setting int
+// setting is one job setting, named as the API names it. The v1 settings
+// and service have fixed numbers; every other field of the Stable Image
+// catalogue follows, numbered in the order the catalogue first lists it.
+type setting uint16
 
 const (
 	sEngine setting = iota
@@ -29,24 +32,138 @@ const (
 	sSampler
 	sStyle
 	sClip
-	numSettings
+	sService
+	numFixed // the first catalogue-only field
+
+	// noSetting marks a matrix key that is only a {placeholder}.
+	noSetting setting = math.MaxUint16
 )
 
-// settingNames are the manifest keys of the settings, indexed by setting.
-var settingNames = [numSettings]string{
-	"engine", "prompt", "negative_prompt", "prompts", "width", "height", "steps",
-	"cfg_scale", "seed", "samples", "sampler", "style_preset", "clip_guidance_preset",
+// kind is how a setting's value is written.
+type kind uint8
+
+const (
+	kEngine  kind = iota + 1 // a v1 engine id
+	kService                 // a Stable Image service
+	kPrompt                  // prompt or negative_prompt: text with {placeholders}
+	kPrompts                 // the v1 text_prompts list
+	kInt                     // a whole number
+	kNum                     // a decimal number
+	kEnum                    // one of a list of values
+	kText                    // any other text, sent as written
+	kImage                   // an image input (see refused)
+	kDerived                 // a field batch computes from others
+)
+
+// spec says how to read one setting anywhere in a manifest. Its bounds and
+// values are the widest that any v1 engine or Stable Image service accepts,
+// so a value outside them is wrong for every job; the operation a job runs
+// then checks its own (see stableimage.go and expand.go).
+type spec struct {
+	name   string
+	kind   kind
+	v1     bool     // v1 engines take it
+	si     bool     // some Stable Image service takes it
+	lo, hi float64  // kInt, kNum: the widest bounds
+	enum   []string // kEnum: every value some operation accepts
+	// refused says why batch refuses the key for now, e.g. for an image
+	// input; "" when it does not.
+	refused string
 }
 
-var settingByName = map[string]setting{
-	"engine": sEngine, "prompt": sPrompt, "negative_prompt": sNegative, "prompts": sPrompts,
-	"width": sWidth, "height": sHeight, "steps": sSteps, "cfg_scale": sCfg, "seed": sSeed,
-	"samples": sSamples, "sampler": sSampler, "style_preset": sStyle, "clip_guidance_preset": sClip,
+// table is every setting: the v1 ones, service, and each field of the
+// Stable Image catalogue.
+type table struct {
+	specs  []spec
+	byName map[string]setting
+}
+
+// settings is the setting table, built once from the v1 enumerations and
+// the catalogue; it is read-only.
+var settings = newTable(catalog.All())
+
+// newTable builds the setting table: the v1 settings as the v1 API bounds
+// them, widened (and joined) by the catalogue's fields of the same name, and
+// every other catalogue field after them.
+func newTable(ops []catalog.Operation) *table {
+	t := &table{specs: []spec{
+		sEngine:   {name: "engine", kind: kEngine, v1: true},
+		sPrompt:   {name: "prompt", kind: kPrompt, v1: true},
+		sNegative: {name: "negative_prompt", kind: kPrompt, v1: true},
+		sPrompts:  {name: "prompts", kind: kPrompts, v1: true},
+		sWidth:    {name: "width", kind: kInt, v1: true, lo: 1, hi: maxSide},
+		sHeight:   {name: "height", kind: kInt, v1: true, lo: 1, hi: maxSide},
+		sSteps:    {name: "steps", kind: kInt, v1: true, lo: 1, hi: 10000},
+		sCfg:      {name: "cfg_scale", kind: kNum, v1: true, lo: 0, hi: 35},
+		sSeed:     {name: "seed", kind: kInt, v1: true, lo: 0, hi: maxSeed},
+		sSamples:  {name: "samples", kind: kInt, v1: true, lo: 1, hi: 10},
+		sSampler:  {name: "sampler", kind: kEnum, v1: true, enum: engine.Samplers()},
+		sStyle:    {name: "style_preset", kind: kEnum, v1: true, enum: engine.StylePresets()},
+		sClip:     {name: "clip_guidance_preset", kind: kEnum, v1: true, enum: engine.ClipGuidancePresets()},
+		sService:  {name: "service", kind: kService},
+	}, byName: map[string]setting{}}
+	for i, sp := range t.specs {
+		t.byName[sp.name] = setting(i)
+	}
+	for _, op := range ops {
+		for _, f := range op.Fields {
+			s, ok := t.byName[f.Name]
+			if !ok {
+				s = setting(len(t.specs))
+				t.specs = append(t.specs, spec{name: f.Name, kind: kindOf(f), lo: f.Min, hi: f.Max})
+				t.byName[f.Name] = s
+			}
+			sp := &t.specs[s]
+			sp.si = true
+			sp.lo, sp.hi = min(sp.lo, f.Min), max(sp.hi, f.Max)
+			for _, v := range f.Enum {
+				if !slices.Contains(sp.enum, v) {
+					sp.enum = append(sp.enum, v)
+				}
+			}
+		}
+	}
+	for i := range t.specs {
+		t.specs[i].refused = refusal(t.specs[i], ops)
+	}
+	return t
+}
+
+// kindOf is how the manifest writes a catalogue field.
+func kindOf(f catalog.Field) kind {
+	switch {
+	case f.Derived:
+		return kDerived
+	case f.Type == catalog.Integer:
+		return kInt
+	case f.Type == catalog.Number:
+		return kNum
+	case f.Type == catalog.Enum:
+		return kEnum
+	case f.Type == catalog.Image:
+		return kImage
+	}
+	return kText
+}
+
+// spec returns the setting's spec.
+func (s setting) spec() *spec { return &settings.specs[s] }
+
+// name returns the setting's manifest key.
+func (s setting) name() string { return settings.specs[s].name }
+
+// names returns every setting's key, in setting order.
+func (t *table) names() []string {
+	out := make([]string, len(t.specs))
+	for i, sp := range t.specs {
+		out[i] = sp.name
+	}
+	return out
 }
 
 // Limits of the API's fields.
 const (
-	maxPromptRunes = 2000
+	maxPromptRunes = 2000 // a v1 text prompt
 	maxSeed        = math.MaxUint32
 	maxSide        = 1 << 16 // no engine accepts a side this long; keeps products small
 )
@@ -63,20 +180,61 @@ const (
 
 // value is one parsed setting value.
 type value struct {
+	s       setting
 	node    *yaml.Node // where it was written; nil when unset
+	key     *yaml.Node // its key (for a matrix value, the matrix key)
+	item    int        // for a matrix value, its index in the written list
 	origin  origin
-	text    string  // canonical text: the Var value and the matrix slug source
-	str     string  // engine, enums
-	num     int64   // width, height, steps, seed, samples
-	f       float64 // cfg_scale
+	text    string  // canonical text: the Var value, the slug source, the value sent
+	str     string  // engine, service, enums, text
+	num     int64   // integers
+	f       float64 // decimal numbers
 	tmpl    tmpl    // prompt, negative_prompt
 	prompts []ptmpl // prompts
 }
 
-func (v *value) set() bool { return v.node != nil }
+func (v value) set() bool { return v.node != nil }
 
-// layer holds the settings of one mapping (top level, defaults or a job).
-type layer [numSettings]value
+// layer holds the settings written in one place (the top level, defaults or
+// a job), or a job's resolved settings: a short list, since a job sets few.
+type layer []value
+
+// get returns the value of s, or an unset value.
+func (l layer) get(s setting) value {
+	for i := range l {
+		if l[i].s == s {
+			return l[i]
+		}
+	}
+	return value{}
+}
+
+// ptr returns a pointer to the value of s in l, or nil.
+func (l layer) ptr(s setting) *value {
+	for i := range l {
+		if l[i].s == s {
+			return &l[i]
+		}
+	}
+	return nil
+}
+
+// has reports whether l sets s.
+func (l layer) has(s setting) bool { return l.ptr(s) != nil }
+
+// put sets v, replacing any value of the same setting.
+func (l *layer) put(v value) {
+	if p := l.ptr(v.s); p != nil {
+		*p = v
+		return
+	}
+	*l = append(*l, v)
+}
+
+// drop removes s.
+func (l *layer) drop(s setting) {
+	*l = slices.DeleteFunc(*l, func(v value) bool { return v.s == s })
+}
 
 // tmpl is a prompt text with its {placeholders} split out.
 type tmpl struct {
@@ -154,78 +312,85 @@ func (t *tmpl) appendTo(b []byte, index map[string]int, vals []Var) []byte {
 	return b
 }
 
-// checkText reports what is wrong with a prompt text, or "".
-func checkText(s string) string {
+// checkText reports what is wrong with a prompt text of at most limit
+// characters, or "".
+func checkText(s string, limit int) string {
 	if strings.TrimSpace(s) == "" {
 		return "must not be blank"
 	}
-	if n := utf8.RuneCountInString(s); n > maxPromptRunes {
-		return "is " + strconv.Itoa(n) + " characters long; the API accepts at most 2000"
-	}
-	return ""
+	return checkLength(utf8.RuneCountInString(s), limit)
 }
 
 // checkTextBytes is checkText for a rendered text.
-func checkTextBytes(b []byte) string {
+func checkTextBytes(b []byte, limit int) string {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return "must not be blank"
 	}
-	if n := utf8.RuneCount(b); n > maxPromptRunes {
-		return "is " + strconv.Itoa(n) + " characters long; the API accepts at most 2000"
+	return checkLength(utf8.RuneCount(b), limit)
+}
+
+// checkLength reports a text of n characters that is longer than limit.
+func checkLength(n, limit int) string {
+	if n > limit {
+		return "is " + strconv.Itoa(n) + " characters long; the API accepts at most " + strconv.Itoa(limit)
 	}
 	return ""
 }
 
-// setting parses one setting's value, reporting problems under path.
+// setting parses one setting's value, reporting problems under path. The
+// checks are those that hold for every job; the job's operation checks the
+// rest when the job is resolved.
 func (p *parser) setting(s setting, n *yaml.Node, path string) (value, bool) {
-	v := value{node: n, text: n.Value}
+	sp := s.spec()
+	v := value{s: s, node: n, text: n.Value, item: -1}
 	ok := false
-	switch s {
-	case sEngine:
+	switch sp.kind {
+	case kEngine:
 		if v.str, ok = p.str(n, path); ok {
 			if _, known := engine.Lookup(v.str); !known {
 				p.addf(n, "%s: unknown engine %q%s; known engines: %s", path, v.str, suggest(v.str, engine.IDs()), strings.Join(engine.IDs(), ", "))
 				ok = false
 			}
 		}
-	case sPrompt, sNegative:
+	case kService:
+		if v.str, ok = p.str(n, path); ok {
+			ok = p.service(n, path, v.str)
+		}
+	case kPrompt:
 		var text string
 		if text, ok = p.str(n, path); ok {
-			if msg := checkText(text); msg != "" {
-				p.addf(n, "%s: %s", path, msg)
+			if strings.TrimSpace(text) == "" {
+				p.addf(n, "%s: must not be blank", path)
 				ok = false
 			}
 			v.tmpl = parseTmpl(text, n)
 		}
-	case sPrompts:
+	case kPrompts:
 		v.prompts, ok = p.prompts(n, path)
-	case sWidth, sHeight:
-		v.num, ok = p.integer(n, path, 1, maxSide)
-	case sSteps:
-		v.num, ok = p.integer(n, path, 1, 10000)
-	case sSeed:
-		v.num, ok = p.integer(n, path, 0, maxSeed)
-	case sSamples:
-		v.num, ok = p.integer(n, path, 1, 10)
-	case sCfg:
-		if v.f, ok = p.number(n, path, 0, 35); ok {
+	case kInt:
+		if v.num, ok = p.integer(n, path, int64(sp.lo), int64(sp.hi)); ok {
+			v.text = strconv.FormatInt(v.num, 10)
+		}
+	case kNum:
+		if v.f, ok = p.number(n, path, sp.lo, sp.hi); ok {
 			v.text = strconv.FormatFloat(v.f, 'f', -1, 64)
 		}
-	case sSampler:
-		v.str, ok = p.enum(n, path, engine.Samplers())
-	case sStyle:
-		v.str, ok = p.enum(n, path, engine.StylePresets())
-	case sClip:
-		v.str, ok = p.enum(n, path, engine.ClipGuidancePresets())
-	}
-	if ok && (s == sWidth || s == sHeight || s == sSteps || s == sSeed || s == sSamples) {
-		v.text = strconv.FormatInt(v.num, 10)
+	case kEnum:
+		if v.str, ok = p.enum(n, path, sp.enum); ok {
+			v.text = v.str
+		}
+	case kText:
+		v.str, ok = p.str(n, path)
 	}
 	return v, ok
 }
 
-// enum reads a string that must be one of allowed.
+// enum reads a string that must be one of allowed. A scalar of another type
+// whose text is allowed (true for a "true"/"false" enum) is accepted as it.
 func (p *parser) enum(n *yaml.Node, path string, allowed []string) (string, bool) {
+	if isScalar(n) && n.ShortTag() != "!!str" && slices.Contains(allowed, n.Value) {
+		return n.Value, true
+	}
 	s, ok := p.str(n, path)
 	if !ok {
 		return "", false
@@ -269,7 +434,8 @@ func (p *parser) prompts(n *yaml.Node, path string) ([]ptmpl, bool) {
 				hasText = true
 				text, good := p.str(kv.v, ipath+".text")
 				if good {
-					if msg := checkText(text); msg != "" {
+					// prompts is v1's alone, so its limit is v1's.
+					if msg := checkText(text, maxPromptRunes); msg != "" {
 						p.addf(kv.v, "%s.text: %s", ipath, msg)
 						good = false
 					}
@@ -302,7 +468,7 @@ func (p *parser) settings(n *yaml.Node, path string, l *layer, org origin, other
 	kvs := p.pairs(n, path)
 	ok := len(kvs)*2 == len(n.Content) // a bad key was reported
 	for _, kv := range kvs {
-		s, isSetting := settingByName[kv.key]
+		s, isSetting := settings.byName[kv.key]
 		if !isSetting {
 			if !other(kv) {
 				// An unknown key is reported but does not stop the checks of
@@ -311,29 +477,40 @@ func (p *parser) settings(n *yaml.Node, path string, l *layer, org origin, other
 			}
 			continue
 		}
-		v, good := p.setting(s, kv.v, join(path, kv.key))
-		if !good {
-			if org == fromDefaults {
-				p.badDefault[s] = true
-			}
+		if why := s.spec().refused; why != "" {
+			p.addf(kv.k, "%s: %s", join(path, kv.key), why)
+			p.markBad(org, s)
 			ok = false
 			continue
 		}
-		v.origin = org
-		l[s] = v
+		v, good := p.setting(s, kv.v, join(path, kv.key))
+		if !good {
+			p.markBad(org, s)
+			ok = false
+			continue
+		}
+		v.origin, v.key = org, kv.k
+		l.put(v)
 	}
-	if l[sPrompts].set() && (l[sPrompt].set() || l[sNegative].set()) {
-		bad, name := l[sPrompt].node, "prompt"
+	if pr := l.get(sPrompts); pr.set() && (l.has(sPrompt) || l.has(sNegative)) {
+		bad, name := l.get(sPrompt).node, "prompt"
 		if bad == nil {
-			bad, name = l[sNegative].node, "negative_prompt"
+			bad, name = l.get(sNegative).node, "negative_prompt"
 		}
-		p.addf(bad, "%s: cannot be used together with prompts (at %d:%d); put every text in prompts", join(path, name), l[sPrompts].node.Line, l[sPrompts].node.Column)
-		if org == fromDefaults {
-			p.badDefault[sPrompt], p.badDefault[sPrompts] = true, true
-		}
+		p.addf(bad, "%s: cannot be used together with prompts (at %d:%d); put every text in prompts", join(path, name), pr.node.Line, pr.node.Column)
+		p.markBad(org, sPrompt)
+		p.markBad(org, sPrompts)
 		ok = false
 	}
 	return ok
+}
+
+// markBad records a setting that defaults (or the top level) got wrong, so
+// that jobs inheriting it are not blamed again.
+func (p *parser) markBad(org origin, s setting) {
+	if org == fromDefaults || org == fromTop {
+		p.badDefault[s] = true
+	}
 }
 
 // defaults parses the defaults mapping.
@@ -349,7 +526,7 @@ func (p *parser) defaults(n *yaml.Node) layer {
 			return true
 		}
 		return false
-	}, settingNames[:])
+	}, settings.names())
 	return l
 }
 

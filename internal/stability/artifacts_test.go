@@ -52,7 +52,7 @@ func TestScanArtifactsShapes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// One byte per read exercises every buffer boundary.
 			sink := newMemSink()
-			arts, err := scanArtifacts(iotest.OneByteReader(strings.NewReader(tt.body)), 10, sink)
+			arts, err := scanArtifacts(iotest.OneByteReader(strings.NewReader(tt.body)), 10, sink, "req-7")
 			if err != nil {
 				t.Fatalf("scanArtifacts: %v", err)
 			}
@@ -63,8 +63,10 @@ func TestScanArtifactsShapes(t *testing.T) {
 				t.Fatalf("got %d artifacts, want %d", len(arts), len(tt.arts))
 			}
 			for i := range arts {
-				if arts[i] != tt.arts[i] || string(sink.images[i]) != tt.images[i] {
-					t.Errorf("artifact %d = %+v %q, want %+v %q", i, arts[i], sink.images[i], tt.arts[i], tt.images[i])
+				want := tt.arts[i]
+				want.Format, want.RequestID = "png", "req-7"
+				if arts[i] != want || sink.arts[i] != want || string(sink.images[i]) != tt.images[i] {
+					t.Errorf("artifact %d = %+v (sink %+v) %q, want %+v %q", i, arts[i], sink.arts[i], sink.images[i], want, tt.images[i])
 				}
 			}
 		})
@@ -90,7 +92,7 @@ func TestScanArtifactsSyntaxErrors(t *testing.T) {
 		`{"artifacts":[],"artifacts":[]}`,
 		`{"artifacts":[1]}`,
 	} {
-		_, err := scanArtifacts(strings.NewReader(body), 10, newMemSink())
+		_, err := scanArtifacts(strings.NewReader(body), 10, newMemSink(), "")
 		if !errors.Is(err, ErrMalformedResponse) {
 			t.Errorf("scanArtifacts(%q) error = %v, want ErrMalformedResponse", body, err)
 		}
@@ -102,7 +104,7 @@ func TestScanArtifactsReadError(t *testing.T) {
 	body := artifactsBody([][]byte{testImage(0, 3000)}, []uint32{1}, []string{"SUCCESS"}, 0, "")
 	for _, cut := range []int{0, 5, 20, 200, len(body) - 2} {
 		r := iotest.DataErrReader(&errAfter{b: body[:cut], err: errRead})
-		_, err := scanArtifacts(r, 1, newMemSink())
+		_, err := scanArtifacts(r, 1, newMemSink(), "")
 		if !errors.Is(err, errRead) {
 			t.Errorf("cut at %d: error = %v, want the read error", cut, err)
 		}
@@ -135,7 +137,7 @@ func FuzzScanArtifacts(f *testing.F) {
 	f.Add([]byte(`{"artifacts":[{"base64":"YQ==YQ==","seed":1,"finishReason":"SUCCESS"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sink := newMemSink()
-		arts, err := scanArtifacts(bytes.NewReader(body), 10, sink)
+		arts, err := scanArtifacts(bytes.NewReader(body), 10, sink, "")
 		if sink.err != nil {
 			t.Fatalf("sink contract: %v", sink.err)
 		}
@@ -186,12 +188,12 @@ func FuzzArtifactsRoundTrip(f *testing.F) {
 		body := artifactsBody(images, seeds, rs, int(order), sep)
 		body = bytes.ReplaceAll(body, []byte("/"), []byte(`\/`)) // as some encoders write it
 		sink := newMemSink()
-		arts, err := scanArtifacts(bytes.NewReader(body), 2, sink)
+		arts, err := scanArtifacts(bytes.NewReader(body), 2, sink, "")
 		if err != nil {
 			t.Fatalf("scanArtifacts(%q): %v", body, err)
 		}
 		for i := range 2 {
-			if want := (Artifact{Seed: seeds[i], FinishReason: rs[i]}); arts[i] != want || !bytes.Equal(sink.images[i], images[i]) {
+			if want := (Artifact{Seed: seeds[i], FinishReason: rs[i], Format: "png"}); arts[i] != want || !bytes.Equal(sink.images[i], images[i]) {
 				t.Fatalf("artifact %d = %+v %x, want %+v %x", i, arts[i], sink.images[i], want, images[i])
 			}
 		}
@@ -216,7 +218,7 @@ func TestBase64Padding(t *testing.T) {
 		img := testImage(n, n+copyBufferSize)
 		body := `{"artifacts":[{"base64":"` + base64.StdEncoding.EncodeToString(img) + `","seed":1,"finishReason":"SUCCESS"}]}`
 		sink := newMemSink()
-		if _, err := scanArtifacts(strings.NewReader(body), 1, sink); err != nil {
+		if _, err := scanArtifacts(strings.NewReader(body), 1, sink, ""); err != nil {
 			t.Fatalf("length %d: %v", len(img), err)
 		}
 		if !bytes.Equal(sink.images[0], img) {

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,8 +40,9 @@ const (
 
 // ErrMalformedResponse reports a 2xx answer whose headers or body do not
 // follow the API contract: a broken JSON shape, a missing seed, an unknown
-// finish reason or the wrong number of artifacts. For text-to-image the
-// server did the work, so the attempt should be counted as spent.
+// finish reason, the wrong number of artifacts, an image of another format
+// than asked, a generation id unfit for a URL. The server did the work, so
+// the attempt should be counted as spent.
 var ErrMalformedResponse = errors.New("malformed response")
 
 // Options configures a Client. The zero value talks to DefaultBaseURL with
@@ -70,9 +73,10 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Client calls the Stability AI v1 REST API. Each method makes exactly one
-// HTTP request: there are no retries and no rate limiting here, the caller
-// owns both. A Client is immutable and safe for concurrent use.
+// Client calls the Stability AI REST API, v1 and Stable Image (v2beta).
+// Each method makes exactly one HTTP request: there are no retries and no
+// rate limiting here, the caller owns both. A Client is immutable and safe
+// for concurrent use.
 type Client struct {
 	base      string // scheme://host[/prefix], no trailing slash
 	key       string
@@ -82,6 +86,7 @@ type Client struct {
 	userAgent string
 	hc        *http.Client
 	now       func() time.Time
+	open      func(name string) (fs.File, error) // opens an image input; os.Open
 }
 
 // NewClient checks o and returns a Client. It refuses a BaseURL that is not
@@ -102,6 +107,7 @@ func NewClient(o Options) (*Client, error) {
 		version:  cmp.Or(o.ClientVersion, defaultClientVersion),
 		org:      o.Organization,
 		now:      o.Now,
+		open:     func(name string) (fs.File, error) { return os.Open(name) },
 	}
 	for _, f := range [...]struct{ name, v string }{{"client ID", c.clientID}, {"client version", c.version}, {"organization", c.org}} {
 		if !validHeaderValue(f.v) {
@@ -206,10 +212,26 @@ func withoutURL(err error) error {
 	return err
 }
 
+// requestBody is the body of a request: a reader of exactly n bytes, sent
+// with Content-Type ctype.
+type requestBody struct {
+	r     io.Reader
+	n     int64
+	ctype string
+}
+
+// jsonBody is a requestBody for an encoded JSON value.
+func jsonBody(b []byte) *requestBody {
+	return &requestBody{r: bytes.NewReader(b), n: int64(len(b)), ctype: "application/json"}
+}
+
 // send makes one request and returns the response when its status is 2xx.
 // Otherwise it returns an *APIError or a *TransportError, wrapped with op.
-// The caller must close the body with discard.
-func (c *Client) send(ctx context.Context, op, method, path, accept string, body []byte) (*http.Response, error) {
+// body may be nil. The caller must close the response body.
+func (c *Client) send(ctx context.Context, op, method, path, accept string, body *requestBody) (*http.Response, error) {
+	// WroteRequest fires once the whole request, body included, is written;
+	// it tells "never sent" (the server cannot have done the work) from
+	// "outcome unknown" also for a body streamed from disk.
 	var wrote atomic.Bool
 	trace := &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
@@ -220,7 +242,7 @@ func (c *Client) send(ctx context.Context, op, method, path, accept string, body
 	}
 	var rd io.Reader
 	if body != nil {
-		rd = bytes.NewReader(body)
+		rd = body.r
 	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, c.base+path, rd)
 	if err != nil {
@@ -238,7 +260,8 @@ func (c *Client) send(ctx context.Context, op, method, path, accept string, body
 		h.Set("Organization", c.org)
 	}
 	if body != nil {
-		h.Set("Content-Type", "application/json")
+		h.Set("Content-Type", body.ctype)
+		req.ContentLength = body.n // a streamed body is sent with its length, not chunked
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -341,11 +364,16 @@ func (c *Client) getJSON(ctx context.Context, op, path string, v any) error {
 	if err != nil {
 		return err
 	}
-	// Bodies are read to their end on success, so the connection is reused;
-	// after an error they are only closed, since draining a stalled body
-	// could block until the context ends.
 	defer resp.Body.Close()
-	rr := &recordingReader{r: io.LimitReader(resp.Body, maxJSONBody)}
+	return decodeJSON(ctx, op, resp.Body, v)
+}
+
+// decodeJSON decodes a JSON answer of at most 1 MiB into v. Bodies are
+// read to their end on success, so the connection is reused; after an error
+// they are only closed, since draining a stalled body could block until
+// the context ends.
+func decodeJSON(ctx context.Context, op string, body io.Reader, v any) error {
+	rr := &recordingReader{r: io.LimitReader(body, maxJSONBody)}
 	dec := json.NewDecoder(rr)
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
@@ -354,6 +382,6 @@ func (c *Client) getJSON(ctx context.Context, op, path string, v any) error {
 		}
 		return fmt.Errorf("%s: %w: %w", op, ErrMalformedResponse, err)
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // a trailing newline, usually
+	_, _ = io.CopyN(io.Discard, body, maxDrain) // a trailing newline, usually
 	return nil
 }

@@ -3,12 +3,19 @@ package stability
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 const testKey = "sk-TESTKEY-0123456789abcdef"
@@ -141,4 +148,177 @@ func checkNoSecret(t *testing.T, err error) {
 	if strings.Contains(msg, testKey) || strings.Contains(msg, "http://") || strings.Contains(msg, "https://") {
 		t.Errorf("error %q leaks the key or a URL", msg)
 	}
+}
+
+// fakeImage returns n ≥ 16 deterministic bytes that start like an image of
+// format ("png", "jpeg" or "webp"), so that sniffing takes them for one.
+func fakeImage(format string, i, n int) []byte {
+	b := testImage(i, n)
+	switch format {
+	case "png":
+		copy(b, "\x89PNG\r\n\x1a\n")
+	case "jpeg":
+		copy(b, "\xff\xd8\xff\xe0")
+	case "webp":
+		copy(b, "RIFF")
+		binary.LittleEndian.PutUint32(b[4:], uint32(n-8))
+		copy(b[8:], "WEBPVP8L")
+	default:
+		panic("fakeImage: format " + format)
+	}
+	return b
+}
+
+// writeFile writes data to a new file in a test directory and returns its
+// path.
+func writeFile(t testing.TB, name string, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// sentPart is one part of a multipart/form-data request, as the server saw
+// it.
+type sentPart struct {
+	Name, FileName, ContentType string
+	Data                        string // a value, or a file's bytes
+}
+
+// readForm reads a multipart/form-data request as a server does, part by
+// part, and checks that the body has the Content-Length announced.
+func readForm(r *http.Request) ([]sentPart, error) {
+	cr := &countingReader{r: r.Body}
+	r.Body = io.NopCloser(cr)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, err
+	}
+	var parts []sentPart
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return parts, err
+		}
+		data, err := io.ReadAll(p)
+		if err != nil {
+			return parts, err
+		}
+		ct := p.Header.Get("Content-Type")
+		if p.FileName() == "" {
+			ct = "" // a form value: multipart reports no type
+		}
+		parts = append(parts, sentPart{Name: p.FormName(), FileName: p.FileName(), ContentType: ct, Data: string(data)})
+	}
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		return parts, err
+	}
+	if cr.n != r.ContentLength {
+		return parts, fmt.Errorf("body of %d bytes, Content-Length %d", cr.n, r.ContentLength)
+	}
+	return parts, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// answerImage writes a raw Stable Image answer.
+func answerImage(w http.ResponseWriter, format string, img []byte, seed, reason, requestID string) {
+	h := w.Header()
+	h.Set("Content-Type", "image/"+format)
+	if seed != "" {
+		h.Set("Seed", seed)
+	}
+	if reason != "" {
+		h.Set("Finish-Reason", reason)
+	}
+	if requestID != "" {
+		h.Set("X-Request-Id", requestID)
+	}
+	w.Write(img)
+}
+
+// imageJSON builds a JSON Stable Image answer; seed "" leaves it out.
+func imageJSON(img []byte, seed, reason string) string {
+	s := `{"image":"` + base64.StdEncoding.EncodeToString(img) + `","finish_reason":"` + reason + `"`
+	if seed != "" {
+		s += `,"seed":` + seed
+	}
+	return s + "}"
+}
+
+// fakeFile is an image input that is not on disk: Stat reports size, Read
+// reads r. Reads that fail, or end short of size, test what happens when an
+// input breaks while it is being sent.
+type fakeFile struct {
+	r      io.Reader
+	size   int64
+	closed atomic.Bool
+}
+
+func (f *fakeFile) Stat() (fs.FileInfo, error) { return fakeInfo{f.size}, nil }
+func (f *fakeFile) Read(p []byte) (int, error) { return f.r.Read(p) }
+func (f *fakeFile) Close() error {
+	f.closed.Store(true)
+	return nil
+}
+
+type fakeInfo struct{ size int64 }
+
+func (i fakeInfo) Name() string       { return "fake.png" }
+func (i fakeInfo) Size() int64        { return i.size }
+func (i fakeInfo) Mode() fs.FileMode  { return 0o644 }
+func (i fakeInfo) ModTime() time.Time { return time.Time{} }
+func (i fakeInfo) IsDir() bool        { return false }
+func (i fakeInfo) Sys() any           { return nil }
+
+// openFake makes c open f whatever the path.
+func openFake(c *Client, f *fakeFile) {
+	c.open = func(string) (fs.File, error) { return f, nil }
+}
+
+// trackFiles makes c count the files it opens and closes, and fails the test
+// at its end when one was left open.
+func trackFiles(t *testing.T, c *Client) {
+	t.Helper()
+	var open atomic.Int32
+	next := c.open
+	c.open = func(name string) (fs.File, error) {
+		f, err := next(name)
+		if err != nil {
+			return nil, err
+		}
+		open.Add(1)
+		return &trackedFile{File: f, open: &open}, nil
+	}
+	t.Cleanup(func() {
+		if n := open.Load(); n != 0 {
+			t.Errorf("%d input files left open", n)
+		}
+	})
+}
+
+type trackedFile struct {
+	fs.File
+	open *atomic.Int32
+	once sync.Once
+}
+
+func (f *trackedFile) Close() error {
+	f.once.Do(func() { f.open.Add(-1) })
+	return f.File.Close()
 }

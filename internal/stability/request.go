@@ -7,6 +7,14 @@ import (
 	"strings"
 )
 
+// ErrInvalidRequest reports a request refused by the client itself, before
+// anything was sent or before its body was complete, so nothing was
+// charged: an unknown service, a field its catalogue row lacks, a value
+// outside its enum, an image input that cannot be opened or read or is not
+// PNG, JPEG or WebP, a body over the API's 10 MiB, a generation id unfit
+// for a URL. Retrying the same request cannot help.
+var ErrInvalidRequest = errors.New("invalid request")
+
 // Field is one multipart form field of a Stable Image request: a name and
 // its value as text. An image input's Value is the path of the file whose
 // bytes are sent as the part.
@@ -62,8 +70,8 @@ const (
 	// ClassRejected is a 422 (invalid_language, public_figure, …): refused
 	// and not charged, not retried.
 	ClassRejected
-	// ClassInvalid is any other 4xx (400, 404, 413): the request is wrong;
-	// not charged, not retried.
+	// ClassInvalid is any other 4xx (400, 404, 413), or ErrInvalidRequest:
+	// the request is wrong; not charged, not retried.
 	ClassInvalid
 	// ClassServer is a 5xx: the server did no work; retry with backoff.
 	ClassServer
@@ -89,7 +97,7 @@ func (c Class) String() string {
 }
 
 // Classify returns the class of an error returned by Generate,
-// TextToImage, StableImage or a result poll.
+// TextToImage, StableImage, Submit or Result.
 func Classify(err error) Class {
 	if err == nil {
 		return ClassNone
@@ -116,6 +124,9 @@ func Classify(err error) Class {
 			return ClassUnknown
 		}
 		return ClassNotSent
+	}
+	if errors.Is(err, ErrInvalidRequest) {
+		return ClassInvalid
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return ClassUnknown

@@ -3,13 +3,11 @@ package stability
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 )
 
@@ -36,10 +34,10 @@ import (
 func (c *Client) TextToImage(ctx context.Context, engine string, req TextToImageRequest, sink Sink) ([]Artifact, error) {
 	op := "text-to-image " + engine
 	if engine == "" {
-		return nil, errors.New("text-to-image: engine is empty")
+		return nil, fmt.Errorf("text-to-image: %w: engine is empty", ErrInvalidRequest)
 	}
 	if sink == nil {
-		return nil, fmt.Errorf("%s: sink is nil", op)
+		return nil, fmt.Errorf("%s: %w: sink is nil", op, ErrInvalidRequest)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -51,7 +49,7 @@ func (c *Client) TextToImage(ctx context.Context, engine string, req TextToImage
 		accept = "image/png"
 	}
 	path := "/v1/generation/" + url.PathEscape(engine) + "/text-to-image"
-	resp, err := c.send(ctx, op, http.MethodPost, path, accept, body)
+	resp, err := c.send(ctx, op, http.MethodPost, path, accept, jsonBody(body))
 	if err != nil {
 		return nil, err
 	}
@@ -77,18 +75,13 @@ func readPNG(h http.Header, body io.Reader, sink Sink) ([]Artifact, error) {
 	if err := checkContentType(h, "image/png"); err != nil {
 		return nil, err
 	}
-	var a Artifact
-	v := h.Get("Seed")
-	if v == "" {
-		return nil, malformed("no Seed header")
+	a := Artifact{Format: "png", RequestID: requestID(h)}
+	var err error
+	if a.Seed, err = seedHeader(h, true); err != nil {
+		return nil, err
 	}
-	seed, err := strconv.ParseUint(v, 10, 32)
-	if err != nil {
-		return nil, malformed("Seed header %q is not a 32-bit unsigned integer", v)
-	}
-	a.Seed = uint32(seed)
-	if a.FinishReason = finishReason(h.Get("Finish-Reason")); a.FinishReason == "" {
-		return nil, malformed("Finish-Reason header %q is not SUCCESS, ERROR or CONTENT_FILTERED", h.Get("Finish-Reason"))
+	if a.FinishReason, err = finishHeader(h); err != nil {
+		return nil, err
 	}
 	w, err := sink.Begin(0)
 	if err != nil {
@@ -110,7 +103,7 @@ func readJSON(h http.Header, body io.Reader, samples int, sink Sink) ([]Artifact
 	if err := checkContentType(h, "application/json"); err != nil {
 		return nil, err
 	}
-	arts, err := scanArtifacts(body, samples, sink)
+	arts, err := scanArtifacts(body, samples, sink, requestID(h))
 	if err != nil {
 		return nil, err
 	}
@@ -140,14 +133,4 @@ func checkContentType(h http.Header, accept string) error {
 		return malformed("Content-Type %q, want %s", v, accept)
 	}
 	return nil
-}
-
-// finishReason returns the constant equal to v, or "" when v is none of them.
-func finishReason(v string) string {
-	for _, r := range [...]string{FinishSuccess, FinishError, FinishContentFiltered} {
-		if v == r {
-			return r
-		}
-	}
-	return ""
 }

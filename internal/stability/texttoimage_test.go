@@ -25,6 +25,7 @@ func TestTextToImagePNG(t *testing.T) {
 		w.Header().Set("Content-Type", "image/png")
 		w.Header().Set("Seed", "4294967295")
 		w.Header().Set("Finish-Reason", "CONTENT_FILTERED")
+		w.Header().Set("X-Request-Id", "7f3c2a.b_1:x-9")
 		w.Write(img)
 	})
 	req := TextToImageRequest{TextPrompts: []TextPrompt{{Text: "a cat", Weight: 1}}, Width: 1024, Height: 1024, Steps: 30, Seed: 7}
@@ -42,7 +43,7 @@ func TestTextToImagePNG(t *testing.T) {
 	if !reflect.DeepEqual(gotBody, req) {
 		t.Errorf("server decoded %+v, want %+v", gotBody, req)
 	}
-	want := []Artifact{{Seed: 4294967295, FinishReason: FinishContentFiltered}}
+	want := []Artifact{{Seed: 4294967295, FinishReason: FinishContentFiltered, RequestID: "7f3c2a.b_1:x-9", Format: "png"}}
 	if !reflect.DeepEqual(arts, want) || !reflect.DeepEqual(sink.arts, want) {
 		t.Errorf("artifacts = %+v (sink %+v), want %+v", arts, sink.arts, want)
 	}
@@ -104,6 +105,7 @@ func TestTextToImageJSON(t *testing.T) {
 						t.Errorf("Accept = %q, want application/json", got)
 					}
 					w.Header().Set("Content-Type", "application/json; charset=utf-8")
+					w.Header().Set("X-Request-Id", "a0b1c2")
 					w.Write(body)
 				})
 				sink := newMemSink()
@@ -115,7 +117,7 @@ func TestTextToImageJSON(t *testing.T) {
 					t.Fatalf("sink contract: %v", sink.err)
 				}
 				for i := range n {
-					want := Artifact{Seed: seeds[i], FinishReason: reasons[i]}
+					want := Artifact{Seed: seeds[i], FinishReason: reasons[i], RequestID: "a0b1c2", Format: "png"}
 					if arts[i] != want || sink.arts[i] != want {
 						t.Errorf("order %d sep %q: artifact %d = %+v (sink %+v), want %+v", order, sep, i, arts[i], sink.arts[i], want)
 					}

@@ -1,5 +1,10 @@
-// Package stability is a client for the Stability AI v1 REST API: text-to-image
-// in both Accept modes, typed errors, account balance and engines.
+// Package stability is a client for the Stability AI REST API: v1
+// text-to-image in both Accept modes, account balance and engines, and the
+// Stable Image (v2beta) services of package catalog, synchronous and
+// asynchronous, as streamed multipart requests. Images stream from the
+// answer into a Sink and inputs from disk into the request, so neither is
+// ever held whole in memory. Errors are typed and sorted into classes by
+// Classify; the API key never appears in them.
 package stability
 
 import (
@@ -40,19 +45,27 @@ const (
 
 // Artifact describes one generated image (its bytes went to a Sink).
 type Artifact struct {
-	Seed         uint32 // the seed the API used
+	// Seed is the seed the API used; 0 when a Stable Image service that
+	// takes no seed (upscale/fast, edit/remove-background) sent none.
+	Seed         uint32
 	FinishReason string // SUCCESS, ERROR or CONTENT_FILTERED
 	// RequestID is the answer's x-request-id header, what Stability support
-	// asks for; "" when the server sent none.
+	// asks for: 1–128 characters of [A-Za-z0-9._:-]. It is "" when the
+	// server sent none or sent another value, which is dropped rather than
+	// failing an image that was paid for.
 	RequestID string
+	// Format is the image's format, "png", "jpeg" or "webp", as the answer
+	// declared it and its first bytes confirmed; v1 images are always "png".
+	Format string
 }
 
-// Sink receives the images of one text-to-image attempt as they stream in.
+// Sink receives the images of one attempt as they stream in.
 // The client calls Begin(i) before the first byte of artifact i, writes the
-// decoded PNG bytes to the returned writer, then calls End(i, a) once the
-// artifact's metadata is known. Artifacts arrive in order 0, 1, 2, ... If the
-// attempt fails, the client returns an error and the caller discards what the
-// sink received.
+// decoded image bytes (PNG, JPEG or WebP: see Artifact.Format) to the
+// returned writer, then calls End(i, a) once the artifact's metadata is
+// known. Artifacts arrive in order 0, 1, 2, ...; a Stable Image answer has
+// only artifact 0. If the attempt fails, the client returns an error and the
+// caller discards what the sink received.
 type Sink interface {
 	Begin(i int) (io.Writer, error)
 	End(i int, a Artifact) error
