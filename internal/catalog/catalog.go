@@ -158,17 +158,23 @@ type Size struct{ W, H int }
 // OutputSize returns the size of the image the operation returns for a
 // request whose field values get gives ("" for a field not sent), and whose
 // main image input (Input) has size in (zero when unknown). ok is false when
-// the size cannot be known before the run: an unknown input, or
-// image-to-image on a generate service, whose output size the API does not
-// document.
+// the size depends on an input whose size is unknown. Image-to-image on a
+// generate service, whose size the API does not document, gets the size of
+// the aspect ratio nearest the input's, as the live API returned it.
 func (o *Operation) OutputSize(get func(field string) string, in Size) (s Size, ok bool) {
 	known := in.W > 0 && in.H > 0
 	switch o.Output.Rule {
 	case ByAspect:
+		ratio := cmpOr(get("aspect_ratio"), "1:1")
 		if get("image") != "" {
-			return Size{}, false
+			// Image-to-image takes the input's shape: a 1536×1536 input
+			// gave 1024×1024 on Ultra and SD 3.5.
+			if !known {
+				return Size{}, false
+			}
+			ratio = NearestAspect(in)
 		}
-		w, h, ok := AspectSize(cmpOr(get("aspect_ratio"), "1:1"), o.Output.Scale)
+		w, h, ok := AspectSize(ratio, o.Output.Scale)
 		return Size{w, h}, ok
 	case AspectArea:
 		r, ok := aspectRatio(cmpOr(get("aspect_ratio"), "1:1"))
@@ -193,6 +199,19 @@ func (o *Operation) OutputSize(get func(field string) string, in Size) (s Size, 
 		return Size{int(math.Round(math.Sqrt(a * r))), int(math.Round(math.Sqrt(a / r)))}, true
 	}
 	return Size{}, false
+}
+
+// NearestAspect returns the aspect ratio, of the nine, closest to in's shape.
+func NearestAspect(in Size) string {
+	best, bestDist := "1:1", math.Inf(1)
+	want := math.Log(float64(in.W) / float64(in.H))
+	for _, r := range aspectRatios {
+		s := aspectSizes[r]
+		if d := math.Abs(math.Log(float64(s[0])/float64(s[1])) - want); d < bestDist {
+			best, bestDist = r, d
+		}
+	}
+	return best
 }
 
 // Input returns the name of the operation's main image input, the one its
