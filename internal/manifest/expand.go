@@ -189,13 +189,8 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 				msgs = append(msgs, "steps: "+err.Error())
 			}
 		}
-		if pl.si && build {
-			if params != nil {
-				j.Params = params.get(pl, jobs[first:], r, idx, info)
-			}
-			if pl.resize {
-				j.Width, j.Height = pl.size(info, idx)
-			}
+		if params != nil {
+			params.fill(j, pl, jobs[first:], r, idx, info)
 		}
 		if len(msgs) > 0 {
 			bad++
@@ -246,11 +241,12 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	return jobs
 }
 
-// paramRows gives a Stable Image matrix's rows their Params: the rows that
-// agree on every key that changes Params (a combination) share one slice,
-// cut from one backing array with a fixed stride per combination.
+// paramRows gives a Stable Image matrix's rows their Params and size: the
+// rows that agree on every key that changes them (a combination) share one
+// Params slice, cut from one backing array with a fixed stride per
+// combination.
 type paramRows struct {
-	rep    []int32 // per combination: the row (from the plan's first) that built it; -1 before
+	rep    []int32 // per combination: the row (from the plan's first) that has it first; -1 before
 	buf    []Param
 	stride int
 }
@@ -275,23 +271,25 @@ func (pl *plan) newParamRows() *paramRows {
 	return &paramRows{rep: rep, buf: make([]Param, combos*stride), stride: stride}
 }
 
-// get returns the Params of row r (idx) on info's operation; rows holds the
-// plan's rows so far.
-func (x *paramRows) get(pl *plan, rows []Job, r int, idx []int, info *opInfo) []Param {
+// fill gives j, row r (idx) of the plan on info's operation, its Params and
+// size; rows holds the plan's rows so far.
+func (x *paramRows) fill(j *Job, pl *plan, rows []Job, r int, idx []int, info *opInfo) {
 	c := 0
 	for _, d := range pl.pkeys {
 		c = c*len(pl.e.keys[d].vals) + idx[d]
 	}
 	if at := x.rep[c]; at >= 0 {
-		return rows[at].Params
+		j.Params, j.Width, j.Height = rows[at].Params, rows[at].Width, rows[at].Height
+		return
 	}
 	x.rep[c] = int32(r)
 	lo := c * x.stride
 	ps := pl.appendParams(x.buf[lo:lo:lo+x.stride], info, idx)
-	if len(ps) == 0 {
-		return nil
+	j.Params = nil
+	if len(ps) > 0 {
+		j.Params = ps[:len(ps):len(ps)]
 	}
-	return ps[:len(ps):len(ps)]
+	j.Width, j.Height = pl.size(info, idx)
 }
 
 // idBytes is the length of all the plan's candidate row ids together:

@@ -1,6 +1,22 @@
 // Package manifest reads batch manifests: strict YAML with positions, defaults,
 // matrix expansion into jobs with stable ids, and validation that reports
-// every problem at once as FILE:LINE:COL: message.
+// every problem at once as FILE:LINE:COL: field: message.
+//
+// A job runs on one operation: a v1 text-to-image engine (engine, with the
+// v1 settings width, height, steps, samples, sampler, clip_guidance_preset,
+// prompts…) or a Stable Image (v2beta) service (service, e.g.
+// generate/core, with the fields of that service in the catalogue of
+// package catalog, under the API's names: prompt, negative_prompt,
+// aspect_ratio, seed, style_preset, output_format, model, cfg_scale…). The
+// engine or service comes from the job, defaults or the top level; a job
+// that would get both is a problem. Every field is validated by the
+// catalogue row of the job's service (type, range, enum, required fields,
+// combination rules), and a field a service does not take is a problem
+// that says what to use instead. A default applies only to the jobs whose
+// operation takes it; one that no job takes is a problem. Matrix keys work
+// for every setting, service included: checks that depend on the service
+// then run per row. Image inputs (and the services that need them) come
+// with pipelines and are refused for now.
 package manifest
 
 // Manifest is a loaded, validated and expanded manifest (version 1).
@@ -43,8 +59,11 @@ type Job struct {
 	Service string
 	// Params are the Stable Image form fields the job sets, other than
 	// prompt and negative_prompt (which are in Prompts with weight 1 and -1),
-	// in the catalogue's field order, with values as sent (model included
-	// for generate/sd3); nil for a v1 job and for a job that sets none.
+	// in the catalogue's field order, with values as sent (numbers in
+	// canonical text: "7", "0.5"). generate/sd3's model is always there,
+	// with the API's default sd3.5-large when the manifest sets none, so
+	// prices and reports know it. nil for a v1 job and for a job that sets
+	// none. Matrix rows that agree on these fields share one slice.
 	Params  []Param
 	Prompts []Prompt // text_prompts as sent; negative_prompt becomes weight -1
 	// Width and Height are the image size in pixels: as requested for v1,
@@ -54,11 +73,16 @@ type Job struct {
 	Steps         int    // diffusion steps; 0 for a Stable Image job
 	Samples       int    // images per request, 1–10; 1 when not given (always 1 for a Stable Image job)
 	Seed          uint32 // 0 means the API picks a random seed
-	// CfgScale is the API's cfg_scale, 0–35; nil when not given (the API uses 7).
-	CfgScale           *float64
-	Sampler            string // "" lets the API choose
-	StylePreset        string // "" for none
-	ClipGuidancePreset string // "" for the API's default (NONE)
+	// CfgScale is the v1 API's cfg_scale, 0–35; nil when not given (the API
+	// uses 7), and always nil for a Stable Image job (whose cfg_scale, on
+	// generate/sd3, is in Params).
+	CfgScale *float64
+	// Sampler, StylePreset and ClipGuidancePreset are v1 settings: "" lets
+	// the API choose (or, for the preset, its default NONE). They are ""
+	// for a Stable Image job, whose style_preset is in Params.
+	Sampler            string
+	StylePreset        string
+	ClipGuidancePreset string
 }
 
 // Param is one Stable Image form field a job sets: its name and its value

@@ -71,8 +71,9 @@ func listOf(items any) object {
 	return object{{"type", "array"}, {"minItems", 1}, {"uniqueItems", true}, {"items", items}}
 }
 
-// placeholderValue is a matrix value that only fills a {placeholder}.
-var placeholderValue = object{{"type", []string{"string", "number", "boolean"}}}
+// placeholderValue is the schema of a matrix value that only fills a
+// {placeholder}.
+func placeholderValue() object { return object{{"type", []string{"string", "number", "boolean"}}} }
 
 // required is the schema of an object that has every key of keys.
 func required(keys ...string) object { return object{{"required", keys}} }
@@ -289,7 +290,7 @@ func jobConditions(ops []*catalog.Operation) []any {
 func matrixDef(siOnly []setting) object {
 	props := object{
 		{"engine", listOf(ref("engine"))},
-		{"service", listOf(object{{"anyOf", []any{ref("service"), placeholderValue}}})},
+		{"service", listOf(object{{"anyOf", []any{ref("service"), placeholderValue()}}})},
 		{"prompt", listOf(ref("text"))},
 		{"negative_prompt", listOf(ref("text"))},
 	}
@@ -301,7 +302,7 @@ func matrixDef(siOnly []setting) object {
 		props = append(props, member{name, listOf(ref(def))})
 	}
 	for _, s := range siOnly {
-		props = append(props, member{s.name(), listOf(object{{"anyOf", []any{ref(s.name()), placeholderValue}}})})
+		props = append(props, member{s.name(), listOf(object{{"anyOf", []any{ref(s.name()), placeholderValue()}}})})
 	}
 	return object{
 		{"description", "Cartesian product of the lists, first key varying slowest. A key is a {placeholder} used in the prompt texts and/or a job setting."},
@@ -309,7 +310,7 @@ func matrixDef(siOnly []setting) object {
 		{"minProperties", 1},
 		{"propertyNames", object{{"pattern", "^[A-Za-z_][A-Za-z0-9_]*$"}, {"not", object{{"enum", []string{"prompts", "id", "matrix"}}}}}},
 		{"properties", props},
-		{"additionalProperties", listOf(placeholderValue)},
+		{"additionalProperties", listOf(placeholderValue())},
 	}
 }
 

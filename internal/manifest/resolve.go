@@ -1,0 +1,729 @@
+package manifest
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/batch-tool/batch/internal/catalog"
+	"github.com/batch-tool/batch/internal/engine"
+	"gopkg.in/yaml.v3"
+)
+
+// plan is an entry resolved against defaults and the top level, ready to
+// expand into rows.
+type plan struct {
+	e       *entry
+	r       layer          // resolved settings (job > defaults > top level) that the job's operation takes
+	slots   []slot         // the prompts, in the order they are sent
+	index   map[string]int // matrix key name → index in e.keys
+	proto   Job            // every field that does not vary by row
+	rows    int
+	first   int  // index of the plan's first job in Manifest.Jobs
+	safe    bool // its row ids cannot collide with any other id (see safeRows)
+	varies  bool // a v1 job whose matrix sets engine, width, height or steps
+	dynText bool // some prompt text depends on the row
+	base    string
+
+	// Of a Stable Image job:
+	si     bool
+	info   *opInfo // its operation; nil when the matrix varies service
+	svcKey int     // index of the matrix key service; -1 when there is none
+	// infos and static hold, for each value of the service key, its
+	// operation and the problems its rows share.
+	infos  []*opInfo
+	static [][]string
+	pkeys  []int   // matrix keys whose values change Params, Width and Height (service included)
+	limits [][]int // per service value (one when it does not vary) and slot: the longest text taken
+}
+
+// slot is one prompt of a job: a template, or the value of a matrix key
+// (prompt or negative_prompt in the matrix).
+type slot struct {
+	t      tmpl
+	weight float64
+	key    int // index of the matrix key giving the text; -1 for a template
+	field  string
+	org    origin
+}
+
+// issue is a problem of a job on an operation: reported at its position,
+// or as a matrix row's problem when the operation varies by row.
+type issue struct {
+	node *yaml.Node
+	path string
+	msg  string
+	org  origin
+}
+
+// pathOf is the field path of where a value was written.
+func (e *entry) pathOf(v *value) string {
+	switch v.origin {
+	case fromDefaults:
+		return "defaults." + v.s.name()
+	case fromTop:
+		return v.s.name()
+	case fromMatrix:
+		return e.path + ".matrix." + v.s.name() + "[" + strconv.Itoa(v.item) + "]"
+	}
+	return e.path + "." + v.s.name()
+}
+
+// resolve applies precedence (job > defaults > top level), settles what its
+// matrix keys are, checks placeholders and the job against its operation,
+// and builds the row prototype. It returns nil after reporting when the job
+// is bad; for an entry that has problems already it only settles the keys.
+func (p *parser) resolve(e *entry, top, def layer) *plan {
+	r := make(layer, 0, len(e.set)+len(def)+len(top))
+	r = append(r, e.set...)
+	for _, l := range [...]layer{def, top} {
+		for _, v := range l {
+			if !r.has(v.s) {
+				r = append(r, v)
+			}
+		}
+	}
+	// The prompt texts resolve as a group: prompts in a job replaces every
+	// default text; prompt or negative_prompt in a job replaces default prompts.
+	switch {
+	case e.set.has(sPrompts):
+		r.drop(sPrompt)
+		r.drop(sNegative)
+	case e.set.has(sPrompt) || e.set.has(sNegative) || e.keyOf(sPrompt) >= 0 || e.keyOf(sNegative) >= 0:
+		r.drop(sPrompts)
+	case def.has(sPrompts):
+		r.drop(sPrompt)
+		r.drop(sNegative)
+	}
+	used := map[string]bool{}
+	for _, v := range r {
+		for _, t := range v.templates() {
+			for _, name := range t.names() {
+				used[name] = true
+			}
+		}
+	}
+
+	// A job runs a v1 engine or a Stable Image service. A v1 job may still
+	// use service as a placeholder, as before Stable Image jobs.
+	engKey, svcKey := e.keyOf(sEngine), e.keyOf(sService)
+	eng, svc := r.get(sEngine), r.get(sService)
+	hasEng := eng.set() || engKey >= 0
+	if hasEng && svcKey >= 0 && used[e.keys[svcKey].name] {
+		svcKey = -1
+	}
+	hasSvc := svc.set() || svcKey >= 0
+	si := hasSvc && !hasEng
+	ok := p.settleKeys(e, si, hasEng && !hasSvc, used)
+	if !e.ok {
+		return nil
+	}
+	limit := p.maxJobs + 1
+	pl := &plan{e: e, rows: 1, index: make(map[string]int, len(e.keys)), si: si, svcKey: svcKey}
+	for i, k := range e.keys {
+		pl.index[k.name] = i
+		pl.rows = min(pl.rows*len(k.vals), limit)
+	}
+	switch {
+	case hasEng && hasSvc:
+		p.bothOps(e, e.where(eng, engKey), e.where(svc, svcKey))
+		ok = false
+	case !hasEng && !hasSvc:
+		if !p.badDefault[sEngine] && !p.badDefault[sService] {
+			p.addf(e.node, "%s: no engine or service: set engine (v1) or service (Stable Image) at the top level, in defaults or in the job", e.path)
+		}
+		ok = false
+	}
+	if si {
+		ok = p.stableImageSettings(pl, &r, svc) && ok
+	} else {
+		// v1 engines take no Stable Image field: one written in the job is
+		// a problem (when the job is known to be v1), one from defaults
+		// does not apply.
+		for _, v := range slices.Clone(r) {
+			if v.s.spec().v1 {
+				continue
+			}
+			if v.origin == fromJob && hasEng && !hasSvc {
+				p.addf(v.key, "%s.%s: %s", e.path, v.s.name(), v1Refusal(v.s))
+				ok = false
+			}
+			r.drop(v.s)
+		}
+	}
+	pl.r = r
+
+	if r.has(sPrompts) {
+		for i, pt := range r.get(sPrompts).prompts {
+			pl.slots = append(pl.slots, slot{t: pt.tmpl, weight: pt.weight, key: -1, field: "prompts[" + strconv.Itoa(i) + "].text", org: r.get(sPrompts).origin})
+		}
+	} else {
+		for _, s := range []setting{sPrompt, sNegative} {
+			w := 1.0
+			if s == sNegative {
+				w = -1
+			}
+			if k := e.keyOf(s); k >= 0 {
+				pl.slots = append(pl.slots, slot{weight: w, key: k, field: s.name(), org: fromMatrix})
+			} else if v := r.get(s); v.set() {
+				pl.slots = append(pl.slots, slot{t: v.tmpl, weight: w, key: -1, field: s.name(), org: v.origin})
+			}
+		}
+	}
+	positive := false
+	used = map[string]bool{}
+	for _, sl := range pl.slots {
+		positive = positive || sl.weight > 0
+		if sl.key >= 0 {
+			pl.dynText = true
+			continue
+		}
+		if sl.t.parts != nil {
+			pl.dynText = true
+		}
+		for _, name := range sl.t.names() {
+			used[name] = true
+			if _, defined := pl.index[name]; !defined {
+				p.addf(sl.t.node, "%s.%s: undefined placeholder {%s}%s%s", e.path, sl.field, name, fromNote(sl.org), placeholderHint(name, e.keys))
+				ok = false
+			}
+		}
+	}
+	if !si {
+		inheritedBad := p.badDefault[sPrompt] || p.badDefault[sNegative] || p.badDefault[sPrompts]
+		switch {
+		case (len(pl.slots) == 0 || !positive) && inheritedBad:
+			ok = false // defaults' prompt was reported already
+		case len(pl.slots) == 0 && e.unknownKey:
+			ok = false // most likely a misspelt prompt, reported as an unknown key
+		case len(pl.slots) == 0:
+			p.addf(e.node, "%s: no prompt: set prompt or prompts in the job or in defaults", e.path)
+			ok = false
+		case !positive:
+			p.addf(e.node, "%s: no prompt with a positive weight: the API needs at least one", e.path)
+			ok = false
+		}
+	}
+	for _, k := range e.keys {
+		if k.s == noSetting && !used[k.name] {
+			p.addf(k.k, "%s.matrix.%s: not a job setting and not used as {%s} in a prompt%s", e.path, k.name, k.name, suggest(k.name, jobKeys))
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	if si {
+		return p.stableImagePlan(pl)
+	}
+	return p.v1Plan(pl)
+}
+
+// templates returns a prompt setting's texts.
+func (v *value) templates() []tmpl {
+	switch v.s {
+	case sPrompt, sNegative:
+		return []tmpl{v.tmpl}
+	case sPrompts:
+		out := make([]tmpl, len(v.prompts))
+		for i, pt := range v.prompts {
+			out[i] = pt.tmpl
+		}
+		return out
+	}
+	return nil
+}
+
+// where is where a job's engine or service was written.
+type where struct {
+	node *yaml.Node
+	path string
+	name string
+	org  origin
+}
+
+// where returns the position of v, or of the matrix key k when k ≥ 0.
+func (e *entry) where(v value, k int) where {
+	if k >= 0 {
+		return where{e.keys[k].k, e.path + ".matrix." + e.keys[k].name, e.keys[k].name, fromMatrix}
+	}
+	return where{v.key, e.pathOf(&v), v.s.name(), v.origin}
+}
+
+// rank orders origins from the least specific (the top level) to the most
+// (the matrix).
+func rank(o origin) int {
+	switch o {
+	case fromTop:
+		return 0
+	case fromDefaults:
+		return 1
+	case fromJob:
+		return 2
+	}
+	return 3
+}
+
+// bothOps reports an engine and a service that meet in one job, at the
+// more specific of the two (the later one when they are written alike).
+// When both are inherited it was reported with defaults or the top level.
+func (p *parser) bothOps(e *entry, a, b where) {
+	if rank(a.org) > rank(b.org) || rank(a.org) == rank(b.org) && before(b.node, a.node) {
+		a, b = b, a
+	}
+	if e != nil && b.org != fromJob && b.org != fromMatrix {
+		return
+	}
+	p.addf(b.node, "%s: cannot be used with %s (at %d:%d%s); a job runs on a v1 engine or on a Stable Image service, not both",
+		b.path, a.name, a.node.Line, a.node.Column, fromWords(a.org))
+}
+
+// before reports whether a is written before b.
+func before(a, b *yaml.Node) bool {
+	return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
+}
+
+// stableImageSettings drops from r the v1 settings no Stable Image service
+// takes (reporting those the job wrote) and, when the service is fixed,
+// checks the job against its operation; when the matrix varies service it
+// prepares the checks of each service for the rows.
+func (p *parser) stableImageSettings(pl *plan, r *layer, svc value) bool {
+	e, ok := pl.e, true
+	var services []string
+	if pl.svcKey >= 0 {
+		for _, v := range e.keys[pl.svcKey].vals {
+			services = append(services, v.str)
+		}
+	} else {
+		services = []string{svc.str}
+	}
+	for _, v := range slices.Clone(*r) {
+		if v.s == sService || v.s.spec().si {
+			continue
+		}
+		if v.origin == fromJob {
+			p.addf(v.key, "%s.%s: %s", e.path, v.s.name(), notTaken(services, v.s))
+			ok = false
+		}
+		r.drop(v.s)
+	}
+	for _, k := range e.keys {
+		if k.s != noSetting && k.s != sService && !k.s.spec().si {
+			p.addf(k.k, "%s.matrix.%s: %s", e.path, k.name, notTaken(services, k.s))
+			ok = false
+		}
+	}
+	pl.r = *r
+	if pl.svcKey < 0 {
+		pl.info = p.opInfo(svc.str)
+		for _, is := range p.checkOp(pl, pl.info, true) {
+			p.addf(is.node, "%s: %s", is.path, is.msg)
+			ok = false
+		}
+		// A default the operation does not take does not apply to the job.
+		*r = slices.DeleteFunc(*r, func(v value) bool { return v.s != sService && pl.info.field(v.s) == nil })
+		return ok
+	}
+	pl.infos = make([]*opInfo, len(services))
+	pl.static = make([][]string, len(services))
+	for i, s := range services {
+		pl.infos[i] = p.opInfo(s)
+		for _, is := range p.checkOp(pl, pl.infos[i], false) {
+			msg := is.msg
+			if is.org == fromDefaults || is.org == fromTop {
+				msg += fromNote(is.org)
+			}
+			pl.static[i] = append(pl.static[i], msg)
+		}
+	}
+	return ok
+}
+
+// checkOp checks a Stable Image job against one operation: the fields the
+// job writes that it does not take, the values of those it takes (with the
+// matrix's values when values is true; per row otherwise), its required
+// fields and its combination rules.
+func (p *parser) checkOp(pl *plan, info *opInfo, values bool) []issue {
+	e := pl.e
+	var out []issue
+	services := []string{info.op.Service}
+	for i := range pl.r {
+		v := &pl.r[i]
+		if v.s == sService {
+			continue
+		}
+		f := info.field(v.s)
+		switch {
+		case f == nil && v.origin == fromJob:
+			out = append(out, issue{v.key, e.path + "." + v.s.name(), notTaken(services, v.s), v.origin})
+		case f != nil:
+			if msg := fieldProblem(info.op, f, v); msg != "" {
+				out = append(out, issue{v.node, e.pathOf(v), msg, v.origin})
+			}
+		}
+	}
+	for d := range e.keys {
+		k := &e.keys[d]
+		if k.s == noSetting || k.s == sService || !k.s.spec().si || k.s.spec().refused != "" {
+			continue // a refused key was reported when it was settled
+		}
+		f := info.field(k.s)
+		if f == nil {
+			out = append(out, issue{k.k, e.path + ".matrix." + k.name, notTaken(services, k.s), fromMatrix})
+			continue
+		}
+		for i := range k.vals {
+			if !values {
+				break
+			}
+			if msg := fieldProblem(info.op, f, &k.vals[i]); msg != "" {
+				out = append(out, issue{k.vals[i].node, e.pathOf(&k.vals[i]), msg, fromMatrix})
+			}
+		}
+	}
+	isSet := func(name string) bool {
+		s, known := settings.byName[name]
+		return known && info.field(s) != nil && (pl.r.has(s) || e.keyOf(s) >= 0)
+	}
+	for i := range info.op.Fields {
+		f := &info.op.Fields[i]
+		if !f.Required || f.Type == catalog.Image || isSet(f.Name) || p.badDefault[info.sets[i]] || e.unknownKey {
+			continue // an unknown key is most likely the field misspelt, reported already
+		}
+		if info.sets[i] == sPrompt && e.set.has(sPrompts) {
+			continue // reported as prompts, with what to use instead
+		}
+		out = append(out, issue{e.node, e.path, "no " + f.Name + ": " + info.op.Service + " requires it; set it in the job or in defaults", fromJob})
+	}
+	for _, why := range ruleProblems(info.op, isSet) {
+		out = append(out, issue{e.node, e.path, why, fromJob})
+	}
+	return out
+}
+
+// v1Plan checks a v1 job's prompt lengths, size and steps on its engine,
+// and builds its row prototype. It returns nil after reporting.
+func (p *parser) v1Plan(pl *plan) *plan {
+	e, r, ok := pl.e, pl.r, true
+	for _, sl := range pl.slots {
+		if sl.key < 0 && sl.t.parts == nil && (sl.field == "prompt" || sl.field == "negative_prompt") {
+			if msg := checkLength(utf8.RuneCountInString(sl.t.text), maxPromptRunes); msg != "" {
+				v := value{s: settings.byName[sl.field], origin: sl.org}
+				p.addf(sl.t.node, "%s: %s", e.pathOf(&v), msg)
+				ok = false
+			}
+		}
+		if sl.key >= 0 {
+			for i := range e.keys[sl.key].vals {
+				v := &e.keys[sl.key].vals[i]
+				if msg := checkLength(utf8.RuneCountInString(v.text), maxPromptRunes); msg != "" {
+					p.addf(v.node, "%s: %s", e.pathOf(v), msg)
+					ok = false
+				}
+			}
+		}
+	}
+	pl.limits = [][]int{make([]int, len(pl.slots))}
+	for i := range pl.slots {
+		pl.limits[0][i] = maxPromptRunes
+	}
+	j := &pl.proto
+	j.Base = e.id
+	j.Line, j.Column = e.node.Line, e.node.Column
+	j.Engine = r.get(sEngine).str
+	j.Width, j.Height, j.Steps = int(r.get(sWidth).num), int(r.get(sHeight).num), int(r.get(sSteps).num)
+	j.Samples = 1
+	if v := r.get(sSamples); v.set() {
+		j.Samples = int(v.num)
+	}
+	j.Seed = uint32(r.get(sSeed).num)
+	if v := r.ptr(sCfg); v != nil {
+		j.CfgScale = &v.f
+	}
+	j.Sampler, j.StylePreset, j.ClipGuidancePreset = r.get(sSampler).str, r.get(sStyle).str, r.get(sClip).str
+	pl.setPrompts()
+	pl.varies = e.keyOf(sEngine) >= 0 || e.keyOf(sWidth) >= 0 || e.keyOf(sHeight) >= 0 || e.keyOf(sSteps) >= 0
+	if !pl.varies {
+		eng, _ := engine.Lookup(j.Engine)
+		w, h, steps := r.get(sWidth), r.get(sHeight), r.get(sSteps)
+		fillEngineDefaults(j, eng, w.set(), h.set(), steps.set())
+		if err := eng.CheckSize(j.Width, j.Height); err != nil {
+			eg := r.get(sEngine)
+			p.addf(firstFromJob(e.node, &w, &h, &eg), "%s: %v%s", e.path, err, sizeNote(r))
+			ok = false
+		}
+		if err := eng.CheckSteps(j.Steps); err != nil {
+			eg := r.get(sEngine)
+			p.addf(firstFromJob(e.node, &steps, &eg), "%s.steps: %v%s", e.path, err, fromNote(steps.origin))
+			ok = false
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return pl
+}
+
+// stableImagePlan builds a Stable Image job's row prototype: its service,
+// Params, size, seed and prompts, with what varies by row left to rowsOf.
+func (p *parser) stableImagePlan(pl *plan) *plan {
+	e, r := pl.e, pl.r
+	infos := pl.infos
+	if pl.info != nil {
+		infos = []*opInfo{pl.info}
+	}
+	pl.limits = make([][]int, len(infos))
+	for i, info := range infos {
+		pl.limits[i] = make([]int, len(pl.slots))
+		for k, sl := range pl.slots {
+			pl.limits[i][k] = info.limit(sl.field)
+		}
+	}
+	j := &pl.proto
+	j.Base = e.id
+	j.Line, j.Column = e.node.Line, e.node.Column
+	j.Service = infos[0].op.Service
+	j.Samples = 1
+	j.Seed = uint32(r.get(sSeed).num)
+	pl.setPrompts()
+	for d, k := range e.keys {
+		if k.s == sService || k.s != noSetting && isParam(k.s) {
+			pl.pkeys = append(pl.pkeys, d)
+		}
+	}
+	if len(pl.pkeys) == 0 { // so the service is fixed too
+		j.Params = pl.appendParams(nil, pl.info, nil)
+		j.Width, j.Height = pl.size(pl.info, nil)
+	}
+	return pl
+}
+
+// setPrompts gives the prototype its prompts when no text varies by row.
+func (pl *plan) setPrompts() {
+	if pl.dynText {
+		return
+	}
+	pl.proto.Prompts = make([]Prompt, len(pl.slots))
+	for i, sl := range pl.slots {
+		pl.proto.Prompts[i] = Prompt{Text: sl.t.text, Weight: sl.weight}
+	}
+}
+
+// appendParams appends the form fields of a Stable Image job on info's
+// operation to out, in the catalogue's order: matrix values of the row idx
+// (nil when no key changes Params), then the job's settings, then the
+// defaults a job always carries.
+func (pl *plan) appendParams(out []Param, info *opInfo, idx []int) []Param {
+	for i := range info.op.Fields {
+		f, s := &info.op.Fields[i], info.sets[i]
+		if info.field(s) == nil || !isParam(s) {
+			continue
+		}
+		if d := pl.e.keyOf(s); d >= 0 && idx != nil {
+			out = append(out, Param{Name: f.Name, Value: pl.e.keys[d].vals[idx[d]].text})
+		} else if v := pl.r.ptr(s); v != nil {
+			out = append(out, Param{Name: f.Name, Value: v.text})
+		} else if carriesDefault(f) {
+			out = append(out, Param{Name: f.Name, Value: f.Default})
+		}
+	}
+	return out
+}
+
+// paramCount is how many Params a job of the plan has on info's operation.
+func (pl *plan) paramCount(info *opInfo) int {
+	n := 0
+	for i := range info.op.Fields {
+		f, s := &info.op.Fields[i], info.sets[i]
+		if info.field(s) != nil && isParam(s) && (pl.e.keyOf(s) >= 0 || pl.r.has(s) || carriesDefault(f)) {
+			n++
+		}
+	}
+	return n
+}
+
+// size is the output size, in pixels, of a job of the plan on info's
+// operation for the row idx (nil: no key changes it), as the catalogue
+// computes it; 0×0 when it depends on an input image.
+func (pl *plan) size(info *opInfo, idx []int) (w, h int) {
+	get := func(name string) string {
+		s, known := settings.byName[name]
+		if !known || info.field(s) == nil {
+			return ""
+		}
+		if d := pl.e.keyOf(s); d >= 0 && idx != nil {
+			return pl.e.keys[d].vals[idx[d]].text
+		}
+		return pl.r.get(s).text
+	}
+	out, ok := info.op.OutputSize(get, catalog.Size{})
+	if !ok {
+		return 0, 0
+	}
+	return out.W, out.H
+}
+
+// fillEngineDefaults gives width, height and steps the engine's defaults
+// where the manifest set none.
+func fillEngineDefaults(j *Job, eng engine.Engine, w, h, steps bool) {
+	if !w {
+		j.Width = eng.DefaultSize[0]
+	}
+	if !h {
+		j.Height = eng.DefaultSize[1]
+	}
+	if !steps {
+		j.Steps = eng.DefaultSteps
+	}
+}
+
+// firstFromJob returns the node of the first value written in the job
+// itself, else the job's own node, so a problem points where it can be fixed.
+func firstFromJob(job *yaml.Node, vs ...*value) *yaml.Node {
+	for _, v := range vs {
+		if v.set() && v.origin == fromJob {
+			return v.node
+		}
+	}
+	return job
+}
+
+func fromNote(o origin) string {
+	switch o {
+	case fromDefaults:
+		return " (from defaults)"
+	case fromTop:
+		return " (from the top level)"
+	}
+	return ""
+}
+
+// fromWords is fromNote inside parentheses of its own.
+func fromWords(o origin) string {
+	switch o {
+	case fromDefaults:
+		return ", from defaults"
+	case fromTop:
+		return ", from the top level"
+	}
+	return ""
+}
+
+func sizeNote(r layer) string {
+	w, h := r.get(sWidth), r.get(sHeight)
+	switch {
+	case !w.set() && !h.set():
+		return " (the engine's default size)"
+	case w.origin == fromDefaults || h.origin == fromDefaults:
+		return " (size from defaults)"
+	}
+	return ""
+}
+
+func placeholderHint(name string, keys []mkey) string {
+	if len(keys) == 0 {
+		return "; define it with matrix: {" + name + ": [...]}"
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.name
+	}
+	if s := suggest(name, names); s != "" {
+		return s
+	}
+	return "; matrix keys: " + strings.Join(names, ", ")
+}
+
+// inheritedPath is the field path of a value from defaults or the top level.
+func inheritedPath(v *value) string {
+	if v.origin == fromDefaults {
+		return "defaults." + v.s.name()
+	}
+	return v.s.name()
+}
+
+// inheritedOps reports an engine and a service that jobs would inherit
+// together from defaults and the top level, once, and marks both bad so no
+// job is blamed for them again.
+func (p *parser) inheritedOps(top, def layer) {
+	eng, svc := def.get(sEngine), def.get(sService)
+	if !eng.set() {
+		eng = top.get(sEngine)
+	}
+	if !svc.set() {
+		svc = top.get(sService)
+	}
+	if !eng.set() || !svc.set() {
+		return
+	}
+	p.bothOps(nil, where{eng.key, inheritedPath(&eng), "engine", eng.origin}, where{svc.key, inheritedPath(&svc), "service", svc.origin})
+	p.badDefault[sEngine], p.badDefault[sService] = true, true
+}
+
+// unusedDefaults reports, at its position, each default that no job of the
+// manifest takes: a default applies only to the jobs whose operation takes
+// it, so one that none takes is a mistake (aspect_ratio among v1 jobs,
+// steps among Stable Image ones). It says nothing when the operation of
+// some job is unknown: that job's problem is reported already.
+func (p *parser) unusedDefaults(entries []*entry, top, def layer) {
+	if len(def) == 0 || p.badDefault[sEngine] || p.badDefault[sService] {
+		return
+	}
+	type ops struct {
+		v1    bool
+		infos []*opInfo
+	}
+	var all []ops
+	for _, e := range entries {
+		if e.badOp {
+			return
+		}
+		eng := e.set.has(sEngine) || e.keyOf(sEngine) >= 0 || def.has(sEngine) || top.has(sEngine)
+		var services []string
+		fromMatrix := false
+		switch k := e.keyOf(sService); {
+		case e.set.has(sService):
+			services = []string{e.set.get(sService).str}
+		case k >= 0:
+			for _, v := range e.keys[k].vals {
+				services = append(services, v.str)
+			}
+			fromMatrix = true
+		case def.has(sService):
+			services = []string{def.get(sService).str}
+		case top.has(sService):
+			services = []string{top.get(sService).str}
+		}
+		switch {
+		case eng && (len(services) == 0 || fromMatrix):
+			all = append(all, ops{v1: true})
+		case eng || len(services) == 0:
+			return // both, or neither: reported with the job
+		default:
+			o := ops{}
+			for _, s := range services {
+				o.infos = append(o.infos, p.opInfo(s))
+			}
+			all = append(all, o)
+		}
+	}
+	for i := range def {
+		v := &def[i]
+		if v.s == sEngine || v.s == sService || len(all) == 0 {
+			continue
+		}
+		taken := false
+		for _, o := range all {
+			taken = taken || o.v1 && v.s.spec().v1 || slices.ContainsFunc(o.infos, func(info *opInfo) bool { return info.field(v.s) != nil })
+		}
+		if taken {
+			continue
+		}
+		why := v1Refusal(v.s)
+		if !all[0].v1 {
+			why = notTaken([]string{all[0].infos[0].op.Service}, v.s)
+		}
+		p.addf(v.key, "defaults.%s: no job of the manifest takes it: %s", v.s.name(), why)
+	}
+}
