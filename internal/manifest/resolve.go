@@ -109,10 +109,22 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 	// use service as a placeholder, as before Stable Image jobs.
 	engKey, svcKey := e.keyOf(sEngine), e.keyOf(sService)
 	eng, svc := r.get(sEngine), r.get(sService)
-	hasEng := eng.set() || engKey >= 0
-	if hasEng && svcKey >= 0 && used[e.keys[svcKey].name] {
+	if (eng.set() || engKey >= 0) && svcKey >= 0 && used[e.keys[svcKey].name] {
 		svcKey = -1
 	}
+	// The more specific of an engine and a service wins, so a job that
+	// names a service runs it where the top level names an engine; the two
+	// at the same level are a mistake, reported below.
+	if er, sr := opRank(eng, engKey), opRank(svc, svcKey); er >= 0 && sr >= 0 && er != sr {
+		if er < sr {
+			r.drop(sEngine)
+			eng = value{}
+		} else {
+			r.drop(sService)
+			svc = value{}
+		}
+	}
+	hasEng := eng.set() || engKey >= 0
 	hasSvc := svc.set() || svcKey >= 0
 	si := hasSvc && !hasEng
 	ok := p.settleKeys(e, si, hasEng && !hasSvc, used)
@@ -263,6 +275,18 @@ func rank(o origin) int {
 		return 2
 	}
 	return 3
+}
+
+// opRank is how specific an engine or service is: rank of where it was
+// written, 3 for a matrix key (k ≥ 0), -1 when the job has none.
+func opRank(v value, k int) int {
+	switch {
+	case k >= 0:
+		return 3
+	case v.set():
+		return rank(v.origin)
+	}
+	return -1
 }
 
 // bothOps reports an engine and a service that meet in one job, at the
@@ -654,8 +678,8 @@ func (p *parser) inheritedOps(top, def layer) {
 	if !svc.set() {
 		svc = top.get(sService)
 	}
-	if !eng.set() || !svc.set() {
-		return
+	if !eng.set() || !svc.set() || eng.origin != svc.origin {
+		return // the more specific one wins
 	}
 	p.bothOps(nil, where{eng.key, inheritedPath(&eng), "engine", eng.origin}, where{svc.key, inheritedPath(&svc), "service", svc.origin})
 	p.badDefault[sEngine], p.badDefault[sService] = true, true

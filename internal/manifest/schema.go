@@ -119,24 +119,34 @@ func schemaDoc() object {
 		}
 	}
 
+	// The most specific engine or service wins: a job's own over defaults',
+	// defaults' over the top level's.
+	ownService := object{{"anyOf", []any{required("service"), has("matrix", required("service"))}}}
+	ownEngine := object{{"anyOf", []any{required("engine"), has("matrix", required("engine"))}}}
+	ownOp := object{{"anyOf", []any{ownService, ownEngine}}}
 	conditions := []any{
 		object{{"description", "An engine or a service, not both."}, {"not", required("engine", "service")}},
 		object{
-			{"if", object{{"anyOf", []any{required("engine"), has("defaults", required("engine"))}}}},
-			{"then", object{{"properties", object{{"jobs", object{{"items", ref("v1-job")}}}}}}},
+			{"if", object{{"anyOf", []any{
+				has("defaults", required("engine")),
+				object{{"allOf", []any{required("engine"), object{{"not", has("defaults", required("service"))}}}}},
+			}}}},
+			{"then", object{{"properties", object{{"jobs", object{{"items", object{
+				{"if", object{{"not", ownOp}}},
+				{"then", ref("v1-job")},
+			}}}}}}}},
 		},
 	}
-	ownService := object{{"anyOf", []any{required("service"), has("matrix", required("service"))}}}
 	for _, op := range ops {
 		is := has("service", object{{"const", op.Service}})
 		inherits := object{{"anyOf", []any{
 			has("defaults", is),
-			object{{"allOf", []any{is, object{{"not", has("defaults", required("service"))}}}}},
+			object{{"allOf", []any{is, object{{"not", has("defaults", required("service"))}}, object{{"not", has("defaults", required("engine"))}}}}},
 		}}}
 		conditions = append(conditions, object{
 			{"if", inherits},
 			{"then", object{{"properties", object{{"jobs", object{{"items", object{
-				{"if", object{{"not", ownService}}},
+				{"if", object{{"not", ownOp}}},
 				{"then", ref(serviceDef(op.Service))},
 			}}}}}}}},
 		})
