@@ -146,3 +146,103 @@ func BenchmarkTextToImagePNG3MiB(b *testing.B) {
 		}
 	}
 }
+
+func TestStableImageStreamsLargeAnswer(t *testing.T) {
+	const size = 16 << 20 // bytes, more than any Stable Image output
+	img := fakeImage("png", 1, size)
+	want := sha256.Sum256(img)
+	body := imageJSON(img, "1", "SUCCESS") // built outside the count
+	answers := map[string]func(w http.ResponseWriter){
+		"raw": func(w http.ResponseWriter) { answerImage(w, "png", img, "1", "SUCCESS", "") },
+		"json": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json; type=image/png")
+			io.WriteString(w, body)
+		},
+	}
+	for name, answer := range answers {
+		t.Run(name, func(t *testing.T) {
+			c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				answer(w)
+			})
+			sink := &hashSink{h: sha256.New()}
+			var err error
+			alloc := bytesAllocated(func() {
+				_, err = c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "x"}}, sink)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(sink.sums) != 1 || sink.sums[0] != want {
+				t.Fatalf("the sink did not get the image")
+			}
+			t.Logf("%d-byte image: %d bytes allocated", size, alloc)
+			// About 0.25 MiB; -race builds allocate about four times as much.
+			if limit := uint64(2 << 20); alloc > limit {
+				t.Errorf("allocated %d bytes for a %d-byte image, want ≤ %d", alloc, size, limit)
+			}
+		})
+	}
+}
+
+func TestStableImageStreamsLargeInput(t *testing.T) {
+	const size = 8 << 20 // bytes of input, near the API's 10 MiB body limit
+	img := fakeImage("png", 2, size)
+	path := writeFile(t, "big.png", img)
+	want := sha256.Sum256(img)
+	answer := fakeImage("png", 3, 100)
+	var got [sha256.Size]byte
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		// The server hashes the file part as it arrives, so that only the
+		// client's buffers show in the count.
+		mr, err := r.MultipartReader()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			h := sha256.New()
+			io.Copy(h, p)
+			if p.FormName() == "image" {
+				got = [sha256.Size]byte(h.Sum(nil))
+			}
+		}
+		answerImage(w, "png", answer, "", "SUCCESS", "")
+	})
+	var err error
+	alloc := bytesAllocated(func() {
+		_, err = c.StableImage(t.Context(), "upscale/fast", []Field{{"image", path}}, &discardSink{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatal("the server did not get the input")
+	}
+	t.Logf("%d-byte input: %d bytes allocated", size, alloc)
+	// About 0.2 MiB, with -race too: the body is never held.
+	if limit := uint64(1 << 20); alloc > limit {
+		t.Errorf("allocated %d bytes for a %d-byte input, want ≤ %d", alloc, size, limit)
+	}
+}
+
+func BenchmarkStableImageUpload8MiB(b *testing.B) {
+	img := fakeImage("png", 2, 8<<20)
+	path := writeFile(b, "big.png", img)
+	answer := fakeImage("png", 3, 100)
+	c := newTestClient(b, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		answerImage(w, "png", answer, "", "SUCCESS", "")
+	})
+	b.SetBytes(int64(len(img)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.StableImage(b.Context(), "upscale/fast", []Field{{"image", path}}, &discardSink{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

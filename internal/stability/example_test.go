@@ -62,3 +62,42 @@ func ExampleNewClient_plainHTTP() {
 	// Output:
 	// base URL uses plain http to api.stability.ai: the API key would travel unencrypted; use https, or http only to localhost, 127.0.0.0/8 or ::1
 }
+
+func ExampleClient_StableImage() {
+	// A stand-in for the API: it reads the form and answers with a 16-byte
+	// "PNG" (its signature and a little more).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Printf("%s %s: prompt %q, aspect_ratio %s\n", r.Method, r.URL.Path, r.FormValue("prompt"), r.FormValue("aspect_ratio"))
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Seed", "42")
+		w.Header().Set("Finish-Reason", "SUCCESS")
+		w.Header().Set("X-Request-Id", "5f1e9c")
+		w.Write([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"))
+	}))
+	defer srv.Close()
+
+	c, err := stability.NewClient(stability.Options{BaseURL: srv.URL, APIKey: "sk-example"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fields := []stability.Field{
+		{Name: "prompt", Value: "a lighthouse at dusk"},
+		{Name: "aspect_ratio", Value: "16:9"},
+		{Name: "output_format", Value: "png"},
+	}
+	arts, err := c.StableImage(context.Background(), "generate/core", fields, &pngSink{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("format %s, request id %s\n", arts[0].Format, arts[0].RequestID)
+	// Output:
+	// POST /v2beta/stable-image/generate/core: prompt "a lighthouse at dusk", aspect_ratio 16:9
+	// image 0: 16 bytes, seed 42, SUCCESS
+	// format png, request id 5f1e9c
+}

@@ -38,7 +38,8 @@ type Request struct {
 }
 
 // Generate makes one attempt of req and streams its images into sink:
-// TextToImage for a v1 request, StableImage for a Stable Image one. It
+// TextToImage for a v1 request, StableImage for a Stable Image one (an
+// asynchronous service is refused: it goes through Submit and Result). It
 // never retries and never waits for a rate limit; the caller owns both.
 func (c *Client) Generate(ctx context.Context, req Request, sink Sink) ([]Artifact, error) {
 	if req.Service != "" {

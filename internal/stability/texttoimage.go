@@ -3,6 +3,7 @@ package stability
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -17,7 +18,8 @@ import (
 //
 // With req.Samples ≤ 1 it asks for image/png and writes the body to
 // sink.Begin(0), taking the seed and finish reason from the Seed and
-// Finish-Reason headers. With more samples it asks for application/json and
+// Finish-Reason headers. Every artifact has Format "png" and the answer's
+// X-Request-Id, when it is fit to keep (see Artifact.RequestID). With more samples it asks for application/json and
 // decodes each artifact's base64 on the fly, so neither an image nor the
 // body is ever held in memory. It returns one Artifact per sample, in order.
 //
@@ -123,7 +125,7 @@ func checkContentType(h http.Header, accept string) error {
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(v)
-	if err != nil {
+	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) { // the API sends "application/json; type=image/png"
 		return malformed("Content-Type %q, want %s", v, accept)
 	}
 	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")

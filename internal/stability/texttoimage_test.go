@@ -156,6 +156,7 @@ func TestTextToImageJSONMalformed(t *testing.T) {
 		{"missing finish reason", 2, `{"artifacts":[{"base64":"","seed":1},` + art("2", "SUCCESS") + `]}`, "artifact 0 has no finishReason"},
 		{"missing image", 2, `{"artifacts":[{"seed":1,"finishReason":"SUCCESS"},` + art("2", "SUCCESS") + `]}`, "artifact 0 has no base64 image"},
 		{"bad base64", 2, `{"artifacts":[{"base64":"a$b=","seed":1,"finishReason":"SUCCESS"},` + art("2", "SUCCESS") + `]}`, "artifact 0: base64: illegal base64 data"},
+		{"base64 cut mid-quantum", 2, `{"artifacts":[{"base64":"YWJj` + "YQ" + `","seed":1,"finishReason":"SUCCESS"},` + art("2", "SUCCESS") + `]}`, "artifact 0: base64: length % 4 is not 0"},
 		{"duplicate seed", 2, `{"artifacts":[{"base64":"","seed":1,"seed":2,"finishReason":"SUCCESS"},` + art("2", "SUCCESS") + `]}`, `artifact 0: duplicate key "seed"`},
 		{"truncated", 2, two[:len(two)-3], "body ends in the middle"},
 		{"trailing data", 2, two + `{}`, "after the response object"},
