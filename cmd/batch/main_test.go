@@ -103,7 +103,7 @@ func TestPlanEveryExample(t *testing.T) {
 
 func TestPlanExitCodes(t *testing.T) {
 	dir := t.TempDir()
-	good := writeFile(t, dir, "good.yaml", "version: 1\nengine: stable-diffusion-v1-5\njobs:\n  - prompt: a cat\n    width: 512\n    height: 512\n    steps: 50\n    samples: 3\n")
+	good := writeFile(t, dir, "good.yaml", "version: 1\nengine: stable-diffusion-v1-5\npricing: dreamstudio-2022\njobs:\n  - prompt: a cat\n    width: 512\n    height: 512\n    steps: 50\n    samples: 3\n")
 	bad := writeFile(t, dir, "bad.yaml", "version: 1\nengine: stable-diffusion-v1-5\njobs:\n  - prompt: a cat\n    promt: typo\n    steps: 5\n")
 	prices := writeFile(t, dir, "prices.yaml", "rules:\n  - engines: [stable-diffusion-v1-5]\n    kind: flat\n    credits: 0.25\n")
 	badPrices := writeFile(t, dir, "bad-prices.yaml", "rules:\n  - engines: [stable-diffusion-v1-5]\n    kind: flatt\n")
@@ -125,7 +125,7 @@ func TestPlanExitCodes(t *testing.T) {
 		{"every problem", []string{"plan", bad}, exitUsage, "", "bad.yaml:6:12"},
 		{"missing file", []string{"plan", filepath.Join(dir, "nope.yaml")}, exitFailed, "", "nope.yaml"},
 		{"unknown sheet", []string{"plan", "--pricing", "nope", good}, exitUsage, "", "nope"},
-		{"unpriceable", []string{"plan", "--pricing", "sdxl-2024", good}, exitUsage, "", "good.yaml:4:5: job \"a-cat\": no price for engine \"stable-diffusion-v1-5\""},
+		{"unpriceable", []string{"plan", "--pricing", "sdxl-2024", good}, exitUsage, "", "good.yaml:5:5: job \"a-cat\": stable-diffusion-v1-5 was retired 2023-11-15; price it with --pricing v1-2023"},
 		{"no args", []string{"plan"}, exitUsage, "", "missing argument"},
 		{"bad flag", []string{"plan", "--bogus", good}, exitUsage, "", "bogus"},
 		{"bad shard", []string{"plan", "--shard", "3/2", good}, exitUsage, "", "K/N"},
@@ -335,8 +335,8 @@ func TestSandboxCommandServesRun(t *testing.T) {
 
 func TestDiff(t *testing.T) {
 	dir := t.TempDir()
-	base := writeFile(t, dir, "base.yaml", "version: 1\nengine: stable-diffusion-v1-5\ndefaults: {width: 512, height: 512, steps: 50}\njobs:\n  - id: a\n    prompt: a cat\n  - id: b\n    prompt: a dog\n")
-	head := writeFile(t, dir, "head.yaml", "version: 1\nengine: stable-diffusion-v1-5\ndefaults: {width: 512, height: 512, steps: 50}\njobs:\n  - id: a\n    prompt: a cat\n    samples: 2\n  - id: c\n    prompt: a cow\n")
+	base := writeFile(t, dir, "base.yaml", "version: 1\nengine: stable-diffusion-v1-5\npricing: dreamstudio-2022\ndefaults: {width: 512, height: 512, steps: 50}\njobs:\n  - id: a\n    prompt: a cat\n  - id: b\n    prompt: a dog\n")
+	head := writeFile(t, dir, "head.yaml", "version: 1\nengine: stable-diffusion-v1-5\npricing: dreamstudio-2022\ndefaults: {width: 512, height: 512, steps: 50}\njobs:\n  - id: a\n    prompt: a cat\n    samples: 2\n  - id: c\n    prompt: a cow\n")
 	r := batchCmd(t, nil, "diff", "--format", "json", base, head)
 	if r.code != exitOK {
 		t.Fatalf("diff: exit %d: %s", r.code, r.stderr)
@@ -425,7 +425,7 @@ func TestShardRunsMergeIntoOneReport(t *testing.T) {
 // sandbox answers 429 and locks the key out, every worker pauses for its
 // Retry-After, and every job still succeeds, paid once.
 func TestRunRecoversFromRateLimit(t *testing.T) {
-	sheet, err := cost.LookupSheet("sdxl-2024")
+	sheet, err := cost.LookupSheet(cost.DefaultSheet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,8 @@ func TestRunRecoversFromRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Totals.Succeeded != 7 || st.Images != 7 || rep.ChargedCredits != 7*900*cost.Credit/1000 {
-		t.Errorf("succeeded %d, images generated %d, charged %v; want 7, 7, 6.3", rep.Totals.Succeeded, st.Images, rep.ChargedCredits)
+	// quickstart.yaml: two Core jobs at 3 credits, four SD 3.5 Flash at 2.5.
+	if rep.Totals.Succeeded != 6 || st.Images != 6 || rep.ChargedCredits != 16*cost.Credit || st.Charged != 16*cost.Credit {
+		t.Errorf("succeeded %d, images generated %d, charged %v (sandbox: %v); want 6, 6, 16.0", rep.Totals.Succeeded, st.Images, rep.ChargedCredits, st.Charged)
 	}
 }

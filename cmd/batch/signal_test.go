@@ -91,7 +91,7 @@ func signalManifest(t *testing.T, dir string, n int) string {
 	for i := range values {
 		values[i] = strconv.Itoa(i + 1)
 	}
-	return writeFile(t, dir, "signal.yaml", "version: 1\nengine: stable-diffusion-v1-5\n"+
+	return writeFile(t, dir, "signal.yaml", "version: 1\nengine: stable-diffusion-v1-5\npricing: dreamstudio-2022\n"+
 		"defaults: {width: 512, height: 512, steps: 10}\njobs:\n  - id: cat\n"+
 		"    prompt: a cat number {n}\n    matrix:\n      n: ["+strings.Join(values, ", ")+"]\n")
 }

@@ -17,10 +17,10 @@ import (
 
 const baseManifest = `version: 1
 name: shots
-engine: stable-diffusion-v1-5
+engine: stable-diffusion-xl-1024-v1-0
 defaults:
-  width: 512
-  height: 512
+  width: 1024
+  height: 1024
   steps: 30
 jobs:
   - id: mug
@@ -32,10 +32,10 @@ jobs:
 // headManifest raises mug's steps and adds a job.
 const headManifest = `version: 1
 name: shots
-engine: stable-diffusion-v1-5
+engine: stable-diffusion-xl-1024-v1-0
 defaults:
-  width: 512
-  height: 512
+  width: 1024
+  height: 1024
   steps: 30
 jobs:
   - id: mug
