@@ -19,6 +19,8 @@
 // with pipelines and are refused for now.
 package manifest
 
+import "slices"
+
 // Manifest is a loaded, validated and expanded manifest (version 1).
 type Manifest struct {
 	Path        string // the file it was read from, as given
@@ -64,7 +66,11 @@ type Job struct {
 	// with the API's default sd3.5-large when the manifest sets none, so
 	// prices and reports know it. nil for a v1 job and for a job that sets
 	// none. Matrix rows that agree on these fields share one slice.
-	Params  []Param
+	Params []Param
+	// Inputs are the job's image inputs (image, mask, init_image, …), in
+	// the catalogue's field order: files, or images other jobs of the
+	// manifest produce. nil when the job takes none.
+	Inputs  []Input
 	Prompts []Prompt // text_prompts as sent; negative_prompt becomes weight -1
 	// Width and Height are the image size in pixels: as requested for v1,
 	// the size the service returns for a Stable Image job (0 when it depends
@@ -90,6 +96,35 @@ type Job struct {
 type Param struct {
 	Name  string
 	Value string
+}
+
+// Input is one image input of a Stable Image job: a file, or the image
+// another job of the same manifest produces.
+type Input struct {
+	Field string // the form field, e.g. "image" or "mask"
+	// Path is the file, joined to the manifest's folder; "" for an image
+	// from another job.
+	Path string
+	// From is the id of the job whose image this is; "" for a file.
+	From string
+	// Index is which of From's images (1-based: 1 is its first); 0 for a
+	// file.
+	Index int
+	// Width and Height are the image's size in pixels: read from the file,
+	// or the size From's service returns; 0 when not known before the run.
+	Width, Height int
+}
+
+// DependsOn returns the ids of the jobs whose images j takes, in input
+// order, without repeats; nil when it takes none.
+func (j *Job) DependsOn() []string {
+	var out []string
+	for _, in := range j.Inputs {
+		if in.From != "" && !slices.Contains(out, in.From) {
+			out = append(out, in.From)
+		}
+	}
+	return out
 }
 
 // Param returns the value of the Stable Image field name, and whether the job

@@ -1,6 +1,8 @@
 package stability
 
 import (
+	"github.com/batch-tool/batch/internal/catalog"
+
 	"context"
 	"errors"
 	"net/http"
@@ -148,4 +150,15 @@ func isNoCredit(e *APIError) bool {
 		}
 	}
 	return false
+}
+
+// Async reports whether req is for an asynchronous Stable Image service,
+// which is submitted (Submit) and then polled (Result) instead of answered
+// at once (Generate).
+func (r Request) Async() bool {
+	if r.Service == "" {
+		return false
+	}
+	op, ok := catalog.Lookup(r.Service)
+	return ok && op.Async
 }
