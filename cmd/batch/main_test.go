@@ -260,7 +260,7 @@ func startSandboxServer(t *testing.T, cfg sandbox.Config) string {
 }
 
 // startSandboxWith serves srv on loopback for a test and returns its URL.
-func startSandboxWith(t *testing.T, srv *sandbox.Server) string {
+func startSandboxWith(t testing.TB, srv *sandbox.Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
