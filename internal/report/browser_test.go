@@ -90,12 +90,12 @@ func writeImage(t *testing.T, path string, w, h int, seed uint32) {
 	}
 }
 
-// fixtureRun copies testdata/run into a temporary run folder and writes a
-// real PNG for every image the report lists.
-func fixtureRun(t *testing.T) (string, *Run) {
+// fixtureRun copies the run report in folder src (under testdata) into a
+// temporary run folder and writes a real image for every image it lists.
+func fixtureRun(t *testing.T, src string) (string, *Run) {
 	t.Helper()
 	dir := t.TempDir()
-	data, err := os.ReadFile("testdata/run/report.json")
+	data, err := os.ReadFile(filepath.Join("testdata", src, RunFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,9 +128,17 @@ const checkScript = `<script>
   const res = {
     loaded: imgs.filter(ok).map(i => i.getAttribute("src")),
     broken: imgs.filter(i => !ok(i)).map(i => i.getAttribute("src")),
-    links: [...document.querySelectorAll(".thumb a")].map(a => a.getAttribute("href")),
+    links: [...document.querySelectorAll(".thumbs a")].map(a => a.getAttribute("href")),
     cards,
     bars: [...document.querySelectorAll("svg.chart rect.bar")].map(b => Math.round(b.getBoundingClientRect().width)),
+    chainSection: document.getElementById("chains") !== null,
+    chains: [...document.querySelectorAll("#chains .chain")].map(c => ({
+      last: c.dataset.last,
+      steps: [...c.querySelectorAll(".step")].map(s => [...s.querySelectorAll("figure")].map(f => f.dataset.job)),
+      lefts: [...c.querySelectorAll(".step")].map(s => Math.round(s.getBoundingClientRect().left)),
+      arrows: c.querySelectorAll(".arrow").length,
+      images: [...c.querySelectorAll("img")].map(i => ({src: i.getAttribute("src"), width: i.naturalWidth})),
+    })),
   };
   const pre = document.createElement("pre");
   pre.id = "check";
@@ -147,15 +155,28 @@ type browserCheck struct {
 		Text    string `json:"text"`
 		Visible bool   `json:"visible"`
 	} `json:"cards"`
-	Bars []int `json:"bars"`
+	Bars         []int          `json:"bars"`
+	ChainSection bool           `json:"chainSection"`
+	Chains       []browserChain `json:"chains"`
 }
 
-// TestHTMLInBrowser opens a run's HTML report in headless Chromium and
-// checks that the totals render and that every thumbnail loads from the
-// run folder.
-func TestHTMLInBrowser(t *testing.T) {
-	bin := chromium(t)
-	dir, r := fixtureRun(t)
+// browserChain is one rendered pipeline row.
+type browserChain struct {
+	Last   string     `json:"last"`
+	Steps  [][]string `json:"steps"` // job ids per step, left to right
+	Lefts  []int      `json:"lefts"` // each step's left edge, in CSS pixels
+	Arrows int        `json:"arrows"`
+	Images []struct {
+		Src   string `json:"src"`
+		Width int    `json:"width"` // naturalWidth: 0 when it did not load
+	} `json:"images"`
+}
+
+// renderInBrowser writes r's HTML report into its run folder dir, opens
+// it in headless Chromium with checkScript added, and returns what the
+// script saw.
+func renderInBrowser(t *testing.T, bin, dir string, r *Run) browserCheck {
+	t.Helper()
 	f, err := os.Create(filepath.Join(dir, "report.html"))
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +212,41 @@ func TestHTMLInBrowser(t *testing.T) {
 		t.Fatalf("parse check result %s: %v", m[1], err)
 	}
 
+	// BATCH_SCREENSHOT=file.png saves a picture of the report for a person
+	// to look at (the last report a test renders wins).
+	if shot := os.Getenv("BATCH_SCREENSHOT"); shot != "" {
+		abs, err := filepath.Abs(shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runChromium(t, bin, "--window-size=1280,1800", "--virtual-time-budget=5000", "--screenshot="+abs,
+			"file://"+filepath.Join(dir, "report.html"))
+		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("chromium wrote no screenshot to %s", abs)
+		}
+	}
+	return got
+}
+
+// imagePaths lists the image paths of jobs, in report order.
+func imagePaths(jobs []RunJob) []string {
+	var out []string
+	for _, j := range jobs {
+		for _, img := range j.Images {
+			out = append(out, img.Path)
+		}
+	}
+	return out
+}
+
+// TestHTMLInBrowser opens a run's HTML report in headless Chromium and
+// checks that the totals render and that every thumbnail loads from the
+// run folder.
+func TestHTMLInBrowser(t *testing.T) {
+	bin := chromium(t)
+	dir, r := fixtureRun(t, "run")
+	got := renderInBrowser(t, bin, dir, r)
+
 	wantCards := map[string]string{
 		"total-charged":         r.ChargedCredits.String() + " credits",
 		"total-possibly-billed": r.PossiblyBilledCredits.String() + " credits",
@@ -207,12 +263,7 @@ func TestHTMLInBrowser(t *testing.T) {
 			t.Errorf("card %s = %q (visible %v), want %q visible", id, c.Text, c.Visible, wantCards[id])
 		}
 	}
-	var wantImages []string
-	for _, j := range r.Jobs {
-		for _, img := range j.Images {
-			wantImages = append(wantImages, img.Path)
-		}
-	}
+	wantImages := imagePaths(r.Jobs)
 	if len(got.Broken) > 0 {
 		t.Errorf("images that did not load: %v", got.Broken)
 	}
@@ -225,18 +276,72 @@ func TestHTMLInBrowser(t *testing.T) {
 	if len(got.Bars) == 0 || slices.Max(got.Bars) == 0 {
 		t.Errorf("chart bar widths = %v, want at least one visible bar", got.Bars)
 	}
+	if got.ChainSection {
+		t.Errorf("a run without dependencies shows a pipelines section")
+	}
+}
 
-	// BATCH_SCREENSHOT=file.png saves a picture of the report for a person
-	// to look at.
-	if shot := os.Getenv("BATCH_SCREENSHOT"); shot != "" {
-		abs, err := filepath.Abs(shot)
-		if err != nil {
-			t.Fatal(err)
+// TestPipelineHTMLInBrowser opens the HTML report of a pipeline run in
+// headless Chromium: each chain shows its jobs' images left to right,
+// sources before results, every image loads, and only the job outside
+// every chain stays in the plain grid.
+func TestPipelineHTMLInBrowser(t *testing.T) {
+	bin := chromium(t)
+	dir, r := fixtureRun(t, "pipeline-run")
+	got := renderInBrowser(t, bin, dir, r)
+
+	if !got.ChainSection {
+		t.Fatal("the pipeline report has no pipelines section (#chains)")
+	}
+	want := []struct {
+		last  string
+		steps [][]string
+	}{
+		{"teapot-cutout-4x", [][]string{{"teapot"}, {"teapot-cutout"}, {"teapot-cutout-4x"}}}, // generate → remove-background → upscale/fast
+		{"teapot-big", [][]string{{"teapot"}, {"teapot-big"}}},                                // async upscale/creative
+		{"teapot-styled", [][]string{{"teapot", "shelf-teal"}, {"teapot-styled"}}},            // two sources
+		{"lamp-relit", [][]string{{"lamp"}, {"lamp-relit"}}},                                  // failed source, skipped result
+	}
+	if len(got.Chains) != len(want) {
+		t.Fatalf("rendered %d chains %+v, want %d", len(got.Chains), got.Chains, len(want))
+	}
+	byID := make(map[string]RunJob)
+	for _, j := range r.Jobs {
+		byID[j.ID] = j
+	}
+	for i, w := range want {
+		c := got.Chains[i]
+		if c.Last != w.last || !slices.EqualFunc(c.Steps, w.steps, slices.Equal) {
+			t.Errorf("chain %d = %s %v, want %s %v", i, c.Last, c.Steps, w.last, w.steps)
+			continue
 		}
-		runChromium(t, bin, "--window-size=1280,1800", "--virtual-time-budget=5000", "--screenshot="+abs,
-			"file://"+filepath.Join(dir, "report.html"))
-		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("chromium wrote no screenshot to %s", abs)
+		if c.Arrows != len(w.steps)-1 {
+			t.Errorf("chain %s has %d arrows, want %d", c.Last, c.Arrows, len(w.steps)-1)
 		}
+		if !slices.IsSorted(c.Lefts) || len(slices.Compact(slices.Clone(c.Lefts))) != len(c.Lefts) {
+			t.Errorf("chain %s: step left edges %v, want them strictly increasing (left to right)", c.Last, c.Lefts)
+		}
+		var wantImages []string
+		for _, step := range w.steps {
+			for _, id := range step {
+				wantImages = append(wantImages, imagePaths([]RunJob{byID[id]})...)
+			}
+		}
+		var srcs []string
+		for _, img := range c.Images {
+			srcs = append(srcs, img.Src)
+			if img.Width == 0 {
+				t.Errorf("chain %s: image %s did not load (naturalWidth 0)", c.Last, img.Src)
+			}
+		}
+		if !slices.Equal(srcs, wantImages) {
+			t.Errorf("chain %s images = %v, want %v", c.Last, srcs, wantImages)
+		}
+	}
+	if len(got.Broken) > 0 {
+		t.Errorf("images that did not load: %v", got.Broken)
+	}
+	if want := []string{"images/vase.png"}; !slices.Equal(got.Links, want) {
+		t.Errorf("grid links = %v, want %v (jobs in no chain)", got.Links, want)
 	}
 }

@@ -13,11 +13,11 @@ import (
 func planCSV(buf *bytes.Buffer, p *Plan) error {
 	w := csv.NewWriter(buf)
 	_ = w.Write([]string{"index", "id", "group", "engine", "width", "height", "steps", "samples", "credits", "usd",
-		"service", "model", "aspect_ratio", "output_format"})
+		"service", "model", "aspect_ratio", "output_format", "depends_on"})
 	for _, j := range p.Jobs {
 		_ = w.Write([]string{strconv.Itoa(j.Index), j.ID, j.Group, j.Engine, strconv.Itoa(j.Width), strconv.Itoa(j.Height),
 			strconv.Itoa(j.Steps), strconv.Itoa(j.Samples), j.Credits.String(), j.Credits.USD(),
-			j.Service, j.Model, j.AspectRatio, j.OutputFormat})
+			j.Service, j.Model, j.AspectRatio, j.OutputFormat, strings.Join(j.DependsOn, ";")})
 	}
 	w.Flush()
 	return w.Error()
@@ -27,7 +27,8 @@ func runCSV(buf *bytes.Buffer, r *Run) error {
 	w := csv.NewWriter(buf)
 	_ = w.Write([]string{"index", "id", "group", "engine", "width", "height", "steps", "samples", "status", "resumed",
 		"attempts", "credits", "usd", "error", "images",
-		"service", "model", "aspect_ratio", "output_format", "failure", "possibly_billed_credits", "request_ids"})
+		"service", "model", "aspect_ratio", "output_format", "failure", "possibly_billed_credits", "request_ids",
+		"depends_on", "generation_id"})
 	for _, j := range r.Jobs {
 		paths := make([]string, len(j.Images))
 		ids := make([]string, len(j.Images))
@@ -37,7 +38,8 @@ func runCSV(buf *bytes.Buffer, r *Run) error {
 		_ = w.Write([]string{strconv.Itoa(j.Index), j.ID, j.Group, j.Engine, strconv.Itoa(j.Width), strconv.Itoa(j.Height),
 			strconv.Itoa(j.Steps), strconv.Itoa(j.Samples), j.Status, strconv.FormatBool(j.Resumed),
 			strconv.Itoa(j.Attempts), j.Credits.String(), j.Credits.USD(), j.Error, strings.Join(paths, ";"),
-			j.Service, j.Model, j.AspectRatio, j.OutputFormat, j.Failure, j.PossiblyBilledCredits.String(), requestIDs(ids)})
+			j.Service, j.Model, j.AspectRatio, j.OutputFormat, j.Failure, j.PossiblyBilledCredits.String(), requestIDs(ids),
+			strings.Join(j.DependsOn, ";"), j.GenerationID})
 	}
 	w.Flush()
 	return w.Error()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,15 +46,17 @@ type DiffJob struct {
 	BaseCredits  cost.Credits `json:"base_credits"`  // zero when added
 	HeadCredits  cost.Credits `json:"head_credits"`  // zero when removed
 	DeltaCredits cost.Credits `json:"delta_credits"` // head − base
-	// Detail says what changed, e.g. "steps 30 → 50", or describes an added
-	// or removed job, e.g. "sdxl-1.0 1024x1024, 30 steps, 2 samples" or
-	// "generate/sd3 (sd3.5-flash) 1344x768 (16:9), webp".
+	// Detail says what changed, e.g. "steps 30 → 50" or "depends_on teapot
+	// → teapot-cutout", or describes an added or removed job, e.g.
+	// "sdxl-1.0 1024x1024, 30 steps, 2 samples" or "upscale/fast 4096x4096,
+	// from teapot-cutout".
 	Detail string `json:"detail"`
 }
 
 // Diff compares two plans job by job (matched by id). A job is changed when
 // its engine or service and model, size, steps, aspect ratio, output
-// format, samples or credits differ.
+// format, samples, credits or the jobs it takes images from (depends_on,
+// order included) differ.
 func Diff(base, head *Plan) *DiffResult {
 	d := &DiffResult{
 		Base: base.Manifest, Head: head.Manifest, Name: head.Name,
@@ -107,6 +110,9 @@ func describe(j PlanJob) string {
 	if j.Samples != 1 {
 		s += fmt.Sprintf(", %d samples", j.Samples)
 	}
+	if len(j.DependsOn) > 0 {
+		s += ", from " + fromText(j.DependsOn)
+	}
 	return s
 }
 
@@ -137,6 +143,9 @@ func changes(b, h PlanJob) string {
 	}
 	if b.Samples != h.Samples {
 		out = append(out, fmt.Sprintf("samples %d → %d", b.Samples, h.Samples))
+	}
+	if !slices.Equal(b.DependsOn, h.DependsOn) {
+		out = append(out, "depends_on "+fromText(b.DependsOn)+" → "+fromText(h.DependsOn))
 	}
 	if len(out) == 0 && b.Credits != h.Credits {
 		out = append(out, "price "+b.Credits.String()+" → "+h.Credits.String())

@@ -31,3 +31,31 @@ func ExampleWritePlan() {
 	// Total: 4.3 credits ($0.043) for 2 jobs, 3 images
 	// Budget: 10.0 credits, 5.7 left
 }
+
+// A pipeline's plan names, for each job, the jobs whose images it takes.
+func ExampleWritePlan_pipeline() {
+	p := &report.Plan{
+		Manifest: "pipeline.yaml",
+		Pricing:  "stability-2025-08",
+		Jobs: []report.PlanJob{
+			{Index: 0, ID: "teapot", Group: "teapot", Service: "generate/sd3", Model: "sd3.5-flash", Width: 1024, Height: 1024, Samples: 1, Credits: 2_500_000},
+			{Index: 1, ID: "teapot-cutout", Group: "teapot-cutout", DependsOn: []string{"teapot"}, Service: "edit/remove-background",
+				Width: 1024, Height: 1024, Inputs: []report.Input{{Field: "image", From: "teapot", Index: 1}}, Samples: 1, Credits: 5_000_000},
+			{Index: 2, ID: "teapot-4x", Group: "teapot-4x", DependsOn: []string{"teapot-cutout"}, Service: "upscale/fast",
+				Width: 4096, Height: 4096, Inputs: []report.Input{{Field: "image", From: "teapot-cutout", Index: 1}}, Samples: 1, Credits: 2_000_000},
+		},
+		TotalCredits: 9_500_000,
+	}
+	_ = report.WritePlan(os.Stdout, report.FormatTable, p)
+	// Output:
+	// Plan: pipeline.yaml
+	// Pricing: stability-2025-08
+	//
+	// JOB            FROM           ENGINE / SERVICE            SIZE       STEPS  SAMPLES  CREDITS
+	// teapot         —              generate/sd3 (sd3.5-flash)  1024x1024  —      1        2.5
+	// teapot-cutout  teapot         edit/remove-background      1024x1024  —      1        5.0
+	// teapot-4x      teapot-cutout  upscale/fast                4096x4096  —      1        2.0
+	//
+	// Total: 9.5 credits ($0.095) for 3 jobs, 3 images
+	// Budget: none
+}

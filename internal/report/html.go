@@ -33,11 +33,33 @@ type htmlView struct {
 	Cards    []htmlCard
 	Statuses []htmlStatus // nil for a plan
 	Charts   []htmlChart
-	Thumbs   []htmlThumb
+	Chains   []htmlChain // pipelines, source images before results
+	Thumbs   []htmlThumb // images of the jobs no chain shows
 	IsRun    bool
+	HasDeps  bool // some job takes images from another: the tables get a From column
 	Jobs     []htmlJob
 	Groups   []*group // job table grouped when there are many jobs
 	Collapse bool     // put the per-job table in a closed <details>
+}
+
+// htmlChain is one pipeline, its steps left to right.
+type htmlChain struct {
+	Last  string // id of its final job
+	Steps []htmlStep
+}
+
+// htmlStep is one step of a chain: the jobs that stand at it.
+type htmlStep struct {
+	Jobs []htmlChainJob
+}
+
+// htmlChainJob is a job in a chain with its images; Missing when the
+// report does not hold it (a job of another shard), known by its id alone.
+type htmlChainJob struct {
+	ID, Operation, Status, Failure, GenerationID string
+	Error, FullError                             string // why it did not succeed: shortened, and whole
+	Missing                                      bool
+	Images                                       []htmlThumb
 }
 
 type htmlCard struct {
@@ -66,9 +88,9 @@ type htmlThumb struct {
 }
 
 type htmlJob struct {
-	ID, Group, Status, Failure, Operation, Settings, Error, Credits string
-	Attempts                                                        int
-	Resumed                                                         bool
+	ID, Group, From, Status, Failure, Operation, Settings, Error, Credits string
+	Attempts                                                              int
+	Resumed                                                               bool
 }
 
 // settings is a job's size, steps, samples and output format as the HTML
@@ -124,18 +146,54 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 	}
 	facts := runFacts(r)
 	v.Charts = charts(facts, "Credits charged")
-	for _, j := range r.Jobs {
-		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Status: j.Status, Failure: j.Failure, Operation: j.op(),
-			Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples),
-			Error:    j.Error, Credits: j.Credits.String(), Attempts: j.Attempts, Resumed: j.Resumed})
-		w, h := thumbSize(j.Width, j.Height)
-		for _, img := range j.Images {
-			v.Thumbs = append(v.Thumbs, htmlThumb{Src: img.Path, Job: j.ID, Status: j.Status, RequestID: img.RequestID,
-				Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: w, Height: h})
+	v.HasDeps = r.hasDeps()
+	layout := chains(r.Jobs)
+	for i, j := range r.Jobs {
+		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Status: j.Status, Failure: j.Failure,
+			Operation: j.op(), Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples),
+			Error: j.Error, Credits: j.Credits.String(), Attempts: j.Attempts, Resumed: j.Resumed})
+		if !layout.showsJob(i) {
+			v.Thumbs = append(v.Thumbs, thumbs(j)...)
 		}
+	}
+	for _, c := range layout.chains {
+		hc := htmlChain{Steps: make([]htmlStep, len(c.steps))}
+		for k, step := range c.steps {
+			for _, n := range step {
+				hc.Steps[k].Jobs = append(hc.Steps[k].Jobs, chainJob(r.Jobs, layout.missing, n))
+			}
+		}
+		hc.Last = hc.Steps[len(hc.Steps)-1].Jobs[0].ID // the last step holds the final job alone
+		v.Chains = append(v.Chains, hc)
 	}
 	v.group(facts)
 	return renderHTML(buf, &v)
+}
+
+// thumbs are the thumbnails of a job's images.
+func thumbs(j RunJob) []htmlThumb {
+	w, h := thumbSize(j.Width, j.Height)
+	out := make([]htmlThumb, len(j.Images))
+	for i, img := range j.Images {
+		out[i] = htmlThumb{Src: img.Path, Job: j.ID, Status: j.Status, RequestID: img.RequestID,
+			Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: w, Height: h}
+	}
+	return out
+}
+
+// chainJob is node n of a chain laid out over jobs and missing.
+func chainJob(jobs []RunJob, missing []string, n int) htmlChainJob {
+	if n >= len(jobs) {
+		return htmlChainJob{ID: missing[n-len(jobs)], Missing: true}
+	}
+	j := jobs[n]
+	c := htmlChainJob{ID: j.ID, Operation: j.op(), Status: j.Status, Failure: j.Failure,
+		GenerationID: j.GenerationID, Images: thumbs(j)}
+	if j.Status != StatusSucceeded {
+		// The card is narrow; the jobs table has the whole text.
+		c.Error, c.FullError = oneLine(j.Error, 140), j.Error
+	}
+	return c
 }
 
 func planHTML(buf *bytes.Buffer, p *Plan) error {
@@ -149,8 +207,9 @@ func planHTML(buf *bytes.Buffer, p *Plan) error {
 	}
 	facts := planFacts(p)
 	v.Charts = charts(facts, "Credits")
+	v.HasDeps = p.hasDeps()
 	for _, j := range p.Jobs {
-		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, Operation: j.op(),
+		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Operation: j.op(),
 			Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples), Credits: j.Credits.String()})
 	}
 	v.group(facts)

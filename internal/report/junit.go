@@ -83,6 +83,12 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 			c.Props = append(c.Props, junitProperty{"possibly_billed_credits", j.PossiblyBilledCredits.String()})
 		}
 		c.Props = append(c.Props, operationProps(j)...)
+		for _, id := range j.DependsOn {
+			c.Props = append(c.Props, junitProperty{"depends_on", id})
+		}
+		if j.GenerationID != "" {
+			c.Props = append(c.Props, junitProperty{"generation_id", j.GenerationID})
+		}
 		c.Props = append(c.Props,
 			junitProperty{"samples", strconv.Itoa(j.Samples)},
 			junitProperty{"attempts", strconv.Itoa(j.Attempts)})

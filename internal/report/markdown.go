@@ -23,6 +23,12 @@ func mdRow(buf *bytes.Buffer, cells ...string) {
 	buf.WriteString("\n")
 }
 
+// mdHeader writes a Markdown table's header: the column names, then each
+// column's alignment ("---" left, "--:" right).
+func mdHeader(buf *bytes.Buffer, names, aligns []string) {
+	buf.WriteString("| " + strings.Join(names, " | ") + " |\n|" + strings.Join(aligns, "|") + "|\n")
+}
+
 // mdCell makes s safe inside a table cell: one line, no column breaks, and
 // no HTML (GitHub renders some HTML in comments).
 func mdCell(s string) string {
@@ -71,28 +77,33 @@ func planMarkdown(buf *bytes.Buffer, p *Plan) {
 	if len(p.Jobs) == 0 {
 		return
 	}
+	deps := p.hasDeps()
 	if len(p.Jobs) <= MaxJobRows {
-		buf.WriteString("| Job | Engine / service | Size | Steps | Samples | Credits |\n|---|---|---|--:|--:|--:|\n")
+		mdHeader(buf, withFrom(deps, []string{"Job", "Engine / service", "Size", "Steps", "Samples", "Credits"}, "From"),
+			withFrom(deps, []string{"---", "---", "---", "--:", "--:", "--:"}, "---"))
 		for _, j := range p.Jobs {
-			mdRow(buf, j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
+			mdRow(buf, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
+				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn))...)
 		}
 		return
 	}
 	gs := groups(planFacts(p))
 	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(p.Jobs), "job"), plural(len(gs), "group"))
-	buf.WriteString("| Group | Jobs | Engine / service | Sizes | Steps | Images | Credits |\n|---|--:|---|---|---|--:|--:|\n")
+	mdHeader(buf, withFrom(deps, []string{"Group", "Jobs", "Engine / service", "Sizes", "Steps", "Images", "Credits"}, "From"),
+		withFrom(deps, []string{"---", "--:", "---", "---", "---", "--:", "--:"}, "---"))
 	for i, g := range gs {
 		if i == maxMarkdownGroups {
-			mdMoreGroups(buf, gs[i:], 7)
+			mdMoreGroups(buf, gs[i:], 7, deps)
 			break
 		}
-		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
+		mdRow(buf, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
+			strconv.Itoa(g.Images), g.Credits.String()}, g.From())...)
 	}
 }
 
 // mdMoreGroups writes one row summing the groups left out of a table of
-// cols columns.
-func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int) {
+// cols columns, plus a from column when deps.
+func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int, deps bool) {
 	var sum cost.Credits
 	jobs := 0
 	for _, g := range rest {
@@ -103,7 +114,7 @@ func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int) {
 	cells[0] = fmt.Sprintf("… %s more", plural(len(rest), "group"))
 	cells[1] = strconv.Itoa(jobs)
 	cells[cols-1] = sum.String()
-	mdRow(buf, cells...)
+	mdRow(buf, withFrom(deps, cells, "")...)
 }
 
 func runMarkdown(buf *bytes.Buffer, r *Run) {
@@ -132,25 +143,28 @@ func runMarkdown(buf *bytes.Buffer, r *Run) {
 	if len(r.Jobs) == 0 {
 		return
 	}
+	deps := r.hasDeps()
 	if len(r.Jobs) <= MaxJobRows {
-		buf.WriteString("| Job | Status | Engine / service | Size | Steps | Samples | Attempts | Credits | Error |\n|---|---|---|---|--:|--:|--:|--:|---|\n")
+		mdHeader(buf, withFrom(deps, []string{"Job", "Status", "Engine / service", "Size", "Steps", "Samples", "Attempts", "Credits", "Error"}, "From"),
+			withFrom(deps, []string{"---", "---", "---", "---", "--:", "--:", "--:", "--:", "---"}, "---"))
 		for _, j := range r.Jobs {
-			mdRow(buf, j.ID, statusEmoji(j.Status)+" "+statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
-				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 120))
+			mdRow(buf, withFrom(deps, []string{j.ID, statusEmoji(j.Status) + " " + statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio),
+				stepsText(j.Steps), strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 120)}, fromText(j.DependsOn))...)
 		}
 		return
 	}
 	gs := groups(runFacts(r))
 	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(r.Jobs), "job"), plural(len(gs), "group"))
-	buf.WriteString("| Group | Jobs | Succeeded | Failed | Filtered | Skipped | Engine / service | Sizes | Steps | Credits |\n|---|--:|--:|--:|--:|--:|---|---|---|--:|\n")
+	mdHeader(buf, withFrom(deps, []string{"Group", "Jobs", "Succeeded", "Failed", "Filtered", "Skipped", "Engine / service", "Sizes", "Steps", "Credits"}, "From"),
+		withFrom(deps, []string{"---", "--:", "--:", "--:", "--:", "--:", "---", "---", "---", "--:"}, "---"))
 	for i, g := range gs {
 		if i == maxMarkdownGroups {
-			mdMoreGroups(buf, gs[i:], 10)
+			mdMoreGroups(buf, gs[i:], 10, deps)
 			break
 		}
 		t := g.Totals
-		mdRow(buf, g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
-			strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String())
+		mdRow(buf, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
+			strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String()}, g.From())...)
 	}
 }
 

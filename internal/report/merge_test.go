@@ -6,6 +6,8 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,6 +198,13 @@ func TestReadErrors(t *testing.T) {
 		{"image outside", `{"jobs":[{"id":"a","status":"succeeded","images":[{"path":"../secret.png"}]}]}`, "not inside the run folder"},
 		{"absolute image", `{"jobs":[{"id":"a","status":"succeeded","images":[{"path":"/etc/passwd"}]}]}`, "not inside the run folder"},
 		{"credits with 7 decimals", `{"jobs":[{"id":"a","status":"failed","credits":0.0000001}]}`, "at most 6 decimals"},
+		{"depends on itself", `{"jobs":[{"id":"a","status":"skipped","depends_on":["a"]}]}`, "job a: depends on itself"},
+		{"empty dependency", `{"jobs":[{"id":"a","status":"skipped","depends_on":[""]}]}`, "empty id in depends_on"},
+		{"input without field", `{"jobs":[{"id":"a","status":"skipped","inputs":[{"path":"x.png"}]}]}`, "inputs[0]: no field"},
+		{"input path and from", `{"jobs":[{"id":"a","status":"skipped","inputs":[{"field":"image","path":"x.png","from":"b","index":1}]}]}`, "input image: want exactly one of path and from"},
+		{"input neither", `{"jobs":[{"id":"a","status":"skipped","inputs":[{"field":"mask"}]}]}`, "input mask: want exactly one of path and from"},
+		{"file input with index", `{"jobs":[{"id":"a","status":"skipped","inputs":[{"field":"image","path":"x.png","index":2}]}]}`, "index 2: want 1 or more with from, none with path"},
+		{"negative index", `{"jobs":[{"id":"a","status":"skipped","inputs":[{"field":"image","from":"b","index":-1}]}]}`, "index -1"},
 	}
 	for _, tt := range runTests {
 		t.Run("run "+tt.name, func(t *testing.T) {
@@ -213,6 +222,14 @@ func TestReadErrors(t *testing.T) {
 	}
 	if _, err := ReadPlan(write("p.json", `{"jobs":[{"id":"a"},{"id":"a"}]}`)); err == nil || !strings.Contains(err.Error(), "duplicate id") {
 		t.Errorf("ReadPlan with a duplicate id: error = %v, want duplicate id", err)
+	}
+	if _, err := ReadPlan(write("p.json", `{"jobs":[{"id":"a","depends_on":["a"]}]}`)); err == nil || !strings.Contains(err.Error(), "depends on itself") {
+		t.Errorf("ReadPlan with a job depending on itself: error = %v, want depends on itself", err)
+	}
+	// A shard's job may take images from another shard's: ids need not be
+	// in the file.
+	if _, err := ReadPlan(write("p.json", `{"jobs":[{"id":"a","depends_on":["elsewhere"],"inputs":[{"field":"image","from":"elsewhere","index":1}]}]}`)); err != nil {
+		t.Errorf("ReadPlan with a source in another shard: %v", err)
 	}
 }
 
@@ -324,5 +341,40 @@ func TestHTMLEscapes(t *testing.T) {
 		if strings.Contains(out, banned) {
 			t.Errorf("HTML report contains %q: it must be self-contained", banned)
 		}
+	}
+}
+
+// TestMergePipeline merges shards of a pipeline run: each job keeps its
+// depends_on, inputs and generation_id, and the merged report lays out the
+// same chains as the whole run. A shard alone shows the sources it lacks
+// as jobs not in the report.
+func TestMergePipeline(t *testing.T) {
+	whole := mustReadRun(t, "testdata/pipeline-run")
+	parts := shards(whole, 2)
+	got, err := Merge(parts[1], parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Jobs, whole.Jobs) {
+		t.Errorf("merged jobs = %+v, want %+v", got.Jobs, whole.Jobs)
+	}
+	wantChains, wantGrid := chainText(whole.Jobs, chains(whole.Jobs))
+	gotChains, gotGrid := chainText(got.Jobs, chains(got.Jobs))
+	if !slices.Equal(gotChains, wantChains) || !slices.Equal(gotGrid, wantGrid) {
+		t.Errorf("merged chains = %q, grid %q; want %q, grid %q", gotChains, gotGrid, wantChains, wantGrid)
+	}
+
+	// Shard 2/2 holds the odd jobs: teapot-cutout (1), teapot-big (3),
+	// teapot-styled (5) and lamp-relit (7), but none of their sources.
+	alone, _ := chainText(parts[1].Jobs, chains(parts[1].Jobs))
+	if want := []string{"?teapot → teapot-cutout", "?teapot → teapot-big", "?teapot,?shelf-teal → teapot-styled", "?lamp → lamp-relit"}; !slices.Equal(alone, want) {
+		t.Errorf("chains of shard 2/2 = %q, want %q", alone, want)
+	}
+	var b strings.Builder
+	if err := WriteRun(&b, FormatHTML, parts[1]); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(b.String(), "not in this report"); n != 5 {
+		t.Errorf("HTML of shard 2/2 marks %d sources as not in this report, want 5", n)
 	}
 }

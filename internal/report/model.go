@@ -35,6 +35,10 @@ type PlanJob struct {
 	Index int    `json:"index"`
 	ID    string `json:"id"`
 	Group string `json:"group"` // the manifest entry's id; matrix rows share it
+	// DependsOn lists the ids of the jobs whose images this job takes, in
+	// the order of its inputs, without repeats; nil (absent) when it takes
+	// none. The job runs only after all of them have succeeded.
+	DependsOn []string `json:"depends_on,omitempty"`
 	// Engine is the v1 engine id; "" (and absent from the JSON) for a
 	// Stable Image job.
 	Engine string `json:"engine,omitempty"`
@@ -56,9 +60,27 @@ type PlanJob struct {
 	AspectRatio string `json:"aspect_ratio,omitempty"`
 	// OutputFormat is the Stable Image output_format the job sets (png,
 	// jpeg or webp); "" when it sets none (png).
-	OutputFormat string       `json:"output_format,omitempty"`
-	Samples      int          `json:"samples"`
-	Credits      cost.Credits `json:"credits"` // per-image price × samples
+	OutputFormat string `json:"output_format,omitempty"`
+	// Inputs are the job's image inputs, in the service's field order; nil
+	// (absent) when it takes none.
+	Inputs  []Input      `json:"inputs,omitempty"`
+	Samples int          `json:"samples"`
+	Credits cost.Credits `json:"credits"` // per-image price × samples
+}
+
+// Input is one image input of a Stable Image job: a file, or an image
+// another job of the manifest produces. Exactly one of Path and From is
+// set.
+type Input struct {
+	Field string `json:"field"` // the form field, e.g. "image", "mask" or "style_image"
+	// Path is the file as the manifest names it, relative to the
+	// manifest's folder, with forward slashes; "" for another job's image.
+	Path string `json:"path,omitempty"`
+	// From is the id of the job whose image this is; "" for a file.
+	From string `json:"from,omitempty"`
+	// Index is which of From's images, 1-based (1 is its first); 0 (absent)
+	// for a file.
+	Index int `json:"index,omitempty"`
 }
 
 // Job statuses in a run report.
@@ -117,25 +139,29 @@ type Totals struct {
 	Skipped   int `json:"skipped"`
 }
 
-// RunJob is one job's outcome. Its operation fields (Engine, Service,
-// Model, Width, Height, Steps, AspectRatio, OutputFormat) mean what they
-// mean in PlanJob.
+// RunJob is one job's outcome. Its operation fields (DependsOn, Engine,
+// Service, Model, Width, Height, Steps, AspectRatio, OutputFormat, Inputs)
+// mean what they mean in PlanJob.
 type RunJob struct {
 	// Index is the job's 0-based position among all of the manifest's
 	// expanded jobs (not just its shard's); Merge orders shards' jobs by it.
-	Index        int    `json:"index"`
-	ID           string `json:"id"`
-	Group        string `json:"group"`
-	Engine       string `json:"engine,omitempty"`
-	Service      string `json:"service,omitempty"`
-	Model        string `json:"model,omitempty"`
-	Width        int    `json:"width"`
-	Height       int    `json:"height"`
-	Steps        int    `json:"steps,omitempty"`
-	AspectRatio  string `json:"aspect_ratio,omitempty"`
-	OutputFormat string `json:"output_format,omitempty"`
-	Samples      int    `json:"samples"`
-	Status       string `json:"status"` // succeeded, failed, filtered or skipped
+	Index        int      `json:"index"`
+	ID           string   `json:"id"`
+	Group        string   `json:"group"`
+	DependsOn    []string `json:"depends_on,omitempty"`
+	Engine       string   `json:"engine,omitempty"`
+	Service      string   `json:"service,omitempty"`
+	Model        string   `json:"model,omitempty"`
+	Width        int      `json:"width"`
+	Height       int      `json:"height"`
+	Steps        int      `json:"steps,omitempty"`
+	AspectRatio  string   `json:"aspect_ratio,omitempty"`
+	OutputFormat string   `json:"output_format,omitempty"`
+	Inputs       []Input  `json:"inputs,omitempty"`
+	Samples      int      `json:"samples"`
+	// Status is succeeded, failed, filtered or skipped; a job skipped
+	// because a job it takes images from did not succeed says so in Error.
+	Status string `json:"status"`
 	// Failure says why a failed job failed, e.g. "moderated", "rejected",
 	// "invalid", "server", "unknown", "budget" or "local"; "" otherwise.
 	Failure string       `json:"failure,omitempty"`
@@ -145,7 +171,12 @@ type RunJob struct {
 	PossiblyBilledCredits cost.Credits `json:"possibly_billed_credits,omitempty"`
 	Attempts              int          `json:"attempts"`          // requests sent, retries included
 	Resumed               bool         `json:"resumed,omitempty"` // finished by an earlier run (from the journal)
-	Error                 string       `json:"error,omitempty"`
+	// GenerationID is the id an asynchronous service (upscale/creative,
+	// edit/replace-background-and-relight) returned for the job's submit,
+	// under which its result was polled; "" (absent) for a synchronous job
+	// and for one never submitted.
+	GenerationID string `json:"generation_id,omitempty"`
+	Error        string `json:"error,omitempty"`
 	// Params is the generation parameters text, as in a PNG's parameters
 	// chunk; JPEG and WebP files carry none, so this is their only record.
 	Params string  `json:"parameters,omitempty"`

@@ -15,7 +15,9 @@ const RunFile = "report.json"
 
 // ReadRun reads the run report in dir (dir/report.json); dir may also name
 // the report file itself. It checks that every status is known, job ids are
-// unique and image paths stay inside the run folder.
+// unique, image paths stay inside the run folder and each input is a file
+// or another job's image. Reports written before jobs had inputs read as
+// jobs without any.
 func ReadRun(dir string) (*Run, error) {
 	path := dir
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
@@ -75,8 +77,35 @@ func (p *Plan) validate() error {
 			errs = append(errs, fmt.Errorf("jobs[%d]: duplicate id %q", i, j.ID))
 		}
 		seen[j.ID] = true
+		errs = append(errs, validateInputs(j.ID, j.DependsOn, j.Inputs)...)
 	}
 	return errors.Join(errs...)
+}
+
+// validateInputs checks a job's depends_on and inputs. It does not require
+// the jobs named to be in the same file: a shard's job may take images from
+// another shard's.
+func validateInputs(id string, deps []string, inputs []Input) []error {
+	var errs []error
+	for _, d := range deps {
+		switch d {
+		case "":
+			errs = append(errs, fmt.Errorf("job %s: empty id in depends_on", id))
+		case id:
+			errs = append(errs, fmt.Errorf("job %s: depends on itself", id))
+		}
+	}
+	for k, in := range inputs {
+		switch {
+		case in.Field == "":
+			errs = append(errs, fmt.Errorf("job %s: inputs[%d]: no field", id, k))
+		case (in.Path == "") == (in.From == ""):
+			errs = append(errs, fmt.Errorf("job %s: input %s: want exactly one of path and from", id, in.Field))
+		case in.Index < 0 || in.Path != "" && in.Index != 0:
+			errs = append(errs, fmt.Errorf("job %s: input %s: index %d: want 1 or more with from, none with path", id, in.Field, in.Index))
+		}
+	}
+	return errs
 }
 
 func (r *Run) validate() error {
@@ -98,6 +127,7 @@ func (r *Run) validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("job %s: unknown status %q", j.ID, j.Status))
 		}
+		errs = append(errs, validateInputs(j.ID, j.DependsOn, j.Inputs)...)
 		for _, img := range j.Images {
 			// The HTML report links these paths; one outside the run
 			// folder would point the reader at an arbitrary file.

@@ -2,6 +2,10 @@ package report
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,6 +58,9 @@ func TestChanges(t *testing.T) {
 	flash := PlanJob{Service: "generate/sd3", Model: "sd3.5-flash", Width: 1344, Height: 768, AspectRatio: "16:9", OutputFormat: "webp", Samples: 1, Credits: 2_500_000}
 	large := flash
 	large.Model, large.Credits = "sd3.5-large", 6_500_000
+	fast := func(from ...string) PlanJob {
+		return PlanJob{Service: "upscale/fast", Width: 4096, Height: 4096, Samples: 1, Credits: 2_000_000, DependsOn: from}
+	}
 	tests := []struct {
 		name       string
 		base, head PlanJob
@@ -63,6 +70,10 @@ func TestChanges(t *testing.T) {
 		{"model", flash, large, "service generate/sd3 (sd3.5-flash) → generate/sd3 (sd3.5-large)"},
 		{"service to service", core, flash, "service generate/core → generate/sd3 (sd3.5-flash), size 1536x1536 → 1344x768, aspect_ratio — → 16:9, output_format — → webp"},
 		{"same", flash, flash, ""},
+		{"source changed", fast("teapot"), fast("teapot-cutout"), "depends_on teapot → teapot-cutout"},
+		{"source added", fast(), fast("teapot"), "depends_on — → teapot"},
+		{"sources reordered", fast("a", "b"), fast("b", "a"), "depends_on a, b → b, a"},
+		{"same sources", fast("a", "b"), fast("a", "b"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,6 +84,9 @@ func TestChanges(t *testing.T) {
 	}
 	if got, want := describe(flash), "generate/sd3 (sd3.5-flash) 1344x768 (16:9), webp"; got != want {
 		t.Errorf("describe(flash) = %q, want %q", got, want)
+	}
+	if got, want := describe(fast("teapot", "shelf")), "upscale/fast 4096x4096, from teapot, shelf"; got != want {
+		t.Errorf("describe(fast) = %q, want %q", got, want)
 	}
 }
 
@@ -101,5 +115,95 @@ func TestGroupsOfStableImageJobs(t *testing.T) {
 	}
 	if gs[1].Images != 5 {
 		t.Errorf("images of mix = %d, want 5", gs[1].Images)
+	}
+}
+
+// TestReadWithoutPipelineFields reads reports written before jobs took
+// image inputs: they read as jobs without dependencies, render without a
+// from column or a pipelines section, and write back without the new keys.
+func TestReadWithoutPipelineFields(t *testing.T) {
+	for _, dir := range []string{"testdata/run-old", "testdata/run"} {
+		t.Run(dir, func(t *testing.T) {
+			run := mustReadRun(t, dir)
+			for _, j := range run.Jobs {
+				if j.DependsOn != nil || j.Inputs != nil || j.GenerationID != "" {
+					t.Errorf("job %s read with depends_on %q, inputs %v, generation_id %q; want none", j.ID, j.DependsOn, j.Inputs, j.GenerationID)
+				}
+			}
+			for _, f := range RunFormats {
+				var b bytes.Buffer
+				if err := WriteRun(&b, f, run); err != nil {
+					t.Fatalf("WriteRun(%s) = %v", f, err)
+				}
+				out := b.String()
+				for _, absent := range []string{"depends_on", "generation_id", `"inputs"`, "FROM", "| From |", `id="chains"`, "<th>From</th>"} {
+					// The CSV header names every column, used or not.
+					if f == FormatCSV && (absent == "depends_on" || absent == "generation_id") {
+						continue
+					}
+					if strings.Contains(out, absent) {
+						t.Errorf("WriteRun(%s) of a report without dependencies contains %q", f, absent)
+					}
+				}
+			}
+		})
+	}
+	plan := mustReadPlan(t, "testdata/plan-old.json")
+	var b bytes.Buffer
+	if err := WritePlan(&b, FormatJSON, plan); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "depends_on") || strings.Contains(b.String(), "inputs") {
+		t.Errorf("plan JSON of an old plan has pipeline keys:\n%s", b.String())
+	}
+}
+
+// TestPipelineFieldsRoundTrip writes the pipeline plan and run as JSON and
+// reads them back: depends_on, inputs and generation_id survive, and the
+// plan's JSON lists each job's depends_on.
+func TestPipelineFieldsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	run := mustReadRun(t, "testdata/pipeline-run")
+	plan := mustReadPlan(t, "testdata/pipeline-plan.json")
+	var rb, pb bytes.Buffer
+	if err := WriteRun(&rb, FormatJSON, run); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePlan(&pb, FormatJSON, plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, RunFile), rb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "plan.json"), pb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	backRun := mustReadRun(t, dir)
+	backPlan := mustReadPlan(t, filepath.Join(dir, "plan.json"))
+	backRun.dir = run.dir
+	if !reflect.DeepEqual(backRun, run) {
+		t.Errorf("pipeline run after a JSON round trip:\n%+v\nwant\n%+v", backRun.Jobs, run.Jobs)
+	}
+	if !reflect.DeepEqual(backPlan, plan) {
+		t.Errorf("pipeline plan after a JSON round trip:\n%+v\nwant\n%+v", backPlan.Jobs, plan.Jobs)
+	}
+	byID := make(map[string]RunJob)
+	for _, j := range backRun.Jobs {
+		byID[j.ID] = j
+	}
+	styled, big := byID["teapot-styled"], byID["teapot-big"]
+	if want := []string{"teapot", "shelf-teal"}; !slices.Equal(styled.DependsOn, want) {
+		t.Errorf("teapot-styled depends_on = %q, want %q", styled.DependsOn, want)
+	}
+	if want := []Input{{Field: "init_image", From: "teapot", Index: 1}, {Field: "style_image", From: "shelf-teal", Index: 1}}; !slices.Equal(styled.Inputs, want) {
+		t.Errorf("teapot-styled inputs = %+v, want %+v", styled.Inputs, want)
+	}
+	if big.GenerationID == "" {
+		t.Error("teapot-big lost its generation_id")
+	}
+	for line := range strings.Lines(pb.String()) {
+		if strings.Contains(line, `"id":"teapot-cutout-4x"`) && !strings.Contains(line, `"depends_on":["teapot-cutout"]`) {
+			t.Errorf("plan JSON line of teapot-cutout-4x has no depends_on: %s", line)
+		}
 	}
 }

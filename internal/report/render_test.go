@@ -99,6 +99,56 @@ func bigRun(groups, perGroup int) *Run {
 	return r
 }
 
+// bigPipeline is bigPlan with dependencies between its groups, enough
+// jobs for the grouped views: g01's jobs take g00's images, g03's take
+// g01's and g02's, and g04's first job an image of a job of another shard.
+func bigPipeline() *Plan {
+	p := bigPlan(5, 12)
+	for i := range p.Jobs {
+		j := &p.Jobs[i]
+		k := i % 12
+		switch j.Group {
+		case "g01":
+			j.DependsOn = []string{fmt.Sprintf("g00-%03d", k)}
+		case "g03":
+			j.DependsOn = []string{fmt.Sprintf("g01-%03d", k), fmt.Sprintf("g02-%03d", k)}
+		case "g04":
+			if k == 0 {
+				j.DependsOn = []string{"other-shard-001"}
+			}
+		}
+	}
+	return p
+}
+
+// pipelineHead is the pipeline plan changed: teapot-big now upscales the
+// cut-out, teapot-styled is gone and a conservative upscale of the cut-out
+// is new.
+func pipelineHead(t *testing.T) *Plan {
+	t.Helper()
+	h := mustReadPlan(t, "testdata/pipeline-plan.json")
+	var jobs []PlanJob
+	for _, j := range h.Jobs {
+		switch j.ID {
+		case "teapot-big":
+			j.DependsOn = []string{"teapot-cutout"}
+			j.Inputs = []Input{{Field: "image", From: "teapot-cutout", Index: 1}}
+		case "teapot-styled":
+			h.TotalCredits -= j.Credits
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	added := PlanJob{Index: 9, ID: "teapot-cutout-3x", Group: "teapot-cutout-3x", DependsOn: []string{"teapot-cutout"},
+		Service: "upscale/conservative", Width: 3112, Height: 3112, Samples: 1, Credits: credits("40"),
+		Inputs: []Input{{Field: "image", From: "teapot-cutout", Index: 1}}}
+	h.Jobs = append(jobs, added)
+	h.TotalCredits += added.Credits
+	h.TotalUSD = h.TotalCredits.USD()
+	h.OverBudget = h.Budget != nil && h.TotalCredits > *h.Budget
+	return h
+}
+
 func TestRenderGolden(t *testing.T) {
 	plan := mustReadPlan(t, "testdata/plan.json")
 	head := mustReadPlan(t, "testdata/plan-head.json")
@@ -111,6 +161,13 @@ func TestRenderGolden(t *testing.T) {
 	bigHead.TotalCredits += credits("0.1")
 	noBudget := *head
 	noBudget.Budget = nil
+	pipeline := mustReadPlan(t, "testdata/pipeline-plan.json")
+	pipelineRun := mustReadRun(t, "testdata/pipeline-run")
+	bigPipe := bigPipeline()
+	bigPipeRun := bigRun(5, 12)
+	for i := range bigPipeRun.Jobs {
+		bigPipeRun.Jobs[i].DependsOn = bigPipe.Jobs[i].DependsOn
+	}
 
 	type render func(w io.Writer, format string) error
 	subjects := []struct {
@@ -126,6 +183,11 @@ func TestRenderGolden(t *testing.T) {
 		{"diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(plan, head)) }},
 		{"diff-big", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(bigPlan(1, 10), bigHead)) }},
 		{"diff-none", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(plan, plan)) }},
+		{"pipeline-plan", PlanFormats, func(w io.Writer, f string) error { return WritePlan(w, f, pipeline) }},
+		{"pipeline-run", RunFormats, func(w io.Writer, f string) error { return WriteRun(w, f, pipelineRun) }},
+		{"pipeline-diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(pipeline, pipelineHead(t))) }},
+		{"pipeline-plan-big", []string{FormatTable, FormatMarkdown, FormatHTML}, func(w io.Writer, f string) error { return WritePlan(w, f, bigPipe) }},
+		{"pipeline-run-big", []string{FormatTable, FormatMarkdown}, func(w io.Writer, f string) error { return WriteRun(w, f, bigPipeRun) }},
 	}
 	ext := map[string]string{FormatTable: "txt", FormatJSON: "json", FormatMarkdown: "md", FormatCSV: "csv", FormatJUnit: "xml", FormatHTML: "html"}
 	for _, s := range subjects {

@@ -45,15 +45,18 @@ func planTable(buf *bytes.Buffer, p *Plan) {
 	}
 	buf.WriteString("\n\n")
 	tw := tableWriter(buf)
+	deps := p.hasDeps()
 	if len(p.Jobs) <= MaxJobRows {
-		row(tw, "JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS")
+		row(tw, withFrom(deps, []string{"JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS"}, "FROM")...)
 		for _, j := range p.Jobs {
-			row(tw, j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps), strconv.Itoa(j.Samples), j.Credits.String())
+			row(tw, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
+				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn))...)
 		}
 	} else {
-		row(tw, "GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS")
+		row(tw, withFrom(deps, []string{"GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS"}, "FROM")...)
 		for _, g := range groups(planFacts(p)) {
-			row(tw, g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(), strconv.Itoa(g.Images), g.Credits.String())
+			row(tw, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
+				strconv.Itoa(g.Images), g.Credits.String()}, g.From())...)
 		}
 	}
 	tw.Flush()
@@ -72,18 +75,19 @@ func runTable(buf *bytes.Buffer, r *Run) {
 	}
 	buf.WriteString("\n\n")
 	tw := tableWriter(buf)
+	deps := r.hasDeps()
 	if len(r.Jobs) <= MaxJobRows {
-		row(tw, "JOB", "STATUS", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CREDITS", "ERROR")
+		row(tw, withFrom(deps, []string{"JOB", "STATUS", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CREDITS", "ERROR"}, "FROM")...)
 		for _, j := range r.Jobs {
-			row(tw, j.ID, statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
-				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 60))
+			row(tw, withFrom(deps, []string{j.ID, statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
+				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 60)}, fromText(j.DependsOn))...)
 		}
 	} else {
-		row(tw, "GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CREDITS")
+		row(tw, withFrom(deps, []string{"GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CREDITS"}, "FROM")...)
 		for _, g := range groups(runFacts(r)) {
 			t := g.Totals
-			row(tw, g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
-				strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String())
+			row(tw, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
+				strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String()}, g.From())...)
 		}
 	}
 	tw.Flush()

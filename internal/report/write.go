@@ -3,6 +3,7 @@ package report
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -163,18 +164,19 @@ func writeJSON(buf *bytes.Buffer, v any) error {
 
 // jobFacts is what the grouped views need of a plan or run job.
 type jobFacts struct {
-	group, op string // op: engine, or service and model
-	size      string // as sizeText shows it
-	steps     int    // 0 for a Stable Image job
-	samples   int
-	credits   cost.Credits
-	status    string // "" for a plan job
+	id, group, op string // op: engine, or service and model
+	size          string // as sizeText shows it
+	steps         int    // 0 for a Stable Image job
+	samples       int
+	credits       cost.Credits
+	status        string   // "" for a plan job
+	deps          []string // ids of the jobs it takes images from
 }
 
 func planFacts(p *Plan) []jobFacts {
 	out := make([]jobFacts, len(p.Jobs))
 	for i, j := range p.Jobs {
-		out[i] = jobFacts{j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, ""}
+		out[i] = jobFacts{j.ID, j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, "", j.DependsOn}
 	}
 	return out
 }
@@ -182,7 +184,7 @@ func planFacts(p *Plan) []jobFacts {
 func runFacts(r *Run) []jobFacts {
 	out := make([]jobFacts, len(r.Jobs))
 	for i, j := range r.Jobs {
-		out[i] = jobFacts{j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, j.Status}
+		out[i] = jobFacts{j.ID, j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, j.Status, j.DependsOn}
 	}
 	return out
 }
@@ -196,6 +198,7 @@ type group struct {
 	Totals   Totals   // by status; zero for a plan
 	ops      []string // distinct engines or services, in order of first appearance
 	sizes    []string // distinct sizes, in order of first appearance
+	from     []string // distinct groups its jobs take images from, in order of first appearance
 	minSteps int      // over the v1 jobs; 0 when there are none
 	maxSteps int
 }
@@ -204,12 +207,20 @@ type group struct {
 func groups(jobs []jobFacts) []*group {
 	var out []*group
 	byName := make(map[string]*group)
+	groupOf := sourceGroups(jobs)
 	for _, j := range jobs {
 		g := byName[j.group]
 		if g == nil {
 			g = &group{Name: j.group}
 			byName[j.group] = g
 			out = append(out, g)
+		}
+		for _, id := range j.deps {
+			// A source missing from the report (another shard's job) is
+			// named by its id.
+			if src := cmp.Or(groupOf[id], id); !slices.Contains(g.from, src) {
+				g.from = append(g.from, src)
+			}
 		}
 		g.Jobs++
 		g.Images += j.samples
@@ -230,6 +241,33 @@ func groups(jobs []jobFacts) []*group {
 	}
 	return out
 }
+
+// sourceGroups maps the id of every job that another job takes images
+// from to its group; nil when no job takes any.
+func sourceGroups(jobs []jobFacts) map[string]string {
+	var sources map[string]string
+	for _, j := range jobs {
+		for _, id := range j.deps {
+			if sources == nil {
+				sources = make(map[string]string)
+			}
+			sources[id] = ""
+		}
+	}
+	if sources == nil {
+		return nil
+	}
+	for _, j := range jobs {
+		if g, ok := sources[j.id]; ok && g == "" {
+			sources[j.id] = j.group
+		}
+	}
+	return sources
+}
+
+// From lists the groups whose images the group's jobs take, e.g.
+// "teapot" or "teapot, shelf"; "—" when they take none.
+func (g *group) From() string { return orDash(list(g.from)) }
 
 // Operation lists the group's engines and services, e.g. "sdxl" or
 // "sdxl, generate/sd3 (sd3.5-flash)".
@@ -322,6 +360,31 @@ const (
 	labelPossiblyBilled = "possibly billed (outcome unknown)"
 	labelBalanceBefore  = "balance at start"
 )
+
+// hasDeps reports whether any job of the plan takes images from another
+// job: only then do the tables get a "from" column.
+func (p *Plan) hasDeps() bool {
+	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return len(j.DependsOn) > 0 })
+}
+
+// hasDeps reports whether any job of the run takes images from another job.
+func (r *Run) hasDeps() bool {
+	return slices.ContainsFunc(r.Jobs, func(j RunJob) bool { return len(j.DependsOn) > 0 })
+}
+
+// withFrom returns cells with from inserted as the second column when on,
+// else cells unchanged: the tables of reports without dependencies keep
+// their columns.
+func withFrom(on bool, cells []string, from string) []string {
+	if !on {
+		return cells
+	}
+	return slices.Insert(cells, 1, from)
+}
+
+// fromText lists the jobs a job takes images from, e.g. "teapot" or
+// "teapot, shelf-teal"; "—" when it takes none.
+func fromText(ids []string) string { return orDash(strings.Join(ids, ", ")) }
 
 // plural formats n with a singular or plural noun: "1 job", "3 jobs".
 func plural(n int, noun string) string {
