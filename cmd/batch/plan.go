@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/batch-tool/batch/internal/cost"
@@ -144,20 +145,33 @@ func (p *planned) planReport() *report.Plan {
 		OverBudget:   p.budget != nil && p.total > *p.budget,
 	}
 	for i := range p.jobs {
-		r.Jobs[i] = planJob(&p.jobs[i], p.index[i], p.prices[i])
+		r.Jobs[i] = p.planJob(i)
 	}
 	return r
 }
 
-// planJob is the plan report's row of job j, the index-th of the manifest.
-func planJob(j *manifest.Job, index int, credits cost.Credits) report.PlanJob {
+// planJob is the plan report's row of the i-th job of the plan.
+func (p *planned) planJob(i int) report.PlanJob {
+	j := &p.jobs[i]
 	pj := report.PlanJob{
-		Index: index, ID: j.ID, Group: j.Base, Engine: j.Engine, Service: j.Service,
-		Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples, Credits: credits,
+		Index: p.index[i], ID: j.ID, Group: j.Base, DependsOn: j.DependsOn(), Engine: j.Engine, Service: j.Service,
+		Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples, Credits: p.prices[i],
 	}
 	pj.Model, _ = j.Param("model")
 	pj.AspectRatio, _ = j.Param("aspect_ratio")
 	pj.OutputFormat, _ = j.Param("output_format")
+	dir := filepath.Dir(p.manifest.Path)
+	for _, in := range j.Inputs {
+		ri := report.Input{Field: in.Field, From: in.From, Index: in.Index}
+		if in.Path != "" {
+			ri.Path = in.Path
+			if rel, err := filepath.Rel(dir, in.Path); err == nil {
+				ri.Path = rel
+			}
+			ri.Path = filepath.ToSlash(ri.Path)
+		}
+		pj.Inputs = append(pj.Inputs, ri)
+	}
 	return pj
 }
 

@@ -195,9 +195,10 @@ func (p *planned) runReport(res runner.Result, started, finished time.Time, befo
 	}
 	for i, j := range p.jobs {
 		jr := res.Jobs[i]
-		pj := planJob(&p.jobs[i], p.index[i], p.prices[i])
+		pj := p.planJob(i)
 		rj := report.RunJob{
-			Index: pj.Index, ID: j.ID, Group: j.Base, Engine: j.Engine, Service: pj.Service, Model: pj.Model,
+			Index: pj.Index, ID: j.ID, Group: j.Base, DependsOn: pj.DependsOn, Inputs: pj.Inputs,
+			Engine: j.Engine, Service: pj.Service, Model: pj.Model,
 			AspectRatio: pj.AspectRatio, OutputFormat: pj.OutputFormat,
 			Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
 			Status: string(jr.Status), Failure: string(jr.Failure), Credits: jr.Credits,
