@@ -30,7 +30,8 @@ func TestBad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := Parse(filepath.Base(file), data)
+			// Named by its base name; its image paths are relative to its folder.
+			m, err := parse(filepath.Base(file), filepath.Dir(file), data, MaxJobs)
 			if err == nil {
 				t.Fatalf("Parse(%s) = %d jobs, nil error; want problems", file, len(m.Jobs))
 			}

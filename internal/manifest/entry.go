@@ -225,7 +225,11 @@ func (p *parser) values(s setting, key *yaml.Node, items []*yaml.Node, kpath str
 		}
 		seen[v.text] = item
 		vals = append(vals, v)
-		slugs = append(slugs, slug(v.text))
+		if v.img != nil {
+			slugs = append(slugs, v.img.slug())
+		} else {
+			slugs = append(slugs, slug(v.text))
+		}
 	}
 	return vals, slugs, ok
 }

@@ -26,6 +26,7 @@ func TestExamples(t *testing.T) {
 		"style-matrix.yaml":    40,
 		"seed-sweep.yaml":      1200,
 		"legacy-2022.yaml":     36,
+		"pipeline.yaml":        5,
 	}
 	if len(files) < len(want) {
 		t.Fatalf("found %d examples, want at least %d", len(files), len(want))
@@ -156,10 +157,22 @@ func TestSchemaRejects(t *testing.T) {
 		{"aspect_ratio on a v1 job", ok + "    aspect_ratio: \"16:9\"\n"},
 		{"model on a v1 job", ok + "    model: sd3.5-large\n"},
 		{"unknown service", si + "    service: generate/coer\n"},
-		{"service that needs images", si + "    service: edit/erase\n"},
-		{"image input", si + "    image: a.png\n"},
-		{"strength", si + "    strength: 0.5\n"},
+		{"prompt on erase", si + "    service: edit/erase\n    image: a.png\n"},
+		{"image on core", si + "    image: a.png\n"},
+		{"strength on core", si + "    strength: 0.5\n"},
 		{"mode", si + "    mode: text-to-image\n"},
+		{"mode on sd3", sd3 + "    mode: image-to-image\n"},
+		{"image as a number", sd3 + "    image: 5\n    strength: 0.5\n"},
+		{"image as an empty string", sd3 + "    image: \"\"\n    strength: 0.5\n"},
+		{"image as a list", sd3 + "    image: [a.png]\n    strength: 0.5\n"},
+		{"from misspelt", sd3 + "    image: {form: x}\n    strength: 0.5\n"},
+		{"from with an unknown key", sd3 + "    image: {from: x, page: 2}\n    strength: 0.5\n"},
+		{"from index 0", sd3 + "    image: {from: x, index: 0}\n    strength: 0.5\n"},
+		{"from index 11", sd3 + "    image: {from: x, index: 11}\n    strength: 0.5\n"},
+		{"from index as text", sd3 + "    image: {from: x, index: two}\n    strength: 0.5\n"},
+		{"from a list", sd3 + "    image: {from: [x]}\n    strength: 0.5\n"},
+		{"from index 0 in a matrix", sd3 + "    strength: 0.5\n    matrix: {image: [{from: x, index: 0}]}\n"},
+		{"mask on fast", "version: 1\nservice: upscale/fast\njobs:\n  - image: {from: x}\n    mask: {from: x}\n  - id: x\n    service: generate/core\n    prompt: a fox\n"},
 		{"steps on a service", si + "    steps: 30\n"},
 		{"width on a service", si + "    width: 1024\n"},
 		{"samples on a service", si + "    samples: 2\n"},
@@ -209,6 +222,10 @@ func TestSchemaAccepts(t *testing.T) {
 		{"v1 placeholders named like fields", "version: 1\nengine: " + sdxl + "\njobs:\n  - prompt: a {model} {service} {image}\n    matrix: {model: [tesla], service: [taxi], image: [sign]}\n"},
 		{"seed 4294967295 on v1", "version: 1\nengine: " + sdxl + "\njobs:\n  - prompt: a fox\n    seed: 4294967295\n"},
 		{"long v2beta prompt", "version: 1\nservice: generate/core\njobs:\n  - prompt: " + strings.Repeat("x", 10000) + "\n"},
+		{"a pipeline", "version: 1\nservice: upscale/fast\njobs:\n  - id: gen\n    service: generate/sd3\n    prompt: a fox\n    matrix: {seed: [1, 2]}\n" +
+			"  - image: {from: gen-1}\n  - image: {from: gen-2, index: 1}\n    output_format: webp\n  - id: sweep\n    matrix: {image: [{from: gen-1}, {from: gen-2}]}\n"},
+		{"image-to-image", "version: 1\nservice: generate/sd3\njobs:\n  - id: gen\n    prompt: a fox\n  - id: again\n    prompt: a fox\n    image: {from: gen}\n    strength: 0.5\n"},
+		{"ids that are numbers", "version: 1\nservice: generate/core\njobs:\n  - id: \"2024\"\n    prompt: a fox\n  - service: edit/remove-background\n    image: {from: 2024}\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,6 +248,7 @@ func TestGoodFiles(t *testing.T) {
 		{"testdata/good/everything.yaml", 34},
 		{"testdata/good/stable-image.yaml", 20},
 		{"testdata/good/mixed.yaml", 5},
+		{"testdata/good/pipeline.yaml", 20},
 	} {
 		m, err := Load(tt.file)
 		if err != nil {

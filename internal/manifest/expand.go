@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/batch-tool/batch/internal/engine"
 	"gopkg.in/yaml.v3"
@@ -57,6 +58,12 @@ func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []
 	if len(p.probs) > 0 {
 		return nil
 	}
+	if p.inputs {
+		p.link(plans, jobs)
+		if len(p.probs) > 0 {
+			return nil
+		}
+	}
 	return jobs
 }
 
@@ -75,8 +82,13 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	var text, ids []byte     // rendered prompt texts and row ids, back to back
 	var textEnd, idEnd []int // end offsets in text (per prompt) and ids (per row; -1: hash)
 	var params *paramRows
+	var inputs []Input // the rows' inputs, back to back, when they vary by row
+	var scratchText []byte
 	row := make([]Var, k)
 	if build {
+		if pl.dynIn {
+			inputs = make([]Input, 0, pl.rows*pl.maxIn)
+		}
 		vars = make([]Var, pl.rows*k)
 		idEnd = make([]int, 0, pl.rows)
 		ids = make([]byte, 0, pl.idBytes())
@@ -189,8 +201,26 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 				msgs = append(msgs, "steps: "+err.Error())
 			}
 		}
+		for _, i := range pl.texts {
+			v := &pl.r[i]
+			if info.field(v.s) == nil {
+				continue
+			}
+			scratchText = v.tmpl.appendTo(scratchText[:0], pl.index, row)
+			if msg := checkLength(utf8.RuneCount(scratchText), info.limit(v.s.name())); msg != "" {
+				msgs = append(msgs, v.s.name()+" "+msg)
+			}
+		}
 		if params != nil {
 			params.fill(j, pl, jobs[first:], r, idx, info)
+		}
+		if build && pl.dynIn {
+			start := len(inputs)
+			inputs = pl.appendInputs(inputs, info, idx)
+			j.Inputs = nil
+			if len(inputs) > start {
+				j.Inputs = inputs[start:len(inputs):len(inputs)]
+			}
 		}
 		if len(msgs) > 0 {
 			bad++

@@ -24,7 +24,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := parse("fuzz.yaml", data, 10_000) // bigger matrices are slow, not interesting
+		m, err := parse("fuzz.yaml", "testdata/good", data, 10_000) // bigger matrices are slow, not interesting
 		if err == nil {
 			if m == nil || len(m.Jobs) == 0 {
 				t.Fatalf("Parse() = %v, nil error; want jobs", m)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/batch-tool/batch/internal/catalog"
 	"gopkg.in/yaml.v3"
 )
 
@@ -144,7 +145,9 @@ func (p *parser) baseIDs(plans []*plan) {
 }
 
 // firstText is the text of the first positive prompt (for a prompt from
-// the matrix, its first value).
+// the matrix, its first value). A Stable Image job without one (an
+// upscale, a background removal) is named after its service and its first
+// image input instead.
 func (pl *plan) firstText() string {
 	for _, sl := range pl.slots {
 		if sl.weight <= 0 {
@@ -155,7 +158,27 @@ func (pl *plan) firstText() string {
 		}
 		return sl.t.text
 	}
-	return ""
+	if !pl.si {
+		return ""
+	}
+	info := pl.info
+	if info == nil {
+		info = pl.infos[0]
+	}
+	text := info.op.Service
+	for i := range info.op.Fields {
+		s := info.sets[i]
+		if info.op.Fields[i].Type != catalog.Image || info.field(s) == nil {
+			continue
+		}
+		if d := pl.e.keyOf(s); d >= 0 {
+			return text + " " + pl.e.keys[d].vals[0].img.idText()
+		}
+		if v := pl.r.ptr(s); v != nil {
+			return text + " " + v.img.idText()
+		}
+	}
+	return text
 }
 
 // canon is a canonical text of everything that makes the job: it tells

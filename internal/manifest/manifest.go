@@ -15,8 +15,19 @@
 // that says what to use instead. A default applies only to the jobs whose
 // operation takes it; one that no job takes is a problem. Matrix keys work
 // for every setting, service included: checks that depend on the service
-// then run per row. Image inputs (and the services that need them) come
-// with pipelines and are refused for now.
+// then run per row.
+//
+// Image inputs (image, mask, init_image, style_image, subject_image,
+// background_reference, light_reference) are a file path relative to the
+// manifest's folder, or {from: JOB_ID} / {from: JOB_ID, index: N}: the N-th
+// image another job of the manifest makes, which makes a pipeline. Files
+// are checked at load time (a regular PNG, JPEG or WebP file whose size fits
+// the service's limits, and a request body under the API's 10 MiB); each
+// {from} must name a job (a matrix row by its full id), not the job itself,
+// and no cycle. Every Stable Image job's output size is computed, through
+// its sources, so an input from another job is held against the
+// dependent's limits before anything is paid. {placeholders} fill every
+// text field and the ids in from.
 package manifest
 
 import "slices"
@@ -69,12 +80,15 @@ type Job struct {
 	Params []Param
 	// Inputs are the job's image inputs (image, mask, init_image, …), in
 	// the catalogue's field order: files, or images other jobs of the
-	// manifest produce. nil when the job takes none.
+	// manifest produce. nil when the job takes none. Matrix rows that agree
+	// on them may share one slice.
 	Inputs  []Input
 	Prompts []Prompt // text_prompts as sent; negative_prompt becomes weight -1
 	// Width and Height are the image size in pixels: as requested for v1,
-	// the size the service returns for a Stable Image job (0 when it depends
-	// on an input image).
+	// the size the service returns for a Stable Image job, computed from
+	// its fields and, for a job with image inputs, its main input's size
+	// (read from the file, or the size its source job returns). 0 only
+	// when the catalogue cannot tell it before the run.
 	Width, Height int
 	Steps         int    // diffusion steps; 0 for a Stable Image job
 	Samples       int    // images per request, 1–10; 1 when not given (always 1 for a Stable Image job)
@@ -102,10 +116,12 @@ type Param struct {
 // another job of the same manifest produces.
 type Input struct {
 	Field string // the form field, e.g. "image" or "mask"
-	// Path is the file, joined to the manifest's folder; "" for an image
-	// from another job.
+	// Path is the file, joined to the manifest's folder (as written when
+	// absolute); "" for an image from another job. Load checked that it is
+	// a regular PNG, JPEG or WebP file; it may change before the run.
 	Path string
-	// From is the id of the job whose image this is; "" for a file.
+	// From is the id of the job whose image this is, as Job.ID (lower
+	// case); "" for a file. That job is in the same manifest.
 	From string
 	// Index is which of From's images (1-based: 1 is its first); 0 for a
 	// file.

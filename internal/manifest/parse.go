@@ -53,16 +53,29 @@ func Load(path string) (*Manifest, error) {
 }
 
 // Parse validates and expands the manifest in data; file names it in
-// problems. On any problem it returns a nil Manifest and a *Errors holding
-// every problem found, sorted by position.
+// problems, and the image files its jobs take are relative to file's
+// folder. Parse reads the header of each of those files (once per path,
+// however many jobs name it) to check its format and size. On any problem
+// it returns a nil Manifest and a *Errors holding every problem found,
+// sorted by position.
 func Parse(file string, data []byte) (*Manifest, error) {
-	return parse(file, data, MaxJobs)
+	return parse(file, filepath.Dir(file), data, MaxJobs)
 }
 
-// parse is Parse with a job limit of its own (the fuzz test's is small).
-func parse(file string, data []byte, maxJobs int) (*Manifest, error) {
-	p := &parser{file: file, maxJobs: maxJobs, sizes: map[*yaml.Node]int{},
-		badDefault: make([]bool, len(settings.specs)), ops: map[string]*opInfo{}}
+// parse is Parse with the folder image paths are relative to, and a job
+// limit of its own (the fuzz test's is small).
+func parse(file, dir string, data []byte, maxJobs int) (*Manifest, error) {
+	return newParser(file, dir, maxJobs).run(data)
+}
+
+func newParser(file, dir string, maxJobs int) *parser {
+	return &parser{file: file, dir: dir, maxJobs: maxJobs, sizes: map[*yaml.Node]int{},
+		badDefault: make([]bool, len(settings.specs)), ops: map[string]*opInfo{},
+		files: map[string]*fileInfo{}, statFile: statImage}
+}
+
+// run parses data, returning the manifest or every problem.
+func (p *parser) run(data []byte) (*Manifest, error) {
 	m := p.parse(data)
 	if len(p.probs) > 0 {
 		errs := sortProblems(p.probs)
@@ -80,10 +93,14 @@ type parser struct {
 	// service, the top level) got wrong, so jobs inheriting it are not
 	// blamed again.
 	badDefault []bool
-	ops        map[string]*opInfo // the Stable Image operations met, by service
-	sizes      map[*yaml.Node]int // subtree sizes of anchored nodes
-	aliasWork  int                // nodes reached through aliases so far
-	bombed     bool               // aliasBudget was exceeded and reported
+	ops        map[string]*opInfo          // the Stable Image operations met, by service
+	dir        string                      // the folder image paths are relative to
+	files      map[string]*fileInfo        // the image files checked, by joined path
+	statFile   func(path string) *fileInfo // statImage; a test counts the calls
+	inputs     bool                        // some job takes an image input
+	sizes      map[*yaml.Node]int          // subtree sizes of anchored nodes
+	aliasWork  int                         // nodes reached through aliases so far
+	bombed     bool                        // aliasBudget was exceeded and reported
 }
 
 // addf records a problem at n's position (1:1 when n is nil).

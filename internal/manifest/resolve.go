@@ -36,6 +36,11 @@ type plan struct {
 	static [][]string
 	pkeys  []int   // matrix keys whose values change Params, Width and Height (service included)
 	limits [][]int // per service value (one when it does not vary) and slot: the longest text taken
+	texts  []int   // indexes in r of the text fields other than the prompts that have placeholders
+	maxIn  int     // the most image inputs a job of the plan takes
+	// dynIn is set when the inputs vary by row: a matrix over an image
+	// input or over service, or a from with placeholders.
+	dynIn bool
 }
 
 // slot is one prompt of a job: a template, or the value of a matrix key
@@ -217,6 +222,29 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 			ok = false
 		}
 	}
+	if si {
+		// The other text fields and the from of image inputs take
+		// placeholders too.
+		for i := range pl.r {
+			v := &pl.r[i]
+			if v.s == sPrompt || v.s == sNegative {
+				continue
+			}
+			for _, t := range v.templates() {
+				field := e.pathOf(v)
+				if v.img != nil {
+					field += ".from"
+				}
+				for _, name := range t.names() {
+					used[name] = true
+					if _, defined := pl.index[name]; !defined {
+						p.addf(t.node, "%s: undefined placeholder {%s}%s", field, name, placeholderHint(name, e.keys))
+						ok = false
+					}
+				}
+			}
+		}
+	}
 	for _, k := range e.keys {
 		if k.s == noSetting && !used[k.name] {
 			p.addf(k.k, "%s.matrix.%s: not a job setting and not used as {%s} in a prompt%s", e.path, k.name, k.name, suggest(k.name, jobKeys))
@@ -232,17 +260,22 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 	return p.v1Plan(pl)
 }
 
-// templates returns a prompt setting's texts.
+// templates returns the texts of a setting that {placeholders} fill: a
+// prompt's, another text field's, an image input's from.
 func (v *value) templates() []tmpl {
-	switch v.s {
-	case sPrompt, sNegative:
+	switch v.s.spec().kind {
+	case kPrompt, kText:
 		return []tmpl{v.tmpl}
-	case sPrompts:
+	case kPrompts:
 		out := make([]tmpl, len(v.prompts))
 		for i, pt := range v.prompts {
 			out[i] = pt.tmpl
 		}
 		return out
+	case kImage:
+		if v.img != nil && v.img.path == "" {
+			return []tmpl{v.img.from}
+		}
 	}
 	return nil
 }
@@ -338,9 +371,10 @@ func (p *parser) stableImageSettings(pl *plan, r *layer, svc value) bool {
 			ok = false
 		}
 	}
-	pl.r = *r
 	if pl.svcKey < 0 {
 		pl.info = p.opInfo(svc.str)
+		dropRuled(e, r, pl.info)
+		pl.r = *r
 		for _, is := range p.checkOp(pl, pl.info, true) {
 			p.addf(is.node, "%s: %s", is.path, is.msg)
 			ok = false
@@ -349,6 +383,7 @@ func (p *parser) stableImageSettings(pl *plan, r *layer, svc value) bool {
 		*r = slices.DeleteFunc(*r, func(v value) bool { return v.s != sService && pl.info.field(v.s) == nil })
 		return ok
 	}
+	pl.r = *r
 	pl.infos = make([]*opInfo, len(services))
 	pl.static = make([][]string, len(services))
 	for i, s := range services {
@@ -362,6 +397,41 @@ func (p *parser) stableImageSettings(pl *plan, r *layer, svc value) bool {
 		}
 	}
 	return ok
+}
+
+// dropRuled drops from r the defaults that a combination rule of the
+// operation rules out for this job, as a default the operation does not
+// take does not apply: a default aspect_ratio beside the job's image (the
+// output takes the image's shape), a default strength on a job without an
+// image. An inherited image input is never dropped: a job that inherits
+// one and breaks a rule with it is told so.
+func dropRuled(e *entry, r *layer, info *opInfo) {
+	isSet := func(name string) bool {
+		s, known := settings.byName[name]
+		return known && info.field(s) != nil && (r.has(s) || e.keyOf(s) >= 0)
+	}
+	inherited := func(name string) (setting, bool) {
+		s, known := settings.byName[name]
+		v := r.ptr(s)
+		return s, known && v != nil && (v.origin == fromDefaults || v.origin == fromTop) && s.spec().kind != kImage
+	}
+	for _, rule := range info.op.Rules {
+		switch rule.Kind {
+		case catalog.Excludes:
+			if !isSet(rule.If) {
+				continue
+			}
+			for _, name := range rule.Fields {
+				if s, ok := inherited(name); ok {
+					r.drop(s)
+				}
+			}
+		case catalog.Requires:
+			if s, ok := inherited(rule.If); ok && !allSet(rule.Fields, isSet) {
+				r.drop(s)
+			}
+		}
+	}
 }
 
 // checkOp checks a Stable Image job against one operation: the fields the
@@ -412,13 +482,17 @@ func (p *parser) checkOp(pl *plan, info *opInfo, values bool) []issue {
 	}
 	for i := range info.op.Fields {
 		f := &info.op.Fields[i]
-		if !f.Required || f.Type == catalog.Image || isSet(f.Name) || p.badDefault[info.sets[i]] || e.unknownKey {
+		if !f.Required || isSet(f.Name) || p.badDefault[info.sets[i]] || e.unknownKey {
 			continue // an unknown key is most likely the field misspelt, reported already
 		}
 		if info.sets[i] == sPrompt && e.set.has(sPrompts) {
 			continue // reported as prompts, with what to use instead
 		}
-		out = append(out, issue{e.node, e.path, "no " + f.Name + ": " + info.op.Service + " requires it; set it in the job or in defaults", fromJob})
+		how := "set it"
+		if f.Type == catalog.Image {
+			how = "set it to a file or {from: JOB_ID}"
+		}
+		out = append(out, issue{e.node, e.path, "no " + f.Name + ": " + info.op.Service + " requires it; " + how + " in the job or in defaults", fromJob})
 	}
 	for _, why := range ruleProblems(info.op, isSet) {
 		out = append(out, issue{e.node, e.path, why, fromJob})
@@ -511,8 +585,17 @@ func (p *parser) stableImagePlan(pl *plan) *plan {
 	j.Samples = 1
 	j.Seed = uint32(r.get(sSeed).num)
 	pl.setPrompts()
+	textKeys := map[string]bool{} // keys that fill a text field's placeholders
+	for i := range r {
+		if v := &r[i]; isParam(v.s) && v.tmpl.parts != nil {
+			pl.texts = append(pl.texts, i)
+			for _, name := range v.tmpl.names() {
+				textKeys[name] = true
+			}
+		}
+	}
 	for d, k := range e.keys {
-		if k.s == sService || k.s != noSetting && isParam(k.s) {
+		if k.s == sService || k.s != noSetting && isParam(k.s) || textKeys[k.name] {
 			pl.pkeys = append(pl.pkeys, d)
 		}
 	}
@@ -520,7 +603,99 @@ func (p *parser) stableImagePlan(pl *plan) *plan {
 		j.Params = pl.appendParams(nil, pl.info, nil)
 		j.Width, j.Height = pl.size(pl.info, nil)
 	}
+	for _, info := range infos {
+		pl.maxIn = max(pl.maxIn, pl.inputCount(info))
+	}
+	if pl.maxIn == 0 {
+		return pl
+	}
+	p.inputs = true
+	pl.dynIn = pl.svcKey >= 0
+	for _, v := range r {
+		pl.dynIn = pl.dynIn || v.img != nil && v.img.from.parts != nil
+	}
+	for _, k := range e.keys {
+		pl.dynIn = pl.dynIn || k.s != noSetting && k.s.spec().kind == kImage
+	}
+	if !pl.dynIn {
+		j.Inputs = pl.appendInputs(nil, pl.info, nil)
+	}
 	return pl
+}
+
+// inputCount is how many image inputs a job of the plan takes on info's
+// operation.
+func (pl *plan) inputCount(info *opInfo) int {
+	n := 0
+	for i := range info.op.Fields {
+		s := info.sets[i]
+		if info.op.Fields[i].Type == catalog.Image && info.field(s) != nil && (pl.e.keyOf(s) >= 0 || pl.r.has(s)) {
+			n++
+		}
+	}
+	return n
+}
+
+// appendInputs appends the image inputs of a job of the plan on info's
+// operation to out, in the catalogue's order, for the row idx (nil when no
+// key changes them).
+func (pl *plan) appendInputs(out []Input, info *opInfo, idx []int) []Input {
+	for i := range info.op.Fields {
+		f, s := &info.op.Fields[i], info.sets[i]
+		if f.Type != catalog.Image || info.field(s) == nil {
+			continue
+		}
+		var v *value
+		if d := pl.e.keyOf(s); d >= 0 && idx != nil {
+			v = &pl.e.keys[d].vals[idx[d]]
+		} else if v = pl.r.ptr(s); v == nil {
+			continue
+		}
+		in := Input{Field: f.Name}
+		if r := v.img; r.path != "" {
+			in.Path, in.Width, in.Height = r.path, r.file.w, r.file.h
+		} else {
+			in.From, in.Index = pl.fromID(&r.from, idx), max(r.index, 1)
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+// fromID is the job id a from names in the row idx: its placeholders take
+// the row's values in id form (their slugs), and ids are lower-case.
+func (pl *plan) fromID(t *tmpl, idx []int) string {
+	if t.parts == nil {
+		return strings.ToLower(strings.TrimSpace(t.text))
+	}
+	var b strings.Builder
+	for _, part := range t.parts {
+		if part.name == "" {
+			b.WriteString(part.lit)
+			continue
+		}
+		d := pl.index[part.name]
+		b.WriteString(pl.e.keys[d].slugs[idx[d]])
+	}
+	return strings.ToLower(strings.TrimSpace(b.String()))
+}
+
+// render is a text field's template filled with the values of the row idx
+// (nil: the template as written).
+func (pl *plan) render(t *tmpl, idx []int) string {
+	if t.parts == nil || idx == nil {
+		return t.text
+	}
+	var b strings.Builder
+	for _, part := range t.parts {
+		if part.name == "" {
+			b.WriteString(part.lit)
+			continue
+		}
+		d := pl.index[part.name]
+		b.WriteString(pl.e.keys[d].vals[idx[d]].text)
+	}
+	return b.String()
 }
 
 // setPrompts gives the prototype its prompts when no text varies by row.
@@ -547,7 +722,11 @@ func (pl *plan) appendParams(out []Param, info *opInfo, idx []int) []Param {
 		if d := pl.e.keyOf(s); d >= 0 && idx != nil {
 			out = append(out, Param{Name: f.Name, Value: pl.e.keys[d].vals[idx[d]].text})
 		} else if v := pl.r.ptr(s); v != nil {
-			out = append(out, Param{Name: f.Name, Value: v.text})
+			val := v.text
+			if v.tmpl.parts != nil {
+				val = pl.render(&v.tmpl, idx)
+			}
+			out = append(out, Param{Name: f.Name, Value: val})
 		} else if carriesDefault(f) {
 			out = append(out, Param{Name: f.Name, Value: f.Default})
 		}

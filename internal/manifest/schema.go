@@ -13,12 +13,14 @@ import (
 // Schema returns the manifest's JSON Schema (draft 2020-12), for editors and
 // `batch schema`. It is built from the v1 engine tables and the Stable Image
 // catalogue, so it describes what Parse accepts: the v1 settings, service
-// and the fields of the services batch runs, each service's own ranges and
-// enums when a job names it (or inherits it), and v1 limits when a job runs
-// an engine. The checks a schema cannot express (sizes and steps per
-// engine, placeholders, unique ids, a default no job takes) are Parse's
-// alone. internal/manifest/schema.json holds the same text for editors that
-// read a file; a test keeps the two equal. The caller gets its own copy.
+// and the fields of every service (image inputs as a path or a {from}
+// mapping), each service's own ranges and enums when a job names it (or
+// inherits it), and v1 limits when a job runs an engine. The checks a
+// schema cannot express (sizes and steps per engine, placeholders, unique
+// ids, a default no job takes, required fields and combination rules,
+// image files and the jobs a from names) are Parse's alone.
+// internal/manifest/schema.json holds the same text for editors that read a
+// file; a test keeps the two equal. The caller gets its own copy.
 func Schema() []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -86,8 +88,8 @@ func has(k string, s any) object {
 // serviceDef names the definition of the jobs on a service.
 func serviceDef(service string) string { return "on-" + strings.ReplaceAll(service, "/", "-") }
 
-// siFields are the Stable Image fields a manifest may write (those of the
-// services batch runs, refused ones aside), in setting order.
+// siFields are the Stable Image fields a manifest may write (derived ones
+// aside), in setting order.
 func siFields(ops []*catalog.Operation) []setting {
 	var out []setting
 	for s := range setting(len(settings.specs)) {
@@ -107,7 +109,7 @@ func siFields(ops []*catalog.Operation) []setting {
 
 func schemaDoc() object {
 	var ops []*catalog.Operation
-	for _, s := range runnableServices() {
+	for _, s := range catalog.Services() {
 		op, _ := catalog.Lookup(s)
 		ops = append(ops, op)
 	}
@@ -154,7 +156,7 @@ func schemaDoc() object {
 
 	defs := object{
 		{"engine", object{{"description", "A Stability v1 text-to-image engine id."}, {"enum", engine.IDs()}}},
-		{"service", object{{"description", "A Stable Image (v2beta) service: the endpoint's path under /v2beta/stable-image/."}, {"enum", runnableServices()}}},
+		{"service", object{{"description", "A Stable Image (v2beta) service: the endpoint's path under /v2beta/stable-image/."}, {"enum", catalog.Services()}}},
 		{"text", object{
 			{"description", "A prompt text, not blank: up to 10000 characters on Stable Image services, 2000 on v1 engines. {name} is a placeholder filled from the job's matrix."},
 			{"type", "string"}, {"minLength", 1}, {"maxLength", 10000}, {"pattern", `\S`},
@@ -180,6 +182,19 @@ func schemaDoc() object {
 		{"sampler", object{{"description", "v1 engines; omit to let the API choose."}, {"enum", engine.Samplers()}}},
 		{"style_preset", object{{"enum", sStyle.spec().enum}}},
 		{"clip_guidance_preset", object{{"description", "v1 engines."}, {"enum", engine.ClipGuidancePresets()}}},
+		{"image-input", object{
+			{"description", "An image input: a PNG, JPEG or WebP file, its path relative to this file; or {from: JOB_ID} for the image another job of the manifest makes ({from: JOB_ID, index: N} for its N-th image, 1-based). In from, a {placeholder} takes its matrix value in id form."},
+			{"oneOf", []any{
+				object{{"type", "string"}, {"minLength", 1}, {"pattern", `\S`}},
+				object{
+					{"type", "object"}, {"additionalProperties", false}, {"required", []string{"from"}},
+					{"properties", object{
+						{"from", object{{"description", "The id of a job of this manifest, as plan shows it (a matrix row's id, e.g. hero-oil-painting)."}, {"type", []string{"string", "integer"}}, {"minLength", 1}, {"pattern", `\S`}}},
+						{"index", object{{"description", "Which of the job's images, 1-based. Default 1."}, {"type", "integer"}, {"minimum", 1}, {"maximum", maxIndex}}},
+					}},
+				},
+			}},
+		}},
 	}
 	for _, s := range siOnly {
 		defs = append(defs, member{s.name(), unionField(s, ops)})
@@ -347,6 +362,8 @@ func unionField(s setting, ops []*catalog.Operation) object {
 		return append(out, member{"type", "number"}, member{"minimum", sp.lo}, member{"maximum", sp.hi})
 	case kEnum:
 		return append(out, member{"enum", sp.enum})
+	case kImage:
+		return append(out, member{"$ref", "#/$defs/image-input"})
 	}
 	return append(out, member{"type", "string"})
 }

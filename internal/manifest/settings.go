@@ -51,7 +51,7 @@ const (
 	kNum                     // a decimal number
 	kEnum                    // one of a list of values
 	kText                    // any other text, sent as written
-	kImage                   // an image input (see refused)
+	kImage                   // an image input: a file path or {from: JOB_ID, index: N}
 	kDerived                 // a field batch computes from others
 )
 
@@ -66,8 +66,8 @@ type spec struct {
 	si     bool     // some Stable Image service takes it
 	lo, hi float64  // kInt, kNum: the widest bounds
 	enum   []string // kEnum: every value some operation accepts
-	// refused says why batch refuses the key for now, e.g. for an image
-	// input; "" when it does not.
+	// refused says why batch refuses the key wherever it is written (a
+	// derived field); "" when it does not.
 	refused string
 }
 
@@ -185,12 +185,13 @@ type value struct {
 	key     *yaml.Node // its key (for a matrix value, the matrix key)
 	item    int        // for a matrix value, its index in the written list
 	origin  origin
-	text    string  // canonical text: the Var value, the slug source, the value sent
-	str     string  // engine, service, enums, text
-	num     int64   // integers
-	f       float64 // decimal numbers
-	tmpl    tmpl    // prompt, negative_prompt
-	prompts []ptmpl // prompts
+	text    string    // canonical text: the Var value, the slug source, the value sent
+	str     string    // engine, service, enums, text
+	num     int64     // integers
+	f       float64   // decimal numbers
+	tmpl    tmpl      // prompt, negative_prompt and the other text fields
+	prompts []ptmpl   // prompts
+	img     *imageRef // an image input; nil for every other setting
 }
 
 func (v value) set() bool { return v.node != nil }
@@ -380,7 +381,13 @@ func (p *parser) setting(s setting, n *yaml.Node, path string) (value, bool) {
 			v.text = v.str
 		}
 	case kText:
-		v.str, ok = p.str(n, path)
+		if v.str, ok = p.str(n, path); ok {
+			v.tmpl = parseTmpl(v.str, n)
+		}
+	case kImage:
+		if v.img, ok = p.image(n, path); ok {
+			v.str, v.text = v.img.written, v.img.canon()
+		}
 	}
 	return v, ok
 }

@@ -10,88 +10,33 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Image inputs (image, mask, init_image, …) come with pipelines: a file path
-// or {from: JOB} per input, and jobs that wait for others. Until then batch
-// refuses, each at its position, an image input, a field that only applies
-// with one (by the catalogue's rules, e.g. strength) and a service that
-// needs one. Lifting this means reading kImage values in setting and
-// dropping imageRefusal and the check in runnable; nothing else here
-// assumes text-only services.
-
-// imageRefusal is the message for an image input key.
-func imageRefusal(name string) string {
-	return name + " is an image input, which batch does not run yet"
-}
-
-// runnable reports whether batch runs the operation: not yet when it needs
-// an image input.
-func runnable(op *catalog.Operation) bool {
-	for _, f := range op.Fields {
-		if f.Required && f.Type == catalog.Image {
-			return false
-		}
-	}
-	return true
-}
-
 // refusal says why batch refuses a setting wherever it is written, or "":
-// an image input, a field that only applies with one, or a derived field.
+// a derived field, which batch computes from the image inputs.
 func refusal(sp spec, ops []catalog.Operation) string {
-	switch sp.kind {
-	case kImage:
-		return imageRefusal(sp.name)
-	case kDerived:
-		var from []string
-		for i := range ops {
-			if _, ok := ops[i].Field(sp.name); ok {
-				for _, in := range ops[i].Images() {
-					if !slices.Contains(from, in) {
-						from = append(from, in)
-					}
-				}
-			}
-		}
-		return sp.name + " is derived from " + orList(from) + "; batch sets it, so leave it out"
+	if sp.kind != kDerived {
+		return ""
 	}
+	var from []string
 	for i := range ops {
-		for _, r := range ops[i].Rules {
-			if r.Kind != catalog.Requires || r.If != sp.name {
-				continue
-			}
-			for _, name := range r.Fields {
-				if f, ok := ops[i].Field(name); ok && f.Type == catalog.Image {
-					return r.Why + ", which batch does not run yet"
+		if _, ok := ops[i].Field(sp.name); ok {
+			for _, in := range ops[i].Images() {
+				if !slices.Contains(from, in) {
+					from = append(from, in)
 				}
 			}
 		}
 	}
-	return ""
+	return sp.name + " is derived from " + orList(from) + "; batch sets it, so leave it out"
 }
 
-// service checks a service name: known, and one batch runs.
+// service checks that a service name is in the catalogue.
 func (p *parser) service(n *yaml.Node, path, name string) bool {
-	op, ok := catalog.Lookup(name)
-	if !ok {
+	if _, ok := catalog.Lookup(name); !ok {
 		all := catalog.Services()
 		p.addf(n, "%s: unknown service %q%s; known services: %s", path, name, suggest(name, all), strings.Join(all, ", "))
 		return false
 	}
-	if !runnable(op) {
-		p.addf(n, "%s: %s needs image inputs, which batch does not run yet", path, name)
-		return false
-	}
 	return true
-}
-
-// runnableServices lists the services batch runs, sorted.
-func runnableServices() []string {
-	var out []string
-	for _, op := range catalog.All() {
-		if runnable(&op) {
-			out = append(out, op.Service)
-		}
-	}
-	return out
 }
 
 // opInfo is a Stable Image operation with its fields found by setting.
@@ -103,8 +48,7 @@ type opInfo struct {
 	sets   []setting // the setting of each of op.Fields
 }
 
-// opInfo returns the operation of a service batch runs, built once per
-// manifest.
+// opInfo returns the operation of a service, built once per manifest.
 func (p *parser) opInfo(service string) *opInfo {
 	if o, ok := p.ops[service]; ok {
 		return o
@@ -139,9 +83,11 @@ func (o *opInfo) limit(name string) int {
 const maxText = 1 << 30
 
 // isParam reports whether s is a Stable Image form field that goes to
-// Job.Params: every catalogue field but the two prompts (Job.Prompts).
+// Job.Params: every catalogue field but the two prompts (Job.Prompts) and
+// the image inputs (Job.Inputs).
 func isParam(s setting) bool {
-	return s.spec().si && s != sPrompt && s != sNegative && s.spec().refused == ""
+	sp := s.spec()
+	return sp.si && s != sPrompt && s != sNegative && sp.kind != kImage && sp.refused == ""
 }
 
 // carriesDefault reports whether a job carries the field even when the
@@ -176,17 +122,27 @@ func notTaken(services []string, s setting) string {
 	}
 	var takers []string
 	for _, op := range catalog.All() {
-		if _, ok := op.Field(s.name()); ok && runnable(&op) && !slices.Contains(services, op.Service) {
+		if _, ok := op.Field(s.name()); ok && !slices.Contains(services, op.Service) {
 			takers = append(takers, op.Service)
 		}
 	}
-	switch len(takers) {
-	case 0:
-		return msg
-	case 1:
+	switch {
+	case len(takers) == 1:
 		return msg + "; " + takers[0] + " takes it"
+	case len(takers) > 1 && len(takers) <= 3:
+		return msg + "; " + andList(takers) + " take it"
+	case len(services) == 1:
+		// Most services take it: say what this one takes instead.
+		op, _ := catalog.Lookup(services[0])
+		var names []string
+		for _, f := range op.Fields {
+			if !f.Derived {
+				names = append(names, f.Name)
+			}
+		}
+		return msg + "; it takes " + andList(names)
 	}
-	return msg + "; " + andList(takers) + " take it"
+	return msg
 }
 
 // v1Refusal says that v1 engines do not take a Stable Image field.
@@ -220,16 +176,25 @@ func fieldProblem(op *catalog.Operation, f *catalog.Field, v *value) string {
 			return op.Service + " takes " + f.Name + " " + orList(f.Enum) + ", not " + strconv.Quote(v.str)
 		}
 	case catalog.Text:
-		text := v.str
-		if v.s.spec().kind == kPrompt {
-			if v.origin != fromMatrix && v.tmpl.parts != nil {
-				return ""
-			}
-			text = v.text
+		if v.origin != fromMatrix && v.tmpl.parts != nil {
+			return ""
 		}
 		if f.Max > 0 {
-			return checkLength(utf8.RuneCountInString(text), int(f.Max))
+			return checkLength(utf8.RuneCountInString(v.text), int(f.Max))
 		}
+	case catalog.Image:
+		if v.img == nil || v.img.file == nil || v.img.file.problem != "" {
+			return "" // a {from} is checked once the jobs are known; a bad file was reported
+		}
+		check := f.Limits.Check(v.img.file.w, v.img.file.h)
+		if check == "" {
+			return ""
+		}
+		msg := clip(v.img.written, 80) + " " + check
+		if v.origin == fromDefaults {
+			msg = "for " + op.Service + ", " + msg
+		}
+		return msg
 	}
 	return ""
 }
