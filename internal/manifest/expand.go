@@ -15,10 +15,12 @@ const maxRowProblems = 10
 func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []Job {
 	p.checkExplicitIDs(entries)
 	plans := make([]*plan, 0, len(entries))
+	var failed []*entry // entries with problems: no plan, no jobs
 	total := 0
 	for _, e := range entries {
 		pl := p.resolve(e, top, def) // nil for an entry with problems
 		if pl == nil {
+			failed = append(failed, e)
 			continue
 		}
 		plans = append(plans, pl)
@@ -30,6 +32,12 @@ func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []
 	}
 	p.baseIDs(plans)
 	if len(p.probs) > 0 {
+		if p.inputs {
+			// Link the good jobs too, so a manifest's {from} problems are
+			// reported with its other ones.
+			p.expandAndLink(plans, failed, total)
+			return nil
+		}
 		// Still expand, so row problems are reported too, but do not
 		// bother building ids for a manifest that will be rejected.
 		for _, pl := range plans {
@@ -39,6 +47,15 @@ func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []
 		}
 		return nil
 	}
+	return p.expandAndLink(plans, nil, total)
+}
+
+// expandAndLink builds the jobs of the plans, gives them unique ids and
+// links their image inputs. failed are the entries that had problems: a
+// {from} that may name one of their jobs is not reported as unknown. It
+// returns nil when there are problems.
+func (p *parser) expandAndLink(plans []*plan, failed []*entry, total int) []Job {
+	before := len(p.probs)
 	jobs := make([]Job, 0, total)
 	for _, pl := range plans {
 		pl.first = len(jobs)
@@ -50,19 +67,19 @@ func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []
 			jobs = p.rowsOf(pl, jobs)
 		}
 	}
-	if len(p.probs) > 0 {
+	if len(p.probs) > before {
 		return nil
 	}
 	markSafe(plans, jobs)
 	p.uniqueIDs(plans, jobs)
-	if len(p.probs) > 0 {
+	if len(p.probs) > before {
 		return nil
 	}
 	if p.inputs {
-		p.link(plans, jobs)
-		if len(p.probs) > 0 {
-			return nil
-		}
+		p.link(plans, jobs, failed)
+	}
+	if len(p.probs) > 0 {
+		return nil
 	}
 	return jobs
 }

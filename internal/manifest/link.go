@@ -26,8 +26,12 @@ const maxCycleIDs = 10
 // before anything is paid). Last it checks that each job's files leave
 // its request under the API's body limit (an image from another job is
 // not known in bytes before the run, so only files count).
-func (p *parser) link(plans []*plan, jobs []Job) {
-	l := &linker{p: p, plans: plans, jobs: jobs, seen: map[string]bool{}, shown: map[*plan]int{}, more: map[*plan]int{}}
+//
+// failed are the entries that had problems of their own and so have no
+// jobs: a {from} that may name one of their jobs is left unresolved rather
+// than reported as unknown.
+func (p *parser) link(plans []*plan, jobs []Job, failed []*entry) {
+	l := &linker{p: p, plans: plans, jobs: jobs, failed: failed, seen: map[string]bool{}, shown: map[*plan]int{}, more: map[*plan]int{}}
 	l.resolve()
 	l.walk()
 	l.bodies()
@@ -53,6 +57,20 @@ type linker struct {
 	shown map[*plan]int // problems reported per plan
 	more  map[*plan]int // problems past maxRowProblems per plan
 	cands []string      // ids for suggestions, built on first use
+	// failed are entries with problems, whose jobs are missing from jobs.
+	failed []*entry
+}
+
+// mayBeFailed reports whether id may name a job of an entry that had
+// problems: its explicit id or one of its matrix rows', or any id when
+// such an entry has no explicit id (its derived id is not known).
+func (l *linker) mayBeFailed(id string) bool {
+	for _, e := range l.failed {
+		if e.id == "" || strings.EqualFold(id, e.id) || len(id) > len(e.id) && strings.EqualFold(id[:len(e.id)+1], e.id+"-") {
+			return true
+		}
+	}
+	return false
 }
 
 // The states of a job in walk.
@@ -100,6 +118,8 @@ func (l *linker) resolve() {
 			switch {
 			case !ok && bases[in.From] != nil:
 				l.report(i, in.Field, l.baseProblem(bases[in.From]))
+			case !ok && l.mayBeFailed(in.From):
+				// an entry with problems of its own may have the id
 			case !ok:
 				l.report(i, in.Field, "no job has the id "+clip(in.From, 100)+l.suggest(in.From, l.jobs[i].ID))
 			case int(s) == i:
