@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -20,13 +21,33 @@ import (
 	"github.com/batch-tool/batch/internal/stability"
 )
 
-// fakeGen is a Generator whose behaviour is a func field.
+// fakeGen is a Generator whose behaviour is func fields; a nil one
+// answers with an error naming the call.
 type fakeGen struct {
-	fn func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error)
+	fn     func(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error)
+	submit func(ctx context.Context, service string, fields []stability.Field) (string, error)
+	result func(ctx context.Context, id string, sink stability.Sink) ([]stability.Artifact, bool, error)
 }
 
 func (f *fakeGen) Generate(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error) {
+	if f.fn == nil {
+		return nil, errors.New("fake: unexpected Generate")
+	}
 	return f.fn(ctx, req, sink)
+}
+
+func (f *fakeGen) Submit(ctx context.Context, service string, fields []stability.Field) (string, error) {
+	if f.submit == nil {
+		return "", errors.New("fake: unexpected Submit")
+	}
+	return f.submit(ctx, service, fields)
+}
+
+func (f *fakeGen) Result(ctx context.Context, id string, sink stability.Sink) ([]stability.Artifact, bool, error) {
+	if f.result == nil {
+		return nil, false, errors.New("fake: unexpected Result")
+	}
+	return f.result(ctx, id, sink)
 }
 
 var _ Generator = (*fakeGen)(nil)

@@ -15,30 +15,37 @@ var ErrOverBudget = errors.New("would exceed budget")
 // ledger tracks the run's money. Credits are reserved before each attempt
 // and then either released (the API did no work) or kept, as charged (the
 // API completed the job) or as possibly spent (the outcome is unknown), so
-// charged + unknown + reserved never passes the budget however many
-// attempts are in flight. It is safe for concurrent use.
+// charged + unknown + committed + reserved never passes the budget however
+// many attempts are in flight. An async job's reservation is committed
+// once the API accepts the submit: it can no longer be released, only
+// settled as charged or possibly spent when the job ends. It is safe for
+// concurrent use.
 type ledger struct {
 	budget *cost.Credits // nil: unlimited, still tracked
 
-	mu       sync.Mutex
-	charged  cost.Credits  // kept for completed work (succeeded, filtered, resumed)
-	unknown  cost.Credits  // kept for attempts whose outcome is unknown
-	reserved cost.Credits  // held by attempts in flight
-	changed  chan struct{} // closed and replaced when a reservation ends
+	mu        sync.Mutex
+	charged   cost.Credits  // kept for completed work (succeeded, filtered, resumed)
+	unknown   cost.Credits  // kept for attempts whose outcome is unknown
+	committed cost.Credits  // held by async jobs submitted and not ended
+	reserved  cost.Credits  // held by attempts in flight
+	changed   chan struct{} // closed and replaced when a reservation ends or is committed
 }
 
-func newLedger(budget *cost.Credits, prior cost.Credits) *ledger {
-	return &ledger{budget: budget, charged: prior, changed: make(chan struct{})}
+// newLedger starts with prior credits charged by earlier runs and held
+// credits committed to async jobs an earlier run submitted, which this run
+// settles when it fetches (charged) or gives up on (possibly spent) them.
+func newLedger(budget *cost.Credits, prior, held cost.Credits) *ledger {
+	return &ledger{budget: budget, charged: prior, committed: held, changed: make(chan struct{})}
 }
 
 // reserve holds c credits for one attempt. If c cannot fit even once every
 // attempt in flight is released it returns ErrOverBudget at once; if it
 // only lacks room because of reservations in flight, it waits for them to
-// end.
+// end. Committed credits are never released, so it never waits for them.
 func (l *ledger) reserve(ctx context.Context, c cost.Credits) error {
 	for {
 		l.mu.Lock()
-		spent := l.charged + l.unknown
+		spent := l.charged + l.unknown + l.committed
 		if l.budget == nil || spent+l.reserved+c <= *l.budget {
 			l.reserved += c
 			l.mu.Unlock()
@@ -64,12 +71,64 @@ func (l *ledger) settle(c cost.Credits, how settlement) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reserved -= c
+	l.keep(c, how)
+}
+
+// commit turns a reservation of c credits into a commitment: the API
+// accepted an async submit, so the credits will be charged or possibly
+// spent, never released.
+func (l *ledger) commit(c cost.Credits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reserved -= c
+	l.committed += c
+	l.signal()
+}
+
+// hold commits c credits to an async job an earlier run submitted (or
+// found pending once its sources ran again), whatever the budget: they
+// were spent before.
+func (l *ledger) hold(c cost.Credits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.committed += c
+	l.signal()
+}
+
+// settleCommitted ends a commitment of c credits, as charged or possibly
+// spent (how is never released).
+func (l *ledger) settleCommitted(c cost.Credits, how settlement) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.committed -= c
+	if how == released {
+		how = unknown // the work was accepted: it may be billed
+	}
+	l.keep(c, how)
+}
+
+// addCharged counts c credits an earlier run was charged, for a job found
+// finished in the journal only once its sources ran again.
+func (l *ledger) addCharged(c cost.Credits) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.charged += c
+	l.signal()
+}
+
+// keep adds c to the kept total how says and wakes waiters; l.mu is held.
+func (l *ledger) keep(c cost.Credits, how settlement) {
 	switch how {
 	case charged:
 		l.charged += c
 	case unknown:
 		l.unknown += c
 	}
+	l.signal()
+}
+
+// signal wakes every reserve waiting for room; l.mu is held.
+func (l *ledger) signal() {
 	close(l.changed)
 	l.changed = make(chan struct{})
 }

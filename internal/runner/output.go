@@ -156,6 +156,10 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 		return fmt.Errorf("artifact %d ended without beginning", i)
 	}
 	t := s.files[i]
+	if a.Format != "" && a.Format != s.format.name {
+		// an async result is taken in any format: the job asked for one
+		return fmt.Errorf("artifact %d: the answer is %s, the job asked for %s", i, a.Format, s.format.name)
+	}
 	if t.png != nil {
 		t.png.SetText(Parameters(s.job, a.Seed))
 		if err := t.png.Close(); err != nil {

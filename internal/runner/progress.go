@@ -8,8 +8,9 @@ import (
 	"github.com/batch-tool/batch/internal/cost"
 )
 
-// Progress is told about the run's state after each finished job (and once
-// at the start). Calls never overlap.
+// Progress is told about the run's state once at the start and then
+// whenever a job finishes, is submitted to an async service, or is polled.
+// Calls never overlap.
 type Progress interface {
 	Update(Snapshot)
 }
@@ -22,6 +23,7 @@ type Snapshot struct {
 	Succeeded int           // jobs with status succeeded
 	Failed    int           // jobs with status failed
 	Filtered  int           // jobs with status filtered
+	Waiting   int           // async jobs submitted and waiting on the server for their result, apart from requests in flight; not in Done
 	Spent     cost.Credits  // credits charged or possibly spent so far, resumed jobs included
 	Elapsed   time.Duration // since the run started, by Config.Now
 }
@@ -49,16 +51,16 @@ func (t *tally) add(res JobResult) {
 	}
 }
 
+// report tells Progress the run's state; only the dispatcher calls it.
 func (r *run) report() {
 	if r.cfg.Progress == nil {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	t := &r.s.tally
 	_, spent := r.ledger.totals()
 	r.cfg.Progress.Update(Snapshot{
-		Total: len(r.jobs), Done: r.tally.done, Resumed: r.tally.resumed,
-		Succeeded: r.tally.succeeded, Failed: r.tally.failed, Filtered: r.tally.filtered,
+		Total: len(r.jobs), Done: t.done, Resumed: t.resumed,
+		Succeeded: t.succeeded, Failed: t.failed, Filtered: t.filtered, Waiting: r.s.nOnServer,
 		Spent: spent, Elapsed: r.cfg.Now().Sub(r.start),
 	})
 }
@@ -85,6 +87,9 @@ func line(s Snapshot) string {
 	if s.Failed+s.Filtered > 0 {
 		l += fmt.Sprintf("  %d failed, %d filtered", s.Failed, s.Filtered)
 	}
+	if s.Waiting > 0 {
+		l += fmt.Sprintf("  %d waiting on the server", s.Waiting)
+	}
 	if eta > 0 {
 		l += "  ETA " + eta.String()
 	}
@@ -92,8 +97,8 @@ func line(s Snapshot) string {
 }
 
 // TerminalProgress redraws one status line with \r: jobs done/total, jobs
-// per second, credits spent and ETA; it ends the line when every job is
-// done. Use it when the writer is a terminal.
+// per second, credits spent, failures, jobs waiting on the server and ETA;
+// it ends the line when every job is done. Use it when the writer is a terminal.
 type TerminalProgress struct {
 	W     io.Writer
 	width int // length of the last line drawn, to blank leftovers

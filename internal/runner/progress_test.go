@@ -71,3 +71,22 @@ func TestRunReportsProgress(t *testing.T) {
 		t.Errorf("last snapshot = %+v", last)
 	}
 }
+
+func TestProgressWaiting(t *testing.T) {
+	s := Snapshot{Total: 4, Done: 1, Failed: 1, Waiting: 2, Spent: 62 * cost.Credit, Elapsed: 2 * time.Second}
+	want := "1/4 jobs (25%)  0.5 jobs/s  62.0 credits  1 failed, 0 filtered  2 waiting on the server  ETA 6s"
+	var b bytes.Buffer
+	(&TerminalProgress{W: &b}).Update(s)
+	if got := b.String(); got != "\r"+want {
+		t.Errorf("terminal = %q, want %q", got, "\r"+want)
+	}
+	b.Reset()
+	(&LineProgress{W: &b}).Update(s)
+	if got := b.String(); got != want+"\n" {
+		t.Errorf("line = %q, want %q", got, want+"\n")
+	}
+	s.Waiting = 0
+	if got := line(s); strings.Contains(got, "waiting") {
+		t.Errorf("line without waiting jobs = %q", got)
+	}
+}

@@ -1,7 +1,12 @@
 package runner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,7 +53,7 @@ func TestRequestFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := RequestFor(tt.job)
+			got, err := RequestFor(tt.job, nil)
 			if err != nil {
 				t.Fatalf("RequestFor = %v", err)
 			}
@@ -79,7 +84,7 @@ func TestRequestForErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := RequestFor(tt.job)
+			_, err := RequestFor(tt.job, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("RequestFor error = %v, want it to contain %q", err, tt.want)
 			}
@@ -92,7 +97,11 @@ func TestKey(t *testing.T) {
 	v1 := jobs[0]
 	key := func(j manifest.Job) string {
 		t.Helper()
-		k, err := jobKey(j)
+		req, err := RequestFor(j, nil)
+		if err != nil {
+			t.Fatalf("RequestFor(%s) = %v", j.ID, err)
+		}
+		k, err := Key(req, nil)
 		if err != nil {
 			t.Fatalf("jobKey(%s) = %v", j.ID, err)
 		}
@@ -103,6 +112,13 @@ func TestKey(t *testing.T) {
 	const v1Key = "b085c55088e84dc0f7cee12c785c79291504e89e1a3f961e9e98a8c74e0ce7cd"
 	if got := key(v1); got != v1Key {
 		t.Errorf("v1 key = %s, want %s (the key earlier versions journaled)", got, v1Key)
+	}
+
+	// Computed by the Key of journals written before image inputs: Stable
+	// Image jobs without inputs must still resume.
+	const sd3Key = "0b1a55465eaa47753c505cf0ccd861cf90daf1086951f14c86e7e505dc82b24a"
+	if got := key(flashJob()); got != sd3Key {
+		t.Errorf("sd3 key = %s, want %s (the key earlier versions journaled)", got, sd3Key)
 	}
 
 	base := flashJob()
@@ -133,7 +149,7 @@ func TestKey(t *testing.T) {
 			t.Errorf("key %q is not sha256 hex", k)
 		}
 	}
-	if _, err := Key(stability.Request{Engine: "e", Service: "generate/core"}); err == nil {
+	if _, err := Key(stability.Request{Engine: "e", Service: "generate/core"}, nil); err == nil {
 		t.Errorf("Key of a request with an engine and a service: no error")
 	}
 }
@@ -213,6 +229,121 @@ func TestSettingValue(t *testing.T) {
 	} {
 		if got := settingValue(in); got != want {
 			t.Errorf("settingValue(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// inpaintJob is an edit/inpaint job with an image file and a mask from
+// job "hero", Inputs in catalogue order.
+func inpaintJob() manifest.Job {
+	return manifest.Job{
+		ID: "patch", Service: "edit/inpaint", Samples: 1,
+		Prompts: []manifest.Prompt{{Text: "a red door", Weight: 1}},
+		Params:  []manifest.Param{{Name: "grow_mask", Value: "8"}, {Name: "output_format", Value: "webp"}},
+		Inputs: []manifest.Input{
+			{Field: "image", Path: "in/house.png"},
+			{Field: "mask", From: "hero", Index: 2},
+		},
+	}
+}
+
+func TestRequestForInputs(t *testing.T) {
+	source := func(in manifest.Input) (string, error) {
+		return fmt.Sprintf("/out/images/%s-%d.png", in.From, in.Index), nil
+	}
+	tests := []struct {
+		name string
+		job  manifest.Job
+		want []stability.Field
+	}{
+		// inpaint's order: image, prompt, negative_prompt, mask, grow_mask, seed, output_format
+		{"inpaint", inpaintJob(), []stability.Field{
+			{Name: "image", Value: "in/house.png"}, {Name: "prompt", Value: "a red door"},
+			{Name: "mask", Value: "/out/images/hero-2.png"}, {Name: "grow_mask", Value: "8"}, {Name: "output_format", Value: "webp"}}},
+		// style-transfer's order: init_image, style_image, prompt, …
+		{"inputs given out of order", manifest.Job{ID: "st", Service: "control/style-transfer",
+			Inputs: []manifest.Input{{Field: "style_image", From: "b", Index: 1}, {Field: "init_image", From: "a", Index: 1}}},
+			[]stability.Field{{Name: "init_image", Value: "/out/images/a-1.png"}, {Name: "style_image", Value: "/out/images/b-1.png"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := RequestFor(tt.job, source)
+			if err != nil {
+				t.Fatalf("RequestFor = %v", err)
+			}
+			if !reflect.DeepEqual(got.Fields, tt.want) {
+				t.Errorf("RequestFor fields =\n%v\nwant\n%v", got.Fields, tt.want)
+			}
+		})
+	}
+
+	with := func(f func(j *manifest.Job)) manifest.Job {
+		j := inpaintJob()
+		j.Inputs = slices.Clone(j.Inputs)
+		f(&j)
+		return j
+	}
+	errs := []struct {
+		name   string
+		job    manifest.Job
+		source func(manifest.Input) (string, error)
+		want   string
+	}{
+		{"no source for a from input", inpaintJob(), nil, "the image of job hero is not known yet"},
+		{"source fails", inpaintJob(), func(manifest.Input) (string, error) { return "", errors.New("no image 2") }, "image input mask: no image 2"},
+		{"not an image field", with(func(j *manifest.Job) { j.Inputs[1].Field = "grow_mask" }), source, `takes no image input "grow_mask"`},
+		{"field of another service", with(func(j *manifest.Job) { j.Inputs[1].Field = "style_image" }), source, `takes no image input "style_image"`},
+		{"given twice", with(func(j *manifest.Job) { j.Inputs[1].Field = "image" }), source, "image input image is given twice"},
+		{"image in Params", with(func(j *manifest.Job) { j.Params = []manifest.Param{{Name: "mask", Value: "m.png"}} }), source, `field "mask" does not belong in Params`},
+		{"no file", with(func(j *manifest.Job) { j.Inputs[0].Path = "" }), source, "image input image: no file"},
+		{"v1 job", manifest.Job{Engine: "e", Inputs: []manifest.Input{{Field: "image", Path: "a.png"}}}, source, "a v1 job takes no image inputs"},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := RequestFor(tt.job, tt.source)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("RequestFor error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestKeyInputs checks that an image input is keyed by its content: the
+// same bytes under another path keep the key, other bytes change it.
+func TestKeyInputs(t *testing.T) {
+	sum := func(s string) string {
+		h := sha256.Sum256([]byte(s))
+		return hex.EncodeToString(h[:])
+	}
+	req := func(image, mask string) stability.Request {
+		return stability.Request{Service: "edit/inpaint", Fields: []stability.Field{
+			{Name: "image", Value: image}, {Name: "prompt", Value: "a red door"}, {Name: "mask", Value: mask}}}
+	}
+	key := func(r stability.Request, sums map[string]string) string {
+		t.Helper()
+		k, err := Key(r, sums)
+		if err != nil {
+			t.Fatalf("Key = %v", err)
+		}
+		return k
+	}
+	base := key(req("a.png", "m.png"), map[string]string{"image": sum("A"), "mask": sum("M")})
+	if got := key(req("elsewhere/b.png", "/tmp/m2.png"), map[string]string{"image": sum("A"), "mask": sum("M")}); got != base {
+		t.Errorf("key changed with the paths alone")
+	}
+	if got := key(req("a.png", "m.png"), map[string]string{"image": sum("A"), "mask": sum("M2")}); got == base {
+		t.Errorf("key unchanged when the mask's content changed")
+	}
+	if got := key(req("a.png", "m.png"), map[string]string{"image": sum("M"), "mask": sum("A")}); got == base {
+		t.Errorf("key unchanged when the two inputs swapped contents")
+	}
+	for name, sums := range map[string]map[string]string{
+		"missing":  {"image": sum("A")},
+		"not hex":  {"image": sum("A"), "mask": strings.ToUpper(sum("M"))},
+		"too long": {"image": sum("A"), "mask": sum("M") + "00"},
+	} {
+		if _, err := Key(req("a.png", "m.png"), sums); err == nil || !strings.Contains(err.Error(), "image input mask") {
+			t.Errorf("Key with the mask's sum %s = %v, want an error naming the mask", name, err)
 		}
 	}
 }

@@ -1,7 +1,9 @@
-// Package runner executes a manifest's jobs against the image API: a shared
-// rate limiter and 429 pause, bounded concurrency, retries by error class,
-// budget reservation per attempt, atomic image files, and a journal that
-// lets a rerun resume where a crash or Ctrl-C left off.
+// Package runner executes a manifest's jobs against the image API: jobs
+// scheduled as a dependency graph (a job starts once the jobs whose images
+// it takes have succeeded), a shared rate limiter and 429 pause, bounded
+// concurrency, retries by error class, budget reservation per attempt,
+// asynchronous services submitted once and polled, atomic image files, and
+// a journal that lets a rerun resume where a crash or Ctrl-C left off.
 package runner
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -21,12 +24,21 @@ import (
 	"github.com/batch-tool/batch/internal/stability"
 )
 
-// Generator makes one attempt of a request, v1 or Stable Image, streaming
-// the images into sink; it never retries and never waits for a rate limit.
-// *stability.Client satisfies it. The runner reads its errors only through
-// stability.Classify, so it never looks at endpoints or HTTP statuses.
+// Generator makes one attempt of a request, v1 or Stable Image; it never
+// retries and never waits for a rate limit. *stability.Client satisfies it.
+// The runner reads its errors only through stability.Classify, so it never
+// looks at endpoints or HTTP statuses (except a poll's 404, which means
+// the generation is gone).
 type Generator interface {
+	// Generate sends a synchronous request and streams its images into
+	// sink.
 	Generate(ctx context.Context, req stability.Request, sink stability.Sink) ([]stability.Artifact, error)
+	// Submit sends a request to an asynchronous service (req.Async()) and
+	// returns the generation id to poll.
+	Submit(ctx context.Context, service string, fields []stability.Field) (string, error)
+	// Result polls a generation once: done false while it runs; once done,
+	// its image is streamed into sink.
+	Result(ctx context.Context, id string, sink stability.Sink) ([]stability.Artifact, bool, error)
 }
 
 // Status is a job's outcome; the values match the report's.
@@ -37,17 +49,23 @@ const (
 	Succeeded Status = "succeeded" // every image came back SUCCESS
 	Failed    Status = "failed"    // the job will not produce images in this run
 	Filtered  Status = "filtered"  // some image came back CONTENT_FILTERED
-	Skipped   Status = "skipped"   // not run to the end: interrupted or stopped by a fatal error
+	// Skipped: not run to the end: interrupted, stopped by a fatal error,
+	// or not run because a job whose image it takes did not succeed
+	// (Failure is then FailSource).
+	Skipped Status = "skipped"
 )
 
-// Failure says why a job failed; "" for a job that did not fail. The
-// values are those of the report's "failure" field.
+// Failure says why a job failed, or why it was skipped when a source did
+// not succeed (FailSource); "" otherwise. The values are those of the
+// report's "failure" field.
 type Failure string
 
 // Failure kinds. Credits are released (not charged) for the kinds where
 // the API said it did no work: moderated, rejected, invalid, rate-limited,
 // unauthorized, no-credit, and server when no attempt had an unknown
-// outcome.
+// outcome. An async job whose submit was accepted counts its price as
+// possibly billed whatever happens to it later, unless its result is
+// fetched (charged).
 const (
 	// FailBudget: not sent, the job's price would take spending past the
 	// budget.
@@ -58,7 +76,8 @@ const (
 	// FailRejected: the API refused the request (422, e.g. a public
 	// figure or an unsupported language); never retried.
 	FailRejected Failure = "rejected"
-	// FailInvalid: the API found the request invalid (400, 404, 413);
+	// FailInvalid: the API found the request invalid (400, 404, 413), or
+	// it could not be built (an input image of a source that wrote none);
 	// never retried.
 	FailInvalid Failure = "invalid"
 	// FailRateLimited: answered 429 more than a job accepts.
@@ -80,6 +99,15 @@ const (
 	FailAnswer Failure = "answer"
 	// FailLocal: an image could not be written here; the run stopped.
 	FailLocal Failure = "local"
+	// FailExpired: an async job's result was not fetched within
+	// ResultLifetime of its submit, or the API no longer knows its
+	// generation (404); the work was done, so its price counts as
+	// possibly billed. A rerun submits the job again.
+	FailExpired Failure = "expired"
+	// FailSource: with Status Skipped, the job was not run, at no cost,
+	// because a job whose image it takes failed, was filtered or was
+	// skipped itself; Error names that job and its reason.
+	FailSource Failure = "source"
 )
 
 // Errors that stop the whole run; Run wraps the API's error in them.
@@ -103,6 +131,18 @@ const (
 	// that client to 180 s). A request cut short has an unknown outcome:
 	// it may be billed, and it is sent again.
 	DefaultAttemptTimeout = 5 * time.Minute
+	// MinPollInterval is the least time between two polls of an async
+	// job's result, and between its submit and its first poll. The API
+	// spec (internal/prismtest/stability-v2beta-openapi-2026-09.json, the
+	// upscale/creative and replace-background-and-relight operations) says
+	// "Rate-limiting or other errors may occur if you poll more than once
+	// every 10 seconds". It is also the default of Config.PollInterval.
+	MinPollInterval = 10 * time.Second
+	// ResultLifetime is how long the API keeps an async result (same spec,
+	// GET /v2beta/results/{id}: "Results are stored for 24 hours after
+	// generation"). A job whose result was not fetched within it of the
+	// submit fails as FailExpired.
+	ResultLifetime = 24 * time.Hour
 )
 
 // maxRateLimited bounds the 429 answers one job accepts before failing;
@@ -111,12 +151,17 @@ const maxRateLimited = 10
 
 // Config tunes a run. The zero value of every field picks its default.
 type Config struct {
-	// Concurrency is the most jobs in flight; 0 means AutoConcurrency.
+	// Concurrency is the most requests in flight: the number of workers
+	// that take ready jobs and due polls; 0 means AutoConcurrency. A job
+	// waiting on the server for an async result holds no worker between
+	// its polls.
 	Concurrency int
-	// Rate is the request limit shared by every attempt; zero means DefaultRate.
+	// Rate is the request limit shared by every attempt and poll; zero
+	// means DefaultRate.
 	Rate Rate
 	// Budget caps the credits the run may spend, counting the jobs resumed
-	// from the journal; nil means no cap (spending is still tracked).
+	// from the journal and the async jobs it holds as submitted; nil means
+	// no cap (spending is still tracked).
 	Budget *cost.Credits
 	// OutDir receives images/, filtered/ and journal.jsonl; required.
 	OutDir string
@@ -124,19 +169,30 @@ type Config struct {
 	// Retry-After; zero means DefaultLockout (the API's 60 s).
 	Lockout time.Duration
 	// MaxAttempts bounds the attempts per job on 5xx answers and connection
-	// failures (429s are not counted); zero means DefaultMaxAttempts.
+	// failures (429s are not counted), and the failed polls in a row of an
+	// async job; zero means DefaultMaxAttempts.
 	MaxAttempts int
 	// BackoffBase and BackoffCap shape the retry wait: attempt n waits a
 	// random time in [d/2, d] with d = min(BackoffCap, BackoffBase·2^(n-1));
 	// zero means DefaultBackoffBase, DefaultBackoffCap.
 	BackoffBase, BackoffCap time.Duration
-	// AttemptTimeout bounds one request, also after an interrupt lets the
-	// requests in flight finish; zero means DefaultAttemptTimeout.
+	// AttemptTimeout bounds one request or poll, also after an interrupt
+	// lets the requests in flight finish; zero means DefaultAttemptTimeout.
 	AttemptTimeout time.Duration
-	// Now is the clock for journal times and progress, called from several
-	// goroutines; nil means time.Now.
+	// PollInterval is the least time between an async job's submit and its
+	// first poll and between two polls, measured from when the previous
+	// answer arrived on the monotonic clock; zero means MinPollInterval,
+	// and a value below MinPollInterval is raised to it unless FastPolls
+	// is set.
+	PollInterval time.Duration
+	// FastPolls lets PollInterval go below MinPollInterval. Set it only for
+	// a server that is not the live API (the sandbox, a test server).
+	FastPolls bool
+	// Now is the clock for journal times, an async result's age and
+	// progress, called from several goroutines; nil means time.Now. It
+	// need not advance: poll spacing uses the monotonic clock.
 	Now func() time.Time
-	// Progress is told about every finished job; nil means no progress.
+	// Progress is told about the run's state; nil means no progress.
 	Progress Progress
 }
 
@@ -164,14 +220,19 @@ type Result struct {
 
 // JobResult is one job's outcome.
 type JobResult struct {
-	ID       string
-	Status   Status
-	Failure  Failure      // why it failed; "" unless Status is Failed
-	Credits  cost.Credits // charged: the job's price when the API completed it, else zero
-	Unknown  cost.Credits // credits of attempts whose outcome is unknown (possibly billed)
-	Attempts int          // requests sent, retries included (from the journal when resumed)
-	Resumed  bool         // finished by an earlier run, per the journal; nothing was sent
-	Error    string       // why it failed or was skipped; "" on success
+	ID        string
+	DependsOn []string // ids of the jobs whose images it takes (manifest.Job.DependsOn); nil when none
+	Status    Status
+	Failure   Failure      // why it failed, or FailSource; see Failure
+	Credits   cost.Credits // charged: the job's price when the API completed it, else zero
+	Unknown   cost.Credits // credits of attempts whose outcome is unknown, and of an async job submitted but not fetched (possibly billed)
+	Attempts  int          // paid requests sent, retries included, polls not (from the journal when resumed)
+	Resumed   bool         // finished by an earlier run, per the journal; nothing was sent
+	Error     string       // why it failed or was skipped; "" on success
+	// GenerationID is the id an async service answered the submit with,
+	// polled for the result; "" for a synchronous job or one never
+	// submitted.
+	GenerationID string
 	// Params is the generation parameters text, written into PNG files
 	// (JPEG and WebP files carry none; the report holds it for them).
 	Params string
@@ -180,14 +241,34 @@ type JobResult struct {
 
 // Run executes jobs, v1 and Stable Image alike, whose prices (per-image
 // price × samples) are given in the same order, and returns their results
-// in manifest order. Jobs the journal in cfg.OutDir records as succeeded or
-// filtered with the same Key are not sent again. Per-job failures are in
-// the results; the error is non-nil only when the run could not start (a
-// job whose request cannot be built: nothing is sent) or was stopped by a
-// fatal error (ErrUnauthorized, ErrNoCredit, an image or journal line that
-// cannot be written). When ctx is cancelled, no new job starts, requests
-// in flight finish and are recorded (bounded by AttemptTimeout), and
-// Result.Interrupted is set.
+// in manifest order.
+//
+// Jobs are scheduled like the actions of cmd/go's build: each job waits for
+// the jobs whose images it takes (its Inputs' From, which may come later in
+// the slice); Concurrency workers take ready jobs, earliest in the manifest
+// first, and a job that ends makes its dependents ready, or, unless it
+// succeeded, skips them and their own dependents at no cost (FailSource).
+// There are no stages: independent chains keep the rate limit busy. An
+// input from another job sends the absolute path of that job's image.
+//
+// An asynchronous service's job reserves its price, is submitted, and has
+// its generation id journaled (fsynced) before anything else; it is then
+// polled, each poll through the shared limiter, at least PollInterval
+// after the submit and after the previous poll, holding no worker in
+// between. Jobs the journal in cfg.OutDir records as succeeded or filtered
+// with the same Key are not sent again, and a job it records as submitted
+// with the same Key is polled, never submitted again (a rerun's first poll
+// waits PollInterval from its start, since a killed run may just have
+// polled). The Key covers the content of the input images.
+//
+// Per-job failures are in the results; the error is non-nil only when the
+// run could not start (ids that repeat, an unknown source or a cycle, an
+// input file that cannot be read, a job whose request cannot be built, a
+// damaged journal: nothing is sent) or was stopped by a fatal error
+// (ErrUnauthorized, ErrNoCredit, an image or journal line that cannot be
+// written). When ctx is cancelled, no new job starts, requests in flight
+// finish and are recorded (bounded by AttemptTimeout), polls stop (a rerun
+// polls again), and Result.Interrupted is set.
 func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, prices []cost.Credits) (Result, error) {
 	if len(prices) != len(jobs) {
 		return Result{}, fmt.Errorf("run: %d prices for %d jobs", len(prices), len(jobs))
@@ -199,6 +280,26 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 		return Result{Interrupted: true}, fmt.Errorf("run: %w", err)
 	}
 	cfg = withDefaults(cfg, len(jobs))
+	g, err := newGraph(jobs)
+	if err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
+	}
+	for _, j := range jobs {
+		if _, err := RequestFor(j, unresolved); err != nil {
+			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
+		}
+		if _, err := outputFormat(j); err != nil {
+			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
+		}
+	}
+	sums, err := hashInputs(jobs)
+	if err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
+	}
+	outAbs, err := filepath.Abs(cfg.OutDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
+	}
 	if err := prepareOut(cfg.OutDir); err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
@@ -207,36 +308,21 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
 	defer jnl.close()
-
-	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, gate: newGate(cfg.Rate), journal: jnl, start: cfg.Now()}
-	r.results = make([]JobResult, len(jobs))
-	r.keys = make([]string, len(jobs))
-	var prior cost.Credits
-	resumed := make([]bool, len(jobs))
-	for i, j := range jobs {
-		if r.keys[i], err = jobKey(j); err != nil {
-			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
-		}
-		if _, err := outputFormat(j); err != nil {
-			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
-		}
-		if e, ok := done[j.ID]; ok && e.resumes(r.keys[i]) {
-			resumed[i] = true
-			r.results[i] = JobResult{ID: j.ID, Status: e.Status, Failure: e.Failure, Credits: e.Credits, Attempts: e.Attempts,
-				Resumed: true, Params: e.Params, Images: e.Images, Error: e.Error}
-			prior += e.Credits
-			r.tally.add(r.results[i])
-		}
+	resumed, pending, err := fromJournal(outAbs, jobs, g, done, sums)
+	if err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
 	}
-	r.ledger = newLedger(cfg.Budget, prior)
-	r.report()
 
-	// sched stops scheduling and waiting (interrupt or fatal); reqs cancels
-	// requests in flight (fatal only: an interrupt lets them finish).
+	// sched stops scheduling, waiting and polling (interrupt or fatal);
+	// reqs cancels paid requests in flight (fatal only: an interrupt lets
+	// them finish).
 	sched, stopSched := context.WithCancelCause(ctx)
 	defer stopSched(nil)
 	reqs, stopReqs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopReqs(nil)
+
+	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: done,
+		gate: newGate(cfg.Rate), journal: jnl, start: cfg.Now()}
 	r.fatal = func(err error) {
 		r.fatalOnce.Do(func() {
 			r.fatalErr = err
@@ -244,23 +330,31 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 			stopReqs(err)
 		})
 	}
-
-	var g errgroup.Group
-	g.SetLimit(cfg.Concurrency) // ≥ 1, see withDefaults
+	var prior, held cost.Credits
 	for i := range jobs {
-		if resumed[i] {
-			continue
+		if e := resumed[i]; e != nil {
+			prior += e.Credits
 		}
-		if sched.Err() != nil {
-			r.results[i] = JobResult{ID: jobs[i].ID, Status: Skipped, Error: notStarted(sched)}
-			continue
+		if pending[i] != nil {
+			held += prices[i]
 		}
-		g.Go(func() error {
-			r.runJob(sched, reqs, i)
+	}
+	r.ledger = newLedger(cfg.Budget, prior, held)
+	r.setup(sched, resumed, pending)
+	r.report()
+
+	tasks, events := make(chan task), make(chan event)
+	var g2 errgroup.Group
+	for range min(cfg.Concurrency, len(jobs)) { // Concurrency ≥ 1, see withDefaults
+		g2.Go(func() error {
+			for t := range tasks {
+				events <- r.do(sched, reqs, t)
+			}
 			return nil
 		})
 	}
-	_ = g.Wait() // jobs record their own errors; fatal ones go through r.fatal
+	r.dispatch(sched, tasks, events)
+	_ = g2.Wait() // jobs record their own errors; fatal ones go through r.fatal
 
 	res := Result{Jobs: r.results, Concurrency: cfg.Concurrency}
 	res.Charged, res.Spent = r.ledger.totals()
@@ -296,6 +390,9 @@ func withDefaults(cfg Config, jobs int) Config {
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = DefaultAttemptTimeout
 	}
+	if cfg.PollInterval <= 0 || cfg.PollInterval < MinPollInterval && !cfg.FastPolls {
+		cfg.PollInterval = max(cfg.PollInterval, MinPollInterval)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -308,19 +405,28 @@ type run struct {
 	gen     Generator
 	jobs    []manifest.Job
 	prices  []cost.Credits
-	keys    []string
+	g       *graph
+	sums    map[string]string // input file path → SHA-256 of its content; read-only
+	outAbs  string            // cfg.OutDir, absolute
+	done    map[string]entry  // the journal's last entry per job id; read-only
 	gate    *gate
 	ledger  *ledger
 	journal *journal
-	start   time.Time
-	results []JobResult // each index written by one goroutine only
+	start   time.Time // by cfg.Now
+
+	// results[i] is written by the dispatcher only; a worker reads the
+	// results of job i's sources, written before job i was handed out.
+	results []JobResult
+	// async[i] is job i's state while it waits on the server, owned by
+	// whoever holds the job: the dispatcher between polls, a worker
+	// during one.
+	async []*asyncJob
+
+	s schedule // the dispatcher's state, see schedule.go
 
 	fatal     func(error)
 	fatalOnce sync.Once
 	fatalErr  error // set once, read after every job finished
-
-	mu    sync.Mutex // guards tally and Progress calls
-	tally tally
 }
 
 func notStarted(ctx context.Context) string {
@@ -334,129 +440,201 @@ func stopReason(ctx context.Context) string {
 	return "interrupted"
 }
 
-// runJob runs job i to its end and records, journals and reports it.
-func (r *run) runJob(sched, reqs context.Context, i int) {
-	res := r.attempts(sched, reqs, i)
+// do runs one task on a worker and says how it ended.
+func (r *run) do(sched, reqs context.Context, t task) event {
+	if t.poll {
+		return r.poll(sched, t.i)
+	}
+	return r.startJob(sched, reqs, t.i)
+}
+
+// startJob runs ready job i: it resolves its inputs from its sources'
+// images, then generates it, or submits it when its service is
+// asynchronous.
+func (r *run) startJob(sched, reqs context.Context, i int) event {
+	job := &r.jobs[i]
+	res := JobResult{ID: job.ID, DependsOn: job.DependsOn(), Status: Skipped}
+	if sched.Err() != nil {
+		res.Error = notStarted(sched)
+		return event{i: i, res: res}
+	}
+	files, err := r.g.resolveInputs(r.outAbs, i, job, r.sums, func(src int) []Image { return r.results[src].Images })
+	if err != nil {
+		return r.record(i, "", failed(res, FailInvalid, err))
+	}
+	req, key, err := requestKey(*job, files)
+	if err != nil {
+		return r.record(i, "", failed(res, FailInvalid, err))
+	}
+	// Sources that ran again may have written the same bytes: the journal
+	// then still holds this job's outcome, or its generation to poll.
+	if e, ok := r.done[job.ID]; ok {
+		switch {
+		case e.resumes(key):
+			r.ledger.addCharged(e.Credits)
+			return event{i: i, res: resumedResult(job, &e)}
+		case e.pending(key):
+			r.ledger.hold(r.prices[i])
+			r.async[i] = r.resumedAsync(job, &e)
+			return event{i: i, wait: true}
+		}
+	}
+	if req.Async() {
+		return r.submit(sched, reqs, i, req, key, res)
+	}
+	return r.record(i, key, r.generate(sched, reqs, i, req, res))
+}
+
+// record journals a finished job, unless it was skipped, and returns its
+// event. The journal line is written before the job's dependents start.
+func (r *run) record(i int, key string, res JobResult) event {
 	if res.Status != Skipped {
-		e := entry{ID: res.ID, Key: r.keys[i], Status: res.Status, Failure: res.Failure, Credits: res.Credits, Unknown: res.Unknown,
-			Attempts: res.Attempts, Images: res.Images, Params: res.Params, Error: res.Error, Time: r.cfg.Now().UTC()}
+		e := entry{ID: res.ID, Key: key, Status: res.Status, GenerationID: res.GenerationID, Failure: res.Failure,
+			Credits: res.Credits, Unknown: res.Unknown, Attempts: res.Attempts, Images: res.Images, Params: res.Params,
+			Error: res.Error, Time: r.cfg.Now().UTC()}
 		if err := r.journal.append(e); err != nil {
 			r.fatal(err)
 			res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + err.Error()
 		}
 	}
-	r.results[i] = res
-	r.mu.Lock()
-	r.tally.add(res)
-	r.mu.Unlock()
-	r.report()
+	return event{i: i, res: res}
 }
 
-// attempts sends job i until it succeeds, fails for good, or is stopped.
-// What each failed attempt means comes from stability.Classify: the runner
-// decides on retries, pauses and money by class alone.
-func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
+// resumedResult is the result of a job the journal records as finished.
+func resumedResult(j *manifest.Job, e *entry) JobResult {
+	return JobResult{ID: j.ID, DependsOn: j.DependsOn(), Status: e.Status, Failure: e.Failure, Credits: e.Credits,
+		Attempts: e.Attempts, Resumed: true, GenerationID: e.GenerationID, Params: e.Params, Images: e.Images, Error: e.Error}
+}
+
+// generate sends synchronous job i until it succeeds, fails for good, or
+// is stopped.
+func (r *run) generate(sched, reqs context.Context, i int, req stability.Request, res JobResult) JobResult {
 	job, price := r.jobs[i], r.prices[i]
-	res := JobResult{ID: job.ID, Status: Skipped}
-	if sched.Err() != nil {
-		res.Error = notStarted(sched)
-		return res
-	}
-	req, err := RequestFor(job)
+	format, err := outputFormat(job)
 	if err != nil { // Run checked every job before starting
 		return failed(res, FailInvalid, err)
 	}
-	format, err := outputFormat(job)
-	if err != nil {
-		return failed(res, FailInvalid, err)
+	var sink *attemptFiles
+	var arts []stability.Artifact
+	ok := r.send(sched, reqs, price, &res, func(ctx context.Context) (error, error) {
+		sink = &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format}
+		a, err := r.gen.Generate(ctx, req, sink)
+		if err != nil {
+			sink.discard()
+			return err, sink.local
+		}
+		arts = a
+		return nil, nil
+	})
+	if !ok {
+		return res
 	}
+	r.ledger.settle(price, charged)
+	return r.save(job, price, sink, arts, res)
+}
+
+// save makes an answered job's images durable; the caller has settled its
+// price as charged.
+func (r *run) save(job manifest.Job, price cost.Credits, sink *attemptFiles, arts []stability.Artifact, res JobResult) JobResult {
+	res.Credits = price
+	res.Params = Parameters(job, firstSeed(arts, job.Seed))
+	images, err := sink.commit()
+	if err != nil {
+		err = fmt.Errorf("generated but not saved: %w", err)
+		r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
+		return failed(res, FailLocal, err)
+	}
+	res.Images = images
+	res.Status, res.Error = outcome(images)
+	if res.Status == Failed {
+		res.Failure = FailAnswer
+	} else {
+		res.Failure = ""
+	}
+	return res
+}
+
+// send makes attempts of a paid request until one is answered (true: its
+// price is still reserved, for the caller to settle) or the job ends
+// (false: res says how). Each attempt passes the gate and reserves price
+// first. try makes one attempt and returns its error and, apart, a failure
+// to store its answer here. What a failed attempt means comes from
+// stability.Classify: the runner decides on retries, pauses and money by
+// class alone.
+func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResult, try func(ctx context.Context) (err, local error)) bool {
 	rateLimited, failures := 0, 0
 	for {
 		if err := r.gate.wait(sched); err != nil {
 			res.Error = stoppedBefore(sched, err, res.Attempts)
-			return res
+			return false
 		}
 		if err := r.ledger.reserve(sched, price); err != nil {
 			if errors.Is(err, ErrOverBudget) {
-				return failed(res, FailBudget, fmt.Errorf("%w: needs %v credits", err, price))
+				*res = failed(*res, FailBudget, fmt.Errorf("%w: needs %v credits", err, price))
+				return false
 			}
 			res.Error = stoppedBefore(sched, err, res.Attempts)
-			return res
+			return false
 		}
 		res.Attempts++
-		sink := &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format}
 		actx, cancel := context.WithTimeout(reqs, r.cfg.AttemptTimeout)
-		arts, err := r.gen.Generate(actx, req, sink)
+		err, local := try(actx)
 		cancel()
 		if err == nil {
-			r.ledger.settle(price, charged)
-			res.Credits = price
-			res.Params = Parameters(job, firstSeed(arts, job.Seed))
-			images, err := sink.commit()
-			if err != nil {
-				err = fmt.Errorf("generated but not saved: %w", err)
-				r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
-				return failed(res, FailLocal, err)
-			}
-			res.Images = images
-			res.Status, res.Error = outcome(images)
-			if res.Status == Failed {
-				res.Failure = FailAnswer
-			}
-			return res
+			return true
 		}
-		sink.discard()
 
 		class := stability.Classify(err)
 		switch {
-		case sink.local != nil:
+		case local != nil:
 			// The answer was streaming in, so the work was done.
 			r.ledger.settle(price, unknown)
 			res.Unknown += price
-			err = fmt.Errorf("image not saved: %w", sink.local)
-			r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
-			return failed(res, FailLocal, err)
+			err = fmt.Errorf("image not saved: %w", local)
+			r.fatal(fmt.Errorf("job %s: %w", res.ID, err))
+			*res = failed(*res, FailLocal, err)
+			return false
 		case reqs.Err() != nil && (class == stability.ClassUnknown || class == stability.ClassNotSent):
 			// a fatal error elsewhere cancelled the request mid-flight
 			r.ledger.settle(price, unknown)
 			res.Unknown += price
-			return failed(res, FailUnknown, fmt.Errorf("cancelled in flight (outcome unknown): %v", stopReason(reqs)))
+			*res = failed(*res, FailUnknown, fmt.Errorf("cancelled in flight (outcome unknown): %v", stopReason(reqs)))
+			return false
 		}
 		switch class {
 		case stability.ClassRateLimited:
 			r.ledger.settle(price, released) // the API did no work
-			var d time.Duration
-			if e, ok := errors.AsType[*stability.APIError](err); ok {
-				d = e.RetryAfter
-			}
-			if d <= 0 {
-				d = r.cfg.Lockout
-			}
-			r.gate.pause(d)
+			r.gate.pause(r.retryAfter(err))
 			if rateLimited++; rateLimited > maxRateLimited {
-				return failed(res, FailRateLimited, fmt.Errorf("rate limited %d times: %w", rateLimited, err))
+				*res = failed(*res, FailRateLimited, fmt.Errorf("rate limited %d times: %w", rateLimited, err))
+				return false
 			}
 			continue
 		case stability.ClassUnauthorized:
 			r.ledger.settle(price, released)
 			r.fatal(fmt.Errorf("%w: %w", ErrUnauthorized, err))
-			return failed(res, FailUnauthorized, err)
+			*res = failed(*res, FailUnauthorized, err)
+			return false
 		case stability.ClassNoCredit:
 			r.ledger.settle(price, released)
 			r.fatal(fmt.Errorf("%w: %w", ErrNoCredit, err))
-			return failed(res, FailNoCredit, err)
+			*res = failed(*res, FailNoCredit, err)
+			return false
 		case stability.ClassModerated:
 			r.ledger.settle(price, released)
-			return failed(res, FailModerated, err)
+			*res = failed(*res, FailModerated, err)
+			return false
 		case stability.ClassRejected:
 			r.ledger.settle(price, released)
-			return failed(res, FailRejected, err)
+			*res = failed(*res, FailRejected, err)
+			return false
 		case stability.ClassInvalid:
 			r.ledger.settle(price, released)
 			if tooLarge(err) {
 				err = fmt.Errorf("%w (the request was too large for the API: a validation bug in batch, please report it)", err)
 			}
-			return failed(res, FailInvalid, err)
+			*res = failed(*res, FailInvalid, err)
+			return false
 		case stability.ClassServer, stability.ClassNotSent:
 			r.ledger.settle(price, released) // no work done: retry
 		case stability.ClassUnknown:
@@ -469,20 +647,30 @@ func (r *run) attempts(sched, reqs context.Context, i int) JobResult {
 			// a 2xx answer we cannot use: the work was done
 			r.ledger.settle(price, unknown)
 			res.Unknown += price
-			return failed(res, FailAnswer, err)
+			*res = failed(*res, FailAnswer, err)
+			return false
 		}
 		if failures++; failures >= r.cfg.MaxAttempts {
 			kind := FailServer
 			if class == stability.ClassUnknown {
 				kind = FailUnknown
 			}
-			return failed(res, kind, fmt.Errorf("giving up after %d attempt(s): %w", res.Attempts, err))
+			*res = failed(*res, kind, fmt.Errorf("giving up after %d attempt(s): %w", res.Attempts, err))
+			return false
 		}
 		if err := sleep(sched, backoff(r.cfg.BackoffBase, r.cfg.BackoffCap, failures)); err != nil {
 			res.Error = fmt.Sprintf("%s; last error: %v", stoppedBefore(sched, err, res.Attempts), err)
-			return res
+			return false
 		}
 	}
+}
+
+// retryAfter is how long every request pauses after a 429.
+func (r *run) retryAfter(err error) time.Duration {
+	if e, ok := errors.AsType[*stability.APIError](err); ok && e.RetryAfter > 0 {
+		return e.RetryAfter
+	}
+	return r.cfg.Lockout
 }
 
 // tooLarge reports a 413 answer. The class (invalid) decides what happens;

@@ -38,6 +38,14 @@ func (g *requestLog) Generate(ctx context.Context, req stability.Request, sink s
 	return succeed(ctx, req, sink)
 }
 
+func (g *requestLog) Submit(ctx context.Context, service string, fields []stability.Field) (string, error) {
+	return "", errors.New("fake: unexpected Submit")
+}
+
+func (g *requestLog) Result(ctx context.Context, id string, sink stability.Sink) ([]stability.Artifact, bool, error) {
+	return nil, false, errors.New("fake: unexpected Result")
+}
+
 // sent returns the prompts sent, in order.
 func (g *requestLog) sent() []string {
 	g.mu.Lock()

@@ -1,0 +1,57 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+
+	"github.com/batch-tool/batch/internal/cost"
+)
+
+// TestLedgerCommitted checks that credits committed to a submitted async
+// job are never waited for: they can only be kept, so a job that fits only
+// if they were released fails at once.
+func TestLedgerCommitted(t *testing.T) {
+	const c = cost.Credit
+	tests := []struct {
+		name    string
+		setup   func(l *ledger) // before the reserve under test
+		release func(l *ledger) // while it waits; nil: it must not wait
+		want    error
+	}{
+		{"held by an earlier run", func(l *ledger) { l.hold(6 * c) }, nil, ErrOverBudget},
+		{"committed by a submit", func(l *ledger) { l.reserve(context.Background(), 6*c); l.commit(6 * c) }, nil, ErrOverBudget},
+		{"in flight, then released", func(l *ledger) { l.reserve(context.Background(), 6*c) }, func(l *ledger) { l.settle(6*c, released) }, nil},
+		{"in flight, then committed", func(l *ledger) { l.reserve(context.Background(), 6*c) }, func(l *ledger) { l.commit(6 * c) }, ErrOverBudget},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				budget := 10 * c
+				l := newLedger(&budget, 0, 0)
+				tt.setup(l)
+				done := make(chan error)
+				go func() { done <- l.reserve(t.Context(), 5*c) }()
+				if tt.release != nil {
+					synctest.Wait()
+					select {
+					case err := <-done:
+						t.Fatalf("reserve returned %v before the reservation in flight ended", err)
+					default:
+					}
+					tt.release(l)
+				}
+				if err := <-done; !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
+					t.Errorf("reserve = %v, want %v", err, tt.want)
+				}
+			})
+		})
+	}
+	budget := 10 * c
+	l := newLedger(&budget, 2*c, 6*c)
+	l.settleCommitted(6*c, released) // never released: kept as possibly spent
+	if charged, spent := l.totals(); charged != 2*c || spent != 8*c {
+		t.Errorf("totals = %v, %v; want 2.0, 8.0", charged, spent)
+	}
+}
