@@ -16,6 +16,7 @@ import (
 
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/golden"
+	"github.com/batch-tool/batch/internal/imagefile"
 	"github.com/batch-tool/batch/internal/report"
 	"github.com/batch-tool/batch/internal/sandbox"
 )
@@ -450,5 +451,68 @@ func TestRunRecoversFromRateLimit(t *testing.T) {
 	// quickstart.yaml: two Core jobs at 3 credits, four SD 3.5 Flash at 2.5.
 	if rep.Totals.Succeeded != 6 || st.Images != 6 || rep.ChargedCredits != 16*cost.Credit || st.Charged != 16*cost.Credit {
 		t.Errorf("succeeded %d, images generated %d, charged %v (sandbox: %v); want 6, 6, 16.0", rep.Totals.Succeeded, st.Images, rep.ChargedCredits, st.Charged)
+	}
+}
+
+// TestPipelineExample runs examples/pipeline.yaml on the in-process
+// sandbox: every job succeeds, each image has the size its service makes
+// from its source, the async job carries its generation id, and a rerun
+// sends nothing.
+func TestPipelineExample(t *testing.T) {
+	out := t.TempDir()
+	r := batchCmd(t, nil, "run", "--sandbox", "--out", out, "../../examples/pipeline.yaml")
+	if r.code != exitOK {
+		t.Fatalf("run --sandbox: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	rep, err := report.ReadRun(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Succeeded != 5 || rep.ChargedCredits != rep.EstimatedCredits || rep.EstimatedCredits != 74500*cost.Credit/1000 {
+		t.Fatalf("totals %+v, charged %v, estimated %v; want 5 succeeded, 74.5 charged", rep.Totals, rep.ChargedCredits, rep.EstimatedCredits)
+	}
+	want := map[string]struct {
+		deps  string
+		w, h  int
+		async bool
+	}{
+		"teapot":           {"", 1024, 1024, false},
+		"teapot-cutout":    {"teapot", 1024, 1024, false},
+		"teapot-cutout-4x": {"teapot-cutout", 4096, 4096, false},
+		"teapot-big":       {"teapot", 3152, 3152, true},
+		"shelf-teal":       {"", 768, 512, false},
+	}
+	for _, j := range rep.Jobs {
+		w, ok := want[j.ID]
+		if !ok {
+			t.Errorf("unexpected job %s", j.ID)
+			continue
+		}
+		if got := strings.Join(j.DependsOn, ","); got != w.deps {
+			t.Errorf("%s: depends_on %q, want %q", j.ID, got, w.deps)
+		}
+		if (j.GenerationID != "") != w.async {
+			t.Errorf("%s: generation id %q, want one: %v", j.ID, j.GenerationID, w.async)
+		}
+		if len(j.Images) != 1 {
+			t.Fatalf("%s: %d images", j.ID, len(j.Images))
+		}
+		info, _, err := imagefile.Stat(filepath.Join(out, filepath.FromSlash(j.Images[0].Path)))
+		if err != nil || info.Width != w.w || info.Height != w.h {
+			t.Errorf("%s: image %+v, %v; want %dx%d", j.ID, info, err, w.w, w.h)
+		}
+	}
+	r = batchCmd(t, nil, "run", "--sandbox", "--out", out, "../../examples/pipeline.yaml")
+	if r.code != exitOK {
+		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
+	}
+	rep, err = report.ReadRun(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range rep.Jobs {
+		if !j.Resumed {
+			t.Errorf("rerun: %s was sent again", j.ID)
+		}
 	}
 }

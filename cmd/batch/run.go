@@ -18,6 +18,10 @@ import (
 	"github.com/batch-tool/batch/internal/stability"
 )
 
+// sandboxAsyncDelay is how long the in-process sandbox of run --sandbox
+// takes to finish an async generation, and how often the run polls it.
+const sandboxAsyncDelay = 500 * time.Millisecond
+
 // errLowBalance reports an account balance below the run's estimate.
 var errLowBalance = errors.New("account balance is below the estimate")
 
@@ -62,12 +66,15 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	}
 	apiURL, key := f.apiURL, e.getenv("STABILITY_API_KEY")
 	if f.sandbox {
-		sb, err := startSandbox(sandbox.Config{Pricer: p.sheet}, "127.0.0.1:0")
+		sb, err := startSandbox(sandbox.Config{Pricer: p.sheet, AsyncDelay: sandboxAsyncDelay}, "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
 		defer sb.stop(ctx)
 		apiURL, key = "http://"+sb.addr, "sandbox"
+		// The in-process sandbox finishes async generations in a moment;
+		// polling it every 10 s, as the real API asks, would only wait.
+		cfg.PollInterval, cfg.FastPolls = sandboxAsyncDelay, true
 		fmt.Fprintf(e.stderr, "batch: sandbox API on %s\n", apiURL)
 	} else if key == "" {
 		return usageErrorf("STABILITY_API_KEY is not set (or pass --sandbox to try the tool without a key)")
@@ -203,7 +210,7 @@ func (p *planned) runReport(res runner.Result, started, finished time.Time, befo
 			Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
 			Status: string(jr.Status), Failure: string(jr.Failure), Credits: jr.Credits,
 			PossiblyBilledCredits: jr.Unknown, Attempts: jr.Attempts,
-			Resumed: jr.Resumed, Error: jr.Error, Params: jr.Params,
+			Resumed: jr.Resumed, GenerationID: jr.GenerationID, Error: jr.Error, Params: jr.Params,
 			Images: make([]report.Image, len(jr.Images)),
 		}
 		for k, im := range jr.Images {

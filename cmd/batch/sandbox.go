@@ -57,11 +57,24 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 	var words, moderate stringList
 	fs.Var(&words, "filter-word", "a `word` whose presence in a prompt makes the images CONTENT_FILTERED (repeatable)")
 	fs.Var(&moderate, "moderate-word", "a `word` whose presence in a Stable Image prompt gets 403 content_moderation, not charged (repeatable)")
-	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the random source for failures, latency and random image seeds")
+	asyncDelay := fs.Duration("async-delay", sandbox.DefaultAsyncDelay, "how long an async generation (upscale/creative, edit/replace-background-and-relight) takes; polls get 202 until then (0: done at once)")
+	fs.DurationVar(&cfg.ResultLife, "result-life", sandbox.DefaultResultLife, "how long an async result can be fetched once done; then polls get 404 generation_not_found")
+	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the random source for failures, latency, random image seeds and generation ids")
 	fs.StringVar(&cfg.Key, "key", "", "the only bearer `token` to accept (default: any non-empty token; a sandbox token, not a real key)")
 	verbose := fs.Bool("v", false, "log every request (never the key) to stderr")
 	if err := parseFlags(fs, args, 0, 0); err != nil {
 		return err
+	}
+	switch {
+	case *asyncDelay < 0:
+		return usageErrorf("--async-delay %v is negative", *asyncDelay)
+	case *asyncDelay == 0:
+		cfg.AsyncDelay = -1 // the Config's way to say "at once"
+	default:
+		cfg.AsyncDelay = *asyncDelay
+	}
+	if cfg.ResultLife <= 0 {
+		return usageErrorf("--result-life %v must be positive", cfg.ResultLife)
 	}
 	sheet, err := cost.LookupSheet(*pricing)
 	if err != nil {

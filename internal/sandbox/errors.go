@@ -24,9 +24,10 @@ const (
 	nameServerError         = "server_error"
 	nameInsufficientBalance = "insufficient_balance"
 
-	nameInternalError     = "internal_error"
-	nameContentModeration = "content_moderation"
-	namePayloadTooLarge   = "payload_too_large"
+	nameInternalError      = "internal_error"
+	nameContentModeration  = "content_moderation"
+	namePayloadTooLarge    = "payload_too_large"
+	nameGenerationNotFound = "generation_not_found"
 )
 
 // apiError is an error answer: an HTTP status, a name and one or more

@@ -1,12 +1,9 @@
 package sandbox
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
-	"image"
-	"image/jpeg"
-	"image/png"
 	"io"
 	"math"
 	"mime"
@@ -18,21 +15,24 @@ import (
 	"unicode/utf8"
 
 	"github.com/batch-tool/batch/internal/catalog"
+	"github.com/batch-tool/batch/internal/imagefile"
 )
-
-// maxStableBody is the largest Stable Image request body the API takes, in
-// bytes; a larger one gets 413 payload_too_large (the 2026-09 spec's
-// PayloadTooLarge response: "Your request was larger than 10MiB").
-const maxStableBody = 10 << 20
 
 // stableRequest is a Stable Image request whose form passed the
 // catalogue's checks.
 type stableRequest struct {
 	op     *catalog.Operation
-	sent   map[string]bool        // every field of the operation sent, valid or not
-	values map[string]string      // text fields as sent, by name
-	inputs map[string]image.Point // the size in pixels of each readable image input, by name
-	json   bool                   // answer {image, finish_reason, seed} instead of raw bytes
+	sent   map[string]bool   // every field of the operation sent, valid or not
+	values map[string]string // text fields as sent, by name
+	inputs map[string]input  // each image input that is readable and within its limits, by name
+	json   bool              // answer {image, finish_reason, seed} instead of raw bytes
+}
+
+// input is what the sandbox keeps of an image input: its size and a digest
+// of its bytes, never the bytes themselves.
+type input struct {
+	size   catalog.Size
+	digest [sha256.Size]byte
 }
 
 // value returns the field's value as sent, else the catalogue's default
@@ -80,7 +80,8 @@ func (q *stableRequest) texts() []string {
 
 // key is what the picture derives from besides the seed: the service and
 // every field sent but seed and output_format (so the same request in each
-// format shows the same picture), in catalogue order.
+// format shows the same picture), image inputs by size and digest, in
+// catalogue order.
 func (q *stableRequest) key() string {
 	var b strings.Builder
 	b.WriteString(q.op.Service)
@@ -91,7 +92,7 @@ func (q *stableRequest) key() string {
 		if v, ok := q.values[f.Name]; ok {
 			fmt.Fprintf(&b, "\n%s=%s", f.Name, v)
 		} else if in, ok := q.inputs[f.Name]; ok {
-			fmt.Fprintf(&b, "\n%s=%dx%d", f.Name, in.X, in.Y)
+			fmt.Fprintf(&b, "\n%s=%dx%d:%x", f.Name, in.size.W, in.size.H, in.digest[:8])
 		}
 	}
 	return b.String()
@@ -105,19 +106,23 @@ func (q *stableRequest) seed() uint32 {
 
 // readStableRequest reads and checks a Stable Image request against its
 // catalogue row: headers, every form part, types, ranges, enums, required
-// fields, derived fields and combination rules. Every problem found goes
-// into one 400 answer, as the live validator lists them all; a body over
-// maxStableBody is 413. It reads nothing but the request, so it runs before
-// authentication.
+// fields, derived fields, combination rules and each image input's format
+// and dimensions. Every problem found goes into one 400 answer, as the live
+// validator lists them all; a body over catalog.MaxBody is 413. Image
+// inputs are streamed, never held whole. It reads nothing but the request,
+// so it runs before authentication. An async service's submit takes no
+// accept header (its answer is always JSON), so none is checked for it.
 func readStableRequest(w http.ResponseWriter, r *http.Request, op *catalog.Operation) (*stableRequest, *apiError) {
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		return nil, badRequest("content-type: must be multipart/form-data with a boundary")
 	}
-	q := &stableRequest{op: op, sent: map[string]bool{}, values: map[string]string{}, inputs: map[string]image.Point{}}
+	q := &stableRequest{op: op, sent: map[string]bool{}, values: map[string]string{}, inputs: map[string]input{}}
 	var problems []string
-	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, maxStableBody), params["boundary"])
+	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, catalog.MaxBody), params["boundary"])
 	for {
+		// NextPart reads to the end of the part before, which add may
+		// have left unread.
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
@@ -125,20 +130,22 @@ func readStableRequest(w http.ResponseWriter, r *http.Request, op *catalog.Opera
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		data, err := io.ReadAll(part)
+		p, err := q.add(part)
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		if p := q.add(part, data); p != "" {
+		if p != "" {
 			problems = append(problems, p)
 		}
 	}
 	problems = append(problems, q.check()...)
-	asJSON, p := negotiate(r.Header.Get("Accept"), q.format())
-	if p != "" {
-		problems = append(problems, p)
+	if !op.Async {
+		asJSON, p := negotiate(r.Header.Get("Accept"), q.format())
+		if p != "" {
+			problems = append(problems, p)
+		}
+		q.json = asJSON
 	}
-	q.json = asJSON
 	if len(problems) > 0 {
 		return nil, &apiError{status: http.StatusBadRequest, name: nameBadRequest, messages: problems}
 	}
@@ -154,32 +161,82 @@ func bodyError(err error) *apiError {
 	return badRequest("body: not a valid multipart/form-data body: %v", err)
 }
 
-// add records one form part; it returns a problem, or "".
-func (q *stableRequest) add(part *multipart.Part, data []byte) string {
+// add records one form part. It returns a problem with the part ("" for
+// none), or the error that reading the body gave.
+func (q *stableRequest) add(part *multipart.Part) (problem string, err error) {
 	name := part.FormName()
 	f, ok := q.op.Field(name)
 	switch {
 	case name == "":
-		return "body: every part needs a name"
+		return "body: every part needs a name", nil
 	case !ok:
-		return fmt.Sprintf("%s: is not a parameter of %s", name, q.op.Service)
+		return fmt.Sprintf("%s: is not a parameter of %s", name, q.op.Service), nil
 	case q.set(name):
-		return fmt.Sprintf("%s: must be sent once", name)
+		return fmt.Sprintf("%s: must be sent once", name), nil
 	}
 	q.sent[name] = true
 	switch {
 	case f.Type == catalog.Image:
-		size, err := imageSize(data)
+		in, p, err := readInput(part)
 		if err != nil {
-			return fmt.Sprintf("%s: %v", name, err)
+			return "", err
 		}
-		q.inputs[name] = size
+		if p == "" {
+			p = f.Limits.Check(in.size.W, in.size.H)
+		}
+		if p != "" {
+			return name + ": " + p, nil
+		}
+		q.inputs[name] = in
 	case part.FileName() != "":
-		return fmt.Sprintf("%s: must be a text value, not a file", name)
+		return fmt.Sprintf("%s: must be a text value, not a file", name), nil
 	default:
+		data, err := io.ReadAll(part)
+		if err != nil {
+			return "", err
+		}
 		q.values[name] = string(data)
 	}
-	return ""
+	return "", nil
+}
+
+// readInput reads an image input to its end: its format and size from its
+// header (package imagefile), and a digest of all its bytes, so that the
+// picture drawn follows the input while at most a header's worth of it is
+// held. problem says what is wrong with the image ("" when nothing is); err
+// is an error reading the body.
+func readInput(r io.Reader) (in input, problem string, err error) {
+	body := &firstError{r: r}
+	h := sha256.New()
+	info, ierr := imagefile.Read(io.TeeReader(body, h))
+	_, _ = io.Copy(h, body) // the rest of the part; a read error is kept in body.err
+	if body.err != nil {
+		return input{}, "", body.err
+	}
+	switch {
+	case errors.Is(ierr, imagefile.ErrFormat):
+		return input{}, "must be a PNG, JPEG or WebP image", nil
+	case ierr != nil:
+		return input{}, "is not a readable image: " + ierr.Error(), nil
+	}
+	in.size = catalog.Size{W: info.Width, H: info.Height}
+	h.Sum(in.digest[:0])
+	return in, "", nil
+}
+
+// firstError is a reader that keeps the first error of r other than io.EOF:
+// a broken or oversized body, as opposed to an image that cannot be read.
+type firstError struct {
+	r   io.Reader
+	err error
+}
+
+func (f *firstError) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && f.err == nil {
+		f.err = err
+	}
+	return n, err
 }
 
 // check applies the catalogue row to the fields gathered: each value, the
@@ -311,25 +368,4 @@ func negotiate(accept, format string) (asJSON bool, problem string) {
 		}
 	}
 	return false, fmt.Sprintf("accept: must be image/* (or image/%s) or application/json, got %q", format, accept)
-}
-
-// imageSize returns the size of a PNG, JPEG or WebP image input from its
-// header.
-func imageSize(data []byte) (image.Point, error) {
-	var cfg image.Config
-	var err error
-	switch {
-	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
-		cfg, err = png.DecodeConfig(bytes.NewReader(data))
-	case bytes.HasPrefix(data, []byte{0xff, 0xd8}):
-		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
-	case len(data) >= 12 && string(data[0:4]) == "RIFF" && string(data[8:12]) == "WEBP":
-		cfg.Width, cfg.Height, err = webpSize(data)
-	default:
-		return image.Point{}, errors.New("must be a PNG, JPEG or WebP image")
-	}
-	if err != nil {
-		return image.Point{}, fmt.Errorf("is not a readable image: %w", err)
-	}
-	return image.Point{cfg.Width, cfg.Height}, nil
 }

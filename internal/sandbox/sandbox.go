@@ -1,6 +1,6 @@
 // Package sandbox is a local, Stability-compatible API server: the v1
-// text-to-image endpoints and the Stable Image (v2beta) generate services,
-// with the same validation, error bodies, rate limit with lock-out and credit
+// text-to-image endpoints and every Stable Image (v2beta) service, with the
+// same validation, error bodies, rate limit with lock-out and credit
 // balance as the real API, answering with cheap, deterministic images, plus
 // knobs for latency, failures, dropped connections, content filtering and
 // content moderation.
@@ -11,8 +11,11 @@
 // September 2026 spec snapshot and what the live API did on 2026-09-22:
 // validation runs before authentication, so a bad field with a bad key gets
 // 400 rather than 401 (aself101/stability-ai-api docs/DECISIONS.md §4 @
-// 08eea9e), and output sizes per aspect ratio are the live ones
-// (docs/LIVE-BATTERY-2026-09-22.md @ 10fe5ea in the same repository).
+// 08eea9e); each image input must be PNG, JPEG or WebP by its content and
+// within its field's limits (catalog.Limits); output sizes are the live ones
+// (docs/LIVE-BATTERY-2026-09-22.md @ 10fe5ea in the same repository), by
+// catalog.Operation.OutputSize; and the async services answer with a
+// generation id whose result is polled (async.go).
 //
 // One answer is the sandbox's own: neither spec documents a status for an
 // account whose balance cannot pay for a request, so the sandbox answers 402
@@ -78,11 +81,12 @@ type Config struct {
 	Balance cost.Credits
 
 	// RateLimit is how many requests a key may make in any RateWindow, v1
-	// and Stable Image requests together; zero means DefaultRateLimit (150)
-	// and a negative value disables the limit. The request that exceeds it
-	// gets 429 and locks the key out for Lockout: every request meanwhile
-	// gets 429 too. A Stable Image request refused by validation (400, 413)
-	// is answered before its key is looked at and does not count.
+	// and Stable Image requests and polls of async results together; zero
+	// means DefaultRateLimit (150) and a negative value disables the limit.
+	// The request that exceeds it gets 429 and locks the key out for
+	// Lockout: every request meanwhile gets 429 too. A Stable Image request
+	// refused by validation (400, 413) is answered before its key is looked
+	// at and does not count.
 	RateLimit int
 	// RateWindow is the sliding window of the rate limit; zero means
 	// DefaultRateWindow (10 s).
@@ -95,16 +99,18 @@ type Config struct {
 	RetryAfter bool
 
 	// Latency is the extra delay before each generation's answer (v1
-	// text-to-image and Stable Image); the zero value adds none.
+	// text-to-image and Stable Image, an async service's submit included;
+	// never a poll); the zero value adds none.
 	Latency Latency
-	// FailRate is the fraction (0–1) of valid, paid-for generations
-	// answered 500 (v1 server_error, Stable Image internal_error); they are
-	// not charged.
+	// FailRate is the fraction (0–1) of valid, paid-for generations (async
+	// submits included) answered 500 (v1 server_error, Stable Image
+	// internal_error); they are not charged, and an async one is not kept.
 	FailRate float64
-	// DropRate is the fraction (0–1) of valid, paid-for generations whose
-	// connection is closed without an answer after the body was read. They
-	// are charged: the work was done, only the answer was lost, which is
-	// what makes a client's "outcome unknown" case real.
+	// DropRate is the fraction (0–1) of valid, paid-for generations (async
+	// submits included) whose connection is closed without an answer after
+	// the body was read. They are charged: the work was done, only the
+	// answer (for an async submit, its id) was lost, which is what makes a
+	// client's "outcome unknown" case real.
 	DropRate float64
 	// FilterWords are words (matched case-insensitively as substrings of any
 	// prompt, negative ones included; of any text field of a Stable Image
@@ -121,7 +127,18 @@ type Config struct {
 	// for the same Seed.
 	Seed int64
 
-	// Now is the clock of the rate limiter; nil means time.Now.
+	// AsyncDelay is how long an async generation (upscale/creative,
+	// edit/replace-background-and-relight) takes after its submit is
+	// answered: until then polls get 202. Zero means DefaultAsyncDelay
+	// (2 s); a negative value completes generations at once.
+	AsyncDelay time.Duration
+	// ResultLife is how long an async result can be fetched after it is
+	// done, then polls get 404 generation_not_found. Zero means
+	// DefaultResultLife (24 h, the API's).
+	ResultLife time.Duration
+
+	// Now is the clock of the rate limiter and of async generations
+	// (completion and expiry); nil means time.Now.
 	Now func() time.Time
 	// Sleep waits out latency; it returns early with ctx's error when the
 	// request is cancelled. Nil means a timer.
@@ -134,10 +151,13 @@ type Config struct {
 // the name says images.
 type Stats struct {
 	Requests    int          // every request received
-	Generations int          // v1 text-to-image and Stable Image requests answered 200
-	Images      int          // images returned, filtered ones included
+	Generations int          // v1 text-to-image and Stable Image requests answered 200, async submits included
+	Submitted   int          // async submits answered 200 {id}
+	Polls       int          // result requests (GET of an async result on either path), whatever the answer
+	InProgress  int          // result requests answered 202 in-progress
+	Images      int          // images returned, filtered ones and async results fetched included
 	Filtered    int          // images returned as CONTENT_FILTERED
-	Rejected    int          // answered 4xx other than 429 and 403 content_moderation (400, 401, 402, 404, 413, …)
+	Rejected    int          // answered 4xx other than 429 and 403 content_moderation (400, 401, 402, 404 generation_not_found, 413, …)
 	Moderated   int          // answered 403 content_moderation
 	RateLimited int          // answered 429
 	Failed      int          // answered 500: injected failures, and prices the Pricer could not give
@@ -157,6 +177,7 @@ type Server struct {
 	mu      sync.Mutex // guards everything below
 	rng     *rand.Rand
 	limiter limiter
+	async   generations
 	stats   Stats
 }
 
@@ -174,6 +195,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RateWindow < 0 || cfg.Lockout < 0 {
 		return nil, errors.New("sandbox: negative rate window or lock-out")
+	}
+	if cfg.ResultLife < 0 {
+		return nil, errors.New("sandbox: negative result life")
 	}
 	switch {
 	case cfg.Balance == 0:
@@ -197,6 +221,12 @@ func New(cfg Config) (*Server, error) {
 		}
 		cfg.Pricer = sheet
 	}
+	if cfg.AsyncDelay == 0 {
+		cfg.AsyncDelay = DefaultAsyncDelay
+	}
+	if cfg.ResultLife == 0 {
+		cfg.ResultLife = DefaultResultLife
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -213,6 +243,7 @@ func New(cfg Config) (*Server, error) {
 			lockout: cfg.Lockout,
 			keys:    map[string]*keyWindow{},
 		},
+		async: generations{byID: map[string]*pending{}},
 	}
 	s.filter = lowerWords(cfg.FilterWords)
 	s.moderate = lowerWords(cfg.ModerateWords)
@@ -224,15 +255,18 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /v1/user/account", s.authorized(s.account))
 	s.mux.HandleFunc("GET /v1/engines/list", s.authorized(s.engines))
 	for _, op := range catalog.All() {
-		if !served(&op) {
-			continue
-		}
 		h, err := s.stableImage(&op)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: %s: %w", op.Service, err)
 		}
 		s.mux.HandleFunc("POST "+op.Path(), h)
 	}
+	s.mux.HandleFunc("GET /v2beta/results/{id}", s.pollResult(""))
+	legacy, ok := catalog.Lookup(legacyResultService)
+	if !ok || !legacy.Async {
+		return nil, fmt.Errorf("sandbox: the catalogue has no async %s", legacyResultService)
+	}
+	s.mux.HandleFunc("GET "+legacy.Path()+"/result/{id}", s.pollResult(legacyResultService))
 	s.mux.HandleFunc("/", s.authorized(s.notFound))
 	return s, nil
 }
@@ -276,7 +310,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // within the rate limit.
 func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if aerr := s.authorize(w, r); aerr != nil {
+		if _, aerr := s.authorize(w, r); aerr != nil {
 			s.fail(w, r, aerr)
 			return
 		}
@@ -285,13 +319,13 @@ func (s *Server) authorized(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // authorize authenticates the request and applies the per-key rate limit,
-// which v1 and Stable Image requests share.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *apiError {
+// which v1 and Stable Image requests and polls share; it returns the key.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (string, *apiError) {
 	key, aerr := s.authenticate(r)
 	if aerr != nil {
-		return aerr
+		return "", aerr
 	}
-	return s.admit(w, key)
+	return key, s.admit(w, key)
 }
 
 // authenticate returns the request's bearer token.

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"image"
 	"image/jpeg"
-	"math"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -19,25 +16,6 @@ import (
 // maxStableSeed is the largest Stable Image seed (the 2026-09 spec's Seed
 // schema); a random seed is drawn from 1 to it.
 const maxStableSeed = 4294967294
-
-// served reports whether the sandbox serves a catalogue operation: the
-// synchronous ones that need no image input, which are the three generate
-// services. Nothing else in the handler is particular to them: an image
-// input (Ultra's and SD 3.5's optional image) is read as a file part and
-// checked like any field, and every output size rule is implemented, so the
-// synchronous edit, control and upscale services need only this filter
-// widened; the two async ones also need GET /v2beta/results/{id}.
-func served(op *catalog.Operation) bool {
-	if op.Async {
-		return false
-	}
-	for _, f := range op.Fields {
-		if f.Type == catalog.Image && f.Required {
-			return false
-		}
-	}
-	return true
-}
 
 // stableJSON is the JSON answer of a Stable Image generation (the spec's
 // ImageJSONResponse).
@@ -49,8 +27,9 @@ type stableJSON struct {
 
 // stableImage returns the handler of one Stable Image operation: validate
 // the form against the catalogue row, then authenticate and rate-limit,
-// moderate, charge the service's price, and answer with an image of the
-// catalogue's output size in the format asked for.
+// moderate and charge the service's price; a synchronous service answers
+// with an image of the catalogue's output size in the format asked for, an
+// async one with the id of a generation that completes later (async.go).
 func (s *Server) stableImage(op *catalog.Operation) (http.HandlerFunc, error) {
 	for _, f := range op.Fields {
 		if !f.Derived {
@@ -62,8 +41,9 @@ func (s *Server) stableImage(op *catalog.Operation) (http.HandlerFunc, error) {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, aerr := readStableRequest(w, r, op)
+		var key string
 		if aerr == nil {
-			aerr = s.authorize(w, r)
+			key, aerr = s.authorize(w, r)
 		}
 		if aerr == nil && contains(strings.Join(q.texts(), "\n"), s.moderate) {
 			aerr = errorf(http.StatusForbidden, nameContentModeration,
@@ -73,68 +53,131 @@ func (s *Server) stableImage(op *catalog.Operation) (http.HandlerFunc, error) {
 			s.fail(w, r, aerr)
 			return
 		}
-		s.generateStable(w, r, q)
+		res, t, ok := s.generateStable(w, r, q)
+		if !ok {
+			return
+		}
+		if op.Async {
+			s.submit(w, r, key, res)
+			return
+		}
+		s.deliver(w, r, res, q.json, &t)
 	}, nil
 }
 
-// generateStable charges and answers a valid, authorized Stable Image
-// request.
-func (s *Server) generateStable(w http.ResponseWriter, r *http.Request, q *stableRequest) {
+// result is the outcome of a Stable Image generation: everything its image
+// is drawn from. It is small, so an async generation keeps it rather than
+// the image, and draws the image when it is fetched.
+type result struct {
+	service  string
+	key      string // what the picture derives from besides the seed (stableRequest.key)
+	seed     uint32
+	size     catalog.Size
+	format   string // the output_format
+	filtered bool   // CONTENT_FILTERED: a blurred picture
+}
+
+// reason is the result's finish reason.
+func (res *result) reason() string {
+	if res.filtered {
+		return "CONTENT_FILTERED"
+	}
+	return "SUCCESS"
+}
+
+// generateStable charges a valid, authorized, unmoderated Stable Image
+// request and plays out the injected latency, failure and drop; it returns
+// the result and ok, or answers (or drops) the request itself and returns
+// !ok. The price is charged here, once, for sync and async services alike.
+func (s *Server) generateStable(w http.ResponseWriter, r *http.Request, q *stableRequest) (result, ticket, bool) {
 	price, err := s.cfg.Pricer.ServicePrice(q.op.Service, q.model())
 	if err != nil {
 		s.fail(w, r, errorf(http.StatusInternalServerError, nameInternalError, "the sandbox cannot price this request: %v", err))
-		return
+		return result{}, ticket{}, false
+	}
+	in := q.inputs[q.op.Input()]
+	size, ok := q.op.OutputSize(q.get, in.size)
+	if !ok {
+		// Validation makes the main input required and readable, so
+		// this is the sandbox's own mistake.
+		s.fail(w, r, errorf(http.StatusInternalServerError, nameInternalError, "the sandbox cannot size the output of %s", q.op.Service))
+		return result{}, ticket{}, false
 	}
 	t, aerr := s.reserve(price, 1, q.seed(), maxStableSeed)
 	if aerr != nil {
 		s.fail(w, r, aerr)
-		return
+		return result{}, ticket{}, false
 	}
 	if err := s.cfg.Sleep(r.Context(), t.latency); err != nil {
 		s.refund(t.charge) // the client left before any work was done
-		return
+		return result{}, ticket{}, false
 	}
 	switch {
 	case t.fail:
 		s.refund(t.charge)
 		s.fail(w, r, errorf(http.StatusInternalServerError, nameInternalError, "An unexpected server error has occurred, please try again later."))
-		return
+		return result{}, ticket{}, false
 	case t.drop:
 		s.mu.Lock()
 		s.stats.Dropped++
 		s.mu.Unlock()
 		s.log(r, 0, "dropped", true)
 		drop(w)
-		return
+		return result{}, ticket{}, false
 	}
+	return result{
+		service:  q.op.Service,
+		key:      q.key(),
+		seed:     t.seeds[0],
+		size:     size,
+		format:   q.format(),
+		filtered: contains(strings.Join(q.texts(), "\n"), s.filter),
+	}, t, true
+}
 
-	filtered := contains(strings.Join(q.texts(), "\n"), s.filter)
-	width, height := outputSize(q)
-	seed := t.seeds[0]
-	data, err := encodeImage(newPicture(q.key(), seed, width, height, filtered), q.format())
+// get returns what catalog.Operation.OutputSize reads of a field: its value
+// as sent, a non-empty mark for an image input sent, "" for a field not
+// sent.
+func (q *stableRequest) get(name string) string {
+	if v, ok := q.values[name]; ok {
+		return v
+	}
+	if q.set(name) {
+		return "(file)"
+	}
+	return ""
+}
+
+// deliver answers with the result's image: its bytes, or with asJSON the
+// spec's {image, finish_reason, seed}. paid is the ticket of a synchronous
+// generation, whose answer this is: it counts as a generation, and its
+// charge is refunded if the image cannot be drawn. It is nil for an async
+// result fetched by a poll, whose submit was the paid and counted request.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, res result, asJSON bool, paid *ticket) {
+	data, err := encodeImage(newPicture(res.key, res.seed, res.size.W, res.size.H, res.filtered), res.format)
 	if err != nil {
-		s.refund(t.charge)
+		if paid != nil {
+			s.refund(paid.charge)
+		}
 		s.fail(w, r, errorf(http.StatusInternalServerError, nameInternalError, "the sandbox cannot encode the image: %v", err))
 		return
 	}
-	reason := "SUCCESS"
-	if filtered {
-		reason = "CONTENT_FILTERED"
-	}
 	s.mu.Lock()
-	s.stats.Generations++
+	if paid != nil {
+		s.stats.Generations++
+	}
 	s.stats.Images++
-	if filtered {
+	if res.filtered {
 		s.stats.Filtered++
 	}
 	id := s.newHexID()
 	s.mu.Unlock()
-	s.log(r, http.StatusOK, "service", q.op.Service, "finish_reason", reason)
+	s.log(r, http.StatusOK, "service", res.service, "finish_reason", res.reason())
 
 	h := w.Header()
 	h.Set("X-Request-Id", id)
-	mediaType := "image/" + q.format()
-	if q.json {
+	mediaType := "image/" + res.format
+	if asJSON {
 		// The finish-reason and seed headers are absent on JSON answers
 		// (the spec's ImageFinishReason and Seed headers). The spec writes
 		// this type as application/json; type=image/png, but a parameter
@@ -142,81 +185,16 @@ func (s *Server) generateStable(w http.ResponseWriter, r *http.Request, q *stabl
 		// parsers, Prism's among them, refuse it unquoted.
 		contentType := mime.FormatMediaType("application/json", map[string]string{"type": mediaType})
 		writeJSONType(w, http.StatusOK, contentType, stableJSON{
-			Image: base64.StdEncoding.EncodeToString(data), FinishReason: reason, Seed: seed,
+			Image: base64.StdEncoding.EncodeToString(data), FinishReason: res.reason(), Seed: res.seed,
 		})
 		return
 	}
 	h.Set("Content-Type", mediaType)
 	h.Set("Content-Length", strconv.Itoa(len(data)))
-	h.Set("Finish-Reason", reason)
-	h.Set("Seed", strconv.FormatUint(uint64(seed), 10))
+	h.Set("Finish-Reason", res.reason())
+	h.Set("Seed", strconv.FormatUint(uint64(res.seed), 10))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
-}
-
-// outputSize returns the width and height of the request's output, in
-// pixels, by the operation's size rule.
-func outputSize(q *stableRequest) (width, height int) {
-	out := q.op.Output
-	scale := out.Scale
-	if scale == 0 {
-		scale = 1
-	}
-	name, in := q.input()
-	switch out.Rule {
-	case catalog.ByAspect:
-		ratio := q.value("aspect_ratio")
-		if name != "" && q.excludes(name, "aspect_ratio") {
-			// The output takes the input's aspect ratio (Ultra and SD 3.5
-			// image-to-image: a 1536×1536 input gave 1024×1024 live).
-			ratio = nearestRatio(in)
-		}
-		w, h, _ := catalog.AspectSize(ratio, out.Scale)
-		return w, h
-	case catalog.SameAsInput:
-		return in.X, in.Y
-	case catalog.ScaledInput:
-		return int(float64(in.X) * scale), int(float64(in.Y) * scale)
-	case catalog.InputPlusMargins:
-		margin := func(name string) int { n, _ := strconv.Atoi(q.value(name)); return n }
-		return in.X + margin("left") + margin("right"), in.Y + margin("up") + margin("down")
-	case catalog.UpscaleToArea:
-		w := math.Round(math.Sqrt(float64(out.Area) * float64(in.X) / float64(in.Y)))
-		return int(w), int(math.Round(w * float64(in.Y) / float64(in.X)))
-	}
-	return 0, 0
-}
-
-// input returns the first image input sent, in catalogue order, and its
-// size; name is "" when there is none.
-func (q *stableRequest) input() (name string, size image.Point) {
-	for _, f := range q.op.Fields {
-		if in, ok := q.inputs[f.Name]; ok {
-			return f.Name, in
-		}
-	}
-	return "", image.Point{}
-}
-
-// excludes reports whether the operation refuses field together with the
-// field named by when.
-func (q *stableRequest) excludes(when, field string) bool {
-	return slices.ContainsFunc(q.op.Rules, func(r catalog.Rule) bool {
-		return r.Kind == catalog.Excludes && r.If == when && slices.Contains(r.Fields, field)
-	})
-}
-
-// nearestRatio returns the aspect ratio, of the nine, closest to size's.
-func nearestRatio(size image.Point) string {
-	best, bestDist := "1:1", math.Inf(1)
-	want := math.Log(float64(size.X) / float64(size.Y))
-	for _, ratio := range catalog.AspectRatios() {
-		w, h, _ := catalog.AspectSize(ratio, 1)
-		if d := math.Abs(math.Log(float64(w)/float64(h)) - want); d < bestDist {
-			best, bestDist = ratio, d
-		}
-	}
-	return best
 }
 
 // encodeImage renders the picture in an output_format: png and webp with

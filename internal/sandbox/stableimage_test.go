@@ -7,11 +7,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"image"
 	"image/jpeg"
 	"image/png"
 	"io"
-	"maps"
+	"math"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/batch-tool/batch/internal/catalog"
 	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/imagefile"
 )
 
 // formField is one multipart part: a text value, or a file when file is
@@ -105,8 +105,73 @@ func names(e stableErrorBody, field string) bool {
 	return slices.ContainsFunc(e.Errors, func(m string) bool { return strings.HasPrefix(m, field+": ") })
 }
 
-// inputPNG is an image input of w×h pixels.
-func inputPNG(w, h int) []byte { return renderPNG(newPicture("input", 1, w, h, false)) }
+// inputPNG, inputJPEG and inputWebP are image inputs of w×h pixels.
+func inputPNG(w, h int) []byte  { return renderPNG(newPicture("input", 1, w, h, false)) }
+func inputWebP(w, h int) []byte { return renderWebP(newPicture("input", 1, w, h, false)) }
+func inputJPEG(w, h int) []byte {
+	var b bytes.Buffer
+	p := newPicture("input", 1, w, h, false)
+	if err := jpeg.Encode(&b, p.rgba(), nil); err != nil {
+		panic(err) // encoding to memory cannot fail
+	}
+	return b.Bytes()
+}
+
+// pngHeader is the start of a PNG of w×h pixels: its signature and IHDR
+// chunk, all that the sandbox reads of an input's dimensions. It stands for
+// inputs too large to draw in a test.
+func pngHeader(w, h int) []byte {
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], uint32(w))
+	binary.BigEndian.PutUint32(ihdr[4:], uint32(h))
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
+	return appendChunk([]byte("\x89PNG\r\n\x1a\n"), "IHDR", ihdr)
+}
+
+// overLimits returns, for each bound of l that an image can break while it
+// keeps the bounds Check tests before it, the size of such an image: Check
+// then reports that bound, as Limits with only that bound would.
+func overLimits(l catalog.Limits) []catalog.Size {
+	side := max(l.MinSide, 1)
+	long := func(n int) int { // n, or the longest side allowed
+		if l.MaxSide > 0 {
+			return min(n, l.MaxSide)
+		}
+		return n
+	}
+	type bound struct {
+		only catalog.Limits
+		size catalog.Size
+	}
+	var bounds []bound
+	if l.MinSide > 0 {
+		bounds = append(bounds, bound{catalog.Limits{MinSide: l.MinSide}, catalog.Size{W: l.MinSide - 1, H: l.MinSide}})
+	}
+	if l.MaxSide > 0 {
+		bounds = append(bounds, bound{catalog.Limits{MaxSide: l.MaxSide}, catalog.Size{W: l.MaxSide + 1, H: side}})
+	}
+	if l.MinPixels > 0 {
+		bounds = append(bounds, bound{catalog.Limits{MinPixels: l.MinPixels}, catalog.Size{W: (l.MinPixels+side-1)/side - 1, H: side}})
+	}
+	if l.MaxPixels > 0 {
+		w := long(int(math.Sqrt(float64(l.MaxPixels))) + 1)
+		bounds = append(bounds, bound{catalog.Limits{MaxPixels: l.MaxPixels}, catalog.Size{W: w, H: l.MaxPixels/w + 1}})
+	}
+	if l.MaxAspect > 0 {
+		h := side
+		for int(l.MaxAspect*float64(h)+1)*h < l.MinPixels {
+			h++
+		}
+		bounds = append(bounds, bound{catalog.Limits{MaxAspect: l.MaxAspect}, catalog.Size{W: int(l.MaxAspect*float64(h)) + 1, H: h}})
+	}
+	var out []catalog.Size
+	for _, b := range bounds {
+		if got := l.Check(b.size.W, b.size.H); got != "" && got == b.only.Check(b.size.W, b.size.H) {
+			out = append(out, b.size)
+		}
+	}
+	return out
+}
 
 // goodValues returns values the API accepts for f: both ends of a range,
 // every enum value, a short text and a small image.
@@ -127,7 +192,8 @@ func goodValues(f *catalog.Field) []formField {
 		}
 		return out
 	case catalog.Image:
-		return []formField{file(f.Name, inputPNG(96, 64))}
+		// Within every service's limits.
+		return []formField{file(f.Name, inputPNG(96, 64)), file(f.Name, inputJPEG(96, 64)), file(f.Name, inputWebP(96, 64))}
 	}
 	return nil
 }
@@ -151,7 +217,11 @@ func badValues(f *catalog.Field) []formField {
 	case catalog.Enum:
 		out = append(out, fv(f.Name, "not-a-"+f.Name), fv(f.Name, ""))
 	case catalog.Image:
-		out = append(out, file(f.Name, []byte("not an image")), fv(f.Name, "a text value"))
+		out = append(out, file(f.Name, []byte("not an image")), fv(f.Name, "a text value"),
+			file(f.Name, []byte("GIF89a\x60\x00\x40\x00")), file(f.Name, inputPNG(96, 64)[:20]))
+		for _, sz := range overLimits(f.Limits) {
+			out = append(out, file(f.Name, pngHeader(sz.W, sz.H)))
+		}
 	}
 	return out
 }
@@ -214,12 +284,7 @@ type formCase struct {
 // every field's good and bad values, required fields left out, fields sent
 // twice, an unknown field, the derived fields and every combination rule.
 func validationCases(t *testing.T, op *catalog.Operation) []formCase {
-	var base []formField
-	for _, f := range op.Fields {
-		if f.Required {
-			base = append(base, goodValues(&f)[0])
-		}
-	}
+	base := baseForm(op)
 	with := func(extra ...formField) []formField { return append(slices.Clone(base), extra...) }
 	without := func(name string) []formField {
 		return slices.DeleteFunc(slices.Clone(base), func(f formField) bool { return f.name == name })
@@ -277,6 +342,33 @@ func validationCases(t *testing.T, op *catalog.Operation) []formCase {
 	return cases
 }
 
+// baseForm returns the fields every request to op needs: the required ones
+// and, for each OneOf rule, its first field (a margin's largest value, as
+// an outpaint must grow by something).
+func baseForm(op *catalog.Operation) []formField {
+	var base []formField
+	for _, f := range op.Fields {
+		if f.Required {
+			base = append(base, goodValues(&f)[0])
+		}
+	}
+	for _, r := range op.Rules {
+		has := func(name string) bool {
+			return slices.ContainsFunc(base, func(f formField) bool { return f.name == name })
+		}
+		if r.Kind == catalog.OneOf && !slices.ContainsFunc(r.Fields, has) {
+			good := goodValues(must(op.Field(r.Fields[0])))
+			base = append(base, good[len(good)-1])
+		}
+	}
+	return base
+}
+
+// validForm returns a valid request to op with the fewest fields.
+func validForm(t *testing.T, op *catalog.Operation) []formField {
+	return complete(t, op, baseForm(op))
+}
+
 // replace sets the value of the field named name.
 func replace(fields []formField, name, value string) []formField {
 	out := slices.Clone(fields)
@@ -295,28 +387,20 @@ func must(f *catalog.Field, ok bool) *catalog.Field {
 	return f
 }
 
-// servedOps returns the catalogue operations the sandbox serves.
-func servedOps(t *testing.T) []*catalog.Operation {
+// allOps returns every catalogue operation, all of which the sandbox
+// serves.
+func allOps() []*catalog.Operation {
 	var ops []*catalog.Operation
 	for _, svc := range catalog.Services() {
 		op, _ := catalog.Lookup(svc)
-		if served(op) {
-			ops = append(ops, op)
-		}
-	}
-	got := make([]string, len(ops))
-	for i, op := range ops {
-		got[i] = op.Service
-	}
-	if want := []string{"generate/core", "generate/sd3", "generate/ultra"}; !slices.Equal(got, want) {
-		t.Fatalf("served services = %v, want %v", got, want)
+		ops = append(ops, op)
 	}
 	return ops
 }
 
 func TestStableValidation(t *testing.T) {
 	s := newServer(t, Config{RateLimit: -1, Pricer: free})
-	for _, op := range servedOps(t) {
+	for _, op := range allOps() {
 		for _, tc := range validationCases(t, op) {
 			t.Run(op.Service+"/"+tc.name, func(t *testing.T) {
 				rec := serve(s, stablePost(t, op.Service, tc.fields, "image/*"))
@@ -367,6 +451,21 @@ func TestStableValidationMessages(t *testing.T) {
 		{"not an image", "generate/ultra",
 			[]formField{fv("prompt", "a cat"), file("image", []byte("GIF89a")), fv("strength", "0.5")},
 			[]string{"image: must be a PNG, JPEG or WebP image"}},
+		{"input too small", "edit/outpaint",
+			[]formField{file("image", pngHeader(63, 64)), fv("left", "10")},
+			[]string{"image: is 63×64; every side must be at least 64 pixels"}},
+		{"input side too long", "upscale/fast",
+			[]formField{file("image", pngHeader(1537, 32))},
+			[]string{"image: is 1537×32; every side must be at most 1536 pixels"}},
+		{"input too many pixels", "edit/remove-background",
+			[]formField{file("image", inputWebP(2049, 2048))},
+			[]string{"image: is 2049×2048 (4196352 pixels); the service takes at most 4194304"}},
+		{"input too narrow, and the other one not an image", "control/style-transfer",
+			[]formField{file("init_image", inputJPEG(161, 64)), file("style_image", []byte("\x89PNG\r\n\x1a\n"))},
+			[]string{
+				"init_image: is 161×64; its aspect ratio must be between 1:2.5 and 2.5:1",
+				"style_image: is not a readable image: png: unexpected EOF",
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -417,7 +516,7 @@ func TestStableRequestShape(t *testing.T) {
 
 func TestStablePayloadTooLarge(t *testing.T) {
 	s := newServer(t, Config{Key: "sk-right", Pricer: free})
-	big := strings.Repeat("a", maxStableBody)
+	big := strings.Repeat("a", catalog.MaxBody)
 	for _, key := range []string{"sk-right", "sk-wrong"} {
 		req := stablePost(t, "generate/core", []formField{fv("prompt", "a cat"), fv("negative_prompt", big)}, "")
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -428,8 +527,23 @@ func TestStablePayloadTooLarge(t *testing.T) {
 			t.Errorf("key %s: 11 MiB body = %d %s %q, want 413 payload_too_large %q", key, rec.Code, e.Name, e.Errors, want)
 		}
 	}
+	// An image input counts too, and is read to its end whatever its
+	// header says.
+	huge := append(pngHeader(512, 512), make([]byte, catalog.MaxBody)...)
+	req := stablePost(t, "upscale/fast", []formField{file("image", huge)}, "")
+	if rec := serve(s, req); rec.Code != 413 || stableErrorOf(t, rec).Name != "payload_too_large" {
+		t.Errorf("an 11 MiB image = %d %s, want 413 payload_too_large", rec.Code, rec.Body)
+	}
+	big10 := append(pngHeader(512, 512), make([]byte, catalog.MaxBody-2048)...)
+	req = stablePost(t, "upscale/fast", []formField{file("image", big10)}, "")
+	req.Header.Set("Authorization", "Bearer sk-right")
+	if rec := serve(s, req); rec.Code != 200 {
+		t.Errorf("a 10 MiB - 2 KiB image = %d %s, want 200", rec.Code, rec.Body)
+	} else {
+		checkPNGSize(t, rec.Body.Bytes(), 2048, 2048)
+	}
 	// Just under the cap is read whole, and refused for its prompt's length.
-	req := stablePost(t, "generate/core", []formField{fv("prompt", "a cat"), fv("negative_prompt", big[:maxStableBody-1024])}, "")
+	req = stablePost(t, "generate/core", []formField{fv("prompt", "a cat"), fv("negative_prompt", big[:catalog.MaxBody-1024])}, "")
 	if rec := serve(s, req); rec.Code != 400 || !names(stableErrorOf(t, rec), "negative_prompt") {
 		t.Errorf("10 MiB - 1 KiB body = %d %s, want 400 about negative_prompt", rec.Code, rec.Body)
 	}
@@ -543,35 +657,147 @@ func TestStableImageToImageSizes(t *testing.T) {
 	}
 }
 
-// TestOutputSizeRules checks each size rule of the catalogue against the
-// live API's answers of 2026-09-22.
-func TestOutputSizeRules(t *testing.T) {
+// TestLiveSizes checks the output sizes of the edit, control and upscale
+// services against what the live API returned on 2026-09-22
+// (aself101/stability-ai-api docs/LIVE-BATTERY-2026-09-22.md @ 10fe5ea).
+func TestLiveSizes(t *testing.T) {
+	s := newServer(t, Config{RateLimit: -1, Pricer: free, AsyncDelay: -1})
+	big, small := inputPNG(1536, 1536), inputPNG(512, 512)
 	tests := []struct {
 		service string
-		values  map[string]string
-		input   [2]int // the first image input; zero for none
+		fields  []formField
 		w, h    int
 	}{
-		{"generate/core", nil, [2]int{}, 1536, 1536},
-		{"generate/ultra", map[string]string{"aspect_ratio": "16:9"}, [2]int{}, 1344, 768},
-		{"edit/inpaint", nil, [2]int{1536, 1536}, 1536, 1536},
-		{"edit/outpaint", map[string]string{"left": "256", "right": "256"}, [2]int{1536, 1536}, 2048, 1536},
-		{"upscale/fast", nil, [2]int{512, 512}, 2048, 2048},
-		{"upscale/conservative", nil, [2]int{512, 512}, 3112, 3112},
-		{"upscale/creative", nil, [2]int{512, 512}, 3152, 3152},
+		{"edit/erase", []formField{file("image", big)}, 1536, 1536},
+		{"edit/inpaint", []formField{file("image", big), fv("prompt", "a vase")}, 1536, 1536},
+		{"edit/search-and-replace", []formField{file("image", big), fv("prompt", "a vase"), fv("search_prompt", "cup")}, 1536, 1536},
+		{"edit/search-and-recolor", []formField{file("image", big), fv("prompt", "red"), fv("select_prompt", "cup")}, 1536, 1536},
+		{"edit/remove-background", []formField{file("image", big)}, 1536, 1536},
+		{"edit/outpaint", []formField{file("image", big), fv("left", "256"), fv("right", "256")}, 2048, 1536},
+		{"edit/replace-background-and-relight", []formField{file("subject_image", big), fv("background_prompt", "a beach")}, 1536, 1536},
+		{"control/sketch", []formField{file("image", big), fv("prompt", "a house")}, 1536, 1536},
+		{"control/structure", []formField{file("image", big), fv("prompt", "a house")}, 1536, 1536},
+		{"control/style", []formField{file("image", big), fv("prompt", "a house"), fv("aspect_ratio", "16:9")}, 1365, 768},
+		{"control/style-transfer", []formField{file("init_image", inputPNG(1024, 1024)), file("style_image", small)}, 1024, 1024},
+		{"upscale/fast", []formField{file("image", small)}, 2048, 2048},
+		{"upscale/conservative", []formField{file("image", small), fv("prompt", "a house")}, 3112, 3112},
+		{"upscale/creative", []formField{file("image", small), fv("prompt", "a house")}, 3152, 3152},
 	}
 	for _, tt := range tests {
-		op, ok := catalog.Lookup(tt.service)
-		if !ok {
-			t.Fatalf("no service %s", tt.service)
+		t.Run(tt.service, func(t *testing.T) {
+			op, _ := catalog.Lookup(tt.service)
+			rec := fetch(t, s, op, tt.fields, "image/*", "sk-test")
+			if rec.Code != 200 {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			checkPNGSize(t, rec.Body.Bytes(), tt.w, tt.h)
+		})
+	}
+}
+
+// fetch sends a request to op with key and returns the answer with the
+// image: the POST's for a synchronous service; for an async one, that of
+// GET /v2beta/results/{id} with the id the submit gave (the server must
+// complete generations at once).
+func fetch(t *testing.T, s *Server, op *catalog.Operation, fields []formField, accept, key string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := stablePost(t, op.Service, fields, accept)
+	req.Header.Set("Authorization", "Bearer "+key)
+	rec := serve(s, req)
+	if !op.Async || rec.Code != 200 {
+		return rec
+	}
+	return poll(t, s, "/v2beta/results/"+submitted(t, rec), accept, key)
+}
+
+// submitted returns the generation id of an async submit's answer.
+func submitted(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); rec.Code != 200 || ct != "application/json" {
+		t.Fatalf("submit: %d %s: %s, want 200 application/json", rec.Code, ct, rec.Body)
+	}
+	var b submitBody
+	dec := json.NewDecoder(rec.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil || !generationID.MatchString(b.ID) {
+		t.Fatalf("submit answer %s (%v): want {id} with 64 hex digits", rec.Body, err)
+	}
+	return b.ID
+}
+
+var generationID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// poll gets a result path with key.
+func poll(t *testing.T, s *Server, path, accept, key string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	return serve(s, req)
+}
+
+// formValue is what catalog.Operation.OutputSize reads of fields: a text
+// value, a mark for a file, "" for a field not sent.
+func formValue(fields []formField) func(string) string {
+	return func(name string) string {
+		for _, f := range fields {
+			if f.name == name {
+				if f.file != nil {
+					return "(file)"
+				}
+				return f.value
+			}
 		}
-		q := &stableRequest{op: op, values: map[string]string{}, inputs: map[string]image.Point{}}
-		maps.Copy(q.values, tt.values)
-		if tt.input != [2]int{} {
-			q.inputs[op.Images()[0]] = image.Point{tt.input[0], tt.input[1]}
-		}
-		if w, h := outputSize(q); w != tt.w || h != tt.h {
-			t.Errorf("outputSize(%s %v %v) = %dx%d, want %dx%d", tt.service, tt.values, tt.input, w, h, tt.w, tt.h)
+		return ""
+	}
+}
+
+// TestEveryService sends a valid request to every service of the
+// catalogue, in every output format it offers as image bytes and in its
+// default format as JSON, and checks the answer's format and size against
+// the catalogue's OutputSize; the async services are submitted and
+// fetched. (JSON in every format would only encode the same images again;
+// a JPEG of an upscale's 10 megapixels takes seconds under -race.)
+func TestEveryService(t *testing.T) {
+	s := newServer(t, Config{RateLimit: -1, Pricer: free, AsyncDelay: -1})
+	for _, op := range allOps() {
+		format, _ := op.Field("output_format")
+		for _, f := range format.Enum {
+			accepts := []string{"image/*"}
+			if f == format.Default {
+				accepts = append(accepts, "application/json")
+			}
+			for _, accept := range accepts {
+				t.Run(op.Service+"/"+f+"/"+accept, func(t *testing.T) {
+					fields := append(validForm(t, op), fv("output_format", f))
+					wantSeed := uint32(0) // any
+					if _, ok := op.Field("seed"); ok {
+						fields, wantSeed = append(fields, fv("seed", "7")), 7
+					}
+					rec := fetch(t, s, op, fields, accept, "sk-test")
+					if rec.Code != 200 {
+						t.Fatalf("status %d: %s", rec.Code, rec.Body)
+					}
+					data := rec.Body.Bytes()
+					if accept == "application/json" {
+						var b stableJSON
+						if err := json.Unmarshal(data, &b); err != nil || b.Seed == 0 || wantSeed != 0 && b.Seed != wantSeed || b.FinishReason != "SUCCESS" {
+							t.Fatalf("JSON answer %.200s (%v), want seed %d (0: any) and SUCCESS", data, err, wantSeed)
+						}
+						var err error
+						if data, err = base64.StdEncoding.DecodeString(b.Image); err != nil {
+							t.Fatal(err)
+						}
+					}
+					info, err := imagefile.Read(bytes.NewReader(data))
+					want, ok := op.OutputSize(formValue(fields), catalog.Size{W: 96, H: 64})
+					if err != nil || !ok || string(info.Format) != f || info.Width != want.W || info.Height != want.H {
+						t.Errorf("answer %+v (%v), want %s %v (%v)", info, err, f, want, ok)
+					}
+				})
+			}
 		}
 	}
 }
@@ -673,8 +899,8 @@ func TestRenderWebPSizes(t *testing.T) {
 		for _, filtered := range []bool{false, true} {
 			data := renderWebP(newPicture("a mug", 3, sz[0], sz[1], filtered))
 			checkWebP(t, data, sz[0], sz[1])
-			if w, h, err := webpSize(data); err != nil || w != sz[0] || h != sz[1] {
-				t.Errorf("webpSize = %d, %d, %v; want %dx%d", w, h, err, sz[0], sz[1])
+			if info, err := imagefile.Read(bytes.NewReader(data)); err != nil || info.Width != sz[0] || info.Height != sz[1] {
+				t.Errorf("imagefile.Read = %+v, %v; want %dx%d", info, err, sz[0], sz[1])
 			}
 		}
 	}
@@ -702,26 +928,6 @@ func TestPrefixCode(t *testing.T) {
 		if got != v+1 || prefix > 23 {
 			t.Fatalf("prefixCode(%d) = %d, %d, %d: decodes to %d", v, prefix, extraBits, extra, got-1)
 		}
-	}
-}
-
-func TestWebPSizeOfOtherKinds(t *testing.T) {
-	riff := func(chunk string, payload []byte) []byte {
-		b := []byte("RIFF\x00\x00\x00\x00WEBP" + chunk + "\x00\x00\x00\x00")
-		return append(b, payload...)
-	}
-	lossy := riff("VP8 ", []byte{0, 0, 0, 0x9d, 0x01, 0x2a, 0x40, 0x06, 0x00, 0x04}) // 1600×1024
-	ext := riff("VP8X", []byte{0, 0, 0, 0, 0xff, 0x0f, 0, 0xff, 0x07, 0})            // 4096×2048
-	for _, tt := range []struct {
-		data []byte
-		w, h int
-	}{{lossy, 1600, 1024}, {ext, 4096, 2048}} {
-		if w, h, err := webpSize(tt.data); err != nil || w != tt.w || h != tt.h {
-			t.Errorf("webpSize = %d, %d, %v; want %dx%d", w, h, err, tt.w, tt.h)
-		}
-	}
-	if _, _, err := webpSize(riff("VP8Z", make([]byte, 10))); err == nil {
-		t.Error("webpSize of an unknown chunk: nil error")
 	}
 }
 
@@ -823,6 +1029,26 @@ func TestStableDeterminism(t *testing.T) {
 	}
 	if !bytes.Equal(answer(3, fv("prompt", "a mug")), answer(3, fv("prompt", "a mug"))) {
 		t.Error("a random seed differs between servers with the same Seed")
+	}
+}
+
+// TestStableDeterminismFollowsInput checks that an edit's picture follows
+// its input's bytes, not only its size, and nothing else.
+func TestStableDeterminismFollowsInput(t *testing.T) {
+	s := newServer(t, Config{Pricer: free, RateLimit: -1})
+	answer := func(img []byte) []byte {
+		rec := serve(s, stablePost(t, "edit/erase", []formField{file("image", img), fv("seed", "3")}, ""))
+		if rec.Code != 200 {
+			t.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+		return rec.Body.Bytes()
+	}
+	a := answer(inputPNG(96, 64))
+	if !bytes.Equal(a, answer(inputPNG(96, 64))) {
+		t.Error("the same input gave different images")
+	}
+	if bytes.Equal(a, answer(renderPNG(newPicture("another input", 1, 96, 64, false)))) {
+		t.Error("another input of the same size gave the same image")
 	}
 }
 
@@ -1002,9 +1228,9 @@ func TestRateLimitSharedWithV1(t *testing.T) {
 
 func TestStableNotFound(t *testing.T) {
 	s := newServer(t, Config{})
-	rec := serve(s, stablePost(t, "edit/erase", []formField{file("image", inputPNG(64, 64))}, ""))
+	rec := serve(s, stablePost(t, "edit/unblur", []formField{file("image", inputPNG(64, 64))}, ""))
 	if e := stableErrorOf(t, rec); rec.Code != 404 || e.Name != "not_found" {
-		t.Errorf("a service not served: %d %+v, want 404 not_found", rec.Code, e)
+		t.Errorf("a service not in the catalogue: %d %+v, want 404 not_found", rec.Code, e)
 	}
 }
 

@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"math/bits"
 )
 
@@ -242,33 +240,4 @@ func prefixCode(v int) (prefix int, extraBits uint, extra int) {
 	high := bits.Len(uint(v)) - 1
 	second := v >> (high - 1) & 1
 	return 2*high + second, uint(high - 1), v & (1<<(high-1) - 1)
-}
-
-// webpSize returns the canvas size in a WebP file's first chunk: VP8L
-// (lossless), VP8 (lossy) or VP8X (extended).
-func webpSize(data []byte) (width, height int, err error) {
-	if len(data) < 30 || string(data[0:4]) != "RIFF" || string(data[8:12]) != "WEBP" {
-		return 0, 0, errors.New("not a WebP file")
-	}
-	d := data[20:]
-	switch chunk := string(data[12:16]); chunk {
-	case "VP8L":
-		if d[0] != vp8lSignature {
-			return 0, 0, errors.New("bad VP8L signature")
-		}
-		v := binary.LittleEndian.Uint32(d[1:5])
-		if v>>29 != 0 {
-			return 0, 0, fmt.Errorf("VP8L version %d", v>>29)
-		}
-		return int(v&0x3fff) + 1, int(v>>14&0x3fff) + 1, nil
-	case "VP8 ":
-		if d[3] != 0x9d || d[4] != 0x01 || d[5] != 0x2a {
-			return 0, 0, errors.New("bad VP8 start code")
-		}
-		return int(binary.LittleEndian.Uint16(d[6:]) & 0x3fff), int(binary.LittleEndian.Uint16(d[8:]) & 0x3fff), nil
-	case "VP8X":
-		return 1 + (int(d[4]) | int(d[5])<<8 | int(d[6])<<16), 1 + (int(d[7]) | int(d[8])<<8 | int(d[9])<<16), nil
-	default:
-		return 0, 0, fmt.Errorf("unknown WebP chunk %q", chunk)
-	}
 }
