@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"image/png"
+	"io"
+	"mime"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
@@ -159,4 +164,80 @@ jobs:
 			t.Errorf("%s: %s: %s", j.ID, j.Failure, j.Error)
 		}
 	}
+}
+
+// TestPipelineThroughPrism runs examples/pipeline.yaml with our client
+// through Prism's validating proxy in front of the sandbox, with the two
+// documented bugs of the 2026-09 spec corrected: every request (image
+// inputs, the async submit and its result polls) and every answer must
+// pass Prism. Prism's proxy mangles binary bodies, so image parts travel
+// quoted-printable (prismtest.SafeMultipart; the sandbox decodes them) and
+// answers are asked for as JSON.
+func TestPipelineThroughPrism(t *testing.T) {
+	prism := prismtest.Executable(t)
+	sb, err := sandbox.New(sandbox.Config{AsyncDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := prismtest.Start(t, prism, prismtest.StableImageSpec(), startSandboxWith(t, sb), prismtest.StableImageFixes()...)
+	man, err := manifest.Load("../../examples/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sheet, err := cost.LookupSheet(cost.DefaultSheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	est, err := cost.Estimate(man.Jobs, sheet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: safeMultipart{t: t, next: http.DefaultTransport}}
+	// JSON answers carry the images as base64, which Prism passes intact.
+	client, err := stability.NewClient(stability.Options{BaseURL: base, APIKey: "sk-contract", HTTPClient: hc, AcceptJSON: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := runner.Config{OutDir: t.TempDir(), MaxAttempts: 1, PollInterval: 10 * time.Millisecond, FastPolls: true}
+	res, err := runner.Run(t.Context(), cfg, client, man.Jobs, est.Jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sb.Stats()
+	if st.Generations != len(man.Jobs) || st.Polls == 0 {
+		t.Errorf("the sandbox answered %d generations and %d polls, want %d and some: Prism refused a request our client built (stats %+v)", st.Generations, st.Polls, len(man.Jobs), st)
+	}
+	for _, j := range res.Jobs {
+		if j.Status != runner.Succeeded {
+			t.Errorf("%s: %s (%s): %s", j.ID, j.Status, j.Failure, j.Error)
+		}
+	}
+}
+
+// safeMultipart re-encodes multipart request bodies with
+// prismtest.SafeMultipart before sending them.
+type safeMultipart struct {
+	t    *testing.T
+	next http.RoundTripper
+}
+
+func (s safeMultipart) RoundTrip(req *http.Request) (*http.Response, error) {
+	mt, params, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/form-data" || req.Body == nil {
+		return s.next.RoundTrip(req)
+	}
+	body, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	safe, err := prismtest.SafeMultipart(body, params["boundary"])
+	if err != nil {
+		s.t.Errorf("SafeMultipart: %v", err)
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	r.Body = io.NopCloser(bytes.NewReader(safe))
+	r.ContentLength = int64(len(safe))
+	return s.next.RoundTrip(r)
 }

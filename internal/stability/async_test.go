@@ -2,10 +2,13 @@ package stability
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,8 +220,8 @@ func TestResult(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Result: %v", err)
 			}
-			if want := "GET /v2beta/results/" + genID; gotReq != want || gotAccept != "image/*" || gotLen != 0 {
-				t.Errorf("request = %q, Accept %q, %d-byte body; want %q, image/*, none", gotReq, gotAccept, gotLen, want)
+			if want := "GET /v2beta/results/" + genID; gotReq != want || gotAccept != "*/*" || gotLen != 0 {
+				t.Errorf("request = %q, Accept %q, %d-byte body; want %q, */*, none", gotReq, gotAccept, gotLen, want)
 			}
 			if done != tt.wantDone {
 				t.Fatalf("Result done = %v, want %v", done, tt.wantDone)
@@ -304,5 +307,37 @@ func TestResultRefusesBadIDs(t *testing.T) {
 		if !validID(id) {
 			t.Errorf("validID(%q) = false, want true", id)
 		}
+	}
+}
+
+// TestAcceptJSON checks that a client made with AcceptJSON asks for JSON
+// answers on a Stable Image request and on a result poll, and decodes them.
+func TestAcceptJSON(t *testing.T) {
+	img := []byte("\x89PNG\r\n\x1a\nnot really a png but sniffed as one")
+	body := `{"image":"` + base64.StdEncoding.EncodeToString(img) + `","finish_reason":"SUCCESS","seed":42}`
+	var accepts []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		accepts = append(accepts, r.Header.Get("Accept"))
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json; type=image/png")
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	c, err := NewClient(Options{BaseURL: srv.URL, APIKey: "k", AcceptJSON: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := newMemSink()
+	arts, err := c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "a fox"}}, sink)
+	if err != nil || len(arts) != 1 || arts[0].Seed != 42 || !bytes.Equal(sink.images[0], img) {
+		t.Fatalf("StableImage = %+v, %v; image %q", arts, err, sink.images)
+	}
+	sink = newMemSink()
+	arts, done, err := c.Result(t.Context(), "abc123", sink)
+	if err != nil || !done || len(arts) != 1 || !bytes.Equal(sink.images[0], img) {
+		t.Fatalf("Result = %+v, %v, %v", arts, done, err)
+	}
+	if want := []string{"application/json", "application/json"}; !slices.Equal(accepts, want) {
+		t.Errorf("Accept headers %q, want %q", accepts, want)
 	}
 }

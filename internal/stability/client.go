@@ -64,6 +64,11 @@ type Options struct {
 	// Organization, when set, is sent as the Organization header to scope
 	// requests to a non-default organization, e.g. "org-123456".
 	Organization string
+	// AcceptJSON asks the Stable Image services and result polls for JSON
+	// answers (the image as base64, decoded as it streams in) instead of the
+	// image bytes: for proxies that re-encode binary bodies. The zero value
+	// asks for the bytes. v1 requests are not affected.
+	AcceptJSON bool
 	// HTTPClient sends the requests; nil means a client with no overall
 	// timeout (contexts bound every call). It is copied, and the copy never
 	// follows redirects, so the key and body go only to BaseURL.
@@ -87,6 +92,9 @@ type Client struct {
 	hc        *http.Client
 	now       func() time.Time
 	open      func(name string) (fs.File, error) // opens an image input; os.Open
+	// accept and resultAccept are the Accept headers of Stable Image
+	// requests and of result polls.
+	accept, resultAccept string
 }
 
 // NewClient checks o and returns a Client. It refuses a BaseURL that is not
@@ -108,6 +116,12 @@ func NewClient(o Options) (*Client, error) {
 		org:      o.Organization,
 		now:      o.Now,
 		open:     func(name string) (fs.File, error) { return os.Open(name) },
+		// The spec's accept values for results are */* (the bytes) and
+		// application/json; image/*, which its code samples send, is not one.
+		accept: "image/*", resultAccept: "*/*",
+	}
+	if o.AcceptJSON {
+		c.accept, c.resultAccept = "application/json", "application/json"
 	}
 	for _, f := range [...]struct{ name, v string }{{"client ID", c.clientID}, {"client version", c.version}, {"organization", c.org}} {
 		if !validHeaderValue(f.v) {

@@ -207,7 +207,7 @@ func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) 
 		pw.CloseWithError(err) // nil: the reader sees io.EOF
 		return err
 	})
-	resp, err := c.send(ctx, op, http.MethodPost, path, "image/*", &requestBody{r: pr, n: body.length, ctype: body.ctype})
+	resp, err := c.send(ctx, op, http.MethodPost, path, c.accept, &requestBody{r: pr, n: body.length, ctype: body.ctype})
 	// The transport may stop reading early (an answer before the whole body,
 	// a broken connection); closing the reader ends a writer still blocked.
 	pr.CloseWithError(errBodyAbandoned)

@@ -144,7 +144,7 @@ func (c *Client) Result(ctx context.Context, id string, sink Sink) (arts []Artif
 	if sink == nil {
 		return nil, false, fmt.Errorf("%s: %w: sink is nil", op, ErrInvalidRequest)
 	}
-	resp, err := c.send(ctx, op, http.MethodGet, "/v2beta/results/"+id, "image/*", nil)
+	resp, err := c.send(ctx, op, http.MethodGet, "/v2beta/results/"+id, c.resultAccept, nil)
 	if err != nil {
 		return nil, false, err
 	}
