@@ -82,6 +82,9 @@ func BenchmarkUploadRSS(b *testing.B) {
 			peak = max(peak, ru.Maxrss) // KiB on Linux
 		}
 	}
+	if st := sb.Stats(); st.Generations != 200*b.N {
+		b.Fatalf("the sandbox answered %d generations, want %d", st.Generations, 200*b.N)
+	}
 	b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
 	b.ReportMetric(float64(st.Size())/(1<<20), "input-MiB")
 }
