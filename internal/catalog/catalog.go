@@ -126,8 +126,9 @@ type SizeRule int
 
 // The output size rules, as the live API produced them on 2026-09-22.
 const (
-	// ByAspect: the size is a function of aspect_ratio (AspectSizes scaled by
-	// Scale), or of the input image with an image input.
+	// ByAspect: about one megapixel (AspectSize scaled by Scale) in the
+	// shape of aspect_ratio, or, with an image input, of the aspect ratio
+	// nearest the input's.
 	ByAspect SizeRule = iota + 1
 	// SameAsInput: the output has the size of the image input.
 	SameAsInput
@@ -166,9 +167,9 @@ func (o *Operation) OutputSize(get func(field string) string, in Size) (s Size, 
 	switch o.Output.Rule {
 	case ByAspect:
 		ratio := cmpOr(get("aspect_ratio"), "1:1")
-		if get("image") != "" {
+		if main := o.Input(); main != "" && get(main) != "" {
 			// Image-to-image takes the input's shape: a 1536×1536 input
-			// gave 1024×1024 on Ultra and SD 3.5.
+			// gave 1024×1024 on Ultra, SD 3.5 and style-transfer.
 			if !known {
 				return Size{}, false
 			}
@@ -413,7 +414,7 @@ var operations = []Operation{
 			number("style_strength", 0, 1, "1"), number("composition_fidelity", 0, 1, "0.9"),
 			number("change_strength", 0.1, 1, "0.9"), format(),
 		},
-		Output: Output{Rule: SameAsInput},
+		Output: Output{Rule: ByAspect},
 	},
 	{
 		Service: "edit/erase", Title: "Erase",

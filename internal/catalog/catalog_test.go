@@ -385,7 +385,7 @@ func TestOutputSize(t *testing.T) {
 		{"generate/ultra", map[string]string{"image": "a.png"}, Size{1920, 1080}, Size{1344, 768}, true},
 		{"generate/ultra", map[string]string{"image": "a.png"}, Size{}, Size{}, false},
 		{"control/style", map[string]string{"aspect_ratio": "16:9"}, Size{1536, 1536}, Size{1365, 768}, true},
-		{"control/style-transfer", nil, Size{1024, 1024}, Size{1024, 1024}, true},
+		{"control/style-transfer", map[string]string{"init_image": "a.png"}, Size{1536, 1536}, Size{1024, 1024}, true},
 		{"edit/erase", nil, Size{1536, 1536}, Size{1536, 1536}, true},
 		{"edit/outpaint", map[string]string{"left": "256", "right": "256"}, Size{1536, 1536}, Size{2048, 1536}, true},
 		{"upscale/fast", nil, Size{512, 512}, Size{2048, 2048}, true},
