@@ -51,7 +51,7 @@ func (r *run) submit(sched, reqs context.Context, i int, req stability.Request, 
 		var err error
 		id, err = r.gen.Submit(ctx, req.Service, req.Fields)
 		answered = time.Now()
-		if err == nil && !validGenerationID(id) {
+		if err == nil && !stability.ValidGenerationID(id) {
 			err = fmt.Errorf("%w: generation id %q is not 1–128 characters of [A-Za-z0-9_-]", stability.ErrMalformedResponse, clip(id, 64))
 		}
 		return err, nil
@@ -202,23 +202,6 @@ func (r *run) stopWaiting(i int, reason string) JobResult {
 	res.Unknown += r.prices[i]
 	res.Error = fmt.Sprintf("stopped while waiting on the server: %s; a rerun polls generation %s", reason, a.id)
 	return res
-}
-
-// validGenerationID reports whether id is 1–128 characters of
-// [A-Za-z0-9_-]: a single plain URL path segment, so that a journal line
-// cannot send the key to another endpoint.
-func validGenerationID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // clip shortens s to at most n bytes for an error message.

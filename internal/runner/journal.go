@@ -14,6 +14,7 @@ import (
 
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/stability"
 )
 
 // entry is one line of OUT/journal.jsonl: a job that finished, or an async
@@ -118,7 +119,7 @@ func parseJournal(path string, data []byte) (map[string]entry, int, error) {
 // its id or time.
 func (e entry) check() error {
 	switch {
-	case e.GenerationID != "" && !validGenerationID(e.GenerationID):
+	case e.GenerationID != "" && !stability.ValidGenerationID(e.GenerationID):
 		return fmt.Errorf("job %s: generation id %q is not 1–128 characters of [A-Za-z0-9_-]", e.ID, clip(e.GenerationID, 64))
 	case e.Status == submitted && (e.GenerationID == "" || e.SubmittedAt.IsZero()):
 		return fmt.Errorf("job %s: submitted without a generation id and time", e.ID)

@@ -304,8 +304,8 @@ func TestResultRefusesBadIDs(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"a", "A-z_09", strings.Repeat("f", 128), genID} {
-		if !validID(id) {
-			t.Errorf("validID(%q) = false, want true", id)
+		if !ValidGenerationID(id) {
+			t.Errorf("ValidGenerationID(%q) = false, want true", id)
 		}
 	}
 }

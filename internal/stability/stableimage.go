@@ -118,7 +118,7 @@ func (c *Client) Submit(ctx context.Context, service string, fields []Field) (id
 	switch {
 	case v.ID == nil:
 		return "", fmt.Errorf("%s: %w: no generation id in the response", op, ErrMalformedResponse)
-	case !validID(*v.ID):
+	case !ValidGenerationID(*v.ID):
 		return "", fmt.Errorf("%s: %w: generation id %q is not 1–128 characters of [A-Za-z0-9_-]", op, ErrMalformedResponse, c.clean(*v.ID, 64))
 	}
 	return *v.ID, nil
@@ -137,7 +137,7 @@ func (c *Client) Submit(ctx context.Context, service string, fields []Field) (id
 // that does not exist, has expired (after 24 h) or belongs to another key
 // is an *APIError 404 named "generation_not_found".
 func (c *Client) Result(ctx context.Context, id string, sink Sink) (arts []Artifact, done bool, err error) {
-	if !validID(id) {
+	if !ValidGenerationID(id) {
 		return nil, false, fmt.Errorf("result: %w: generation id %q is not 1–128 characters of [A-Za-z0-9_-]", ErrInvalidRequest, c.clean(id, 64))
 	}
 	op := "result " + id
@@ -274,10 +274,11 @@ func outputFormat(o *catalog.Operation, fields []Field) string {
 	return ""
 }
 
-// validID reports whether id is 1–128 characters of [A-Za-z0-9_-]: a
-// single plain URL path segment. An id such as "../../v1/user/balance"
-// would otherwise send the key to another endpoint.
-func validID(id string) bool {
+// ValidGenerationID reports whether id, an async generation id, is 1–128
+// characters of [A-Za-z0-9_-]: a single plain URL path segment. An id such
+// as "../../v1/user/balance" would otherwise send the key to another
+// endpoint.
+func ValidGenerationID(id string) bool {
 	if len(id) == 0 || len(id) > 128 {
 		return false
 	}
