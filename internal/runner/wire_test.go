@@ -344,19 +344,38 @@ func TestWireStableImage(t *testing.T) {
 	}
 }
 
-func TestWireSamplesAndSlow(t *testing.T) {
-	srv := newAPIServer(t, nil, 200*time.Millisecond, "")
-	jobs, prices := testJobs(8)
+// TestWireConcurrentWithSamples runs 8 jobs at concurrency 8 over real
+// sockets, one of them with 3 samples (a JSON answer). The server holds
+// every request until all 8 are in flight, so the run succeeds only if it
+// sends them concurrently; a runner that sends them one by one gets 500s
+// when the server gives up waiting.
+func TestWireConcurrentWithSamples(t *testing.T) {
+	const n = 8
+	var mu sync.Mutex
+	arrived, all := 0, make(chan struct{})
+	barrier := func(w http.ResponseWriter, prompt string, try int) bool {
+		mu.Lock()
+		if arrived++; arrived == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+			return false // answer normally
+		case <-time.After(10 * time.Second):
+			writeError(w, 500, "server_error", "not every request arrived: the runner did not send them concurrently")
+			return true
+		}
+	}
+	srv := newAPIServer(t, barrier, 0, "")
+	jobs, prices := testJobs(n)
 	jobs[3].Samples = 3
 	cfg := fastConfig(t)
-	cfg.Concurrency = 8
-	start := time.Now()
+	cfg.Concurrency = n
+	cfg.MaxAttempts = 1
 	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if took := time.Since(start); took > 1200*time.Millisecond {
-		t.Errorf("8 jobs of 200 ms at concurrency 8 took %v, want them concurrent", took)
 	}
 	for i, r := range res.Jobs {
 		if r.Status != Succeeded {
