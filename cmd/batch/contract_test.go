@@ -135,7 +135,7 @@ jobs:
 `)
 	// The spec has no balance endpoint, so the run goes through the runner
 	// with our client, without the CLI's balance check.
-	man, err := manifest.Load(m)
+	man, err := manifest.Load(t.Context(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestPipelineThroughPrism(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := prismtest.Start(t, prism, prismtest.StableImageSpec(), startSandboxWith(t, sb), prismtest.StableImageFixes()...)
-	man, err := manifest.Load("../../examples/pipeline.yaml")
+	man, err := manifest.Load(t.Context(), "../../examples/pipeline.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

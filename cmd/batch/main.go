@@ -55,14 +55,58 @@ type env struct {
 	// ready, when non-nil, receives the sandbox's address once it listens
 	// (tests use it to find a sandbox started on port 0).
 	ready func(addr string)
+	// planning, when non-nil, is called as a command starts to plan a
+	// manifest, signals handled (a test signals the process then).
+	planning func(ctx context.Context)
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return newEnv(getenv, stdout, stderr).run(args)
+}
+
+func newEnv(getenv func(string) string, stdout, stderr io.Writer) *env {
+	return &env{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now, isTerminal: isTerminal(stderr)}
+}
+
+// run runs one command line under signal handling: the first SIGINT,
+// SIGTERM or SIGHUP (a closed terminal or SSH session) cancels ctx, so the
+// command stops, saves what it has and exits 130; the handlers are then
+// removed, so a second signal kills the process at once.
+func (e *env) run(args []string) int {
+	var ctx context.Context
+	var stop context.CancelFunc
+	if sigs := stopSignals(); len(sigs) > 0 {
+		ctx, stop = signal.NotifyContext(context.Background(), sigs...)
+	} else { // all three ignored; NotifyContext with none would catch every signal
+		ctx, stop = context.WithCancel(context.Background())
+	}
 	defer stop()
-	context.AfterFunc(ctx, stop) // after the first signal, a second one kills us
-	e := &env{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now, isTerminal: isTerminal(stderr)}
+	// A normal return cancels ctx too (stop), and must not print the
+	// notice: stopNotice, deferred last, runs first.
+	stopNotice := context.AfterFunc(ctx, func() {
+		stop()
+		nl := ""
+		if e.isTerminal {
+			nl = "\n" // after the progress line
+		}
+		fmt.Fprintf(e.stderr, "%sbatch: interrupted; stopping and saving what is done (interrupt again to quit at once)\n", nl)
+	})
+	defer stopNotice()
 	return e.main(ctx, args)
+}
+
+// stopSignals are the signals that stop a command: SIGINT, SIGTERM and
+// SIGHUP, but for those the process was started ignoring, which stay
+// ignored (nohup ignores SIGHUP, and a shell starts background jobs
+// ignoring SIGINT; handling them would undo that).
+func stopSignals() []os.Signal {
+	var sigs []os.Signal
+	for _, s := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		if !signal.Ignored(s) {
+			sigs = append(sigs, s)
+		}
+	}
+	return sigs
 }
 
 // main runs one command line and maps its error to an exit code; it is the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net"
 	"net/http"
@@ -376,29 +377,41 @@ func TestDiff(t *testing.T) {
 	}
 }
 
+// TestStepSummary: plan appends its Markdown to the file
+// GITHUB_STEP_SUMMARY names, after what earlier steps wrote there.
 func TestStepSummary(t *testing.T) {
-	summary := filepath.Join(t.TempDir(), "summary.md")
+	summary := writeFile(t, t.TempDir(), "summary.md", "## An earlier step\n\n")
 	r := batchCmd(t, map[string]string{"GITHUB_STEP_SUMMARY": summary}, "plan", "../../examples/quickstart.yaml")
 	if r.code != exitOK {
 		t.Fatal(r.stderr)
 	}
 	b, err := os.ReadFile(summary)
-	if err != nil || !strings.Contains(string(b), "|") {
-		t.Errorf("step summary: %v %q", err, b)
+	if err != nil {
+		t.Fatal(err)
 	}
+	checkGolden(t, "step-summary-plan-quickstart.md", string(b))
 }
 
+// TestShardRunsMergeIntoOneReport runs both shards with the same --out:
+// each gets a folder (and journal) of its own inside it, and the report of
+// the two folders is the whole manifest's.
 func TestShardRunsMergeIntoOneReport(t *testing.T) {
-	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "out")
 	m := "../../examples/quickstart.yaml"
 	var outs []string
 	for _, s := range []string{"1/2", "2/2"} {
-		out := filepath.Join(dir, strings.ReplaceAll(s, "/", "-of-"))
 		r := batchCmd(t, nil, "run", "--sandbox", "--shard", s, "--out", out, m)
 		if r.code != exitOK {
 			t.Fatalf("run --shard %s: exit %d\n%s", s, r.code, r.stderr)
 		}
-		outs = append(outs, out)
+		shardOut := filepath.Join(out, "shard-"+strings.ReplaceAll(s, "/", "-of-"))
+		if !strings.Contains(r.stderr, "batch: report in "+filepath.Join(shardOut, report.RunFile)) {
+			t.Errorf("run --shard %s --out %s did not report in %s:\n%s", s, out, shardOut, r.stderr)
+		}
+		outs = append(outs, shardOut)
+	}
+	if _, err := os.Stat(filepath.Join(out, "journal.jsonl")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a journal in %s, which the shards share (stat: %v)", out, err)
 	}
 	r := batchCmd(t, nil, append([]string{"report", "--format", "json"}, outs...)...)
 	if r.code != exitOK {

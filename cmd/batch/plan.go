@@ -49,9 +49,16 @@ type planned struct {
 	report   *report.Plan
 }
 
-// loadPlan loads, validates, expands and prices the manifest at path.
-func loadPlan(path string, f *planFlags) (*planned, error) {
-	m, err := manifest.Load(path)
+// loadPlan loads, validates, expands and prices the manifest at path. Once
+// ctx is done (a signal) it stops, even in the middle of a huge manifest.
+func (e *env) loadPlan(ctx context.Context, path string, f *planFlags) (*planned, error) {
+	if e.planning != nil {
+		e.planning(ctx)
+	}
+	m, err := manifest.Load(ctx, path)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("plan %s: interrupted; nothing was sent: %w", path, ctx.Err())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +200,7 @@ func (e *env) plan(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
 	}
-	p, err := loadPlan(fs.Arg(0), &pf)
+	p, err := e.loadPlan(ctx, fs.Arg(0), &pf)
 	if err != nil {
 		return err
 	}
@@ -229,12 +236,13 @@ func exitCode(ctx context.Context, err error) int {
 	var ue *usageError
 	var ie *invalidError
 	var me *manifest.Errors
+	var fe *manifest.InputError
 	switch {
 	case err == nil:
 		return exitOK
 	case ctx.Err() != nil:
 		return exitInterrupted
-	case errors.As(err, &ue), errors.As(err, &ie), errors.As(err, &me):
+	case errors.As(err, &ue), errors.As(err, &ie), errors.As(err, &me), errors.As(err, &fe):
 		return exitUsage
 	case errors.Is(err, cost.ErrOverBudget), errors.Is(err, report.ErrThreshold):
 		return exitOverBudget

@@ -78,11 +78,11 @@ func (e *env) diff(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args, 2, 2); err != nil {
 		return err
 	}
-	base, err := e.planOf(fs.Arg(0), &pf)
+	base, err := e.planOf(ctx, fs.Arg(0), &pf)
 	if err != nil {
 		return err
 	}
-	head, err := e.planOf(fs.Arg(1), &pf)
+	head, err := e.planOf(ctx, fs.Arg(1), &pf)
 	if err != nil {
 		return err
 	}
@@ -102,11 +102,11 @@ func (e *env) diff(ctx context.Context, args []string) error {
 }
 
 // planOf reads a plan JSON file, or plans a manifest.
-func (e *env) planOf(path string, pf *planFlags) (*report.Plan, error) {
+func (e *env) planOf(ctx context.Context, path string, pf *planFlags) (*report.Plan, error) {
 	if strings.HasSuffix(path, ".json") {
 		return report.ReadPlan(path)
 	}
-	p, err := loadPlan(path, pf)
+	p, err := e.loadPlan(ctx, path, pf)
 	if err != nil {
 		return nil, err
 	}

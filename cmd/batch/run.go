@@ -44,7 +44,7 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	fs := newFlagSet("run", "run [flags] MANIFEST", e.stderr)
 	f := runFlags{format: formatValue{report.FormatTable, report.RunFormats}}
 	f.register(fs)
-	fs.StringVar(&f.out, "out", "", "output `folder` for images, journal and report (default: the manifest's output, else out/NAME beside it)")
+	fs.StringVar(&f.out, "out", "", "output `folder` for images, journal and report (default: the manifest's output, else out/NAME beside it; with --shard K/N, its shard-K-of-N folder)")
 	fs.Var(&f.concurrency, "concurrency", "most jobs in flight, or auto (2× the rate's N: reaches the rate limit for generations up to two windows long)")
 	fs.Var(&f.rate, "rate", "request limit as `N/DURATION`; no window of that length ever holds more than N requests (default: the manifest's rate, else 150/10s; divided by N with --shard K/N)")
 	fs.StringVar(&f.apiURL, "api-url", stability.DefaultBaseURL, "API base `URL`; plain http only to loopback")
@@ -53,7 +53,7 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
 	}
-	p, err := loadPlan(fs.Arg(0), &f.planFlags)
+	p, err := e.loadPlan(ctx, fs.Arg(0), &f.planFlags)
 	if err != nil {
 		return err
 	}
@@ -99,6 +99,11 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	started := e.now()
 	res, runErr := runner.Run(ctx, cfg, client, p.jobs, p.prices)
 	finished := e.now()
+	if runErr != nil && len(res.Jobs) != len(p.jobs) {
+		// Run stopped before it started (it could not prepare OUT, or was
+		// interrupted first): nothing was sent, so there is nothing to report.
+		return runErr
+	}
 	if e.isTerminal && (res.Interrupted || runErr != nil) {
 		fmt.Fprintln(e.stderr) // end the progress line, which ends itself only when every job is done
 	}
@@ -120,7 +125,7 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	case runErr != nil:
 		return runErr
 	case res.Interrupted:
-		fmt.Fprintf(e.stderr, "batch: interrupted; finished jobs are saved. Resume with:\n  %s\n", resumeCommand(fs, cfg.OutDir))
+		fmt.Fprintf(e.stderr, "batch: interrupted; finished jobs are saved. Resume with:\n  %s\n", resumeCommand(fs, f.shard, cfg.OutDir))
 		return context.Canceled
 	case rep.Totals.Failed > 0 || rep.Totals.Filtered > 0 || rep.Totals.Skipped > 0:
 		return fmt.Errorf("%w: %d failed, %d filtered, %d skipped of %d", errJobsFailed,
@@ -143,7 +148,9 @@ func (e *env) runnerConfig(p *planned, f *runFlags) (runner.Config, error) {
 		stem := strings.TrimSuffix(filepath.Base(m.Path), filepath.Ext(m.Path))
 		cfg.OutDir = filepath.Join(filepath.Dir(m.Path), "out", stem)
 	}
-	if f.shard.N > 1 && f.out == "" {
+	if f.shard.N > 1 {
+		// Always a folder of its own, --out or not: shards never share a
+		// journal.
 		cfg.OutDir = filepath.Join(cfg.OutDir, fmt.Sprintf("shard-%d-of-%d", f.shard.K, f.shard.N))
 	}
 	cfg.Concurrency = f.concurrency.n
@@ -233,8 +240,12 @@ func (p *planned) runReport(res runner.Result, started, finished time.Time, befo
 }
 
 // resumeCommand is the command line that resumes an interrupted run: the
-// same flags, with --out pinned to the folder that holds the journal.
-func resumeCommand(fs *flag.FlagSet, out string) string {
+// same flags, with --out pinned to the folder that holds the journal (for a
+// shard, the folder that holds its shard-K-of-N folder).
+func resumeCommand(fs *flag.FlagSet, s shard, out string) string {
+	if s.N > 1 {
+		out = filepath.Dir(out)
+	}
 	parts := []string{"batch", "run"}
 	fs.Visit(func(fl *flag.Flag) {
 		if fl.Name != "out" {

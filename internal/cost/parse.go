@@ -2,11 +2,11 @@ package cost
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
-	"os"
 	"path"
 	"regexp"
 	"slices"
@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/batch-tool/batch/internal/catalog"
+	"github.com/batch-tool/batch/internal/manifest"
 )
 
 // Overrides are price rules read from a user's file (--prices FILE). Applied
@@ -26,6 +27,10 @@ type Overrides struct {
 	Rules []Rule // in file order; the first match wins
 }
 
+// maxOverridesSize is the largest price override file ReadOverrides reads,
+// in bytes.
+const maxOverridesSize = 16 << 20
+
 // ReadOverrides reads an override file: YAML in the format of an embedded
 // sheet, where only rules is required and a rule's source defaults to
 // FILE:LINE. A rule names engines (any id, so a fine-tune can be priced) or
@@ -33,9 +38,14 @@ type Overrides struct {
 // models, so a typo cannot silently leave the sheet's price in force).
 // Every problem is reported at once, each as FILE:LINE:COL: message.
 func ReadOverrides(name string) (*Overrides, error) {
-	data, err := os.ReadFile(name)
+	// Like a manifest: a regular file only (a named pipe would block), size
+	// capped, and a bad byte reported at its line.
+	data, err := manifest.ReadFile(context.Background(), name, maxOverridesSize)
 	if err != nil {
 		return nil, fmt.Errorf("read price overrides: %w", err)
+	}
+	if line, col, msg, ok := manifest.CheckText(data); !ok {
+		return nil, fmt.Errorf("%s:%d:%d: %s", name, line, col, msg)
 	}
 	s, err := parseSheet(name, data, true)
 	if err != nil {

@@ -76,9 +76,15 @@ func (p *parser) entry(i int, n *yaml.Node) *entry {
 		case "id":
 			e.idNode = kv.v
 			if s, good := p.str(kv.v, path+".id"); good {
-				if !idRe.MatchString(s) {
+				problem, instead := idHazard(s)
+				switch {
+				case problem != "" && idRe.MatchString(instead):
+					p.addf(kv.v, "%s.id: %q %s; use another id, e.g. %q", path, s, problem, instead)
+				case !idRe.MatchString(s):
 					p.addf(kv.v, "%s.id: %q is not a safe id: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", path, clip(s, 80))
-				} else {
+				case problem != "":
+					p.addf(kv.v, "%s.id: %q %s; use another id", path, s, problem)
+				default:
 					e.id = s
 				}
 			}

@@ -40,7 +40,7 @@ func TestExamples(t *testing.T) {
 			if !bytes.HasPrefix(data, []byte("# yaml-language-server: $schema=../internal/manifest/schema.json\n")) {
 				t.Errorf("%s does not start with the yaml-language-server schema comment", file)
 			}
-			m, err := Load(file)
+			m, err := Load(t.Context(), file)
 			if err != nil {
 				t.Fatalf("Load(%s):\n%v", file, err)
 			}
@@ -250,7 +250,7 @@ func TestGoodFiles(t *testing.T) {
 		{"testdata/good/mixed.yaml", 5},
 		{"testdata/good/pipeline.yaml", 20},
 	} {
-		m, err := Load(tt.file)
+		m, err := Load(t.Context(), tt.file)
 		if err != nil {
 			t.Errorf("Load(%s):\n%v", tt.file, err)
 			continue

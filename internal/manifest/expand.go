@@ -18,6 +18,9 @@ func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []
 	var failed []*entry // entries with problems: no plan, no jobs
 	total := 0
 	for _, e := range entries {
+		if p.interrupted() {
+			return nil
+		}
 		pl := p.resolve(e, top, def) // nil for an entry with problems
 		if pl == nil {
 			failed = append(failed, e)
@@ -31,6 +34,9 @@ func (p *parser) expand(entries []*entry, top, def layer, jobsKey *yaml.Node) []
 		return nil
 	}
 	p.baseIDs(plans)
+	if p.interrupted() {
+		return nil
+	}
 	if len(p.probs) > 0 {
 		if p.inputs {
 			// Link the good jobs too, so a manifest's {from} problems are
@@ -58,6 +64,9 @@ func (p *parser) expandAndLink(plans []*plan, failed []*entry, total int) []Job 
 	before := len(p.probs)
 	jobs := make([]Job, 0, total)
 	for _, pl := range plans {
+		if p.interrupted() {
+			return nil
+		}
 		pl.first = len(jobs)
 		if len(pl.e.keys) == 0 {
 			j := pl.proto
@@ -67,12 +76,12 @@ func (p *parser) expandAndLink(plans []*plan, failed []*entry, total int) []Job 
 			jobs = p.rowsOf(pl, jobs)
 		}
 	}
-	if len(p.probs) > before {
+	if len(p.probs) > before || p.interrupted() {
 		return nil
 	}
 	markSafe(plans, jobs)
 	p.uniqueIDs(plans, jobs)
-	if len(p.probs) > before {
+	if len(p.probs) > before || p.interrupted() {
 		return nil
 	}
 	if p.inputs {
@@ -127,6 +136,9 @@ func (p *parser) rowsOf(pl *plan, jobs []Job) []Job {
 	bad := 0
 	var scratch Job
 	for r := 0; r < pl.rows; r++ {
+		if p.interrupted() {
+			return jobs
+		}
 		j := &scratch
 		if build {
 			jobs = append(jobs, pl.proto)

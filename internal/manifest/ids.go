@@ -117,7 +117,7 @@ func (p *parser) baseIDs(plans []*plan) {
 			pl.base = strings.ToLower(pl.e.id)
 			continue
 		}
-		pl.base = slugWords(pl.firstText())
+		pl.base = safeDerived(slugWords(pl.firstText()))
 		if _, seen := derived[pl.base]; !seen {
 			order = append(order, pl.base)
 		}
@@ -372,8 +372,9 @@ func (x *idIndex) put(jobs []Job, id string, i int32) {
 	x.m[h] = i
 }
 
-// checkExplicitIDs reports explicit ids used twice (case-insensitively, as
-// file names on some systems are).
+// checkExplicitIDs reports explicit ids used twice, also those that differ
+// only in case: they name image files, and macOS and Windows file names
+// ignore case.
 func (p *parser) checkExplicitIDs(entries []*entry) {
 	seen := map[string]*entry{}
 	for _, e := range entries {
@@ -381,11 +382,60 @@ func (p *parser) checkExplicitIDs(entries []*entry) {
 			continue
 		}
 		key := strings.ToLower(e.id)
-		if first, dup := seen[key]; dup {
-			p.addf(e.idNode, "%s.id: duplicate id %q (also %s.id at %d:%d)", e.path, e.id, first.path, first.idNode.Line, first.idNode.Column)
-			e.ok = false
+		first, dup := seen[key]
+		switch {
+		case !dup:
+			seen[key] = e
 			continue
+		case first.id == e.id:
+			p.addf(e.idNode, "%s.id: duplicate id %q (also %s.id at %d:%d)", e.path, e.id, first.path, first.idNode.Line, first.idNode.Column)
+		default:
+			p.addf(e.idNode, "%s.id: %q differs only in case from %s.id %q at %d:%d, and file names on macOS and Windows ignore case; use another id, e.g. %q",
+				e.path, e.id, first.path, first.id, first.idNode.Line, first.idNode.Column, e.id+"-2")
 		}
-		seen[key] = e
+		e.ok = false
 	}
+}
+
+// idHazard says why a file named after id would be unsafe on Windows or
+// macOS, with a safer id to suggest, or returns "" when it is safe. An id
+// is a file name (with an extension added), so it must not be a name
+// Windows reserves for a device (CON, PRN, AUX, NUL, COM1–COM9, LPT1–LPT9,
+// in any case and with any extension: nul.txt is the device NUL too), nor
+// end in a dot or a space, which Windows drops.
+func idHazard(id string) (problem, instead string) {
+	if stem, ext, _ := strings.Cut(id, "."); reservedName(stem) {
+		if ext != "" {
+			ext = "." + ext
+		}
+		return "is a device name on Windows, which cannot be a file name", stem + "-job" + ext
+	}
+	if trimmed := strings.TrimRight(id, ". "); trimmed != id {
+		return "ends with a dot or space, which Windows drops from file names", trimmed
+	}
+	return "", ""
+}
+
+// reservedName reports whether stem (a file name up to its first dot) is a
+// device name on Windows, in any case.
+func reservedName(stem string) bool {
+	switch strings.ToLower(stem) {
+	case "con", "prn", "aux", "nul":
+		return true
+	}
+	if len(stem) != 4 || stem[3] < '1' || stem[3] > '9' {
+		return false
+	}
+	p := strings.ToLower(stem[:3])
+	return p == "com" || p == "lpt"
+}
+
+// safeDerived returns a derived base id that is safe as a file name: a
+// device name on Windows gets "-job" appended ("con" becomes "con-job").
+// Derived ids hold only a-z, 0-9 and '-', so nothing else can be unsafe.
+func safeDerived(id string) string {
+	if reservedName(id) {
+		return id + "-job"
+	}
+	return id
 }

@@ -36,7 +36,7 @@ func rowOf(j *Job) pipelineRow {
 // one written after it, files are joined to the manifest's folder and read
 // for their size.
 func TestPipeline(t *testing.T) {
-	m, err := Load("testdata/good/pipeline.yaml")
+	m, err := Load(t.Context(), "testdata/good/pipeline.yaml")
 	if err != nil {
 		t.Fatalf("Load:\n%v", err)
 	}
@@ -307,7 +307,7 @@ func TestStatOnce(t *testing.T) {
 		fmt.Fprintf(&b, "%d", i)
 	}
 	b.WriteString("]\n  - id: one\n    prompt: a fox\n    image: ./in.png\n    mask: in.png\n")
-	p := newParser("m.yaml", dir, MaxJobs)
+	p := newParser(t.Context(), "m.yaml", dir, MaxJobs)
 	calls := 0
 	p.statFile = func(path string) *fileInfo {
 		calls++

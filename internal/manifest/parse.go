@@ -2,11 +2,11 @@ package manifest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,8 +16,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// MaxFileSize is the largest manifest Load reads, in bytes.
-const MaxFileSize = 64 << 20
+// MaxFileSize is the largest manifest Load reads, in bytes: 512 MiB, room
+// for a million explicit jobs with long prompts.
+const MaxFileSize = 512 << 20
 
 // MaxJobs is the most jobs a manifest may expand to; a matrix past it is a
 // problem, not an attempt to allocate billions of jobs.
@@ -28,21 +29,21 @@ const MaxJobs = 2_000_000
 const aliasBudget = 1 << 20
 
 // Load reads the manifest at path and parses it (see Parse). A relative
-// Output is joined to the manifest's folder.
-func Load(path string) (*Manifest, error) {
-	f, err := os.Open(path)
-	if err != nil {
+// Output is joined to the manifest's folder. A path that is not a regular
+// file, or is larger than MaxFileSize, gets an *InputError without being
+// read. Once ctx is done Load stops reading or parsing and returns ctx's
+// error.
+func Load(ctx context.Context, path string) (*Manifest, error) {
+	data, err := ReadFile(ctx, path, MaxFileSize)
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.As(err, new(*InputError)):
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("read manifest %s: larger than %d MiB", path, MaxFileSize>>20)
-	}
-	m, err := Parse(path, data)
+	m, err := newParser(ctx, path, filepath.Dir(path), MaxJobs).run(data)
 	if err != nil {
 		return nil, err
 	}
@@ -65,18 +66,26 @@ func Parse(file string, data []byte) (*Manifest, error) {
 // parse is Parse with the folder image paths are relative to, and a job
 // limit of its own (the fuzz test's is small).
 func parse(file, dir string, data []byte, maxJobs int) (*Manifest, error) {
-	return newParser(file, dir, maxJobs).run(data)
+	return newParser(context.Background(), file, dir, maxJobs).run(data)
 }
 
-func newParser(file, dir string, maxJobs int) *parser {
-	return &parser{file: file, dir: dir, maxJobs: maxJobs, sizes: map[*yaml.Node]int{},
+func newParser(ctx context.Context, file, dir string, maxJobs int) *parser {
+	return &parser{ctx: ctx, file: file, dir: dir, maxJobs: maxJobs, sizes: map[*yaml.Node]int{},
 		badDefault: make([]bool, len(settings.specs)), ops: map[string]*opInfo{},
 		files: map[string]*fileInfo{}, statFile: statImage}
 }
 
-// run parses data, returning the manifest or every problem.
+// run parses data, returning the manifest or every problem, or ctx's error
+// once ctx is done.
 func (p *parser) run(data []byte) (*Manifest, error) {
+	if line, col, msg, ok := CheckText(data); !ok {
+		// yaml.v3 would report it at 1:1.
+		return nil, &Errors{{File: p.file, Line: line, Col: col, Msg: msg}}
+	}
 	m := p.parse(data)
+	if err := p.ctx.Err(); err != nil {
+		return nil, err
+	}
 	if len(p.probs) > 0 {
 		errs := sortProblems(p.probs)
 		return nil, &errs
@@ -84,8 +93,22 @@ func (p *parser) run(data []byte) (*Manifest, error) {
 	return m, nil
 }
 
+// interrupted reports whether the parse must stop because ctx is done. It
+// looks at ctx once every 1024 calls, so a loop over a million jobs may
+// call it for each.
+func (p *parser) interrupted() bool {
+	if !p.halted && p.ticks%1024 == 0 {
+		p.halted = p.ctx.Err() != nil
+	}
+	p.ticks++
+	return p.halted
+}
+
 // parser collects problems while it walks one document.
 type parser struct {
+	ctx     context.Context // once done, the parse stops (see interrupted)
+	halted  bool            // ctx was found done
+	ticks   int             // calls of interrupted
 	file    string
 	maxJobs int // the most jobs the manifest may expand to
 	probs   Errors
@@ -119,7 +142,7 @@ func (p *parser) parse(data []byte) *Manifest {
 		p.addf(nil, "manifest is empty")
 		return nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(ctxReader{p.ctx, bytes.NewReader(data)})
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -438,9 +461,15 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 	}
 	entries := make([]*entry, 0, len(jobs.Content))
 	for i, n := range jobs.Content {
+		if p.interrupted() {
+			return nil
+		}
 		if e := p.entry(i, n); e != nil {
 			entries = append(entries, e)
 		}
+	}
+	if p.interrupted() {
+		return nil
 	}
 	p.unusedDefaults(entries, top, def)
 	m.Jobs = p.expand(entries, top, def, jobsKey)

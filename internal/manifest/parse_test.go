@@ -276,7 +276,7 @@ jobs:
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := Load(path)
+	m, err := Load(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,8 +298,8 @@ jobs:
 	if n.Concurrency != "8" {
 		t.Errorf("concurrency = %q, want 8", n.Concurrency)
 	}
-	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
-		t.Error("Load(missing) = nil error")
+	if _, err := Load(t.Context(), filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("Load(t.Context(), missing) = nil error")
 	}
 }
 
