@@ -12,6 +12,7 @@ import (
 
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/outdir"
 	"github.com/batch-tool/batch/internal/report"
 	"github.com/batch-tool/batch/internal/runner"
 	"github.com/batch-tool/batch/internal/sandbox"
@@ -38,6 +39,13 @@ type runFlags struct {
 	apiURL      string
 	sandbox     bool
 	format      formatValue
+	// retryUnknown bounds the retries of attempts whose outcome is unknown.
+	retryUnknown int
+	// ttfb, stall and maxPause are the time-to-first-byte and body-stall
+	// limits of every request, and the cap on every pause.
+	ttfb, stall, maxPause time.Duration
+	// maxImage caps the bytes of one answer image.
+	maxImage int64
 }
 
 func (e *env) runCmd(ctx context.Context, args []string) error {
@@ -50,6 +58,11 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&f.apiURL, "api-url", stability.DefaultBaseURL, "API base `URL`; plain http only to loopback")
 	fs.BoolVar(&f.sandbox, "sandbox", false, "run against an in-process sandbox API on loopback (no key, no spend)")
 	fs.Var(&f.format, "format", "summary `format` on stdout: "+strings.Join(f.format.allowed, ", "))
+	fs.IntVar(&f.retryUnknown, "retry-unknown", runner.DefaultRetryUnknown, "retry an attempt whose outcome is unknown (sent, then no answer: possibly billed) at most `N` times")
+	fs.DurationVar(&f.ttfb, "ttfb-timeout", stability.DefaultTTFBTimeout, "fail an attempt (outcome unknown) when no answer starts within this `duration` of the request being sent")
+	fs.DurationVar(&f.stall, "stall-timeout", stability.DefaultStallTimeout, "fail an attempt when sending or receiving stalls for this `duration`")
+	fs.DurationVar(&f.maxPause, "max-pause", runner.DefaultMaxPause, "longest pause a Retry-After, lock-out or backoff may impose on the run")
+	fs.Int64Var(&f.maxImage, "max-image-bytes", stability.DefaultMaxImageBytes, "largest answer image accepted, in `bytes`; a larger one fails the attempt")
 	if err := parseFlags(fs, args, 1, 1); err != nil {
 		return err
 	}
@@ -64,6 +77,13 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// One run per output folder: the lock is held until the report is
+	// saved, and a second run stops here, before anything is sent.
+	lock, err := outdir.Lock(cfg.OutDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	apiURL, key := f.apiURL, e.getenv("STABILITY_API_KEY")
 	if f.sandbox {
 		sb, err := startSandbox(sandbox.Config{Pricer: p.sheet, AsyncDelay: sandboxAsyncDelay}, "127.0.0.1:0")
@@ -79,21 +99,30 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	} else if key == "" {
 		return usageErrorf("STABILITY_API_KEY is not set (or pass --sandbox to try the tool without a key)")
 	}
-	client, err := stability.NewClient(stability.Options{BaseURL: apiURL, APIKey: key, ClientVersion: buildVersion()})
+	client, err := stability.NewClient(stability.Options{BaseURL: apiURL, APIKey: key, ClientVersion: buildVersion(),
+		TTFBTimeout: f.ttfb, StallTimeout: f.stall, MaxImageBytes: f.maxImage})
 	if err != nil {
 		return usageErrorf("--api-url: %v", err)
 	}
 
-	remaining, err := runner.Remaining(cfg.OutDir, p.jobs, p.prices)
+	// What earlier runs of this folder charged or may have been billed
+	// counts against the budget too.
+	st, err := runner.ReadStanding(cfg.OutDir, p.jobs, p.prices)
 	if err != nil {
 		return err
+	}
+	if p.budget != nil && st.Spent() > 0 {
+		if err := cost.CheckBudget(st.Spent()+st.Remaining, *p.budget); err != nil {
+			return fmt.Errorf("%w (earlier runs into %s: %s charged, %s possibly billed; %s still to spend)",
+				err, cfg.OutDir, st.Charged, st.PossiblyBilled, st.Remaining)
+		}
 	}
 	balanceBefore, err := client.Balance(ctx)
 	if err != nil {
 		return fmt.Errorf("check balance: %w", err)
 	}
-	if balanceBefore < remaining {
-		return fmt.Errorf("%w: balance %s credits, estimate %s credits", errLowBalance, balanceBefore, remaining)
+	if balanceBefore < st.Remaining {
+		return fmt.Errorf("%w: balance %s credits, estimate %s credits", errLowBalance, balanceBefore, st.Remaining)
 	}
 
 	started := e.now()
@@ -111,11 +140,14 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	// balance is shown only as it was at the start: the live balance lags,
 	// so a difference would not be what the run cost.
 	rep := p.runReport(res, started, finished, &balanceBefore)
-	if err := report.Save(cfg.OutDir, rep); err != nil {
-		return errors.Join(runErr, err)
-	}
+	// The summary is printed even when the report cannot be saved (a full
+	// disk): the run's outcome must reach the user one way or the other.
+	saveErr := report.Save(cfg.OutDir, rep)
 	if err := report.WriteRun(e.stdout, f.format.name, rep); err != nil {
-		return errors.Join(runErr, err)
+		return errors.Join(runErr, saveErr, err)
+	}
+	if saveErr != nil {
+		return errors.Join(runErr, saveErr)
 	}
 	if err := e.appendStepSummary(func(w *os.File) error { return report.WriteRun(w, "markdown", rep) }); err != nil {
 		return errors.Join(runErr, err)
@@ -138,7 +170,8 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 // flags, then the manifest, then the defaults.
 func (e *env) runnerConfig(p *planned, f *runFlags) (runner.Config, error) {
 	m := p.manifest
-	cfg := runner.Config{Budget: p.budget, Now: e.now}
+	cfg := runner.Config{Budget: p.budget, Now: e.now, RetryUnknown: &f.retryUnknown, MaxPause: f.maxPause}
+	cfg.Warn = func(msg string) { fmt.Fprintf(e.stderr, "batch: warning: %s\n", msg) }
 	switch {
 	case f.out != "":
 		cfg.OutDir = f.out

@@ -1,7 +1,9 @@
 // Package imagefile tells the format and dimensions of a PNG, JPEG or WebP
-// file from its first bytes, without decoding the image: what the manifest
-// checks of an input before anything is paid, and what the sandbox checks
-// of an upload.
+// file from its first bytes, without decoding the image (Read, Stat: what
+// the manifest checks of an input before anything is paid, and what the
+// sandbox checks of an upload), and confirms that a whole file is one
+// complete, valid image (Verify: what an answer's image must be before it
+// counts).
 package imagefile
 
 import (
@@ -117,7 +119,16 @@ func webpSize(r io.Reader) (w, h int, err error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, 0, fmt.Errorf("truncated header: %w", err)
 	}
-	chunk, data := string(hdr[12:16]), hdr[20:]
+	return webpCanvas(string(hdr[12:16]), hdr[20:])
+}
+
+// webpCanvas reads the canvas size from the first bytes (up to 10) of a
+// WebP file's first chunk, of type chunk.
+func webpCanvas(chunk string, data []byte) (w, h int, err error) {
+	need := map[string]int{"VP8X": 10, "VP8L": 5, "VP8 ": 10}[chunk]
+	if need > 0 && len(data) < need {
+		return 0, 0, fmt.Errorf("first chunk %q of %d bytes is too short", chunk, len(data))
+	}
 	switch chunk {
 	case "VP8X":
 		// flags (1), reserved (3), canvas width − 1 (24 bits), height − 1 (24 bits)

@@ -39,3 +39,33 @@ func TestSaveIntoMissingFolderFails(t *testing.T) {
 		t.Error("Save into a folder that does not exist succeeded")
 	}
 }
+
+// TestSaveReplacesLinks: a link where a report file goes is replaced by
+// the report; the file it pointed to is untouched.
+func TestSaveReplacesLinks(t *testing.T) {
+	run := mustReadRun(t, "testdata/run")
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	target := filepath.Join(elsewhere, "precious.json")
+	if err := os.WriteFile(target, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{RunFile, "report.md"} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Skipf("no symbolic links here: %v", err)
+		}
+	}
+	if err := Save(dir, run); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{RunFile, "report.md", "report.html"} {
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s: %v, %v; want a regular file", name, fi, err)
+		}
+	}
+	if data, err := os.ReadFile(target); err != nil || string(data) != "keep me" {
+		t.Errorf("the links' target = %q, %v; want it untouched", data, err)
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 1 {
+		t.Errorf("the links' folder holds %d files, want 1", len(entries))
+	}
+}

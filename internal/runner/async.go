@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/stability"
 )
@@ -23,6 +24,10 @@ type asyncJob struct {
 	next        time.Time // on the monotonic clock: the earliest the next poll may leave
 	failures    int       // failed polls in a row
 	rateLimited int       // 429 answers to polls
+	// journaled is the part of res.Unknown that the job's submitted line
+	// recorded (attempts before the accepted submit), left out of the
+	// line that ends the job.
+	journaled cost.Credits
 }
 
 // resumedAsync is the state of a job the journal holds as submitted. Its
@@ -47,7 +52,7 @@ func (r *run) submit(sched, reqs context.Context, i int, req stability.Request, 
 	job, price := &r.jobs[i], r.prices[i]
 	var id string
 	var answered time.Time
-	ok := r.send(sched, reqs, price, &res, func(ctx context.Context) (error, error) {
+	ok := r.send(sched, reqs, key, price, &res, func(ctx context.Context) (error, error) {
 		var err error
 		id, err = r.gen.Submit(ctx, req.Service, req.Fields)
 		answered = time.Now()
@@ -61,16 +66,18 @@ func (r *run) submit(sched, reqs context.Context, i int, req stability.Request, 
 	}
 	res.GenerationID = id
 	at := r.cfg.Now().UTC()
-	e := entry{ID: job.ID, Key: key, Status: submitted, GenerationID: id, SubmittedAt: at, Unknown: res.Unknown, Attempts: res.Attempts, Time: at}
+	e := entry{ID: job.ID, Key: key, Status: submitted, GenerationID: id, SubmittedAt: at, Unknown: res.Unknown, Price: price, Attempts: res.Attempts, Time: at}
 	if err := r.journal.append(e); err != nil {
+		// the attempt line stays its job's last: the next run counts the
+		// price as possibly billed
 		r.ledger.settle(price, unknown)
 		res.Unknown += price
 		err = fmt.Errorf("generation %s was submitted but could not be journaled: %w", id, err)
-		r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
+		r.failLocal(fmt.Errorf("job %s: %w", job.ID, err))
 		return event{i: i, res: failed(res, FailLocal, err)}
 	}
 	r.ledger.commit(price)
-	r.async[i] = &asyncJob{res: res, key: key, id: id, submittedAt: at, next: answered.Add(r.cfg.PollInterval)}
+	r.async[i] = &asyncJob{res: res, key: key, id: id, submittedAt: at, next: answered.Add(r.cfg.PollInterval), journaled: res.Unknown}
 	return event{i: i, wait: true}
 }
 
@@ -100,7 +107,7 @@ func (r *run) poll(sched context.Context, i int) event {
 		return r.final(i, FailInvalid, err)
 	}
 	// A poll is free and can be repeated, so an interrupt cancels it.
-	sink := &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format}
+	sink := &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format, key: a.key, failWrite: r.cfg.failWrite}
 	ctx, cancel := context.WithTimeout(sched, r.cfg.AttemptTimeout)
 	arts, done, err := r.gen.Result(ctx, a.id, sink)
 	cancel()
@@ -122,7 +129,7 @@ func (r *run) poll(sched context.Context, i int) event {
 	class := stability.Classify(err)
 	switch {
 	case sink.local != nil:
-		r.fatal(fmt.Errorf("job %s: image not saved: %w", job.ID, sink.local))
+		r.failLocal(fmt.Errorf("job %s: image not saved: %w", job.ID, sink.local))
 		return r.stop(i, FailLocal, fmt.Errorf("image not saved: %w", sink.local))
 	case sched.Err() != nil:
 		return event{i: i, res: r.stopWaiting(i, stopReason(sched))}
@@ -132,7 +139,7 @@ func (r *run) poll(sched context.Context, i int) event {
 	}
 	switch class {
 	case stability.ClassRateLimited:
-		r.gate.pause(r.retryAfter(err))
+		r.pauseAll(err)
 		if a.rateLimited++; a.rateLimited > maxRateLimited {
 			return r.stop(i, FailRateLimited, fmt.Errorf("polls rate limited %d times: %w", a.rateLimited, err))
 		}

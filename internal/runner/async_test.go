@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -130,8 +131,9 @@ func TestAsyncSubmitAndPoll(t *testing.T) {
 				}
 				if len(polls) == 1 {
 					es := journalEntries(t, cfg.OutDir)
-					if len(es) != 1 || es[0].ID != "up" || es[0].Status != submitted || es[0].GenerationID != "gen-1" || es[0].SubmittedAt.IsZero() {
-						t.Errorf("journal at the first poll = %+v, want the submitted entry", es)
+					if len(es) != 2 || es[0].Status != attempt || es[1].ID != "up" || es[1].Status != submitted || es[1].GenerationID != "gen-1" ||
+						es[1].SubmittedAt.IsZero() || es[1].Price != creativePrice {
+						t.Errorf("journal at the first poll = %+v, want the attempt and the submitted entry", es)
 					}
 				}
 				if len(polls) < 3 {
@@ -168,7 +170,7 @@ func TestAsyncSubmitAndPoll(t *testing.T) {
 		for _, e := range journalEntries(t, cfg.OutDir) {
 			statuses = append(statuses, e.ID+" "+string(e.Status)+" "+e.GenerationID)
 		}
-		if want := "up submitted gen-1, up succeeded gen-1, cut succeeded "; strings.Join(statuses, ", ") != want {
+		if want := "up attempt , up submitted gen-1, up succeeded gen-1, cut attempt , cut succeeded "; strings.Join(statuses, ", ") != want {
 			t.Errorf("journal = %q, want %q", strings.Join(statuses, ", "), want)
 		}
 		sawWaiting := false
@@ -410,8 +412,9 @@ func appendJournal(t *testing.T, outDir, line string) {
 	}
 }
 
-// TestJournalGenerationIDs refuses journal lines whose generation id could
-// not safely go into a URL, before anything is sent.
+// TestJournalGenerationIDs skips, with a warning naming it, a journal
+// line whose generation id could not safely go into a URL: the id is never
+// polled, and the job, whose line is lost, is submitted again.
 func TestJournalGenerationIDs(t *testing.T) {
 	for name, line := range map[string]string{
 		"path":        `{"id":"up","key":"k","status":"submitted","generation_id":"../../v1/user/balance","submitted_at":"2026-11-01T00:00:00Z"}`,
@@ -424,16 +427,33 @@ func TestJournalGenerationIDs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			in := inputPNG(t)
 			cfg := fastConfig(t)
+			cfg.PollInterval, cfg.FastPolls = time.Millisecond, true
 			os.MkdirAll(cfg.OutDir, 0o755)
 			appendJournal(t, cfg.OutDir, line)
 			appendJournal(t, cfg.OutDir, `{"id":"other","key":"k","status":"failed"}`) // not the last line: not torn
 			jobs := []manifest.Job{creative(in)}
-			gen := &fakeGen{submit: noSubmit(t), result: noResult(t)}
-			if _, err := Run(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice}); err == nil || !strings.Contains(err.Error(), JournalFile+":1: job up:") {
-				t.Errorf("Run error = %v, want the journal's line 1 refused", err)
+			var polled []string
+			gen := &fakeGen{
+				submit: func(context.Context, string, []stability.Field) (string, error) { return "gen-new", nil },
+				result: func(_ context.Context, id string, sink stability.Sink) ([]stability.Artifact, bool, error) {
+					polled = append(polled, id)
+					return finished(sink, 1)
+				},
 			}
-			if _, err := Remaining(cfg.OutDir, jobs, []cost.Credits{creativePrice}); err == nil {
-				t.Errorf("Remaining error = nil, want the line refused")
+			var w warnings
+			cfg.Warn = w.warn
+			if rem, err := Remaining(cfg.OutDir, jobs, []cost.Credits{creativePrice}); err != nil || rem != creativePrice {
+				t.Errorf("Remaining = %v, %v; want 60.0: the job runs again", rem, err)
+			}
+			res, err := Run(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice})
+			if err != nil || res.Jobs[0].Status != Succeeded {
+				t.Fatalf("Run = %v, up %s; want it to go on past the line", err, res.Jobs[0].Status)
+			}
+			if !slices.Equal(polled, []string{"gen-new"}) {
+				t.Errorf("polled %q, want the new generation only", polled)
+			}
+			if want := JournalFile + ":1: damaged line skipped: job up:"; !strings.Contains(w.text(), want) {
+				t.Errorf("warnings = %q, want one containing %q", w.text(), want)
 			}
 		})
 	}

@@ -2,24 +2,40 @@ package runner
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
-	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/outdir"
 	"github.com/batch-tool/batch/internal/stability"
 )
 
-// entry is one line of OUT/journal.jsonl: a job that finished, or an async
-// job whose submit was accepted (Status submitted), written the moment the
-// generation id arrived.
+// entry is one line of OUT/journal.jsonl. A job's lines, in file order,
+// tell what happened to it in every run on the folder, by Status:
+//
+//   - attempt: written and fsynced just before a paid request leaves, so a
+//     run killed mid-request leaves evidence that it may have been billed.
+//   - submitted: an async job's generation id, written the moment it
+//     arrived.
+//   - succeeded, filtered, failed: the job ended in a run.
+//   - skipped: a run stopped after some of the job's attempts; the line
+//     closes them with what they possibly billed.
+//
+// Money: a line's Credits (charged) and Unknown (possibly billed) are
+// credits no earlier line recorded, so what the folder cost is their sum
+// over the lines, plus two provisional amounts (see books): an attempt
+// line's Unknown and Price while no later line of its job follows it (the
+// request was in flight when its run stopped), and a submitted line's
+// Price while no later line ends its generation (a line with the same
+// GenerationID and another status, whose own credits then count the
+// generation).
 type entry struct {
 	ID     string `json:"id"`
 	Key    string `json:"key"` // see Key
@@ -32,34 +48,48 @@ type entry struct {
 	SubmittedAt time.Time    `json:"submitted_at,omitzero"`
 	Failure     Failure      `json:"failure,omitempty"`
 	Credits     cost.Credits `json:"credits"`           // charged
-	Unknown     cost.Credits `json:"unknown,omitempty"` // possibly spent on attempts with unknown outcome
-	Attempts    int          `json:"attempts"`
-	Images      []Image      `json:"images"`
-	Params      string       `json:"parameters,omitempty"`
-	Error       string       `json:"error,omitempty"`
-	Time        time.Time    `json:"time"`
+	Unknown     cost.Credits `json:"unknown,omitempty"` // possibly billed: attempts with unknown outcome, a generation given up
+	// Price is what is at stake on an attempt line (the request about to
+	// leave) and a submitted line (the generation accepted); zero on other
+	// lines, and on submitted lines written before lines carried it.
+	Price    cost.Credits `json:"price,omitempty"`
+	Attempts int          `json:"attempts"`
+	Images   []Image      `json:"images"`
+	Params   string       `json:"parameters,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	// Rebuilt marks an entry written from images found on disk, for a job
+	// the journal had lost.
+	Rebuilt bool      `json:"rebuilt,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
-// submitted is the status of a journal entry for an async job whose
-// generation id arrived: the job is paid for and its result not fetched.
-const submitted Status = "submitted"
+// Journal-only statuses.
+const (
+	// submitted: an async job's generation id arrived; the job is paid for
+	// and its result not fetched.
+	submitted Status = "submitted"
+	// attempt: a paid request is about to leave.
+	attempt Status = "attempt"
+)
 
 // journal appends finished jobs to OUT/journal.jsonl, each line fsynced
-// before the job is reported (and before its dependents start), and async
-// jobs the moment their generation id arrives. It is safe for concurrent
-// use.
+// before the job is reported (and before its dependents start), async jobs
+// the moment their generation id arrives, and each paid request before it
+// is sent. It is safe for concurrent use.
 type journal struct {
 	mu sync.Mutex
 	f  *os.File
+	// failWrite, when set, is asked before each line is written and fails
+	// it with its error (Config.failWrite).
+	failWrite func(name string) error
 }
 
-// openJournal reads the journal in outDir (if any) and opens it for
-// appending. It returns the last entry of each job id. A torn last line,
-// left by a crash in the middle of a write, is ignored and cut off so the
-// next line starts clean; a damaged line before it is an error.
-func openJournal(outDir string) (*journal, map[string]entry, error) {
+// openJournal opens the journal in outDir for reading and appending,
+// creating it, and returns what it holds. Call mend before appending.
+func openJournal(outDir string) (*journal, []byte, error) {
 	path := filepath.Join(outDir, JournalFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// no symbolic link, FIFO or device: refused with an error naming it
+	f, err := outdir.OpenFile(path, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open journal: %w", err)
 	}
@@ -68,50 +98,105 @@ func openJournal(outDir string) (*journal, map[string]entry, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("read journal: %w", err)
 	}
-	done, good, err := parseJournal(path, data)
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if good < len(data) {
-		if err := f.Truncate(int64(good)); err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("cut torn journal line: %w", err)
-		}
-	}
-	if _, err := f.Seek(int64(good), io.SeekStart); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("open journal: %w", err)
-	}
-	return &journal{f: f}, done, nil
+	return &journal{f: f}, data, nil
 }
 
-// parseJournal reads journal lines and returns the last entry of each job id
-// and the length of the prefix made of complete, valid lines. A torn last
-// line is left out of that prefix; a damaged line before it is an error.
-func parseJournal(path string, data []byte) (map[string]entry, int, error) {
-	done := map[string]entry{}
-	good := 0
-	for line := 1; good < len(data); line++ {
-		rest := data[good:]
-		n := bytes.IndexByte(rest, '\n')
-		if n < 0 {
-			break // torn: no newline yet
-		}
-		var e entry
-		if err := json.Unmarshal(rest[:n], &e); err != nil || e.ID == "" {
-			if good+n+1 == len(data) {
-				break
-			}
-			return nil, 0, fmt.Errorf("journal %s:%d: damaged entry", path, line)
-		}
-		if err := e.check(); err != nil {
-			return nil, 0, fmt.Errorf("journal %s:%d: %w", path, line, err)
-		}
-		done[e.ID] = e
-		good += n + 1
+// mend makes the journal ready for appending after parseJournal read it:
+// it cuts it to keep bytes (dropping a torn last line) and, when newline
+// is set (the kept bytes end in an entry whose newline was lost), adds the
+// newline, so the next line starts clean.
+func (j *journal) mend(keep int, newline bool) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.f.Truncate(int64(keep)); err != nil {
+		return fmt.Errorf("cut torn journal line: %w", err)
 	}
-	return done, good, nil
+	if _, err := j.f.Seek(int64(keep), io.SeekStart); err != nil {
+		return fmt.Errorf("open journal: %w", err)
+	}
+	if newline {
+		if _, err := j.f.Write([]byte{'\n'}); err != nil {
+			return fmt.Errorf("write journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// journalLog is what a journal's lines say.
+type journalLog struct {
+	done  map[string]entry // per job id, its last line that is not an attempt
+	books books
+	// superseded holds id+"\n"+key of succeeded or filtered lines that a
+	// later line of their job replaced: that job's images with that key
+	// were charged already, should they turn up on disk.
+	superseded map[string]bool
+	warnings   []string
+	keep       int  // bytes to keep: all but a torn last line
+	newline    bool // the kept bytes end in an entry without its newline
+}
+
+// parseJournal reads a journal's lines, path naming it in warnings. A line
+// that is not a valid entry is skipped with a warning naming it; a last
+// line without its newline is kept when it is a valid entry (a crash took
+// only its newline) and otherwise cut off (a crash mid-write).
+func parseJournal(path string, data []byte) *journalLog {
+	l := &journalLog{done: map[string]entry{}, books: newBooks(), superseded: map[string]bool{}}
+	for line, off := 1, 0; off < len(data); line++ {
+		rest := data[off:]
+		n := bytes.IndexByte(rest, '\n')
+		torn := n < 0
+		if torn {
+			n = len(rest)
+		}
+		e, err := decodeEntry(rest[:n])
+		switch {
+		case err == nil:
+			l.add(e)
+			l.keep, l.newline = min(off+n+1, len(data)), torn
+		case torn:
+			l.warnings = append(l.warnings, fmt.Sprintf("%s:%d: incomplete last line cut off (a run stopped while writing it)", path, line))
+		default:
+			l.warnings = append(l.warnings, fmt.Sprintf("%s:%d: damaged line skipped: %v", path, line, err))
+			l.keep = off + n + 1
+		}
+		off += n + 1
+	}
+	return l
+}
+
+// add takes in one line, in file order.
+func (l *journalLog) add(e entry) {
+	l.books.add(e)
+	if e.Status == attempt {
+		return
+	}
+	if prev, ok := l.done[e.ID]; ok && (prev.Status == Succeeded || prev.Status == Filtered) {
+		l.superseded[e.ID+"\n"+prev.Key] = true
+	}
+	l.done[e.ID] = e
+}
+
+// decodeEntry reads one line, refusing what cannot be acted on.
+func decodeEntry(line []byte) (entry, error) {
+	var e entry
+	if err := json.Unmarshal(line, &e); err != nil {
+		return entry{}, fmt.Errorf("not a journal entry: %w", err)
+	}
+	switch e.Status {
+	case Succeeded, Filtered, Failed, Skipped, submitted, attempt:
+	default:
+		return entry{}, fmt.Errorf("job %q: status %q is not one a journal holds", clip(e.ID, 64), clip(string(e.Status), 32))
+	}
+	switch {
+	case e.ID == "":
+		return entry{}, errors.New("no job id")
+	case e.Credits < 0 || e.Unknown < 0 || e.Price < 0:
+		return entry{}, fmt.Errorf("job %s: negative credits", e.ID)
+	}
+	if err := e.check(); err != nil {
+		return entry{}, err
+	}
+	return e, nil
 }
 
 // check refuses an entry that cannot be acted on: a generation id that
@@ -139,81 +224,51 @@ func (e *entry) pending(key string) bool {
 	return e.Key == key && e.Status == submitted
 }
 
-// fromJournal decides, each job after its sources, which jobs the journal
-// records as finished with the same Key (resumed[i]) and which as
-// submitted and not fetched (pending[i]). A job taking an image from a job
-// the journal does not record as succeeded is neither: its Key depends on
-// an image not made yet. outDir is where the sources' images are.
-func fromJournal(outDir string, jobs []manifest.Job, g *graph, done map[string]entry, sums map[string]string) (resumed, pending []*entry, err error) {
-	resumed, pending = make([]*entry, len(jobs)), make([]*entry, len(jobs))
-	for _, i := range g.order {
-		e, ok := done[jobs[i].ID]
-		if !ok {
-			continue
-		}
-		known := true
-		for _, s := range g.sources[i] {
-			known = known && resumed[s] != nil && resumed[s].Status == Succeeded
-		}
-		if !known {
-			continue
-		}
-		files, err := g.resolveInputs(outDir, i, &jobs[i], sums, func(src int) []Image { return resumed[src].Images })
-		if err != nil {
-			continue // the job fails when it starts, with this error
-		}
-		_, key, err := requestKey(jobs[i], files)
-		if err != nil {
-			continue // as above
-		}
-		switch {
-		case e.resumes(key):
-			resumed[i] = &e
-		case e.pending(key):
-			pending[i] = &e
-		}
-	}
-	return resumed, pending, nil
+// books adds up the money a journal records, line by line (see entry).
+type books struct {
+	charged, unknown cost.Credits     // of the lines that are not provisional
+	open             map[string]entry // job id → its attempt line, while no later line of the job follows it
+	gens             map[string]entry // generation id → its submitted line, while no later line ends the generation
 }
 
-// Remaining returns the credits of the jobs (priced as in Run) that a run
-// with this output folder would still pay for: every job but those the
-// journal records as finished with the same Key, and those it records as
-// submitted to an async service (a rerun only polls them). A job taking an
-// image from a job not finished yet counts in full. A missing journal
-// means every job. It reads every input file, to key jobs on their content.
-func Remaining(outDir string, jobs []manifest.Job, prices []cost.Credits) (cost.Credits, error) {
-	if len(prices) != len(jobs) {
-		return 0, fmt.Errorf("%d prices for %d jobs", len(prices), len(jobs))
+func newBooks() books {
+	return books{open: map[string]entry{}, gens: map[string]entry{}}
+}
+
+// add takes in one line, in file order.
+func (b *books) add(e entry) {
+	if e.Status == attempt {
+		b.open[e.ID] = e
+		return
 	}
-	g, err := newGraph(jobs)
-	if err != nil {
-		return 0, err
+	delete(b.open, e.ID)
+	b.charged += e.Credits
+	b.unknown += e.Unknown
+	switch {
+	case e.Status == submitted:
+		b.gens[e.GenerationID] = e
+	case e.GenerationID != "":
+		delete(b.gens, e.GenerationID)
 	}
-	sums, err := hashInputs(jobs)
-	if err != nil {
-		return 0, err
+}
+
+// genPrice is what the open generation of submitted line e counts: its
+// price, or for a line written before lines carried one, price(e.ID).
+func genPrice(e entry, price func(id string) cost.Credits) cost.Credits {
+	return cmp.Or(e.Price, price(e.ID))
+}
+
+// totals returns the credits charged and those possibly billed,
+// provisional amounts included; price is as for genPrice.
+func (b *books) totals(price func(id string) cost.Credits) (charged, possibly cost.Credits) {
+	possibly = b.unknown
+	for _, e := range b.open {
+		possibly += e.Unknown + e.Price
 	}
-	path := filepath.Join(outDir, JournalFile)
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("read journal: %w", err)
+	for _, e := range b.gens {
+		possibly += genPrice(e, price)
 	}
-	done, _, err := parseJournal(path, data)
-	if err != nil {
-		return 0, err
-	}
-	resumed, pending, err := fromJournal(outDir, jobs, g, done, sums)
-	if err != nil {
-		return 0, err
-	}
-	var sum cost.Credits
-	for i := range jobs {
-		if resumed[i] == nil && pending[i] == nil {
-			sum += prices[i]
-		}
-	}
-	return sum, nil
+	return b.charged, possibly
 }
 
 // append writes e as one line and fsyncs it.
@@ -227,6 +282,11 @@ func (j *journal) append(e entry) error {
 	defer j.mu.Unlock()
 	if j.f == nil {
 		return errors.New("journal is closed")
+	}
+	if j.failWrite != nil {
+		if err := j.failWrite(JournalFile); err != nil {
+			return fmt.Errorf("write journal: %w", err)
+		}
 	}
 	if _, err := j.f.Write(line); err != nil {
 		return fmt.Errorf("write journal: %w", err)

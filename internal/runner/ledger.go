@@ -31,11 +31,12 @@ type ledger struct {
 	changed   chan struct{} // closed and replaced when a reservation ends or is committed
 }
 
-// newLedger starts with prior credits charged by earlier runs and held
-// credits committed to async jobs an earlier run submitted, which this run
-// settles when it fetches (charged) or gives up on (possibly spent) them.
-func newLedger(budget *cost.Credits, prior, held cost.Credits) *ledger {
-	return &ledger{budget: budget, charged: prior, committed: held, changed: make(chan struct{})}
+// newLedger starts with what earlier runs spent, as the journal records
+// it: charged and possibly spent (unknown) credits, and held credits
+// committed to async jobs an earlier run submitted, which this run settles
+// when it fetches (charged) or gives up on (possibly spent) them.
+func newLedger(budget *cost.Credits, charged, unknown, held cost.Credits) *ledger {
+	return &ledger{budget: budget, charged: charged, unknown: unknown, committed: held, changed: make(chan struct{})}
 }
 
 // reserve holds c credits for one attempt. If c cannot fit even once every
@@ -85,16 +86,6 @@ func (l *ledger) commit(c cost.Credits) {
 	l.signal()
 }
 
-// hold commits c credits to an async job an earlier run submitted (or
-// found pending once its sources ran again), whatever the budget: they
-// were spent before.
-func (l *ledger) hold(c cost.Credits) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.committed += c
-	l.signal()
-}
-
 // settleCommitted ends a commitment of c credits, as charged or possibly
 // spent (how is never released).
 func (l *ledger) settleCommitted(c cost.Credits, how settlement) {
@@ -107,12 +98,15 @@ func (l *ledger) settleCommitted(c cost.Credits, how settlement) {
 	l.keep(c, how)
 }
 
-// addCharged counts c credits an earlier run was charged, for a job found
-// finished in the journal only once its sources ran again.
-func (l *ledger) addCharged(c cost.Credits) {
+// adopt turns credits counted as possibly spent by an earlier run (the
+// counted price of a generation it submitted) into a commitment of c
+// credits, for an async job found pending in the journal only once its
+// sources ran again: this run settles it when it fetches or gives up on it.
+func (l *ledger) adopt(counted, c cost.Credits) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.charged += c
+	l.unknown -= counted
+	l.committed += c
 	l.signal()
 }
 

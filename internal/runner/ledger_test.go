@@ -14,22 +14,28 @@ import (
 // if they were released fails at once.
 func TestLedgerCommitted(t *testing.T) {
 	const c = cost.Credit
+	nothing := func(*ledger) {}
 	tests := []struct {
-		name    string
-		setup   func(l *ledger) // before the reserve under test
-		release func(l *ledger) // while it waits; nil: it must not wait
-		want    error
+		name                   string
+		charged, unknown, held cost.Credits    // what earlier runs spent
+		setup                  func(l *ledger) // before the reserve under test
+		release                func(l *ledger) // while it waits; nil: it must not wait
+		want                   error
 	}{
-		{"held by an earlier run", func(l *ledger) { l.hold(6 * c) }, nil, ErrOverBudget},
-		{"committed by a submit", func(l *ledger) { l.reserve(context.Background(), 6*c); l.commit(6 * c) }, nil, ErrOverBudget},
-		{"in flight, then released", func(l *ledger) { l.reserve(context.Background(), 6*c) }, func(l *ledger) { l.settle(6*c, released) }, nil},
-		{"in flight, then committed", func(l *ledger) { l.reserve(context.Background(), 6*c) }, func(l *ledger) { l.commit(6 * c) }, ErrOverBudget},
+		{"held by an earlier run", 0, 0, 6 * c, nothing, nil, ErrOverBudget},
+		{"possibly billed by an earlier run", 0, 6 * c, 0, nothing, nil, ErrOverBudget},
+		{"charged by an earlier run", 6 * c, 0, 0, nothing, nil, ErrOverBudget},
+		{"charged by an earlier run, room left", 5 * c, 0, 0, nothing, nil, nil},
+		{"pending found late", 0, 6 * c, 0, func(l *ledger) { l.adopt(6*c, 6*c) }, nil, ErrOverBudget},
+		{"committed by a submit", 0, 0, 0, func(l *ledger) { l.reserve(context.Background(), 6*c); l.commit(6 * c) }, nil, ErrOverBudget},
+		{"in flight, then released", 0, 0, 0, func(l *ledger) { l.reserve(context.Background(), 6*c) }, func(l *ledger) { l.settle(6*c, released) }, nil},
+		{"in flight, then committed", 0, 0, 0, func(l *ledger) { l.reserve(context.Background(), 6*c) }, func(l *ledger) { l.commit(6 * c) }, ErrOverBudget},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				budget := 10 * c
-				l := newLedger(&budget, 0, 0)
+				l := newLedger(&budget, tt.charged, tt.unknown, tt.held)
 				tt.setup(l)
 				done := make(chan error)
 				go func() { done <- l.reserve(t.Context(), 5*c) }()
@@ -49,9 +55,15 @@ func TestLedgerCommitted(t *testing.T) {
 		})
 	}
 	budget := 10 * c
-	l := newLedger(&budget, 2*c, 6*c)
+	l := newLedger(&budget, 2*c, c, 6*c)
 	l.settleCommitted(6*c, released) // never released: kept as possibly spent
-	if charged, spent := l.totals(); charged != 2*c || spent != 8*c {
-		t.Errorf("totals = %v, %v; want 2.0, 8.0", charged, spent)
+	if charged, spent := l.totals(); charged != 2*c || spent != 9*c {
+		t.Errorf("totals = %v, %v; want 2.0, 9.0", charged, spent)
+	}
+	l = newLedger(&budget, 0, 6*c, 0)
+	l.adopt(6*c, 6*c)
+	l.settleCommitted(6*c, charged) // fetched: charged, no longer possibly spent
+	if charged, spent := l.totals(); charged != 6*c || spent != 6*c {
+		t.Errorf("totals after adopting and fetching = %v, %v; want 6.0, 6.0", charged, spent)
 	}
 }

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,7 +10,16 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/batch-tool/batch/internal/stability"
 )
+
+// DefaultMaxPause is Config.MaxPause when zero. A server's Retry-After
+// could otherwise hold every worker for days (Retry-After: 1000000 is 11
+// days); a minute is the API's own lock-out after a 429, so a longer wait
+// would only be asked for by a server we should not trust that far. A
+// request sent too early gets another 429, and pauses again.
+const DefaultMaxPause = time.Minute
 
 // Rate is a request limit: at most N requests in any window of length
 // Window. The zero value means DefaultRate.
@@ -78,14 +88,19 @@ type gate struct {
 func newGate(r Rate) *gate { return &gate{limiter: newLimiter(r)} }
 
 // pause stops every attempt from leaving for d from now; overlapping pauses
-// keep the later end.
-func (g *gate) pause(d time.Duration) {
-	until := time.Now().Add(d)
+// keep the later end. It reports whether the pause is news: no pause was
+// running, or this one ends at least a second after it (so that the
+// workers answered 429 at the same moment show one pause, not one each).
+func (g *gate) pause(d time.Duration) bool {
+	now := time.Now()
+	until := now.Add(d)
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	news := !g.notBefore.After(now) || until.Sub(g.notBefore) >= time.Second
 	if until.After(g.notBefore) {
 		g.notBefore = until
 	}
-	g.mu.Unlock()
+	return news
 }
 
 // pausedFor returns how long the current pause still lasts.
@@ -130,4 +145,43 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// pauseAll pauses every request after a 429: for the answer's Retry-After,
+// or Config.Lockout without one, and never longer than Config.MaxPause. A
+// pause that is news shows in the progress line.
+func (r *run) pauseAll(err error) {
+	d := min(r.retryAfter(err), r.cfg.MaxPause)
+	if r.gate.pause(d) {
+		r.showPause(Pause{Reason: "rate limited (429)", Until: r.cfg.Now().Add(d)})
+	}
+}
+
+// retryWait waits before retry n (1-based) of job id after err, a backoff
+// of at most Config.MaxPause, and shows it in the progress line.
+func (r *run) retryWait(ctx context.Context, id string, err error, n int) error {
+	d := min(backoff(r.cfg.BackoffBase, r.cfg.BackoffCap, n), r.cfg.MaxPause)
+	r.showPause(Pause{Job: id, Reason: retryReason(err), Until: r.cfg.Now().Add(d)})
+	return sleep(ctx, d)
+}
+
+// retryReason names the failure an attempt is retried after, for the
+// progress line: "a 502", "a timeout", "a connection failure".
+func retryReason(err error) string {
+	if e, ok := errors.AsType[*stability.APIError](err); ok {
+		return fmt.Sprintf("a %d", e.Status)
+	}
+	if _, ok := errors.AsType[*stability.TimeoutError](err); ok {
+		return "a timeout"
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "the attempt timeout"
+	}
+	if e, ok := errors.AsType[*stability.TransportError](err); ok {
+		if e.Sent {
+			return "a dropped connection"
+		}
+		return "a connection failure"
+	}
+	return "an error"
 }

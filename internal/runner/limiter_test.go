@@ -161,6 +161,31 @@ func TestGatePause(t *testing.T) {
 	})
 }
 
+// TestGatePauseNews checks which pauses are news for the progress line: a
+// pause when none runs, or one that moves the end by a second or more.
+func TestGatePauseNews(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate(Rate{N: 1000, Window: time.Second})
+		steps := []struct {
+			after time.Duration // since the previous step
+			pause time.Duration
+			want  bool
+		}{
+			{0, time.Minute, true},                                    // the first 429
+			{time.Millisecond, time.Minute, false},                    // the other workers' 429s
+			{0, 10 * time.Second, false},                              // a shorter one changes nothing
+			{2 * time.Second, time.Minute, true},                      // it moves the end by 2 s
+			{time.Minute + time.Second, 500 * time.Millisecond, true}, // the pause is over: a new one
+		}
+		for i, s := range steps {
+			time.Sleep(s.after)
+			if got := g.pause(s.pause); got != s.want {
+				t.Errorf("step %d: pause(%v) = %v, want %v", i, s.pause, got, s.want)
+			}
+		}
+	})
+}
+
 func TestAutoConcurrency(t *testing.T) {
 	tests := []struct {
 		r    Rate

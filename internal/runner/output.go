@@ -4,33 +4,33 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/batch-tool/batch/internal/imagefile"
 	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/outdir"
 	"github.com/batch-tool/batch/internal/pngtext"
 	"github.com/batch-tool/batch/internal/stability"
 )
 
 // Output sub-folders, relative to Config.OutDir.
 const (
-	ImagesDir   = "images"   // images whose finish reason is not CONTENT_FILTERED
-	FilteredDir = "filtered" // CONTENT_FILTERED images, kept apart
+	ImagesDir   = outdir.ImagesDir   // images whose finish reason is not CONTENT_FILTERED
+	FilteredDir = outdir.FilteredDir // CONTENT_FILTERED images, kept apart
 	JournalFile = "journal.jsonl"
 )
 
 // maxBase caps a file name's stem in bytes, leaving room under the usual
-// 255-byte limit for "-10.webp" and the temp-file decoration.
+// 255-byte limit for "-10.webp" and the temp-file decoration
+// (".NAME.tmp-PID-RANDOM", 33 bytes at most).
 const maxBase = 200
-
-// tempMarker is in every temp file's name: "." + name + tempMarker + random.
-const tempMarker = ".tmp"
 
 // Image is one file a job wrote.
 type Image struct {
@@ -82,12 +82,22 @@ func imageName(id string, i, samples int, ext string) string {
 // attemptFiles is the stability.Sink of one attempt: it streams each
 // artifact into a temp file under OutDir/images and a SHA-256 hash, a PNG
 // through a pngtext.Writer that adds the parameters once the seed is known.
-// The files become visible only on commit; discard removes them.
+// The files become visible only on commit; discard removes them. Every file
+// operation goes through an outdir.Dir, opened by the first Begin and
+// closed by commit or discard, so none follows a symbolic link inside
+// OutDir or reaches outside it.
 type attemptFiles struct {
 	outDir string
 	job    manifest.Job
 	format fileFormat
+	dir    *outdir.Dir // nil until the first Begin
 	files  []*tempImage
+	// key is the journal Key of the attempt's request, recorded in each
+	// image (see imageRecord).
+	key string
+	// failWrite, when set, is asked before each write to an image file
+	// and fails it with its error (Config.failWrite).
+	failWrite func(name string) error
 	// local is the first failure to create, write or sync a file here: a
 	// local failure, not the API's.
 	local error
@@ -95,9 +105,11 @@ type attemptFiles struct {
 
 type tempImage struct {
 	f    *os.File
+	tmp  string // the temp file's name, relative to OutDir
 	buf  *bufio.Writer
 	w    io.Writer       // what the client writes to
 	png  *pngtext.Writer // nil when the format carries no text
+	mark *imageMark      // the image's record, see imageRecord
 	sum  hash.Hash       // SHA-256 of the bytes written
 	img  Image           // Path set by End
 	done bool
@@ -106,11 +118,17 @@ type tempImage struct {
 // localWriter records the first error of the file it writes to, so a full
 // disk is told apart from a broken answer.
 type localWriter struct {
-	w io.Writer
-	s *attemptFiles
+	w    io.Writer
+	s    *attemptFiles
+	name string // the image's final name, relative to OutDir
 }
 
 func (lw localWriter) Write(p []byte) (int, error) {
+	if lw.s.failWrite != nil {
+		if err := lw.s.failWrite(lw.name); err != nil {
+			return 0, lw.s.fail(err)
+		}
+	}
 	n, err := lw.w.Write(p)
 	if err != nil {
 		lw.s.fail(err)
@@ -134,13 +152,25 @@ func (s *attemptFiles) Begin(i int) (io.Writer, error) {
 	if i != len(s.files) {
 		return nil, fmt.Errorf("artifact %d began out of order", i)
 	}
+	if s.dir == nil {
+		d, err := outdir.OpenDir(s.outDir)
+		if err != nil {
+			return nil, s.fail(fmt.Errorf("create image file: %w", err))
+		}
+		s.dir = d
+	}
 	name := imageName(s.job.ID, i, s.job.Samples, s.format.ext)
-	f, err := os.CreateTemp(filepath.Join(s.outDir, ImagesDir), "."+name+tempMarker+"*")
+	f, tmp, err := s.dir.CreateTemp(ImagesDir + "/" + name)
 	if err != nil {
 		return nil, s.fail(fmt.Errorf("create image file: %w", err))
 	}
-	t := &tempImage{f: f, buf: bufio.NewWriterSize(localWriter{f, s}, 64<<10), sum: sha256.New()}
+	t := &tempImage{f: f, tmp: tmp, buf: bufio.NewWriterSize(localWriter{f, s, ImagesDir + "/" + name}, 64<<10), sum: sha256.New()}
 	t.w = io.MultiWriter(t.buf, t.sum)
+	if t.mark, t.w, err = newImageMark(s.format, imageRecord{ID: s.job.ID, Key: s.key, Image: i + 1}, t.w); err != nil {
+		_ = f.Close()
+		_ = s.dir.Remove(tmp)
+		return nil, err
+	}
 	if s.format.text {
 		t.png = pngtext.NewWriter(t.w, "parameters")
 		t.w = t.png
@@ -166,8 +196,14 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 			return fmt.Errorf("artifact %d: %w", i, err)
 		}
 	}
+	if err := t.mark.end(a); err != nil {
+		return fmt.Errorf("artifact %d: %w", i, err)
+	}
 	if err := t.buf.Flush(); err != nil {
 		return s.fail(fmt.Errorf("write image file: %w", err))
+	}
+	if err := s.verify(t.f); err != nil {
+		return err
 	}
 	if err := t.f.Sync(); err != nil {
 		return s.fail(fmt.Errorf("sync image file: %w", err))
@@ -190,9 +226,30 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 	return nil
 }
 
-// commit renames every finished temp file to its final name and syncs the
-// folders, so the images are durable before the job is journaled. On error
-// the remaining temp files are removed.
+// verify reads back the image written to f and checks it before it can
+// count: a complete, valid file in the format the job asked for and, for a
+// v1 job, of the size it asked for. A bad image is the answer's fault, not
+// a local one: the attempt fails (possibly billed) and the file is dropped.
+func (s *attemptFiles) verify(f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return s.fail(fmt.Errorf("read back image file: %w", err))
+	}
+	info, err := imagefile.Verify(f)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", stability.ErrMalformedResponse, err)
+	case string(info.Format) != s.format.name:
+		return fmt.Errorf("%w: the file is %s, the job asked for %s", stability.ErrMalformedResponse, info.Format, s.format.name)
+	case s.job.Engine != "" && (info.Width != s.job.Width || info.Height != s.job.Height):
+		return fmt.Errorf("%w: the image is %d×%d, the job asked for %d×%d", stability.ErrMalformedResponse, info.Width, info.Height, s.job.Width, s.job.Height)
+	}
+	return nil
+}
+
+// commit renames every finished temp file to its final name (a symbolic
+// link there is replaced, never followed) and syncs the folders, so the
+// images are durable before the job is journaled. On error the remaining
+// temp files are removed.
 func (s *attemptFiles) commit() ([]Image, error) {
 	images := make([]Image, 0, len(s.files))
 	dirs := map[string]bool{}
@@ -201,65 +258,94 @@ func (s *attemptFiles) commit() ([]Image, error) {
 			s.discard()
 			return nil, fmt.Errorf("artifact %d was not completed", i)
 		}
-		final := filepath.Join(s.outDir, filepath.FromSlash(t.img.Path))
-		if err := os.Rename(t.f.Name(), final); err != nil {
+		if err := t.mark.writeSidecar(s.dir, t.img.Path, t.img.SHA256); err != nil {
 			s.discard()
 			return nil, fmt.Errorf("save image: %w", err)
 		}
-		dirs[filepath.Dir(final)] = true
+		if err := s.dir.Rename(t.tmp, t.img.Path); err != nil {
+			s.discard()
+			return nil, fmt.Errorf("save image: %w", err)
+		}
+		t.tmp = "" // renamed: nothing to remove
+		dirs[path.Dir(t.img.Path)] = true
 		images = append(images, t.img)
 	}
+	defer s.discard() // closes the folder
 	for _, d := range []string{ImagesDir, FilteredDir} {
-		if p := filepath.Join(s.outDir, d); dirs[p] {
-			if err := syncDir(p); err != nil {
-				return nil, err
+		if dirs[d] {
+			if err := s.dir.SyncFolder(d); err != nil {
+				return nil, fmt.Errorf("save image: %w", err)
 			}
 		}
 	}
-	s.files = nil
 	return images, nil
 }
 
-// discard closes and removes every temp file of the attempt.
+// discard closes and removes every temp file of the attempt that is not
+// renamed yet, and closes the folder. It removes only the files this
+// attempt created.
 func (s *attemptFiles) discard() {
 	for _, t := range s.files {
 		_ = t.f.Close() // a second Close is harmless
-		_ = os.Remove(t.f.Name())
+		if t.tmp != "" {
+			_ = s.dir.Remove(t.tmp)
+		}
 	}
 	s.files = nil
+	if s.dir != nil {
+		_ = s.dir.Close()
+		s.dir = nil
+	}
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// prepareOut makes the output folder ready before anything is sent (see
+// outdir.Preparer.Prepare): its folders created and not symbolic links,
+// each proven writable, and room on its filesystem for the images of jobs
+// whose files are not there yet. It removes no file: temp files a killed
+// run left behind are outdir.Lock's to remove.
+func prepareOut(outDir string, jobs []manifest.Job, p outdir.Preparer) error {
+	need, err := bytesToWrite(outDir, jobs)
 	if err != nil {
-		return fmt.Errorf("sync folder: %w", err)
+		return err
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("sync folder: %w", err)
-	}
-	return nil
+	return p.Prepare(outDir, need)
 }
 
-// prepareOut creates the output folders and removes temp files a killed
-// run left behind.
-func prepareOut(outDir string) error {
-	for _, d := range []string{ImagesDir, FilteredDir} {
-		dir := filepath.Join(outDir, d)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create output folder: %w", err)
+// bytesToWrite estimates the bytes of the images jobs will write
+// (outdir.ExpectedBytes each), leaving out files already in images/ or
+// filtered/ under their final names, as a resumed run finds them. A fresh
+// output folder is not looked at file by file.
+func bytesToWrite(outDir string, jobs []manifest.Job) (int64, error) {
+	folders := []string{filepath.Join(outDir, ImagesDir), filepath.Join(outDir, FilteredDir)}
+	fresh := true
+	for _, d := range folders {
+		if f, err := os.Open(d); err == nil {
+			names, _ := f.Readdirnames(1)
+			f.Close()
+			fresh = fresh && len(names) == 0
 		}
-		entries, err := os.ReadDir(dir)
+	}
+	have := func(name string) bool {
+		for _, d := range folders {
+			if fi, err := os.Lstat(filepath.Join(d, name)); err == nil && fi.Mode().IsRegular() {
+				return true
+			}
+		}
+		return false
+	}
+	var need int64
+	for _, j := range jobs {
+		format, err := outputFormat(j)
 		if err != nil {
-			return fmt.Errorf("read output folder: %w", err)
+			return 0, fmt.Errorf("job %s: %w", j.ID, err)
 		}
-		for _, e := range entries {
-			if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, tempMarker) && e.Type().IsRegular() {
-				if err := os.Remove(filepath.Join(dir, n)); err != nil {
-					return fmt.Errorf("remove stale temp file: %w", err)
-				}
+		size := outdir.ExpectedBytes(j.Width, j.Height, format.name)
+		samples := max(j.Samples, 1)
+		for i := range samples {
+			if fresh || !have(imageName(j.ID, i, samples, format.ext)) {
+				need += size
 			}
 		}
 	}
-	return nil
+	return need, nil
 }

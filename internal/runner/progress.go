@@ -3,16 +3,43 @@ package runner
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
 )
 
-// Progress is told about the run's state once at the start and then
-// whenever a job finishes, is submitted to an async service, or is polled.
-// Calls never overlap.
+// Progress is told about the run's state once at the start, whenever a job
+// finishes, is submitted to an async service, or is polled, and when a
+// pause starts (Snapshot.Pause). Calls never overlap.
 type Progress interface {
 	Update(Snapshot)
+}
+
+// Pause is a wait the run is in: every request held after a 429, or one
+// job waiting to retry after a failed attempt.
+type Pause struct {
+	// Job is the job that waits to retry; "" when every request waits.
+	Job string
+	// Reason is what caused the pause: "rate limited (429)" when every
+	// request waits; for a retry, the failure, e.g. "a 502" or "a timeout".
+	Reason string
+	// Until is when the pause ends, by Config.Now; the zero Time means no
+	// pause.
+	Until time.Time
+}
+
+// String describes the pause for a progress line, its end as the time of
+// day in Until's location: "paused: rate limited (429) until 19:42:10",
+// "retrying job cat-3 after a 502 at 19:42:05"; "" for no pause.
+func (p Pause) String() string {
+	switch {
+	case p.Until.IsZero():
+		return ""
+	case p.Job == "":
+		return "paused: " + p.Reason + " until " + p.Until.Format(time.TimeOnly)
+	}
+	return "retrying job " + p.Job + " after " + p.Reason + " at " + p.Until.Format(time.TimeOnly)
 }
 
 // Snapshot is the run's state at one moment.
@@ -24,8 +51,51 @@ type Snapshot struct {
 	Failed    int           // jobs with status failed
 	Filtered  int           // jobs with status filtered
 	Waiting   int           // async jobs submitted and waiting on the server for their result, apart from requests in flight; not in Done
-	Spent     cost.Credits  // credits charged or possibly spent so far, resumed jobs included
+	Spent     cost.Credits  // credits charged or possibly spent so far, earlier runs' included (see Result.Spent)
 	Elapsed   time.Duration // since the run started, by Config.Now
+	// Pause is the latest pause while it lasts: one of every request, or a
+	// job's wait to retry (a pause of every request is not hidden by a
+	// job's retry); the zero Pause when none.
+	Pause Pause
+}
+
+// progressState serializes the Progress calls of the dispatcher's reports
+// and of workers starting a pause, and keeps the latest pause for the
+// reports while it lasts. The zero value is ready to use.
+type progressState struct {
+	mu    sync.Mutex
+	last  Snapshot
+	pause Pause
+}
+
+// show tells p about s, with the current pause, as of now.
+func (ps *progressState) show(p Progress, s Snapshot, now time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.pause.Until.After(now) {
+		s.Pause = ps.pause
+	}
+	ps.last = s
+	p.Update(s)
+}
+
+// showPause records pause as the latest, unless it is a job's retry while
+// a pause of every request lasts, and shows it with the last state.
+func (r *run) showPause(pause Pause) {
+	if r.cfg.Progress == nil {
+		return
+	}
+	ps := &r.progress
+	now := r.cfg.Now()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if pause.Job != "" && ps.pause.Job == "" && ps.pause.Until.After(now) {
+		return
+	}
+	ps.pause = pause
+	s := ps.last
+	s.Pause, s.Elapsed = pause, now.Sub(r.start)
+	r.cfg.Progress.Update(s)
 }
 
 // tally counts finished jobs.
@@ -58,11 +128,12 @@ func (r *run) report() {
 	}
 	t := &r.s.tally
 	_, spent := r.ledger.totals()
-	r.cfg.Progress.Update(Snapshot{
+	now := r.cfg.Now()
+	r.progress.show(r.cfg.Progress, Snapshot{
 		Total: len(r.jobs), Done: t.done, Resumed: t.resumed,
 		Succeeded: t.succeeded, Failed: t.failed, Filtered: t.filtered, Waiting: r.s.nOnServer,
-		Spent: spent, Elapsed: r.cfg.Now().Sub(r.start),
-	})
+		Spent: spent, Elapsed: now.Sub(r.start),
+	}, now)
 }
 
 // rateAndETA returns jobs per second finished by this run and the time
@@ -93,12 +164,16 @@ func line(s Snapshot) string {
 	if eta > 0 {
 		l += "  ETA " + eta.String()
 	}
+	if p := s.Pause.String(); p != "" {
+		l += "  " + p
+	}
 	return l
 }
 
 // TerminalProgress redraws one status line with \r: jobs done/total, jobs
-// per second, credits spent, failures, jobs waiting on the server and ETA;
-// it ends the line when every job is done. Use it when the writer is a terminal.
+// per second, credits spent, failures, jobs waiting on the server, ETA and
+// the current pause with its reason and end; it ends the line when every
+// job is done. Use it when the writer is a terminal.
 type TerminalProgress struct {
 	W     io.Writer
 	width int // length of the last line drawn, to blank leftovers
@@ -116,15 +191,17 @@ func (p *TerminalProgress) Update(s Snapshot) {
 }
 
 // LineProgress prints a plain line at most every Interval (default 10 s)
-// or every 10% of the jobs, whichever comes first, and one when every job
-// is done. Use it when the writer is not a terminal (CI logs).
+// or every 10% of the jobs, whichever comes first, one when a pause starts,
+// and one when every job is done. Use it when the writer is not a terminal
+// (CI logs).
 type LineProgress struct {
 	W        io.Writer
 	Interval time.Duration // zero means 10 s
 
-	printed  bool
-	lastAt   time.Duration // Elapsed at the last line
-	lastTens int           // tenths of the jobs done at the last line
+	printed   bool
+	lastAt    time.Duration // Elapsed at the last line
+	lastTens  int           // tenths of the jobs done at the last line
+	lastPause Pause         // the last pause printed
 }
 
 // Update prints a line when one is due.
@@ -137,10 +214,14 @@ func (p *LineProgress) Update(s Snapshot) {
 	if s.Total > 0 {
 		tens = s.Done * 10 / s.Total
 	}
-	due := !p.printed || s.Done >= s.Total || tens > p.lastTens || s.Elapsed-p.lastAt >= interval
+	newPause := !s.Pause.Until.IsZero() && s.Pause != p.lastPause
+	due := !p.printed || s.Done >= s.Total || tens > p.lastTens || s.Elapsed-p.lastAt >= interval || newPause
 	if !due {
 		return
 	}
 	p.printed, p.lastAt, p.lastTens = true, s.Elapsed, tens
+	if !s.Pause.Until.IsZero() {
+		p.lastPause = s.Pause
+	}
 	fmt.Fprintln(p.W, line(s))
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/outdir"
 	"github.com/batch-tool/batch/internal/stability"
 )
 
@@ -97,7 +98,8 @@ const (
 	// image finished with ERROR or none came (charged), or the answer
 	// broke the contract (counted as possibly billed).
 	FailAnswer Failure = "answer"
-	// FailLocal: an image could not be written here; the run stopped.
+	// FailLocal: an image or journal line could not be written here;
+	// the run stopped starting requests.
 	FailLocal Failure = "local"
 	// FailExpired: an async job's result was not fetched within
 	// ResultLifetime of its submit, or the API no longer knows its
@@ -120,8 +122,11 @@ var (
 const (
 	DefaultLockout     = 60 * time.Second
 	DefaultMaxAttempts = 5
-	DefaultBackoffBase = time.Second
-	DefaultBackoffCap  = 30 * time.Second
+	// DefaultRetryUnknown is Config.RetryUnknown's default: an attempt
+	// whose outcome is unknown is retried once.
+	DefaultRetryUnknown = 1
+	DefaultBackoffBase  = time.Second
+	DefaultBackoffCap   = 30 * time.Second
 	// DefaultAttemptTimeout bounds one request, answer body included. It
 	// must stay at 180 s or more: the synchronous Stable Image services
 	// send nothing until the image is ready, and live Ultra
@@ -159,19 +164,40 @@ type Config struct {
 	// Rate is the request limit shared by every attempt and poll; zero
 	// means DefaultRate.
 	Rate Rate
-	// Budget caps the credits the run may spend, counting the jobs resumed
-	// from the journal and the async jobs it holds as submitted; nil means
-	// no cap (spending is still tracked).
+	// Budget caps the credits the output folder may cost: everything the
+	// journal records as charged or possibly billed by earlier runs (see
+	// Standing) plus what this run spends; nil means no cap (spending is
+	// still tracked).
 	Budget *cost.Credits
 	// OutDir receives images/, filtered/ and journal.jsonl; required.
 	OutDir string
 	// Lockout is how long every worker pauses after a 429 without
 	// Retry-After; zero means DefaultLockout (the API's 60 s).
 	Lockout time.Duration
+	// MaxPause caps every pause: a 429's Retry-After or Lockout, and a
+	// retry's backoff; zero means DefaultMaxPause (a minute).
+	MaxPause time.Duration
 	// MaxAttempts bounds the attempts per job on 5xx answers and connection
 	// failures (429s are not counted), and the failed polls in a row of an
 	// async job; zero means DefaultMaxAttempts.
 	MaxAttempts int
+	// RetryUnknown bounds the retries after attempts whose outcome is
+	// unknown (the request left, then no answer came: a dropped
+	// connection, a timeout), which also count against MaxAttempts; nil
+	// means DefaultRetryUnknown, and 0 (or less) never retries them.
+	//
+	// Such a retry is the one case that can pay twice for one result, so
+	// this bounds what a job can cost within a run: at most
+	// (1+RetryUnknown) × its price, charged or possibly billed, however
+	// many connections drop (5xx answers, 429s and connections that failed
+	// before the request left cost nothing, and are retried up to
+	// MaxAttempts). A crash or kill costs at most the prices of the
+	// requests in flight: each is journaled (fsynced) as an attempt before
+	// it leaves, and the next run counts every such attempt without an
+	// outcome as possibly billed. Across runs, every credit the journal
+	// records as charged or possibly billed counts against Budget, so
+	// reruns of a failed job never take the folder past it.
+	RetryUnknown *int
 	// BackoffBase and BackoffCap shape the retry wait: attempt n waits a
 	// random time in [d/2, d] with d = min(BackoffCap, BackoffBase·2^(n-1));
 	// zero means DefaultBackoffBase, DefaultBackoffCap.
@@ -194,6 +220,17 @@ type Config struct {
 	Now func() time.Time
 	// Progress is told about the run's state; nil means no progress.
 	Progress Progress
+	// Warn is told, one line each without a trailing newline, what the run
+	// worked around before sending anything: journal lines it skipped as
+	// damaged (named by line number), entries it rebuilt from images on
+	// disk, requests an earlier run left in flight. It is called from
+	// Run's goroutine; nil discards them.
+	Warn func(string)
+
+	// failWrite, when set, is asked before each write to an image file or
+	// the journal, with the file's name relative to OutDir, and makes the
+	// write fail with its error: tests use it for a full disk.
+	failWrite func(name string) error
 }
 
 // AutoConcurrency is the concurrency used when Config.Concurrency is 0:
@@ -209,13 +246,30 @@ func AutoConcurrency(r Rate, jobs int) int {
 	return max(1, min(2*r.N, jobs))
 }
 
-// Result is the outcome of a run.
+// Result is the outcome of a run. Its money covers the output folder, not
+// only this run: what the journal recorded before the run started (see
+// Standing) plus what the run spent, in credits, so Spent is what the
+// budget was checked against, and what the journal records after the run.
 type Result struct {
-	Jobs        []JobResult  // one per job, in manifest order
-	Charged     cost.Credits // credits of jobs the API completed, resumed ones included
-	Spent       cost.Credits // Charged plus attempts whose outcome is unknown: the most that may have been billed
-	Concurrency int          // the concurrency used
-	Interrupted bool         // ctx was cancelled: unstarted jobs are Skipped, a rerun resumes
+	Jobs []JobResult // one per job, in manifest order
+	// Charged is the list price of the results the API completed: in
+	// earlier runs (every charged credit the journal holds, for any job)
+	// and in this one.
+	Charged cost.Credits
+	// Spent is Charged plus the credits possibly billed, earlier runs
+	// included: attempts whose outcome is unknown, requests in flight when
+	// a run stopped, async jobs submitted and not fetched. It is the most
+	// the folder may have cost, and never passes Config.Budget unless
+	// earlier runs' spending already did.
+	Spent cost.Credits
+	// PriorCharged and PriorPossiblyBilled are what the journal recorded
+	// when the run started: the shares of Charged and of Spent − Charged
+	// that earlier runs spent, as Standing reads them (an async job they
+	// submitted and this run fetched moves from possibly billed into
+	// Charged).
+	PriorCharged, PriorPossiblyBilled cost.Credits
+	Concurrency                       int  // the concurrency used
+	Interrupted                       bool // ctx was cancelled: unstarted jobs are Skipped, a rerun resumes
 }
 
 // JobResult is one job's outcome.
@@ -261,12 +315,25 @@ type JobResult struct {
 // waits PollInterval from its start, since a killed run may just have
 // polled). The Key covers the content of the input images.
 //
+// Before anything is sent, the journal is recovered (see Standing):
+// damaged lines are skipped with a warning each (Config.Warn), a job it
+// lost whose images are on disk with their record of its Key is taken as
+// done and journaled again, and requests a killed run left in flight are
+// settled as possibly billed. Everything the journal records as charged or
+// possibly billed counts against the budget. Each paid request is
+// journaled as an attempt (fsynced) before it leaves.
+//
 // Per-job failures are in the results; the error is non-nil only when the
 // run could not start (ids that repeat, an unknown source or a cycle, an
 // input file that cannot be read, a job whose request cannot be built, a
-// damaged journal: nothing is sent) or was stopped by a fatal error
-// (ErrUnauthorized, ErrNoCredit, an image or journal line that cannot be
-// written). When ctx is cancelled, no new job starts, requests in flight
+// journal that cannot be read or mended, an output folder that cannot be
+// written, holds a symbolic link where images go, or lacks room for the
+// images: nothing is sent) or was stopped by a fatal error
+// (ErrUnauthorized, ErrNoCredit: requests in flight are cancelled) or a
+// local failure (an image or journal line that cannot be written: no
+// request starts after it, requests in flight finish and are recorded if
+// they can be); a stopped run's Result is returned with the error, every
+// job in it. When ctx is cancelled, no new job starts, requests in flight
 // finish and are recorded (bounded by AttemptTimeout), polls stop (a rerun
 // polls again), and Result.Interrupted is set.
 func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, prices []cost.Credits) (Result, error) {
@@ -300,47 +367,57 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	if err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
-	if err := prepareOut(cfg.OutDir); err != nil {
+	if err := prepareOut(cfg.OutDir, jobs, outdir.Preparer{}); err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
-	jnl, done, err := openJournal(cfg.OutDir)
+	jnl, data, err := openJournal(cfg.OutDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
 	defer jnl.close()
-	resumed, pending, err := fromJournal(outAbs, jobs, g, done, sums)
-	if err != nil {
+	jnl.failWrite = cfg.failWrite
+	rec := recoverOut(cfg.OutDir, data, jobs, g, sums, prices, cfg.Now().UTC())
+	for _, w := range rec.warnings {
+		cfg.Warn(w)
+	}
+	if err := jnl.mend(rec.keep, rec.newline); err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
+	for _, e := range rec.appends {
+		if err := jnl.append(e); err != nil {
+			return Result{}, fmt.Errorf("run: %w", err)
+		}
+	}
 
-	// sched stops scheduling, waiting and polling (interrupt or fatal);
-	// reqs cancels paid requests in flight (fatal only: an interrupt lets
-	// them finish).
+	// sched stops scheduling, waiting and polling (interrupt, fatal or
+	// local failure); reqs cancels paid requests in flight (fatal only: an
+	// interrupt or a local failure lets them finish).
 	sched, stopSched := context.WithCancelCause(ctx)
 	defer stopSched(nil)
 	reqs, stopReqs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopReqs(nil)
 
-	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: done,
+	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: rec.done,
 		gate: newGate(cfg.Rate), journal: jnl, start: cfg.Now()}
-	r.fatal = func(err error) {
+	stop := func(err error) {
 		r.fatalOnce.Do(func() {
 			r.fatalErr = err
 			stopSched(err)
-			stopReqs(err)
 		})
 	}
-	var prior, held cost.Credits
-	for i := range jobs {
-		if e := resumed[i]; e != nil {
-			prior += e.Credits
-		}
-		if pending[i] != nil {
+	r.fatal = func(err error) {
+		stop(err)
+		stopReqs(err)
+	}
+	r.failLocal = stop
+	var held cost.Credits
+	for i, e := range rec.pending {
+		if e != nil {
 			held += prices[i]
 		}
 	}
-	r.ledger = newLedger(cfg.Budget, prior, held)
-	r.setup(sched, resumed, pending)
+	r.ledger = newLedger(cfg.Budget, rec.charged, rec.possibly-rec.held, held)
+	r.setup(sched, rec.resumed, rec.pending)
 	r.report()
 
 	tasks, events := make(chan task), make(chan event)
@@ -356,7 +433,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	r.dispatch(sched, tasks, events)
 	_ = g2.Wait() // jobs record their own errors; fatal ones go through r.fatal
 
-	res := Result{Jobs: r.results, Concurrency: cfg.Concurrency}
+	res := Result{Jobs: r.results, Concurrency: cfg.Concurrency, PriorCharged: rec.charged, PriorPossiblyBilled: rec.possibly}
 	res.Charged, res.Spent = r.ledger.totals()
 	if r.fatalErr != nil {
 		return res, fmt.Errorf("run stopped: %w", r.fatalErr)
@@ -378,6 +455,9 @@ func withDefaults(cfg Config, jobs int) Config {
 	if cfg.Lockout <= 0 {
 		cfg.Lockout = DefaultLockout
 	}
+	if cfg.MaxPause <= 0 {
+		cfg.MaxPause = DefaultMaxPause
+	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
@@ -396,6 +476,12 @@ func withDefaults(cfg Config, jobs int) Config {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RetryUnknown == nil {
+		cfg.RetryUnknown = new(DefaultRetryUnknown)
+	}
+	if cfg.Warn == nil {
+		cfg.Warn = func(string) {}
+	}
 	return cfg
 }
 
@@ -408,7 +494,7 @@ type run struct {
 	g       *graph
 	sums    map[string]string // input file path → SHA-256 of its content; read-only
 	outAbs  string            // cfg.OutDir, absolute
-	done    map[string]entry  // the journal's last entry per job id; read-only
+	done    map[string]entry  // the journal's last entry per job id that is not an attempt; read-only
 	gate    *gate
 	ledger  *ledger
 	journal *journal
@@ -424,9 +510,16 @@ type run struct {
 
 	s schedule // the dispatcher's state, see schedule.go
 
-	fatal     func(error)
-	fatalOnce sync.Once
-	fatalErr  error // set once, read after every job finished
+	progress progressState // serializes Progress calls, keeps the pause shown; see progress.go
+
+	// fatal stops the run for an error of the API's (ErrUnauthorized,
+	// ErrNoCredit): nothing new starts and requests in flight are
+	// cancelled. failLocal stops it for a file that cannot be written
+	// here: nothing new starts, and requests in flight finish and are
+	// recorded if they can be. The first error of either is the run's.
+	fatal, failLocal func(error)
+	fatalOnce        sync.Once
+	fatalErr         error // set once, read after every job finished
 }
 
 func notStarted(ctx context.Context) string {
@@ -471,10 +564,10 @@ func (r *run) startJob(sched, reqs context.Context, i int) event {
 	if e, ok := r.done[job.ID]; ok {
 		switch {
 		case e.resumes(key):
-			r.ledger.addCharged(e.Credits)
+			// its credits are among the journal's, counted from the start
 			return event{i: i, res: resumedResult(job, &e)}
 		case e.pending(key):
-			r.ledger.hold(r.prices[i])
+			r.ledger.adopt(genPrice(e, r.priceOf), r.prices[i])
 			r.async[i] = r.resumedAsync(job, &e)
 			return event{i: i, wait: true}
 		}
@@ -482,18 +575,35 @@ func (r *run) startJob(sched, reqs context.Context, i int) event {
 	if req.Async() {
 		return r.submit(sched, reqs, i, req, key, res)
 	}
-	return r.record(i, key, r.generate(sched, reqs, i, req, res))
+	return r.record(i, key, r.generate(sched, reqs, i, req, key, res))
 }
 
-// record journals a finished job, unless it was skipped, and returns its
-// event. The journal line is written before the job's dependents start.
+// priceOf is the price of the job with this id, 0 when it is not in the
+// run.
+func (r *run) priceOf(id string) cost.Credits {
+	if i, ok := r.g.index[id]; ok {
+		return r.prices[i]
+	}
+	return 0
+}
+
+// record journals job i's outcome and returns its event: a finished job,
+// and a job skipped after attempts it sent, whose line closes their
+// attempt lines with what they possibly billed. The line is written before
+// the job's dependents start. An async job's line leaves out the possibly
+// billed credits its submitted line journaled.
 func (r *run) record(i int, key string, res JobResult) event {
-	if res.Status != Skipped {
+	if res.Status != Skipped || res.Attempts > 0 {
+		var journaled cost.Credits
+		if a := r.async[i]; a != nil {
+			journaled = a.journaled
+		}
 		e := entry{ID: res.ID, Key: key, Status: res.Status, GenerationID: res.GenerationID, Failure: res.Failure,
-			Credits: res.Credits, Unknown: res.Unknown, Attempts: res.Attempts, Images: res.Images, Params: res.Params,
+			Credits: res.Credits, Unknown: res.Unknown - journaled, Attempts: res.Attempts, Images: res.Images, Params: res.Params,
 			Error: res.Error, Time: r.cfg.Now().UTC()}
 		if err := r.journal.append(e); err != nil {
-			r.fatal(err)
+			err = fmt.Errorf("job %s: outcome not journaled: %w", res.ID, err)
+			r.failLocal(err)
 			res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + err.Error()
 		}
 	}
@@ -508,7 +618,7 @@ func resumedResult(j *manifest.Job, e *entry) JobResult {
 
 // generate sends synchronous job i until it succeeds, fails for good, or
 // is stopped.
-func (r *run) generate(sched, reqs context.Context, i int, req stability.Request, res JobResult) JobResult {
+func (r *run) generate(sched, reqs context.Context, i int, req stability.Request, key string, res JobResult) JobResult {
 	job, price := r.jobs[i], r.prices[i]
 	format, err := outputFormat(job)
 	if err != nil { // Run checked every job before starting
@@ -516,8 +626,8 @@ func (r *run) generate(sched, reqs context.Context, i int, req stability.Request
 	}
 	var sink *attemptFiles
 	var arts []stability.Artifact
-	ok := r.send(sched, reqs, price, &res, func(ctx context.Context) (error, error) {
-		sink = &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format}
+	ok := r.send(sched, reqs, key, price, &res, func(ctx context.Context) (error, error) {
+		sink = &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format, key: key, failWrite: r.cfg.failWrite}
 		a, err := r.gen.Generate(ctx, req, sink)
 		if err != nil {
 			sink.discard()
@@ -541,7 +651,7 @@ func (r *run) save(job manifest.Job, price cost.Credits, sink *attemptFiles, art
 	images, err := sink.commit()
 	if err != nil {
 		err = fmt.Errorf("generated but not saved: %w", err)
-		r.fatal(fmt.Errorf("job %s: %w", job.ID, err))
+		r.failLocal(fmt.Errorf("job %s: %w", job.ID, err))
 		return failed(res, FailLocal, err)
 	}
 	res.Images = images
@@ -556,13 +666,14 @@ func (r *run) save(job manifest.Job, price cost.Credits, sink *attemptFiles, art
 
 // send makes attempts of a paid request until one is answered (true: its
 // price is still reserved, for the caller to settle) or the job ends
-// (false: res says how). Each attempt passes the gate and reserves price
-// first. try makes one attempt and returns its error and, apart, a failure
-// to store its answer here. What a failed attempt means comes from
+// (false: res says how). Each attempt passes the gate, reserves price and
+// is journaled as an attempt of the request with this key first. try
+// makes one attempt and returns its error and, apart, a failure to store
+// its answer here. What a failed attempt means comes from
 // stability.Classify: the runner decides on retries, pauses and money by
 // class alone.
-func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResult, try func(ctx context.Context) (err, local error)) bool {
-	rateLimited, failures := 0, 0
+func (r *run) send(sched, reqs context.Context, key string, price cost.Credits, res *JobResult, try func(ctx context.Context) (err, local error)) bool {
+	rateLimited, failures, unknowns := 0, 0, 0
 	for {
 		if err := r.gate.wait(sched); err != nil {
 			res.Error = stoppedBefore(sched, err, res.Attempts)
@@ -574,6 +685,17 @@ func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResu
 				return false
 			}
 			res.Error = stoppedBefore(sched, err, res.Attempts)
+			return false
+		}
+		// Journaled (fsynced) before it leaves, so that a run killed while
+		// it is in flight leaves evidence that it may be billed; the
+		// next line of the job replaces it.
+		a := entry{ID: res.ID, Key: key, Status: attempt, Price: price, Unknown: res.Unknown, Attempts: res.Attempts + 1, Time: r.cfg.Now().UTC()}
+		if err := r.journal.append(a); err != nil {
+			r.ledger.settle(price, released) // never sent
+			err = fmt.Errorf("request not sent, it could not be journaled: %w", err)
+			r.failLocal(fmt.Errorf("job %s: %w", res.ID, err))
+			*res = failed(*res, FailLocal, err)
 			return false
 		}
 		res.Attempts++
@@ -591,7 +713,7 @@ func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResu
 			r.ledger.settle(price, unknown)
 			res.Unknown += price
 			err = fmt.Errorf("image not saved: %w", local)
-			r.fatal(fmt.Errorf("job %s: %w", res.ID, err))
+			r.failLocal(fmt.Errorf("job %s: %w", res.ID, err))
 			*res = failed(*res, FailLocal, err)
 			return false
 		case reqs.Err() != nil && (class == stability.ClassUnknown || class == stability.ClassNotSent):
@@ -604,7 +726,7 @@ func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResu
 		switch class {
 		case stability.ClassRateLimited:
 			r.ledger.settle(price, released) // the API did no work
-			r.gate.pause(r.retryAfter(err))
+			r.pauseAll(err)
 			if rateLimited++; rateLimited > maxRateLimited {
 				*res = failed(*res, FailRateLimited, fmt.Errorf("rate limited %d times: %w", rateLimited, err))
 				return false
@@ -638,10 +760,16 @@ func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResu
 		case stability.ClassServer, stability.ClassNotSent:
 			r.ledger.settle(price, released) // no work done: retry
 		case stability.ClassUnknown:
-			r.ledger.settle(price, unknown) // possibly billed: retry
+			r.ledger.settle(price, unknown) // possibly billed: retry at most RetryUnknown times
 			res.Unknown += price
+			unknowns++
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = fmt.Errorf("no answer within %v: %w", r.cfg.AttemptTimeout, err)
+			}
+			if retries := max(*r.cfg.RetryUnknown, 0); unknowns > retries {
+				*res = failed(*res, FailUnknown, fmt.Errorf("giving up after %d attempt(s), %d with unknown outcome (possibly billed, so retried at most %d time(s)): %w",
+					res.Attempts, unknowns, retries, err))
+				return false
 			}
 		default:
 			// a 2xx answer we cannot use: the work was done
@@ -658,7 +786,7 @@ func (r *run) send(sched, reqs context.Context, price cost.Credits, res *JobResu
 			*res = failed(*res, kind, fmt.Errorf("giving up after %d attempt(s): %w", res.Attempts, err))
 			return false
 		}
-		if err := sleep(sched, backoff(r.cfg.BackoffBase, r.cfg.BackoffCap, failures)); err != nil {
+		if err := r.retryWait(sched, res.ID, err, failures); err != nil {
 			res.Error = fmt.Sprintf("%s; last error: %v", stoppedBefore(sched, err, res.Attempts), err)
 			return false
 		}

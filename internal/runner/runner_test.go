@@ -144,7 +144,8 @@ func TestRetryClasses(t *testing.T) {
 		{"422 never retried", []error{apiErr(422, "public_figure", "public figure")}, Failed, FailRejected, 1, 0, 0, nil, "public_figure"},
 		{"not sent then success", []error{unsentErr}, Succeeded, "", 2, c, 0, nil, ""},
 		{"sent then success", []error{sentErr}, Succeeded, "", 2, c, c, nil, ""},
-		{"sent until giving up", []error{apiErr(500, "", ""), unsentErr, sentErr, sentErr, timeout, nil}, Failed, FailUnknown, 5, 0, 3 * c, nil, "no answer within"},
+		{"sent until giving up", []error{apiErr(500, "", ""), unsentErr, sentErr, sentErr, nil}, Failed, FailUnknown, 4, 0, 2 * c, nil, "2 with unknown outcome"},
+		{"timed out twice", []error{timeout, timeout, nil}, Failed, FailUnknown, 2, 0, 2 * c, nil, "no answer within"},
 		{"malformed answer", []error{stability.ErrMalformedResponse}, Failed, FailAnswer, 1, 0, c, nil, "malformed"},
 		{"401 fatal", []error{apiErr(401, "unauthorized", "missing authorization header")}, Failed, FailUnauthorized, 1, 0, 0, ErrUnauthorized, "unauthorized"},
 		{"403 fatal", []error{apiErr(403, "permission_denied", "")}, Failed, FailUnauthorized, 1, 0, 0, ErrUnauthorized, "permission_denied"},
@@ -392,15 +393,21 @@ func TestResume(t *testing.T) {
 	if second.Jobs[2].Status != Filtered || len(second.Jobs[2].Images) != 1 {
 		t.Errorf("resumed filtered job = %+v", second.Jobs[2])
 	}
-	if second.Charged != 5*cost.Credit {
-		t.Errorf("Charged = %v, want 5.0 (resumed jobs included)", second.Charged)
+	if second.Charged != 6*cost.Credit || second.PriorCharged != 5*cost.Credit {
+		t.Errorf("Charged = %v, prior %v; want 6.0 (the first run's 5.0, job-004 again), prior 5.0", second.Charged, second.PriorCharged)
 	}
 	data, _ := os.ReadFile(jpath)
 	if !strings.HasSuffix(string(data), "}\n") || strings.Contains(string(data), `"key":"{`) {
 		t.Errorf("journal still holds the torn line:\n%s", data)
 	}
-	if got := strings.Count(string(data), "\n"); got != 8 {
-		t.Errorf("journal has %d lines, want 8 (6 + 2 reruns)", got)
+	outcomes := 0
+	for _, e := range journalEntries(t, cfg.OutDir) {
+		if e.Status != attempt {
+			outcomes++
+		}
+	}
+	if got := strings.Count(string(data), "\n"); got != 16 || outcomes != 8 {
+		t.Errorf("journal has %d lines, %d outcomes; want 16, 8 (6 + 2 reruns, each after its attempt)", got, outcomes)
 	}
 }
 
@@ -441,12 +448,13 @@ func TestOutputs(t *testing.T) {
 				t.Errorf("%s: sha256 differs from the recorded one", img.Path)
 			}
 			texts, err := pngtext.ReadText(strings.NewReader(string(data)))
-			if err != nil || len(texts) != 1 || texts[0].Keyword != "parameters" {
-				t.Fatalf("%s: text chunks %q, %v", img.Path, texts, err)
+			if err != nil || len(texts) != 2 || texts[0].Keyword != "parameters" || texts[1].Keyword != recordKeyword {
+				t.Fatalf("%s: text chunks %q, %v; want the parameters and the record", img.Path, texts, err)
 			}
 			if want := Parameters(jobs[i], img.Seed); texts[0].Text != want {
 				t.Errorf("%s: parameters = %q, want %q", img.Path, texts[0].Text, want)
 			}
+			checkRecord(t, cfg.OutDir, jobs[i], k, img)
 		}
 	}
 	if !strings.Contains(res.Jobs[1].Params, "\nNegative prompt: blurry\n") {
@@ -472,9 +480,6 @@ func TestFailedAttemptLeavesNoFiles(t *testing.T) {
 		w.Write(tinyPNG()[:20])
 		return nil, &stability.TransportError{Sent: true, Err: errors.New("unexpected EOF")}
 	}}
-	// a stale temp file from a killed run is cleaned on start
-	os.MkdirAll(filepath.Join(cfg.OutDir, ImagesDir), 0o755)
-	os.WriteFile(filepath.Join(cfg.OutDir, ImagesDir, ".job-000-1.png.tmp123"), []byte("x"), 0o644)
 	res, err := Run(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)

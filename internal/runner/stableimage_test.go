@@ -101,16 +101,18 @@ func TestStableImageOutputs(t *testing.T) {
 		if want := Parameters(jobs[i], img.Seed); r.Params != want {
 			t.Errorf("Jobs[%d].Params = %q, want %q", i, r.Params, want)
 		}
+		checkRecord(t, cfg.OutDir, jobs[i], 0, img)
 		if tt.format == "jpeg" || tt.format == "webp" {
-			// no metadata: the file is exactly what the API sent
-			if !bytes.Equal(data, imageBytes(tt.format)) {
+			// no parameters: the file is what the API sent, with the
+			// record after a JPEG's SOI (a WebP's is beside it)
+			if !bytes.Equal(withoutRecord(data), imageBytes(tt.format)) {
 				t.Errorf("%s: %d bytes differ from the %d the API sent", img.Path, len(data), len(imageBytes(tt.format)))
 			}
 			continue
 		}
 		texts, err := pngtext.ReadText(bytes.NewReader(data))
-		if err != nil || len(texts) != 1 || texts[0].Text != r.Params {
-			t.Errorf("%s: text chunks %q, %v; want the parameters", img.Path, texts, err)
+		if err != nil || len(texts) != 2 || texts[0].Text != r.Params || texts[1].Keyword != recordKeyword {
+			t.Errorf("%s: text chunks %q, %v; want the parameters and the record", img.Path, texts, err)
 		}
 	}
 	if want := "a lighthouse core\nNegative prompt: fog\nSeed: 1005, Size: 1536x1536, Model: generate/core"; res.Jobs[1].Params != want {
@@ -212,9 +214,10 @@ func TestStableImageResume(t *testing.T) {
 	if rem, err := Remaining(cfg.OutDir, jobs, prices); err != nil || rem != 9_500_000 {
 		t.Errorf("Remaining after changing two jobs = %v, %v; want 9.5", rem, err)
 	}
-	// Resumed credits count against the budget: 0.9 + 8.0 resumed and
-	// 6.5 + 3.0 to send is 18.4, just over it.
-	budget := cost.Credits(18_400_000 - 1)
+	// What the journal charged counts against the budget, the results
+	// replaced included: 14.4 charged and 6.5 + 3.0 to send is 23.9, just
+	// over it.
+	budget := cost.Credits(23_900_000 - 1)
 	cfg.Budget = &budget
 	cfg.Concurrency = 1
 	gen := &requestLog{}
@@ -236,8 +239,8 @@ func TestStableImageResume(t *testing.T) {
 	if r := second.Jobs[3]; r.Params != first.Jobs[3].Params || len(r.Images) != 1 || r.Images[0] != first.Jobs[3].Images[0] {
 		t.Errorf("resumed ultra = %+v, want the first run's images and parameters", r)
 	}
-	if second.Charged != 15_400_000 {
-		t.Errorf("Charged = %v, want 15.4 (0.9 + 8.0 resumed, 6.5 sent)", second.Charged)
+	if second.Charged != 20_900_000 || second.PriorCharged != 14_400_000 || second.PriorPossiblyBilled != 0 {
+		t.Errorf("Charged = %v, prior %v + %v; want 20.9 (14.4 charged before, 6.5 sent), prior 14.4 + 0", second.Charged, second.PriorCharged, second.PriorPossiblyBilled)
 	}
 }
 

@@ -38,7 +38,9 @@ type EngineInfo struct {
 // Balance returns the credits left (GET /v1/user/balance). The API sends a
 // float; it is converted to micro-credits rounding down (towards minus
 // infinity), so a budget check never counts on credit the account lacks.
-// Errors are as for TextToImage, wrapped with "balance".
+// Errors are as for TextToImage, wrapped with "balance"; a balance whose
+// digits hold a piece of the API key is refused as malformed, since it
+// would be printed.
 func (c *Client) Balance(ctx context.Context) (cost.Credits, error) {
 	const op = "balance"
 	var b struct {
@@ -51,16 +53,20 @@ func (c *Client) Balance(ctx context.Context) (cost.Credits, error) {
 	case len(b.Credits) == 0 || string(b.Credits) == "null":
 		return 0, fmt.Errorf("%s: %w: no credits in the response", op, ErrMalformedResponse)
 	case !validNumber(b.Credits):
-		return 0, fmt.Errorf("%s: %w: credits %.20s is not a number", op, ErrMalformedResponse, b.Credits)
+		return 0, fmt.Errorf("%s: %w: credits %s is not a number", op, ErrMalformedResponse, c.clean(string(b.Credits), maxQuoted))
 	}
 	v, err := floorMicroCredits(string(b.Credits))
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w: credits %s: %w", op, ErrMalformedResponse, b.Credits, err)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s: %w: credits %s: %w", op, ErrMalformedResponse, c.clean(string(b.Credits), maxQuoted), err)
+	case c.red.leaks(string(b.Credits)) || c.red.leaks(v.String()):
+		return 0, fmt.Errorf("%s: %w: the credits hold a piece of the API key", op, ErrMalformedResponse)
 	}
 	return v, nil
 }
 
-// Account returns the user and their organizations (GET /v1/user/account).
+// Account returns the user and their organizations (GET /v1/user/account),
+// every text scrubbed of the API key (see Client.clean) and cut to 1 KiB.
 // Errors are as for TextToImage, wrapped with "account".
 func (c *Client) Account(ctx context.Context) (Account, error) {
 	const op = "account"
@@ -71,16 +77,32 @@ func (c *Client) Account(ctx context.Context) (Account, error) {
 	if a.ID == "" {
 		return Account{}, fmt.Errorf("%s: %w: no id in the response", op, ErrMalformedResponse)
 	}
+	for _, s := range []*string{&a.ID, &a.Email, &a.ProfilePicture} {
+		*s = c.clean(*s, maxErrorMessage)
+	}
+	for i := range a.Organizations {
+		o := &a.Organizations[i]
+		for _, s := range []*string{&o.ID, &o.Name, &o.Role} {
+			*s = c.clean(*s, maxErrorMessage)
+		}
+	}
 	return a, nil
 }
 
 // Engines lists the engines the key may use (GET /v1/engines/list), in the
-// API's order. Errors are as for TextToImage, wrapped with "engines".
+// API's order, every text scrubbed of the API key and cut to 1 KiB.
+// Errors are as for TextToImage, wrapped with "engines".
 func (c *Client) Engines(ctx context.Context) ([]EngineInfo, error) {
 	const op = "engines"
 	var es []EngineInfo
 	if err := c.getJSON(ctx, op, "/v1/engines/list", &es); err != nil {
 		return nil, err
+	}
+	for i := range es {
+		e := &es[i]
+		for _, s := range []*string{&e.ID, &e.Name, &e.Description, &e.Type} {
+			*s = c.clean(*s, maxErrorMessage)
+		}
 	}
 	return es, nil
 }

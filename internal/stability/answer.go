@@ -14,12 +14,12 @@ import (
 const maxRequestID = 128
 
 // requestID returns the answer's x-request-id header when it is 1–128
-// characters of [A-Za-z0-9._:-], else "". Another value is dropped, not an
-// error: the id only helps Stability support, while the image it comes with
-// was paid for.
-func requestID(h http.Header) string {
+// characters of [A-Za-z0-9._:-] and holds no piece of the key, else "".
+// Another value is dropped, not an error: the id only helps Stability
+// support, while the image it comes with was paid for.
+func requestID(h http.Header, red *redactor) string {
 	v := h.Get("X-Request-Id")
-	if len(v) == 0 || len(v) > maxRequestID {
+	if len(v) == 0 || len(v) > maxRequestID || red.leaks(v) {
 		return ""
 	}
 	for i := 0; i < len(v); i++ {
@@ -34,7 +34,7 @@ func requestID(h http.Header) string {
 
 // seedHeader reads the seed header: a decimal whole number in [0, 2³²-1].
 // Without one it returns 0, or an error when need is set.
-func seedHeader(h http.Header, need bool) (uint32, error) {
+func seedHeader(h http.Header, need bool, red *redactor) (uint32, error) {
 	v := h.Get("Seed")
 	if v == "" {
 		if need {
@@ -44,18 +44,27 @@ func seedHeader(h http.Header, need bool) (uint32, error) {
 	}
 	seed, err := strconv.ParseUint(v, 10, 32) // digits only: no sign, no "_"
 	if err != nil {
-		return 0, malformed("Seed header %q is not a 32-bit unsigned integer", v)
+		return 0, malformed("Seed header %s is not a 32-bit unsigned integer", red.quote(v))
 	}
-	return uint32(seed), nil
+	return checkSeed(uint32(seed), red)
+}
+
+// checkSeed refuses a seed whose digits are a piece of the key: it would
+// be written into files and reports, and cannot be scrubbed.
+func checkSeed(seed uint32, red *redactor) (uint32, error) {
+	if red.leaks(strconv.FormatUint(uint64(seed), 10)) {
+		return 0, malformed("the seed holds a piece of the API key")
+	}
+	return seed, nil
 }
 
 // finishHeader reads the finish-reason header, which must be one of the
 // finish reasons.
-func finishHeader(h http.Header) (string, error) {
+func finishHeader(h http.Header, red *redactor) (string, error) {
 	v := h.Get("Finish-Reason")
 	r := finishReason(v)
 	if r == "" {
-		return "", malformed("Finish-Reason header %q is not SUCCESS, ERROR or CONTENT_FILTERED", v)
+		return "", malformed("Finish-Reason header %s is not SUCCESS, ERROR or CONTENT_FILTERED", red.quote(v))
 	}
 	return r, nil
 }
@@ -149,41 +158,49 @@ func (o *oneImage) Write(p []byte) (int, error) {
 // "seed"}, Content-Type application/json, with or without
 // "; type=image/…"). want is the output_format asked, or "" when any of the
 // three will do; the declared type and the image's first bytes must both
-// match it. needSeed requires a seed. Errors about the answer wrap
-// ErrMalformedResponse; the sink's errors are wrapped as they are; a read
-// error is returned as it is.
-func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink Sink) (Artifact, error) {
+// match it. needSeed requires a seed. A finish reason of ERROR is a
+// *FinishReasonError, returned before the sink sees the image when the headers
+// tell it. Errors about the answer wrap ErrMalformedResponse and quote the
+// server only through red; the sink's errors are wrapped as they are; a
+// read error is returned as it is.
+func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink Sink, red *redactor) (Artifact, error) {
 	ct := h.Get("Content-Type")
 	mt, typ, ok := parseContentType(ct)
 	if !ok {
-		return Artifact{}, malformed("Content-Type %q is not a media type", ct)
+		return Artifact{}, malformed("Content-Type %s is not a media type", red.quote(ct))
 	}
 	isJSON := mt == "application/json"
 	declared := formatOf(mt) // "" for JSON without a type parameter
 	if isJSON && typ != "" {
 		if declared = formatOf(typ); declared == "" {
-			return Artifact{}, malformed("Content-Type %q: type is not image/png, image/jpeg or image/webp", ct)
+			return Artifact{}, malformed("Content-Type %s: type is not image/png, image/jpeg or image/webp", red.quote(ct))
 		}
 	}
 	switch {
 	case !isJSON && declared == "":
-		return Artifact{}, malformed("Content-Type %q, want image/png, image/jpeg, image/webp or application/json", ct)
+		return Artifact{}, malformed("Content-Type %s, want image/png, image/jpeg, image/webp or application/json", red.quote(ct))
 	case want != "" && declared != "" && declared != want:
-		return Artifact{}, malformed("Content-Type %q, but output_format %s was asked", ct, want)
+		return Artifact{}, malformed("Content-Type %s, but output_format %s was asked", red.quote(ct), want)
 	}
 	img := &oneImage{sink: sink}
 	var a Artifact
 	var err error
 	if isJSON {
-		if a, err = scanImage(body, img.begin, needSeed); err != nil {
+		if a, err = scanImage(body, img.begin, needSeed, red); err != nil {
 			return Artifact{}, err
+		}
+		if a.FinishReason == FinishError {
+			return Artifact{}, &FinishReasonError{RequestID: requestID(h, red)}
 		}
 	} else {
-		if a.Seed, err = seedHeader(h, needSeed); err != nil {
+		if a.Seed, err = seedHeader(h, needSeed, red); err != nil {
 			return Artifact{}, err
 		}
-		if a.FinishReason, err = finishHeader(h); err != nil {
+		if a.FinishReason, err = finishHeader(h, red); err != nil {
 			return Artifact{}, err
+		}
+		if a.FinishReason == FinishError {
+			return Artifact{}, &FinishReasonError{RequestID: requestID(h, red)}
 		}
 		w, err := img.begin()
 		if err != nil {
@@ -199,13 +216,95 @@ func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink S
 	case got == "":
 		return Artifact{}, malformed("the image is %s by its first bytes, not PNG, JPEG or WebP", detected)
 	case declared != "" && got != declared:
-		return Artifact{}, malformed("the image is %s by its first bytes, but Content-Type %q", got, ct)
+		return Artifact{}, malformed("the image is %s by its first bytes, but Content-Type %s", got, red.quote(ct))
 	case want != "" && got != want:
 		return Artifact{}, malformed("the image is %s by its first bytes, but output_format %s was asked", got, want)
 	}
-	a.Format, a.RequestID = got, requestID(h)
+	a.Format, a.RequestID = got, requestID(h, red)
 	if err := sink.End(0, a); err != nil {
 		return Artifact{}, fmt.Errorf("artifact 0: %w", err)
 	}
 	return a, nil
+}
+
+// imageCap holds each image of an answer to a size: its Begin wraps the
+// sink's writer so that the bytes past max fail the write. The error wraps
+// ErrMalformedResponse, not the sink's failure: the answer is at fault.
+type imageCap struct {
+	Sink
+	max int64 // bytes per image
+}
+
+func (c imageCap) Begin(i int) (io.Writer, error) {
+	w, err := c.Sink.Begin(i)
+	if err != nil {
+		return nil, err
+	}
+	return &cappedWriter{w: w, left: c.max, max: c.max}, nil
+}
+
+type cappedWriter struct {
+	w         io.Writer
+	left, max int64
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > c.left {
+		return 0, imageTooLarge(c.max)
+	}
+	c.left -= int64(len(p))
+	return c.w.Write(p)
+}
+
+func imageTooLarge(max int64) error {
+	return malformed("the image is over the %d-byte limit on an answer's image", max)
+}
+
+// answerCap reads at most limit bytes of a body; reading past them returns
+// a malformed-response error, which the callers' recordingReader, below
+// it, does not take for a broken connection.
+type answerCap struct {
+	r     io.Reader
+	left  int64
+	limit int64
+}
+
+func (a *answerCap) Read(p []byte) (int, error) {
+	if a.left <= 0 {
+		// The limit is reached: one byte more tells a body that ends here
+		// from one that goes on.
+		var one [1]byte
+		n, err := a.r.Read(one[:])
+		if n == 0 {
+			return 0, err
+		}
+		return 0, malformed("the answer is over its limit of %d bytes", a.limit)
+	}
+	if int64(len(p)) > a.left {
+		p = p[:a.left]
+	}
+	n, err := a.r.Read(p)
+	a.left -= int64(n)
+	return n, err
+}
+
+// capAnswer refuses an answer whose Content-Length is over its limit,
+// before its body is read, and returns body held to that limit. A raw
+// image answer's limit is the image cap, which imageCap also enforces as
+// the bytes arrive. A JSON answer of n images may have twice the cap per
+// image (base64 makes an image a third larger; the rest leaves room for
+// escapes and whitespace) plus 1 MiB, so that no skipped field can make it
+// endless.
+func (c *Client) capAnswer(resp *http.Response, body io.Reader, isJSON bool, n int) (io.Reader, error) {
+	limit := c.maxImage
+	if isJSON {
+		limit = int64(n)*2*c.maxImage + 1<<20
+	}
+	if resp.ContentLength > limit {
+		return nil, malformed("the answer's Content-Length %d is over its limit of %d bytes", resp.ContentLength, limit)
+	}
+	if !isJSON {
+		return body, nil
+	}
+	return &answerCap{r: body, left: limit, limit: limit}, nil
 }

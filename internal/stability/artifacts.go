@@ -15,8 +15,8 @@ import (
 // artifacts, checking before calling sink.Begin, so the sink never sees an
 // index ≥ limit. Errors about the body's shape wrap ErrMalformedResponse;
 // sink errors and r's read errors are returned wrapped as they are.
-func scanArtifacts(r io.Reader, limit int, sink Sink, requestID string) ([]Artifact, error) {
-	s := &artifactScanner{jsonLexer: newJSONLexer(r), limit: limit, sink: sink, requestID: requestID}
+func scanArtifacts(r io.Reader, limit int, sink Sink, requestID string, red *redactor) ([]Artifact, error) {
+	s := &artifactScanner{jsonLexer: newJSONLexer(r, red), limit: limit, sink: sink, requestID: requestID}
 	return s.body()
 }
 
@@ -38,7 +38,7 @@ func (s *artifactScanner) body() ([]Artifact, error) {
 			return s.skipValue(0)
 		}
 		if seen {
-			return malformed("duplicate key %q", key)
+			return malformed("duplicate key %s", s.red.quote(string(key)))
 		}
 		seen = true
 		var err error
@@ -112,21 +112,24 @@ func (s *artifactScanner) artifact(i int) (Artifact, error) {
 		switch string(key) {
 		case "base64":
 			if hasImage {
-				return malformed("artifact %d: duplicate key %q", i, key)
+				return malformed("artifact %d: duplicate key %s", i, s.red.quote(string(key)))
 			}
 			hasImage = true
 			return s.image(i)
 		case "seed":
 			if hasSeed {
-				return malformed("artifact %d: duplicate key %q", i, key)
+				return malformed("artifact %d: duplicate key %s", i, s.red.quote(string(key)))
 			}
 			hasSeed = true
 			seed, err := s.uint32Value(fmt.Sprintf("artifact %d: seed", i))
-			a.Seed = seed
+			if err != nil {
+				return err
+			}
+			a.Seed, err = checkSeed(seed, s.red)
 			return err
 		case "finishReason":
 			if hasReason {
-				return malformed("artifact %d: duplicate key %q", i, key)
+				return malformed("artifact %d: duplicate key %s", i, s.red.quote(string(key)))
 			}
 			hasReason = true
 			v, err := s.shortStringValue(fmt.Sprintf("artifact %d: finishReason", i))
@@ -134,7 +137,7 @@ func (s *artifactScanner) artifact(i int) (Artifact, error) {
 				return err
 			}
 			if a.FinishReason = finishReason(string(v)); a.FinishReason == "" {
-				return malformed("artifact %d: unknown finishReason %q", i, v)
+				return malformed("artifact %d: unknown finishReason %s", i, s.red.quote(string(v)))
 			}
 			return nil
 		}
@@ -149,6 +152,8 @@ func (s *artifactScanner) artifact(i int) (Artifact, error) {
 		return a, malformed("artifact %d has no seed", i)
 	case !hasReason:
 		return a, malformed("artifact %d has no finishReason", i)
+	case a.FinishReason == FinishError:
+		return a, &FinishReasonError{Artifact: i, RequestID: s.requestID}
 	}
 	if err := s.sink.End(i, a); err != nil {
 		return a, fmt.Errorf("artifact %d: %w", i, err)

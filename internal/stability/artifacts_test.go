@@ -25,9 +25,9 @@ func TestScanArtifactsShapes(t *testing.T) {
 		},
 		{
 			name:   "unicode escapes in base64 and keys",
-			body:   `{"\u0061rtifacts":[{"b\u0061se64":"\u0061\u0047VsbG8=","s\u0065ed":1,"finishReason":"\u0045RROR"}]}`,
+			body:   `{"\u0061rtifacts":[{"b\u0061se64":"\u0061\u0047VsbG8=","s\u0065ed":1,"finishReason":"\u0053UCCESS"}]}`,
 			images: []string{"hello"},
-			arts:   []Artifact{{Seed: 1, FinishReason: FinishError}},
+			arts:   []Artifact{{Seed: 1, FinishReason: FinishSuccess}},
 		},
 		{
 			name: "unknown keys of every type are skipped",
@@ -39,9 +39,9 @@ func TestScanArtifactsShapes(t *testing.T) {
 		},
 		{
 			name:   "metadata before the image",
-			body:   `{"artifacts":[{"finishReason":"SUCCESS","seed":9,"base64":"YQ=="},{"seed":8,"finishReason":"ERROR","base64":"Yg=="}]}`,
+			body:   `{"artifacts":[{"finishReason":"SUCCESS","seed":9,"base64":"YQ=="},{"seed":8,"finishReason":"CONTENT_FILTERED","base64":"Yg=="}]}`,
 			images: []string{"a", "b"},
-			arts:   []Artifact{{Seed: 9, FinishReason: FinishSuccess}, {Seed: 8, FinishReason: FinishError}},
+			arts:   []Artifact{{Seed: 9, FinishReason: FinishSuccess}, {Seed: 8, FinishReason: FinishContentFiltered}},
 		},
 		{
 			name: "long unknown key and empty array",
@@ -52,7 +52,7 @@ func TestScanArtifactsShapes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// One byte per read exercises every buffer boundary.
 			sink := newMemSink()
-			arts, err := scanArtifacts(iotest.OneByteReader(strings.NewReader(tt.body)), 10, sink, "req-7")
+			arts, err := scanArtifacts(iotest.OneByteReader(strings.NewReader(tt.body)), 10, sink, "req-7", newRedactor(testKey))
 			if err != nil {
 				t.Fatalf("scanArtifacts: %v", err)
 			}
@@ -92,7 +92,7 @@ func TestScanArtifactsSyntaxErrors(t *testing.T) {
 		`{"artifacts":[],"artifacts":[]}`,
 		`{"artifacts":[1]}`,
 	} {
-		_, err := scanArtifacts(strings.NewReader(body), 10, newMemSink(), "")
+		_, err := scanArtifacts(strings.NewReader(body), 10, newMemSink(), "", newRedactor(testKey))
 		if !errors.Is(err, ErrMalformedResponse) {
 			t.Errorf("scanArtifacts(%q) error = %v, want ErrMalformedResponse", body, err)
 		}
@@ -104,7 +104,7 @@ func TestScanArtifactsReadError(t *testing.T) {
 	body := artifactsBody([][]byte{testImage(0, 3000)}, []uint32{1}, []string{"SUCCESS"}, 0, "")
 	for _, cut := range []int{0, 5, 20, 200, len(body) - 2} {
 		r := iotest.DataErrReader(&errAfter{b: body[:cut], err: errRead})
-		_, err := scanArtifacts(r, 1, newMemSink(), "")
+		_, err := scanArtifacts(r, 1, newMemSink(), "", newRedactor(testKey))
 		if !errors.Is(err, errRead) {
 			t.Errorf("cut at %d: error = %v, want the read error", cut, err)
 		}
@@ -137,7 +137,7 @@ func FuzzScanArtifacts(f *testing.F) {
 	f.Add([]byte(`{"artifacts":[{"base64":"YQ==YQ==","seed":1,"finishReason":"SUCCESS"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sink := newMemSink()
-		arts, err := scanArtifacts(bytes.NewReader(body), 10, sink, "")
+		arts, err := scanArtifacts(bytes.NewReader(body), 10, sink, "", newRedactor(testKey))
 		if sink.err != nil {
 			t.Fatalf("sink contract: %v", sink.err)
 		}
@@ -188,7 +188,7 @@ func FuzzArtifactsRoundTrip(f *testing.F) {
 		body := artifactsBody(images, seeds, rs, int(order), sep)
 		body = bytes.ReplaceAll(body, []byte("/"), []byte(`\/`)) // as some encoders write it
 		sink := newMemSink()
-		arts, err := scanArtifacts(bytes.NewReader(body), 2, sink, "")
+		arts, err := scanArtifacts(bytes.NewReader(body), 2, sink, "", newRedactor(testKey))
 		if err != nil {
 			t.Fatalf("scanArtifacts(%q): %v", body, err)
 		}
@@ -207,7 +207,7 @@ func TestBase64Padding(t *testing.T) {
 		img := testImage(n, n+copyBufferSize)
 		body := `{"artifacts":[{"base64":"` + base64.StdEncoding.EncodeToString(img) + `","seed":1,"finishReason":"SUCCESS"}]}`
 		sink := newMemSink()
-		if _, err := scanArtifacts(strings.NewReader(body), 1, sink, ""); err != nil {
+		if _, err := scanArtifacts(strings.NewReader(body), 1, sink, "", newRedactor(testKey)); err != nil {
 			t.Fatalf("length %d: %v", len(img), err)
 		}
 		if !bytes.Equal(sink.images[0], img) {

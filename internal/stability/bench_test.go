@@ -80,7 +80,7 @@ func TestJSONDecodingAllocatesLittle(t *testing.T) {
 	t.Run("scanner", func(t *testing.T) {
 		sink := &hashSink{h: sha256.New()}
 		var err error
-		alloc := bytesAllocated(func() { _, err = scanArtifacts(bytes.NewReader(body), bigArtifacts, sink, "") })
+		alloc := bytesAllocated(func() { _, err = scanArtifacts(bytes.NewReader(body), bigArtifacts, sink, "", newRedactor(testKey)) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func BenchmarkScanArtifacts10x3MiB(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := scanArtifacts(bytes.NewReader(body), bigArtifacts, &discardSink{}, ""); err != nil {
+		if _, err := scanArtifacts(bytes.NewReader(body), bigArtifacts, &discardSink{}, "", newRedactor(testKey)); err != nil {
 			b.Fatal(err)
 		}
 	}

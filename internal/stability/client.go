@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // DefaultBaseURL is the API's base URL when Options.BaseURL is empty.
@@ -34,9 +33,17 @@ const defaultClientVersion = "dev"
 const (
 	maxErrorBody    = 1 << 20 // bytes of an error body read, as go-github does
 	maxErrorMessage = 1 << 10 // bytes of APIError.Message kept
+	maxErrorID      = 128     // bytes of APIError.ID and Name kept
+	maxNetError     = 256     // bytes of a network error's text kept
 	maxJSONBody     = 1 << 20 // bytes of a balance, account or engines body read
 	maxDrain        = 4 << 10 // bytes read after a JSON value so the connection can be reused
 )
+
+// DefaultMaxImageBytes is Options.MaxImageBytes when zero: 64 MiB, more
+// than the largest image the API returns can take (a 4× fast upscale is
+// about 16.8 megapixels: some 50 MB of RGB pixels before PNG compresses
+// them), and far from the gigabytes a broken or hostile server could send.
+const DefaultMaxImageBytes = 64 << 20
 
 // ErrMalformedResponse reports a 2xx answer whose headers or body do not
 // follow the API contract: a broken JSON shape, a missing seed, an unknown
@@ -76,6 +83,24 @@ type Options struct {
 	// Now is the clock used to turn a Retry-After date into a duration; nil
 	// means time.Now.
 	Now func() time.Time
+	// TTFBTimeout bounds the wait for an answer's headers once the whole
+	// request is sent (time to first byte); zero means DefaultTTFBTimeout.
+	// When it runs out the request fails with a *TransportError whose Sent
+	// is true (the outcome is unknown) wrapping a *TimeoutError.
+	TTFBTimeout time.Duration
+	// StallTimeout bounds every wait for progress apart from the first
+	// byte: connecting and sending the request (each chunk of the body the
+	// connection takes restarts it) and each read of the answer's body;
+	// zero means DefaultStallTimeout. When it runs out the request fails
+	// with a *TransportError wrapping a *TimeoutError: not sent while the
+	// request was being sent, outcome unknown once it was.
+	StallTimeout time.Duration
+	// MaxImageBytes caps each image of an answer, in bytes; zero means
+	// DefaultMaxImageBytes. A larger image fails the attempt with
+	// ErrMalformedResponse (the server did the work): a raw answer whose
+	// Content-Length is over it is refused before its body is read, and a
+	// JSON answer may be at most twice the cap per image plus 1 MiB.
+	MaxImageBytes int64
 }
 
 // Client calls the Stability AI REST API, v1 and Stable Image (v2beta).
@@ -92,6 +117,10 @@ type Client struct {
 	hc        *http.Client
 	now       func() time.Time
 	open      func(name string) (fs.File, error) // opens an image input; os.Open
+	red       *redactor                          // scrubs the key from server values
+	// ttfb and stall are the limits on a quiet server, see Options.
+	ttfb, stall time.Duration
+	maxImage    int64 // bytes per image
 	// accept and resultAccept are the Accept headers of Stable Image
 	// requests and of result polls.
 	accept, resultAccept string
@@ -116,6 +145,10 @@ func NewClient(o Options) (*Client, error) {
 		org:      o.Organization,
 		now:      o.Now,
 		open:     func(name string) (fs.File, error) { return os.Open(name) },
+		red:      newRedactor(o.APIKey),
+		ttfb:     o.TTFBTimeout,
+		stall:    o.StallTimeout,
+		maxImage: o.MaxImageBytes,
 		// The spec's accept values for results are */* (the bytes) and
 		// application/json; image/*, which its code samples send, is not one.
 		accept: "image/*", resultAccept: "*/*",
@@ -131,6 +164,15 @@ func NewClient(o Options) (*Client, error) {
 	c.userAgent = c.clientID + "/" + c.version
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.ttfb <= 0 {
+		c.ttfb = DefaultTTFBTimeout
+	}
+	if c.stall <= 0 {
+		c.stall = DefaultStallTimeout
+	}
+	if c.maxImage <= 0 {
+		c.maxImage = DefaultMaxImageBytes
 	}
 	hc := http.Client{}
 	if o.HTTPClient != nil {
@@ -192,8 +234,10 @@ type TransportError struct {
 	// written and the answer never came or broke off, so the outcome is
 	// unknown and the attempt may have been charged.
 	Sent bool
-	// Err is the cause: a network error, or the context's error when the
-	// context was cancelled or timed out.
+	// Err is the cause: a network error (its text scrubbed of the key, as
+	// a malformed status line may quote the server), a *TimeoutError when
+	// the server went quiet (see Options.TTFBTimeout and StallTimeout), or
+	// the context's error when the context was cancelled or timed out.
 	Err error
 }
 
@@ -208,11 +252,18 @@ func (e *TransportError) Error() string {
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // transportError builds a TransportError without the request URL, with the
-// context's error in place of the transport's when the context is done.
-func transportError(ctx context.Context, sent bool, err error) *TransportError {
+// context's error in place of the transport's when the context is done, or
+// the watchdog's when it cut the request short (wd may be nil), and with
+// any other error's text scrubbed of the key.
+func (c *Client) transportError(ctx context.Context, wd *watchdog, sent bool, err error) *TransportError {
 	err = withoutURL(err)
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		err = ctx.Err()
+	case wd != nil && wd.fired() != nil:
+		err = wd.fired()
+	default:
+		err = c.red.scrubError(err, maxNetError)
 	}
 	return &TransportError{Sent: sent, Err: err}
 }
@@ -232,17 +283,25 @@ type requestBody struct {
 	r     io.Reader
 	n     int64
 	ctype string
+	data  []byte // the bytes of r when held in memory, so the transport may replay them; nil for a stream
 }
 
 // jsonBody is a requestBody for an encoded JSON value.
 func jsonBody(b []byte) *requestBody {
-	return &requestBody{r: bytes.NewReader(b), n: int64(len(b)), ctype: "application/json"}
+	return &requestBody{r: bytes.NewReader(b), n: int64(len(b)), ctype: "application/json", data: b}
 }
 
 // send makes one request and returns the response when its status is 2xx.
 // Otherwise it returns an *APIError or a *TransportError, wrapped with op.
-// body may be nil. The caller must close the response body.
-func (c *Client) send(ctx context.Context, op, method, path, accept string, body *requestBody) (*http.Response, error) {
+// body may be nil. The request is watched for a quiet server (see
+// watchdog) until the caller closes the response body, which it must.
+func (c *Client) send(ctx context.Context, op, method, path, accept string, body *requestBody) (_ *http.Response, err error) {
+	rctx, wd := newWatchdog(ctx, c.ttfb, c.stall)
+	defer func() {
+		if err != nil {
+			wd.stop()
+		}
+	}()
 	// WroteRequest fires once the whole request, body included, is written;
 	// it tells "never sent" (the server cannot have done the work) from
 	// "outcome unknown" also for a body streamed from disk.
@@ -251,14 +310,15 @@ func (c *Client) send(ctx context.Context, op, method, path, accept string, body
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			if info.Err == nil {
 				wrote.Store(true)
+				wd.enter(firstByte)
 			}
 		},
 	}
 	var rd io.Reader
 	if body != nil {
-		rd = body.r
+		rd = sendingReader{r: body.r, w: wd}
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(rctx, trace), method, c.base+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%s: build request: %w", op, withoutURL(err))
 	}
@@ -276,11 +336,19 @@ func (c *Client) send(ctx context.Context, op, method, path, accept string, body
 	if body != nil {
 		h.Set("Content-Type", body.ctype)
 		req.ContentLength = body.n // a streamed body is sent with its length, not chunked
+		if data := body.data; data != nil {
+			req.GetBody = func() (io.ReadCloser, error) {
+				return io.NopCloser(sendingReader{r: bytes.NewReader(data), w: wd}), nil
+			}
+		}
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, transportError(ctx, wrote.Load(), err))
+		return nil, fmt.Errorf("%s: %w", op, c.transportError(ctx, wd, wrote.Load(), err))
 	}
+	wd.enter(reading)
+	wd.idle() // the clock runs only while the caller waits in Read
+	resp.Body = &watchedBody{rc: resp.Body, w: wd}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		return nil, fmt.Errorf("%s: %w", op, c.apiError(resp))
@@ -304,7 +372,7 @@ func (c *Client) apiError(resp *http.Response) *APIError {
 	}
 	msg := ""
 	if err := json.Unmarshal(data, &b); err == nil {
-		e.ID, e.Name = c.clean(b.ID, 256), c.clean(b.Name, 256)
+		e.ID, e.Name = c.clean(b.ID, maxErrorID), c.clean(b.Name, maxErrorID)
 		parts := []string{}
 		if b.Message != "" {
 			parts = append(parts, b.Message)
@@ -326,22 +394,10 @@ func (c *Client) apiError(resp *http.Response) *APIError {
 	return e
 }
 
-// clean collapses whitespace in s, removes the API key should a server echo
-// it, and keeps at most limit bytes, cut at a rune boundary.
-func (c *Client) clean(s string, limit int) string {
-	if c.key != "" {
-		s = strings.ReplaceAll(s, c.key, "[redacted]")
-	}
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > limit {
-		i := limit
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i] + "…"
-	}
-	return s
-}
+// clean scrubs s of the API key and of every piece of it (see redactor)
+// should a server echo it, collapses whitespace, and keeps at most limit
+// bytes, cut at a rune boundary.
+func (c *Client) clean(s string, limit int) string { return c.red.clean(s, limit) }
 
 // parseRetryAfter reads a Retry-After header given as seconds or as an HTTP
 // date, relative to now. A date in the past gives zero.
@@ -379,22 +435,23 @@ func (c *Client) getJSON(ctx context.Context, op, path string, v any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	return decodeJSON(ctx, op, resp.Body, v)
+	return c.decodeJSON(ctx, op, resp.Body, v)
 }
 
 // decodeJSON decodes a JSON answer of at most 1 MiB into v. Bodies are
 // read to their end on success, so the connection is reused; after an error
 // they are only closed, since draining a stalled body could block until
-// the context ends.
-func decodeJSON(ctx context.Context, op string, body io.Reader, v any) error {
+// the context ends. The decoder's error, which may quote the body, is
+// scrubbed.
+func (c *Client) decodeJSON(ctx context.Context, op string, body io.Reader, v any) error {
 	rr := &recordingReader{r: io.LimitReader(body, maxJSONBody)}
 	dec := json.NewDecoder(rr)
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		if rr.err != nil {
-			return fmt.Errorf("%s: %w", op, transportError(ctx, true, rr.err))
+			return fmt.Errorf("%s: %w", op, c.transportError(ctx, nil, true, rr.err))
 		}
-		return fmt.Errorf("%s: %w: %w", op, ErrMalformedResponse, err)
+		return fmt.Errorf("%s: %w: %w", op, ErrMalformedResponse, c.red.scrubError(err, maxNetError))
 	}
 	_, _ = io.CopyN(io.Discard, body, maxDrain) // a trailing newline, usually
 	return nil

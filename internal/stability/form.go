@@ -195,10 +195,11 @@ func (n *countingWriter) Write(p []byte) (int, error) {
 
 // postForm sends body as a POST to path and returns the 2xx answer, as send
 // does; the caller must close its body. A goroutine writes the body into a
-// pipe that the transport reads; postForm returns only once it has ended.
-// When the request failed because an input could not be read, the error is
-// that one (wrapping ErrInvalidRequest): the body never completed, so the
-// server cannot have done the work.
+// pipe that the transport reads; it has ended once postForm returns an
+// error, or once the answer's body is closed. When the request failed
+// because an input could not be read, the error is that one (wrapping
+// ErrInvalidRequest): the body never completed, so the server cannot have
+// done the work.
 func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) (*http.Response, error) {
 	pr, pw := io.Pipe()
 	var g errgroup.Group
@@ -207,12 +208,35 @@ func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) 
 		pw.CloseWithError(err) // nil: the reader sees io.EOF
 		return err
 	})
-	resp, err := c.send(ctx, op, http.MethodPost, path, c.accept, &requestBody{r: pr, n: body.length, ctype: body.ctype})
-	// The transport may stop reading early (an answer before the whole body,
-	// a broken connection); closing the reader ends a writer still blocked.
-	pr.CloseWithError(errBodyAbandoned)
-	if werr := g.Wait(); err != nil && errors.Is(werr, ErrInvalidRequest) {
-		return nil, fmt.Errorf("%s: %w", op, werr)
+	// The transport may stop reading early (an answer before the whole
+	// body, a broken connection); closing the reader ends a writer still
+	// blocked. It must not happen while the answer streams in: after the
+	// announced length the transport reads the body once more to see it
+	// end, and an error there closes the connection under the answer.
+	abandon := func() error {
+		pr.CloseWithError(errBodyAbandoned)
+		return g.Wait()
 	}
-	return resp, err
+	resp, err := c.send(ctx, op, http.MethodPost, path, c.accept, &requestBody{r: pr, n: body.length, ctype: body.ctype})
+	if err != nil {
+		if werr := abandon(); errors.Is(werr, ErrInvalidRequest) {
+			return nil, fmt.Errorf("%s: %w", op, werr)
+		}
+		return nil, err
+	}
+	resp.Body = &formAnswer{ReadCloser: resp.Body, abandon: abandon}
+	return resp, nil
+}
+
+// formAnswer is the answer to a form request: closing it ends the body's
+// writer too.
+type formAnswer struct {
+	io.ReadCloser
+	abandon func() error
+}
+
+func (a *formAnswer) Close() error {
+	err := a.ReadCloser.Close()
+	_ = a.abandon() // an input that breaks once the answer came changes nothing
+	return err
 }

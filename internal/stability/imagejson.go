@@ -15,8 +15,8 @@ import (
 // the seed, which the spec lists as optional in this shape. Errors about
 // the body's shape wrap ErrMalformedResponse; begin's and the writer's are
 // wrapped with "artifact 0"; r's read errors are returned as they are.
-func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool) (Artifact, error) {
-	l := newJSONLexer(r)
+func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool, red *redactor) (Artifact, error) {
+	l := newJSONLexer(r, red)
 	var a Artifact
 	if err := l.expect('{'); err != nil {
 		return a, err
@@ -26,7 +26,7 @@ func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool) (Art
 		switch string(key) {
 		case "image":
 			if hasImage {
-				return malformed("duplicate key %q", key)
+				return malformed("duplicate key %s", l.red.quote(string(key)))
 			}
 			hasImage = true
 			if err := l.openString("image"); err != nil {
@@ -43,15 +43,18 @@ func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool) (Art
 			return err
 		case "seed":
 			if hasSeed {
-				return malformed("duplicate key %q", key)
+				return malformed("duplicate key %s", l.red.quote(string(key)))
 			}
 			hasSeed = true
-			var err error
-			a.Seed, err = l.uint32Value("seed")
+			seed, err := l.uint32Value("seed")
+			if err != nil {
+				return err
+			}
+			a.Seed, err = checkSeed(seed, l.red)
 			return err
 		case "finish_reason":
 			if hasReason {
-				return malformed("duplicate key %q", key)
+				return malformed("duplicate key %s", l.red.quote(string(key)))
 			}
 			hasReason = true
 			v, err := l.shortStringValue("finish_reason")
@@ -59,7 +62,7 @@ func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool) (Art
 				return err
 			}
 			if a.FinishReason = finishReason(string(v)); a.FinishReason == "" {
-				return malformed("unknown finish_reason %q", v)
+				return malformed("unknown finish_reason %s", l.red.quote(string(v)))
 			}
 			return nil
 		}

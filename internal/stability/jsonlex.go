@@ -28,16 +28,18 @@ const (
 )
 
 // jsonLexer reads JSON tokens from a body. Errors about the body's syntax
-// wrap ErrMalformedResponse; read errors are returned as they are.
+// wrap ErrMalformedResponse and quote the body only through red; read
+// errors are returned as they are.
 type jsonLexer struct {
+	red     *redactor
 	br      *bufio.Reader
 	str     stringReader
 	copyBuf []byte
 	short   [maxShortString]byte
 }
 
-func newJSONLexer(r io.Reader) *jsonLexer {
-	l := &jsonLexer{br: bufio.NewReaderSize(r, scanBufferSize)}
+func newJSONLexer(r io.Reader, red *redactor) *jsonLexer {
+	l := &jsonLexer{red: red, br: bufio.NewReaderSize(r, scanBufferSize)}
 	l.str.br = l.br
 	return l
 }
@@ -113,7 +115,7 @@ func (l *jsonLexer) uint32Value(what string) (uint32, error) {
 	}
 	v, perr := strconv.ParseUint(string(tok), 10, 32)
 	if perr != nil || tok[0] == '0' && len(tok) > 1 {
-		return 0, malformed("%s %s is not a 32-bit unsigned integer", what, tok)
+		return 0, malformed("%s %s is not a 32-bit unsigned integer", what, l.red.quote(string(tok)))
 	}
 	return uint32(v), nil
 }
@@ -264,7 +266,7 @@ func (l *jsonLexer) number() ([]byte, error) {
 			c, _ := l.br.Peek(1)
 			return nil, malformed("unexpected %s where a value belongs", quoteByte(c[0]))
 		}
-		return nil, malformed("invalid number %q", tok)
+		return nil, malformed("invalid number %s", l.red.quote(string(tok)))
 	}
 	return tok, nil
 }

@@ -82,11 +82,12 @@ const (
 	// nothing was charged; retry with backoff.
 	ClassNotSent
 	// ClassUnknown is a failure after the request was sent (dropped
-	// connection, timeout, broken body): the work may have been done and
-	// billed.
+	// connection, timeout, a server gone quiet, broken body): the work may
+	// have been done and billed.
 	ClassUnknown
-	// ClassOther is any other error (a malformed answer, a local failure to
-	// store the image): the server answered 2xx, so the work was done.
+	// ClassOther is any other error (a malformed answer, an image over the
+	// size cap, a *FinishReasonError, a local failure to store the image):
+	// the server answered 2xx, so the work was done.
 	ClassOther
 )
 

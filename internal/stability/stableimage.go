@@ -32,8 +32,9 @@ import (
 // {image, finish_reason, seed}. Its type and first bytes must match the
 // output_format field (png when absent); the seed must be a decimal 32-bit
 // number, required when the service takes a seed field; the finish reason
-// must be SUCCESS, CONTENT_FILTERED or ERROR; a request id that is not 1–128
-// characters of [A-Za-z0-9._:-] is dropped (see Artifact.RequestID).
+// must be SUCCESS or CONTENT_FILTERED (ERROR fails the attempt); a request
+// id that is not 1–128 characters of [A-Za-z0-9._:-] is dropped (see
+// Artifact.RequestID); the image is held to Options.MaxImageBytes.
 //
 // Errors, all wrapped with "stable-image SERVICE":
 //   - ErrInvalidRequest when the client refused the request, or an input
@@ -43,7 +44,9 @@ import (
 //   - *TransportError when no answer came or the body broke off; Sent
 //     reports whether the outcome is unknown; it wraps ctx.Err() when the
 //     context ended;
-//   - ErrMalformedResponse when a 2xx answer breaks the contract;
+//   - ErrMalformedResponse when a 2xx answer breaks the contract (an image
+//     over the size cap included);
+//   - *FinishReasonError when the image finished with ERROR;
 //   - the sink's own errors, wrapped.
 //
 // On any error the caller should discard what the sink received.
@@ -84,8 +87,9 @@ func (c *Client) StableImage(ctx context.Context, service string, fields []Field
 // checked as for StableImage, with accept image/* as the API's own examples
 // send it; the answer is 200 {"id": "…"}. The id is checked to be 1–128
 // characters of [A-Za-z0-9_-] (the API's are 64 hex digits) so that it can
-// go into a URL. Once Submit returns an id the work is paid for: the caller
-// should keep the id before doing anything else.
+// go into a URL, and to hold no piece of the API key, since it is kept in
+// the journal and reports. Once Submit returns an id the work is paid for:
+// the caller should keep the id before doing anything else.
 //
 // Errors, all wrapped with "stable-image SERVICE", are as for StableImage;
 // ErrMalformedResponse also covers an answer without a fit id, in which
@@ -106,20 +110,22 @@ func (c *Client) Submit(ctx context.Context, service string, fields []Field) (id
 		return "", err
 	}
 	defer resp.Body.Close()
-	if err := checkContentType(resp.Header, "application/json"); err != nil {
+	if err := checkContentType(resp.Header, "application/json", c.red); err != nil {
 		return "", fmt.Errorf("%s: %w", op, err)
 	}
 	var v struct {
 		ID *string `json:"id"`
 	}
-	if err := decodeJSON(ctx, op, resp.Body, &v); err != nil {
+	if err := c.decodeJSON(ctx, op, resp.Body, &v); err != nil {
 		return "", err
 	}
 	switch {
 	case v.ID == nil:
 		return "", fmt.Errorf("%s: %w: no generation id in the response", op, ErrMalformedResponse)
 	case !ValidGenerationID(*v.ID):
-		return "", fmt.Errorf("%s: %w: generation id %q is not 1–128 characters of [A-Za-z0-9_-]", op, ErrMalformedResponse, c.clean(*v.ID, 64))
+		return "", fmt.Errorf("%s: %w: generation id %s is not 1–128 characters of [A-Za-z0-9_-]", op, ErrMalformedResponse, c.red.quote(*v.ID))
+	case c.red.leaks(*v.ID):
+		return "", fmt.Errorf("%s: %w: the generation id holds a piece of the API key", op, ErrMalformedResponse)
 	}
 	return *v.ID, nil
 }
@@ -131,14 +137,17 @@ func (c *Client) Submit(ctx context.Context, service string, fields []Field) (id
 // sink as for StableImage, except that any of png, jpeg and webp is taken,
 // since the output_format asked is not known here: Artifact.Format says
 // which came. The seed is required, as both asynchronous services take one.
-// The id is checked before it goes into the URL.
+// The id is checked before it goes into the URL, as Submit checks it.
 //
 // Errors, wrapped with "result ID", are as for StableImage; a generation
 // that does not exist, has expired (after 24 h) or belongs to another key
 // is an *APIError 404 named "generation_not_found".
 func (c *Client) Result(ctx context.Context, id string, sink Sink) (arts []Artifact, done bool, err error) {
-	if !ValidGenerationID(id) {
-		return nil, false, fmt.Errorf("result: %w: generation id %q is not 1–128 characters of [A-Za-z0-9_-]", ErrInvalidRequest, c.clean(id, 64))
+	switch {
+	case !ValidGenerationID(id):
+		return nil, false, fmt.Errorf("result: %w: generation id %s is not 1–128 characters of [A-Za-z0-9_-]", ErrInvalidRequest, c.red.quote(id))
+	case c.red.leaks(id):
+		return nil, false, fmt.Errorf("result: %w: the generation id holds a piece of the API key", ErrInvalidRequest)
 	}
 	op := "result " + id
 	if sink == nil {
@@ -164,14 +173,19 @@ func (c *Client) Result(ctx context.Context, id string, sink Sink) (arts []Artif
 	return []Artifact{a}, true, nil
 }
 
-// readAnswer streams a 200 image answer into sink (see readImage), and
-// reports a connection that broke off as a *TransportError, whatever the
-// parser made of it.
+// readAnswer streams a 200 image answer into sink (see readImage), holding
+// it to the size cap, and reports a connection that broke off as a
+// *TransportError, whatever the parser made of it.
 func (c *Client) readAnswer(ctx context.Context, resp *http.Response, want string, needSeed bool, sink Sink) (Artifact, error) {
+	mt, _, _ := parseContentType(resp.Header.Get("Content-Type"))
 	rr := &recordingReader{r: resp.Body}
-	a, err := readImage(resp.Header, rr, want, needSeed, sink)
+	body, err := c.capAnswer(resp, rr, mt == "application/json", 1)
+	if err != nil {
+		return Artifact{}, err
+	}
+	a, err := readImage(resp.Header, body, want, needSeed, imageCap{Sink: sink, max: c.maxImage}, c.red)
 	if err != nil && rr.err != nil {
-		return Artifact{}, transportError(ctx, true, rr.err)
+		return Artifact{}, c.transportError(ctx, nil, true, rr.err)
 	}
 	return a, err
 }

@@ -202,10 +202,10 @@ func TestStableImageAnswers(t *testing.T) {
 			image:  img["jpeg"],
 		},
 		{
-			name:   "raw webp with an error finish",
+			name:   "raw webp",
 			format: "webp",
-			answer: func(w http.ResponseWriter) { answerImage(w, "webp", img["webp"], "12", "ERROR", "a.b_c:d-e") },
-			want:   Artifact{Seed: 12, FinishReason: FinishError, RequestID: "a.b_c:d-e", Format: "webp"},
+			answer: func(w http.ResponseWriter) { answerImage(w, "webp", img["webp"], "12", "SUCCESS", "a.b_c:d-e") },
+			want:   Artifact{Seed: 12, FinishReason: FinishSuccess, RequestID: "a.b_c:d-e", Format: "webp"},
 			image:  img["webp"],
 		},
 		{
@@ -358,7 +358,7 @@ func TestStableImageMalformed(t *testing.T) {
 		{"json no finish reason", "", json("application/json", `{"image":"","seed":1}`), "no finish_reason"},
 		{"json no seed", "", json("application/json", imageJSON(png, "", "SUCCESS")), "no seed in the response"},
 		{"json unknown finish reason", "", json("application/json", imageJSON(png, "1", "DONE")), `unknown finish_reason "DONE"`},
-		{"json seed float", "", json("application/json", imageJSON(png, "1.5", "SUCCESS")), "seed 1.5 is not a 32-bit"},
+		{"json seed float", "", json("application/json", imageJSON(png, "1.5", "SUCCESS")), `seed "1.5" is not a 32-bit`},
 		{"json seed string", "", json("application/json", imageJSON(png, `"1"`, "SUCCESS")), `unexpected '"' where a value belongs`},
 		{"json image not a string", "", json("application/json", `{"image":7,"finish_reason":"SUCCESS","seed":1}`), "image is not a string"},
 		{"json duplicate image", "", json("application/json", `{"image":"","image":"","finish_reason":"SUCCESS","seed":1}`), `duplicate key "image"`},

@@ -19,9 +19,11 @@ import (
 // With req.Samples ≤ 1 it asks for image/png and writes the body to
 // sink.Begin(0), taking the seed and finish reason from the Seed and
 // Finish-Reason headers. Every artifact has Format "png" and the answer's
-// X-Request-Id, when it is fit to keep (see Artifact.RequestID). With more samples it asks for application/json and
-// decodes each artifact's base64 on the fly, so neither an image nor the
-// body is ever held in memory. It returns one Artifact per sample, in order.
+// X-Request-Id, when it is fit to keep (see Artifact.RequestID). With more
+// samples it asks for application/json and decodes each artifact's base64
+// on the fly, so neither an image nor the body is ever held in memory. It
+// returns one Artifact per sample, in order. Each image is held to
+// Options.MaxImageBytes.
 //
 // Errors, all wrapped with "text-to-image ENGINE":
 //   - *APIError for a non-2xx answer (the server did no work);
@@ -29,7 +31,9 @@ import (
 //     reports whether the outcome is unknown; it wraps ctx.Err() when the
 //     context ended;
 //   - ErrMalformedResponse when a 2xx answer breaks the contract (wrong
-//     artifact count, missing seed, unknown finish reason, bad JSON);
+//     artifact count, missing seed, unknown finish reason, bad JSON, an
+//     image over the size cap);
+//   - *FinishReasonError when an image finished with ERROR;
 //   - the sink's own errors, wrapped.
 //
 // On any error the caller should discard what the sink received.
@@ -57,33 +61,42 @@ func (c *Client) TextToImage(ctx context.Context, engine string, req TextToImage
 	}
 	defer resp.Body.Close() // read to its end on success, see getJSON
 	rr := &recordingReader{r: resp.Body}
+	answer, err := c.capAnswer(resp, rr, samples > 1, samples)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	sink = imageCap{Sink: sink, max: c.maxImage}
 	var arts []Artifact
 	if samples == 1 {
-		arts, err = readPNG(resp.Header, rr, sink)
+		arts, err = readPNG(resp.Header, answer, sink, c.red)
 	} else {
-		arts, err = readJSON(resp.Header, rr, samples, sink)
+		arts, err = readJSON(resp.Header, answer, samples, sink, c.red)
 	}
 	if err != nil {
 		if rr.err != nil { // the connection failed, whatever the parser made of it
-			return nil, fmt.Errorf("%s: %w", op, transportError(ctx, true, rr.err))
+			return nil, fmt.Errorf("%s: %w", op, c.transportError(ctx, nil, true, rr.err))
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return arts, nil
 }
 
-// readPNG streams an image/png answer into the sink.
-func readPNG(h http.Header, body io.Reader, sink Sink) ([]Artifact, error) {
-	if err := checkContentType(h, "image/png"); err != nil {
+// readPNG streams an image/png answer into the sink; a finish reason of
+// ERROR is a *FinishReasonError, before the sink sees anything.
+func readPNG(h http.Header, body io.Reader, sink Sink, red *redactor) ([]Artifact, error) {
+	if err := checkContentType(h, "image/png", red); err != nil {
 		return nil, err
 	}
-	a := Artifact{Format: "png", RequestID: requestID(h)}
+	a := Artifact{Format: "png", RequestID: requestID(h, red)}
 	var err error
-	if a.Seed, err = seedHeader(h, true); err != nil {
+	if a.Seed, err = seedHeader(h, true, red); err != nil {
 		return nil, err
 	}
-	if a.FinishReason, err = finishHeader(h); err != nil {
+	if a.FinishReason, err = finishHeader(h, red); err != nil {
 		return nil, err
+	}
+	if a.FinishReason == FinishError {
+		return nil, &FinishReasonError{RequestID: a.RequestID}
 	}
 	w, err := sink.Begin(0)
 	if err != nil {
@@ -101,11 +114,11 @@ func readPNG(h http.Header, body io.Reader, sink Sink) ([]Artifact, error) {
 
 // readJSON streams an application/json answer of samples artifacts into
 // the sink.
-func readJSON(h http.Header, body io.Reader, samples int, sink Sink) ([]Artifact, error) {
-	if err := checkContentType(h, "application/json"); err != nil {
+func readJSON(h http.Header, body io.Reader, samples int, sink Sink, red *redactor) ([]Artifact, error) {
+	if err := checkContentType(h, "application/json", red); err != nil {
 		return nil, err
 	}
-	arts, err := scanArtifacts(body, samples, sink, requestID(h))
+	arts, err := scanArtifacts(body, samples, sink, requestID(h, red), red)
 	if err != nil {
 		return nil, err
 	}
@@ -119,20 +132,20 @@ func readJSON(h http.Header, body io.Reader, samples int, sink Sink) ([]Artifact
 // e.g. JSON where a PNG was asked for, which would otherwise be saved as an
 // image. A missing or other type is left to the body checks, since servers
 // that do not set one get a sniffed type such as text/plain.
-func checkContentType(h http.Header, accept string) error {
+func checkContentType(h http.Header, accept string, red *redactor) error {
 	v := h.Get("Content-Type")
 	if v == "" {
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(v)
 	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) { // the API sends "application/json; type=image/png"
-		return malformed("Content-Type %q, want %s", v, accept)
+		return malformed("Content-Type %s, want %s", red.quote(v), accept)
 	}
 	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
 	isImage := strings.HasPrefix(mt, "image/")
 	if accept == "image/png" && (isJSON || mt == "text/html" || isImage && mt != accept) ||
 		accept == "application/json" && isImage {
-		return malformed("Content-Type %q, want %s", v, accept)
+		return malformed("Content-Type %s, want %s", red.quote(v), accept)
 	}
 	return nil
 }

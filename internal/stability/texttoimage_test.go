@@ -95,7 +95,7 @@ func TestTextToImageJSON(t *testing.T) {
 		images[i] = testImage(i, 5000+i*977) // lengths with every padding
 	}
 	seeds := []uint32{0, 1, 1050625087, 4294967295}
-	reasons := []string{FinishSuccess, FinishError, FinishContentFiltered, FinishSuccess}
+	reasons := []string{FinishSuccess, FinishContentFiltered, FinishContentFiltered, FinishSuccess}
 	for order := range 6 {
 		for _, sep := range []string{"", " ", "\n\t", " \r\n  "} {
 			body := artifactsBody(images, seeds, reasons, order, sep)
@@ -149,9 +149,9 @@ func TestTextToImageJSONMalformed(t *testing.T) {
 		{"bare array", 2, `[` + art("1", "SUCCESS") + `]`, `unexpected '['`},
 		{"missing seed", 2, `{"artifacts":[{"base64":"` + img + `","finishReason":"SUCCESS"},` + art("2", "SUCCESS") + `]}`, "artifact 0 has no seed"},
 		{"seed null", 2, `{"artifacts":[` + art("null", "SUCCESS") + "," + art("2", "SUCCESS") + `]}`, "unexpected 'n'"},
-		{"seed float", 2, `{"artifacts":[` + art("1.5", "SUCCESS") + "," + art("2", "SUCCESS") + `]}`, "seed 1.5 is not"},
-		{"seed negative", 2, `{"artifacts":[` + art("1", "SUCCESS") + "," + art("-2", "SUCCESS") + `]}`, "artifact 1: seed -2 is not"},
-		{"seed too big", 2, `{"artifacts":[` + art("4294967296", "SUCCESS") + "," + art("2", "SUCCESS") + `]}`, "seed 4294967296 is not"},
+		{"seed float", 2, `{"artifacts":[` + art("1.5", "SUCCESS") + "," + art("2", "SUCCESS") + `]}`, `seed "1.5" is not`},
+		{"seed negative", 2, `{"artifacts":[` + art("1", "SUCCESS") + "," + art("-2", "SUCCESS") + `]}`, `artifact 1: seed "-2" is not`},
+		{"seed too big", 2, `{"artifacts":[` + art("4294967296", "SUCCESS") + "," + art("2", "SUCCESS") + `]}`, `seed "4294967296" is not`},
 		{"unknown finish reason", 2, `{"artifacts":[` + art("1", "SUCCESS") + "," + art("2", "FILTERED") + `]}`, `artifact 1: unknown finishReason "FILTERED"`},
 		{"missing finish reason", 2, `{"artifacts":[{"base64":"","seed":1},` + art("2", "SUCCESS") + `]}`, "artifact 0 has no finishReason"},
 		{"missing image", 2, `{"artifacts":[{"seed":1,"finishReason":"SUCCESS"},` + art("2", "SUCCESS") + `]}`, "artifact 0 has no base64 image"},

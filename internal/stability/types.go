@@ -4,7 +4,8 @@
 // asynchronous, as streamed multipart requests. Images stream from the
 // answer into a Sink and inputs from disk into the request, so neither is
 // ever held whole in memory. Errors are typed and sorted into classes by
-// Classify; the API key never appears in them.
+// Classify. Every value from the server is scrubbed of the API key, and of
+// any piece of it, before it is returned or quoted in an error.
 package stability
 
 import (
@@ -59,13 +60,36 @@ type Artifact struct {
 	Format string
 }
 
+// FinishReasonError reports an answer whose image finished with ERROR: the API
+// says it failed to make the image, so the attempt fails and its bytes, if
+// the sink got any, must be discarded, never kept as an image. Classify
+// gives ClassOther: the server answered 2xx, so the work may be billed.
+type FinishReasonError struct {
+	// Artifact is the index of the image that finished with ERROR; 0 for
+	// a Stable Image answer.
+	Artifact int
+	// RequestID is the answer's x-request-id, as in Artifact.RequestID;
+	// "" when there was none fit to keep.
+	RequestID string
+}
+
+func (e *FinishReasonError) Error() string {
+	msg := fmt.Sprintf("artifact %d finished with ERROR: the API failed to generate the image", e.Artifact)
+	if e.RequestID != "" {
+		msg += " (request id " + e.RequestID + ")"
+	}
+	return msg
+}
+
 // Sink receives the images of one attempt as they stream in.
 // The client calls Begin(i) before the first byte of artifact i, writes the
 // decoded image bytes (PNG, JPEG or WebP: see Artifact.Format) to the
 // returned writer, then calls End(i, a) once the artifact's metadata is
 // known. Artifacts arrive in order 0, 1, 2, ...; a Stable Image answer has
 // only artifact 0. If the attempt fails, the client returns an error and the
-// caller discards what the sink received.
+// caller discards what the sink received: also when an image grows past
+// Options.MaxImageBytes (the write fails) or finishes with ERROR (End is
+// not called).
 type Sink interface {
 	Begin(i int) (io.Writer, error)
 	End(i int, a Artifact) error

@@ -1,0 +1,351 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/batch-tool/batch/internal/cost"
+	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/outdir"
+	"github.com/batch-tool/batch/internal/stability"
+)
+
+// recovery is what a run finds in its output folder before it sends
+// anything: what the journal says, with its damage skipped, and what it
+// lost, rebuilt from the images on disk.
+type recovery struct {
+	// resumed[i] is job i's entry when the journal (or an image on disk)
+	// records it as finished for good with its current Key; pending[i]
+	// when it records it as submitted to an async service and not
+	// fetched, so a run polls it. A job taking an image from a job not
+	// resumed as succeeded is neither: its Key depends on an image not
+	// made yet.
+	resumed, pending []*entry
+	// done is the last entry of each job id that is not an attempt,
+	// appends included.
+	done map[string]entry
+	// appends are the lines to add before anything is sent: jobs rebuilt
+	// from their images on disk, and requests an earlier run left in
+	// flight, settled as possibly billed.
+	appends  []entry
+	warnings []string
+	keep     int  // for journal.mend
+	newline  bool // for journal.mend
+	// charged and possibly are what earlier runs spent, as the journal
+	// records it with appends: charged, and possibly billed (attempts with
+	// unknown outcome, requests left in flight, generations not fetched).
+	charged, possibly cost.Credits
+	// held is the part of possibly that the generations of pending jobs
+	// count; a run holds their prices instead until it fetches them.
+	held cost.Credits
+}
+
+// recoverOut reads the journal data of the output folder outDir for jobs
+// (priced as in Run, with g their graph and sums their input files'
+// hashes) and works out what is done, what is pending and what earlier
+// runs spent. It skips damaged lines with a warning each. A job the
+// journal does not record as finished or pending whose images are all on
+// disk with a record of its current Key (see imageRecord) is taken as done
+// and gets a rebuilt entry charging its price (nothing when a line the
+// journal replaced charged it already). An attempt line that no later
+// line of its job follows (a request in flight when its run stopped) gets
+// a failed entry counting it as possibly billed. now stamps those entries.
+// It writes nothing.
+func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums map[string]string, prices []cost.Credits, now time.Time) *recovery {
+	l := parseJournal(filepath.Join(outDir, JournalFile), data)
+	rec := &recovery{resumed: make([]*entry, len(jobs)), pending: make([]*entry, len(jobs)),
+		warnings: l.warnings, keep: l.keep, newline: l.newline}
+	disk := &diskImages{outDir: outDir}
+	defer disk.close()
+	var rebuilt, unrecognised int
+	var problem error
+	for _, i := range g.order {
+		j := &jobs[i]
+		known := true
+		for _, s := range g.sources[i] {
+			known = known && rec.resumed[s] != nil && rec.resumed[s].Status == Succeeded
+		}
+		if !known {
+			continue
+		}
+		files, err := g.resolveInputs(outDir, i, j, sums, func(src int) []Image { return rec.resumed[src].Images })
+		if err != nil {
+			continue // the job fails when it starts, with this error
+		}
+		_, key, err := requestKey(*j, files)
+		if err != nil {
+			continue // as above
+		}
+		e, journaled := l.done[j.ID]
+		switch {
+		case journaled && e.resumes(key):
+			rec.resumed[i] = &e
+			continue
+		case journaled && e.pending(key):
+			rec.pending[i] = &e
+			continue
+		}
+		images, err := disk.find(j, key)
+		if err != nil && !journaled {
+			if unrecognised++; problem == nil {
+				problem = err
+			}
+		}
+		if images == nil {
+			continue
+		}
+		r := rebuiltEntry(j, key, prices[i], images, l, now)
+		l.add(r)
+		rec.appends = append(rec.appends, r)
+		rec.resumed[i] = &r
+		rebuilt++
+	}
+	if rebuilt > 0 {
+		rec.warnings = append(rec.warnings, fmt.Sprintf("journal rebuilt %d entries from images on disk", rebuilt))
+	}
+	if unrecognised > 0 {
+		rec.warnings = append(rec.warnings, fmt.Sprintf("%d image file(s) on disk are not recognised as the results of their jobs, which the journal does not hold (written for other settings or by an older batch; first: %v): those jobs run again", unrecognised, problem))
+	}
+	rec.settleInFlight(l, now)
+
+	price := func(id string) cost.Credits {
+		if i, ok := g.index[id]; ok {
+			return prices[i]
+		}
+		return 0
+	}
+	rec.charged, rec.possibly = l.books.totals(price)
+	for _, e := range rec.pending {
+		if e == nil {
+			continue
+		}
+		if s, ok := l.books.gens[e.GenerationID]; ok {
+			rec.held += genPrice(s, price)
+		}
+	}
+	rec.done = l.done
+	return rec
+}
+
+// settleInFlight appends a failed entry for each attempt line that no
+// later line of its job follows: its request was in flight when its run
+// stopped, so it counts as possibly billed, and a later attempt of the job
+// must not replace it.
+func (rec *recovery) settleInFlight(l *journalLog, now time.Time) {
+	ids := slices.Sorted(maps.Keys(l.books.open))
+	if len(ids) == 0 {
+		return
+	}
+	var lost cost.Credits
+	for _, id := range ids {
+		a := l.books.open[id]
+		s := entry{ID: id, Key: a.Key, Status: Failed, Failure: FailUnknown, Unknown: a.Unknown + a.Price, Attempts: a.Attempts,
+			Error: "a run stopped while this request was in flight: its outcome is unknown", Time: now}
+		lost += s.Unknown
+		l.add(s)
+		rec.appends = append(rec.appends, s)
+	}
+	named := ids
+	if len(named) > 5 {
+		named = append(slices.Clip(named[:5]), fmt.Sprintf("%d more", len(ids)-5))
+	}
+	rec.warnings = append(rec.warnings, fmt.Sprintf("%d request(s) were in flight when an earlier run stopped (jobs %s): their %v credits count as possibly billed",
+		len(ids), strings.Join(named, ", "), lost))
+}
+
+// rebuiltEntry is the entry of job j found done on disk, with images, by
+// a run whose journal l lost it.
+func rebuiltEntry(j *manifest.Job, key string, price cost.Credits, images []Image, l *journalLog, now time.Time) entry {
+	e := entry{ID: j.ID, Key: key, Credits: price, Attempts: 1, Images: images, Params: Parameters(*j, images[0].Seed), Rebuilt: true, Time: now}
+	e.Status, e.Error = outcome(images)
+	if l.superseded[j.ID+"\n"+key] {
+		e.Credits = 0 // the line that recorded these images charged them
+	}
+	if a, ok := l.books.open[j.ID]; ok {
+		// this entry replaces the attempt line: keep what it counted
+		e.Unknown, e.Attempts = a.Unknown, max(a.Attempts, 1)
+		if a.Key != key {
+			e.Unknown += a.Price // that request made no image of this one
+		}
+	}
+	return e
+}
+
+// diskImages looks up image files in an output folder's images/ and
+// filtered/, listing both once, when first asked. Not safe for concurrent
+// use.
+type diskImages struct {
+	outDir string
+	names  map[string]bool // "images/NAME" and "filtered/NAME" on disk
+	dir    *outdir.Dir     // nil when no image is on disk
+	err    error           // the folder could not be opened: nothing is found
+}
+
+func (d *diskImages) load() {
+	if d.names != nil {
+		return
+	}
+	d.names = map[string]bool{}
+	for _, sub := range []string{ImagesDir, FilteredDir} {
+		f, err := os.Open(filepath.Join(d.outDir, sub))
+		if err != nil {
+			continue
+		}
+		names, _ := f.Readdirnames(-1)
+		f.Close()
+		for _, n := range names {
+			d.names[sub+"/"+n] = true
+		}
+	}
+	if len(d.names) > 0 {
+		d.dir, d.err = outdir.OpenDir(d.outDir)
+	}
+}
+
+func (d *diskImages) close() {
+	if d.dir != nil {
+		d.dir.Close()
+	}
+}
+
+// find returns job j's images when every one of them is on disk with a
+// record of j and key: image k under images/, or under filtered/ when it
+// was content filtered. It returns nil and no error when an image file is
+// missing, and an error when one is there but is not recognised.
+func (d *diskImages) find(j *manifest.Job, key string) ([]Image, error) {
+	d.load()
+	if d.dir == nil {
+		return nil, d.err
+	}
+	format, err := outputFormat(*j)
+	if err != nil {
+		return nil, nil // Run refuses the job first
+	}
+	n := 1 // a Stable Image answer holds one image
+	if j.Service == "" {
+		n = max(j.Samples, 1)
+	}
+	images := make([]Image, 0, n)
+	for k := range n {
+		img, err := d.image(j, key, k, imageName(j.ID, k, j.Samples, format.ext), format)
+		if img == nil {
+			return nil, err
+		}
+		images = append(images, *img)
+	}
+	return images, nil
+}
+
+// image returns image k of job j, stored under name, when its file is on
+// disk with a record of j and key.
+func (d *diskImages) image(j *manifest.Job, key string, k int, name string, format fileFormat) (*Image, error) {
+	var problem error
+	for _, sub := range []string{ImagesDir, FilteredDir} {
+		rel := sub + "/" + name
+		if !d.names[rel] {
+			continue
+		}
+		rec, sum, err := readRecord(d.dir, rel, format)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			problem = err
+			continue
+		case rec.ID != j.ID || rec.Key != key || rec.Image != k+1:
+			problem = fmt.Errorf("%s: its record is of another request", rel)
+			continue
+		}
+		img := &Image{Path: rel, Seed: fixedSeed(j), FinishReason: stability.FinishSuccess, SHA256: sum, RequestID: rec.RequestID}
+		if rec.Seed != nil {
+			img.Seed = *rec.Seed
+		}
+		if sub == FilteredDir {
+			img.FinishReason = stability.FinishContentFiltered
+		}
+		return img, nil
+	}
+	return nil, problem
+}
+
+// fixedSeed is the seed job j sets, 0 when the API chooses one.
+func fixedSeed(j *manifest.Job) uint32 {
+	if j.Service == "" {
+		return j.Seed
+	}
+	v, _ := j.Param("seed")
+	n, _ := strconv.ParseUint(v, 10, 32)
+	return uint32(n)
+}
+
+// Standing is what an output folder holds for a manifest's jobs before a
+// run, as Run counts it: its journal read with damaged lines skipped, jobs
+// it lost rebuilt from their images on disk, and requests an earlier run
+// left in flight counted as possibly billed. Amounts are in credits.
+type Standing struct {
+	// Remaining is what the run would still pay for at list price: every
+	// job but those finished for good with their current Key and those
+	// submitted to an async service and not fetched (a run only polls
+	// them). A job taking an image from a job not finished yet counts in
+	// full.
+	Remaining cost.Credits
+	// Charged is what earlier runs on the folder were charged: every line
+	// of the journal, for any job (failed ones and jobs no longer in the
+	// manifest included), plus the price of each job rebuilt from disk.
+	Charged cost.Credits
+	// PossiblyBilled is what earlier runs possibly spent besides: attempts
+	// whose outcome is unknown, requests in flight when a run stopped, and
+	// async generations submitted and not fetched.
+	PossiblyBilled cost.Credits
+}
+
+// Spent is Charged + PossiblyBilled: what earlier runs count against the
+// budget.
+func (s Standing) Spent() cost.Credits { return s.Charged + s.PossiblyBilled }
+
+// ReadStanding reads the output folder outDir (it writes nothing) and
+// returns what it holds for jobs, priced as in Run: Run sends nothing for
+// the jobs Remaining leaves out, and starts with Charged and
+// PossiblyBilled counted against its budget. A missing journal and images
+// folder mean a fresh folder. It reads every input file, to key jobs on
+// their content, and the images on disk of jobs the journal lacks.
+func ReadStanding(outDir string, jobs []manifest.Job, prices []cost.Credits) (Standing, error) {
+	if len(prices) != len(jobs) {
+		return Standing{}, fmt.Errorf("%d prices for %d jobs", len(prices), len(jobs))
+	}
+	g, err := newGraph(jobs)
+	if err != nil {
+		return Standing{}, err
+	}
+	sums, err := hashInputs(jobs)
+	if err != nil {
+		return Standing{}, err
+	}
+	data, err := outdir.ReadFile(filepath.Join(outDir, JournalFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Standing{}, fmt.Errorf("read journal: %w", err)
+	}
+	rec := recoverOut(outDir, data, jobs, g, sums, prices, time.Time{})
+	st := Standing{Charged: rec.charged, PossiblyBilled: rec.possibly}
+	for i := range jobs {
+		if rec.resumed[i] == nil && rec.pending[i] == nil {
+			st.Remaining += prices[i]
+		}
+	}
+	return st, nil
+}
+
+// Remaining returns ReadStanding's Remaining: the credits of the jobs a
+// run with this output folder would still pay for.
+func Remaining(outDir string, jobs []manifest.Job, prices []cost.Credits) (cost.Credits, error) {
+	st, err := ReadStanding(outDir, jobs, prices)
+	return st.Remaining, err
+}
