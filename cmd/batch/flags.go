@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,6 +101,36 @@ func (v *creditsValue) Set(s string) error {
 	}
 	v.c = &c
 	return nil
+}
+
+// percentValue is an optional percentage given on the command line: nil
+// when unset, so -h shows no made-up default.
+type percentValue struct{ p *float64 }
+
+func (v *percentValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+
+func (v *percentValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(f >= 0) || math.IsInf(f, 0) { // !(f >= 0) refuses NaN too
+		return fmt.Errorf("%q is not a percentage of 0 or more", s)
+	}
+	v.p = &f
+	return nil
+}
+
+// missingInput marks an input the command line names that does not exist
+// (a manifest, a run folder, a plan file) as a mistake in the command line,
+// which exits 2; other errors pass through.
+func missingInput(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return &invalidError{err}
+	}
+	return err
 }
 
 // shard selects the K-th of N deterministic slices of the expanded jobs;

@@ -5,6 +5,7 @@
 //
 // Usage:
 //
+//	batch init [--service S | --engine E] [FILE]
 //	batch plan [flags] MANIFEST
 //	batch run [flags] MANIFEST
 //	batch report [flags] RUN_DIR|PLAN.json...
@@ -23,6 +24,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -121,6 +124,9 @@ func (e *env) main(ctx context.Context, args []string) int {
 		return exitOK
 	case errors.Is(err, errReported):
 		// the command already told the user what happened
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		// Interrupted: the notice said so, and the command said what it
+		// saved and how to resume; "context canceled" would add nothing.
 	case errors.As(err, &me):
 		// FILE:LINE:COL: message lines, as compilers print them
 		fmt.Fprintf(e.stderr, "%v\nbatch: %d problem(s) in %s; nothing was sent\n", me, len(*me), (*me)[0].File)
@@ -137,6 +143,8 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "init":
+		return e.initCmd(rest)
 	case "plan":
 		return e.plan(ctx, rest)
 	case "run":
@@ -154,17 +162,41 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	case "version", "--version", "-version":
 		return e.version(rest)
 	case "help", "-h", "-help", "--help":
-		e.usage(e.stdout)
-		return nil
+		return e.help(ctx, rest)
 	}
 	e.usage(e.stderr)
 	return usageErrorf("unknown command %q", cmd)
+}
+
+// commands returns the subcommands, in the order the usage lists them.
+func commands() []string {
+	return []string{"init", "plan", "run", "report", "diff", "sandbox", "schema", "prices", "version"}
+}
+
+// help prints the general usage, or with a command's name that command's
+// synopsis and flags, to stdout.
+func (e *env) help(ctx context.Context, args []string) error {
+	switch {
+	case len(args) == 0:
+		e.usage(e.stdout)
+		return nil
+	case len(args) > 1:
+		return usageErrorf("help: give one command, e.g. batch help run")
+	case !slices.Contains(commands(), args[0]):
+		return usageErrorf("help: unknown command %q (commands: %s)", args[0], strings.Join(commands(), ", "))
+	}
+	// A command's -h prints its flags to the command's error stream; asked
+	// for, help is output.
+	h := *e
+	h.stderr = e.stdout
+	return h.dispatch(ctx, []string{args[0], "-h"})
 }
 
 func (e *env) usage(w io.Writer) {
 	fmt.Fprint(w, `batch turns a YAML manifest of Stability AI image jobs into images and a cost report.
 
 Usage:
+  batch init [flags] [FILE]                write a commented starter manifest (batch.yaml)
   batch plan [flags] MANIFEST              price every job; no key, no network
   batch run [flags] MANIFEST               plan, check budget and balance, then generate
   batch report [flags] RUN_DIR|PLAN.json... render a run's (or shards') report
@@ -174,9 +206,9 @@ Usage:
   batch prices [--pricing ID]              list price sheets and the rules of one
   batch version                            print the version
 
-Run 'batch COMMAND -h' for a command's flags. The API key is read from
-STABILITY_API_KEY. Exit codes: 0 done, 1 jobs failed, 2 usage or invalid
-manifest, 3 over budget, 4 balance too low, 130 interrupted.
+Run 'batch help COMMAND' (or 'batch COMMAND -h') for a command's flags. The
+API key is read from STABILITY_API_KEY. Exit codes: 0 done, 1 jobs failed,
+2 usage or invalid manifest, 3 over budget, 4 balance too low, 130 interrupted.
 `)
 }
 
@@ -199,11 +231,21 @@ func (e *invalidError) Unwrap() error { return e.err }
 // errReported marks an error whose message the command already printed.
 var errReported = errors.New("reported")
 
+// isTerminal reports whether w is a terminal (not merely a character
+// device: /dev/null is one too, and must get plain progress lines).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	// Control, unlike Fd, leaves a non-blocking file non-blocking.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	tty := false
+	if err := rc.Control(func(fd uintptr) { tty = isTerminalFd(fd) }); err != nil {
+		return false
+	}
+	return tty
 }

@@ -125,7 +125,7 @@ func TestPlanExitCodes(t *testing.T) {
 		{"double dash", []string{"plan", "--", good}, exitOK, "3.0", ""},
 		{"invalid manifest", []string{"plan", bad}, exitUsage, "", "bad.yaml:5:5"},
 		{"every problem", []string{"plan", bad}, exitUsage, "", "bad.yaml:6:12"},
-		{"missing file", []string{"plan", filepath.Join(dir, "nope.yaml")}, exitFailed, "", "nope.yaml"},
+		{"missing file", []string{"plan", filepath.Join(dir, "nope.yaml")}, exitUsage, "", "nope.yaml: no such file"},
 		{"unknown sheet", []string{"plan", "--pricing", "nope", good}, exitUsage, "", "nope"},
 		{"unpriceable", []string{"plan", "--pricing", "sdxl-2024", good}, exitUsage, "", "good.yaml:5:5: job \"a-cat\": stable-diffusion-v1-5 was retired 2023-11-15; price it with --pricing v1-2023"},
 		{"no args", []string{"plan"}, exitUsage, "", "missing argument"},
@@ -368,6 +368,12 @@ func TestDiff(t *testing.T) {
 	}
 	if r := batchCmd(t, nil, "diff", "--fail-increase", "40", base, head); r.code != exitOverBudget {
 		t.Errorf("diff --fail-increase 40 on a 50%% increase: exit %d", r.code)
+	}
+	if r := batchCmd(t, nil, "diff", "--fail-increase", "50", base, head); r.code != exitOK {
+		t.Errorf("diff --fail-increase 50 on a 50%% increase: exit %d", r.code)
+	}
+	if r := batchCmd(t, nil, "diff", "--fail-increase", "0", base, base); r.code != exitOK {
+		t.Errorf("diff --fail-increase 0 with no increase: exit %d", r.code)
 	}
 	if r := batchCmd(t, nil, "diff", "--fail-above", "1", base, head); r.code != exitOK {
 		t.Errorf("diff --fail-above 1 on an increase of exactly 1: exit %d", r.code)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/batch-tool/batch/internal/cost"
@@ -57,10 +58,12 @@ func (e *env) loadPlan(ctx context.Context, path string, f *planFlags) (*planned
 	}
 	m, err := manifest.Load(ctx, path)
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("plan %s: interrupted; nothing was sent: %w", path, ctx.Err())
+		// Not wrapping ctx.Err(): main prints no bare "context canceled"
+		// (the exit code, 130, comes from ctx).
+		return nil, fmt.Errorf("plan %s: interrupted; nothing was sent", path)
 	}
 	if err != nil {
-		return nil, err
+		return nil, missingInput(err)
 	}
 	sheet, err := pickSheet(m, f)
 	if err != nil {
@@ -167,6 +170,8 @@ func (p *planned) planJob(i int) report.PlanJob {
 	pj.Model, _ = j.Param("model")
 	pj.AspectRatio, _ = j.Param("aspect_ratio")
 	pj.OutputFormat, _ = j.Param("output_format")
+	pj.Prompt, pj.NegativePrompt = promptText(j.Prompts, false), promptText(j.Prompts, true)
+	pj.Settings = jobSettings(j)
 	dir := filepath.Dir(p.manifest.Path)
 	for _, in := range j.Inputs {
 		ri := report.Input{Field: in.Field, From: in.From, Index: in.Index}
@@ -180,6 +185,81 @@ func (p *planned) planJob(i int) report.PlanJob {
 		pj.Inputs = append(pj.Inputs, ri)
 	}
 	return pj
+}
+
+// promptText is the text of a job's positive prompts (negative false) or
+// of its negative ones: the text itself when there is one of weight 1 (or
+// −1), the usual case; else each text, with its weight when that is not
+// ±1, joined with " | ", e.g. "a castle | fog (weight 0.4)". "" when there
+// are none.
+func promptText(ps []manifest.Prompt, negative bool) string {
+	unit := 1.0
+	if negative {
+		unit = -1
+	}
+	n, last := 0, 0
+	for i, p := range ps {
+		if (p.Weight < 0) == negative {
+			n, last = n+1, i
+		}
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n == 1 && ps[last].Weight == unit:
+		return ps[last].Text // shared with the manifest's job: no copy per job
+	}
+	parts := make([]string, 0, n)
+	for _, p := range ps {
+		if (p.Weight < 0) != negative {
+			continue
+		}
+		t := p.Text
+		if p.Weight != unit {
+			t += " (weight " + strconv.FormatFloat(p.Weight, 'f', -1, 64) + ")"
+		}
+		parts = append(parts, t)
+	}
+	return strings.Join(parts, " | ")
+}
+
+// jobSettings are the settings a job sets beyond those the plan shows in
+// fields of their own (engine or service, model, size, steps, samples,
+// aspect ratio, output format, inputs, prompts): a Stable Image job's form
+// fields in the service's order, a v1 job's sampler, cfg_scale, seed,
+// style_preset and clip_guidance_preset. A seed of 0, which asks the API
+// for a random one, is left out; nil when there are none.
+func jobSettings(j *manifest.Job) []report.Setting {
+	var out []report.Setting
+	add := func(name, value string) { out = append(out, report.Setting{Name: name, Value: value}) }
+	if j.Service != "" {
+		for _, p := range j.Params {
+			switch {
+			case p.Name == "model", p.Name == "aspect_ratio", p.Name == "output_format":
+				// fields of their own
+			case p.Name == "seed" && p.Value == "0":
+			default:
+				add(p.Name, p.Value)
+			}
+		}
+		return out
+	}
+	if j.Sampler != "" {
+		add("sampler", j.Sampler)
+	}
+	if j.CfgScale != nil {
+		add("cfg_scale", strconv.FormatFloat(*j.CfgScale, 'f', -1, 64))
+	}
+	if j.Seed != 0 {
+		add("seed", strconv.FormatUint(uint64(j.Seed), 10))
+	}
+	if j.StylePreset != "" {
+		add("style_preset", j.StylePreset)
+	}
+	if j.ClipGuidancePreset != "" {
+		add("clip_guidance_preset", j.ClipGuidancePreset)
+	}
+	return out
 }
 
 // checkBudget returns an error wrapping cost.ErrOverBudget when the plan
@@ -204,7 +284,7 @@ func (e *env) plan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := report.WritePlan(e.stdout, format.name, p.report); err != nil {
+	if err := report.WritePlanWidth(e.stdout, format.name, p.report, e.tableWidth()); err != nil {
 		return err
 	}
 	if err := e.appendStepSummary(func(w *os.File) error { return report.WritePlan(w, "markdown", p.report) }); err != nil {

@@ -24,14 +24,14 @@ func (e *env) report(ctx context.Context, args []string) error {
 		if isPlanFile(arg) {
 			p, err := report.ReadPlan(arg)
 			if err != nil {
-				return err
+				return missingInput(err)
 			}
 			plans = append(plans, p)
 			continue
 		}
 		r, err := report.ReadRun(arg)
 		if err != nil {
-			return err
+			return missingInput(err)
 		}
 		runs = append(runs, r)
 	}
@@ -44,7 +44,7 @@ func (e *env) report(ctx context.Context, args []string) error {
 		if !slices.Contains(report.PlanFormats, format.name) {
 			return usageErrorf("report: a plan renders as %s", strings.Join(report.PlanFormats, ", "))
 		}
-		return report.WritePlan(e.stdout, format.name, plans[0])
+		return report.WritePlanWidth(e.stdout, format.name, plans[0], e.tableWidth())
 	}
 	r := runs[0]
 	if len(runs) > 1 {
@@ -74,7 +74,8 @@ func (e *env) diff(ctx context.Context, args []string) error {
 	fs.Var(&format, "format", "output `format`: "+strings.Join(format.allowed, ", "))
 	var failAbove creditsValue
 	fs.Var(&failAbove, "fail-above", "exit 3 when the total increases by more than `CREDITS`")
-	failIncrease := fs.Float64("fail-increase", -1, "exit 3 when the total increases by more than `PERCENT` of the base total")
+	var failIncrease percentValue
+	fs.Var(&failIncrease, "fail-increase", "exit 3 when the total increases by more than `PERCENT` of the base total")
 	if err := parseFlags(fs, args, 2, 2); err != nil {
 		return err
 	}
@@ -94,17 +95,14 @@ func (e *env) diff(ctx context.Context, args []string) error {
 	if _, err := e.stdout.Write(buf.Bytes()); err != nil {
 		return err
 	}
-	var pct *float64
-	if *failIncrease >= 0 {
-		pct = failIncrease
-	}
-	return d.Check(failAbove.c, pct)
+	return d.Check(failAbove.c, failIncrease.p)
 }
 
 // planOf reads a plan JSON file, or plans a manifest.
 func (e *env) planOf(ctx context.Context, path string, pf *planFlags) (*report.Plan, error) {
 	if strings.HasSuffix(path, ".json") {
-		return report.ReadPlan(path)
+		p, err := report.ReadPlan(path)
+		return p, missingInput(err)
 	}
 	p, err := e.loadPlan(ctx, path, pf)
 	if err != nil {

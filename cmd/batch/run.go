@@ -46,6 +46,9 @@ type runFlags struct {
 	ttfb, stall, maxPause time.Duration
 	// maxImage caps the bytes of one answer image.
 	maxImage int64
+	// replace moves the files of jobs that changed or left the manifest
+	// aside instead of refusing the run.
+	replace bool
 }
 
 func (e *env) runCmd(ctx context.Context, args []string) error {
@@ -63,7 +66,11 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	fs.DurationVar(&f.stall, "stall-timeout", stability.DefaultStallTimeout, "fail an attempt when sending or receiving stalls for this `duration`")
 	fs.DurationVar(&f.maxPause, "max-pause", runner.DefaultMaxPause, "longest pause a Retry-After, lock-out or backoff may impose on the run")
 	fs.Int64Var(&f.maxImage, "max-image-bytes", stability.DefaultMaxImageBytes, "largest answer image accepted, in `bytes`; a larger one fails the attempt")
+	fs.BoolVar(&f.replace, "replace", false, "when OUT holds jobs whose request changed, jobs not in the manifest or another manifest's run, move their files to OUT/"+runner.ReplacedDir+"/ and run (without it, such a run stops before sending anything)")
 	if err := parseFlags(fs, args, 1, 1); err != nil {
+		return err
+	}
+	if err := checkSandboxFlags(fs); err != nil {
 		return err
 	}
 	p, err := e.loadPlan(ctx, fs.Arg(0), &f.planFlags)
@@ -84,6 +91,13 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	defer lock.Unlock()
+	// What earlier runs of this folder charged or may have been billed
+	// counts against the budget too; what they made that this manifest
+	// would replace or orphan stops the run here, unless --replace.
+	st, err := p.checkOut(f.replace, &cfg)
+	if err != nil {
+		return err
+	}
 	apiURL, key := f.apiURL, e.getenv("STABILITY_API_KEY")
 	if f.sandbox {
 		sb, err := startSandbox(sandbox.Config{Pricer: p.sheet, AsyncDelay: sandboxAsyncDelay}, "127.0.0.1:0")
@@ -105,15 +119,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 		return usageErrorf("--api-url: %v", err)
 	}
 
-	// What earlier runs of this folder charged or may have been billed
-	// counts against the budget too.
-	st, err := runner.ReadStanding(cfg.OutDir, p.jobs, p.prices)
-	if err != nil {
-		return err
-	}
 	if p.budget != nil && st.Spent() > 0 {
 		if err := cost.CheckBudget(st.Spent()+st.Remaining, *p.budget); err != nil {
-			return fmt.Errorf("%w (earlier runs into %s: %s charged, %s possibly billed; %s still to spend)",
+			return fmt.Errorf("%w (earlier runs into %s: %s credits charged, %s possibly billed; %s estimated still to spend)",
 				err, cfg.OutDir, st.Charged, st.PossiblyBilled, st.Remaining)
 		}
 	}
@@ -122,7 +130,7 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("check balance: %w", err)
 	}
 	if balanceBefore < st.Remaining {
-		return fmt.Errorf("%w: balance %s credits, estimate %s credits", errLowBalance, balanceBefore, st.Remaining)
+		return fmt.Errorf("%w: balance at start %s credits, estimated %s credits still to spend", errLowBalance, balanceBefore, st.Remaining)
 	}
 
 	started := e.now()
@@ -136,6 +144,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if e.isTerminal && (res.Interrupted || runErr != nil) {
 		fmt.Fprintln(e.stderr) // end the progress line, which ends itself only when every job is done
 	}
+	if rp := res.Replaced; rp.Changed != nil || rp.Removed != nil {
+		fmt.Fprintf(e.stderr, "batch: %s\n", replacedText(rp, cfg.OutDir))
+	}
 	// The report is saved even when the run was interrupted or stopped. The
 	// balance is shown only as it was at the start: the live balance lags,
 	// so a difference would not be what the run cost.
@@ -143,8 +154,15 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	// The summary is printed even when the report cannot be saved (a full
 	// disk): the run's outcome must reach the user one way or the other.
 	saveErr := report.Save(cfg.OutDir, rep)
-	if err := report.WriteRun(e.stdout, f.format.name, rep); err != nil {
-		return errors.Join(runErr, saveErr, err)
+	var writeErr error
+	if f.format.name == report.FormatHTML {
+		// The page embeds thumbnails of the images, read from OUT.
+		writeErr = report.WriteRunHTML(context.WithoutCancel(ctx), e.stdout, rep, cfg.OutDir)
+	} else {
+		writeErr = report.WriteRun(e.stdout, f.format.name, rep)
+	}
+	if writeErr != nil {
+		return errors.Join(runErr, saveErr, writeErr)
 	}
 	if saveErr != nil {
 		return errors.Join(runErr, saveErr)
@@ -164,6 +182,105 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 			rep.Totals.Failed, rep.Totals.Filtered, rep.Totals.Skipped, rep.Totals.Jobs)
 	}
 	return nil
+}
+
+// checkOut reads what the output folder holds for the plan and, unless
+// --replace, refuses (a replaceError, exit 2) a folder holding another
+// manifest's run, jobs whose request changed since they ran, or jobs the
+// manifest no longer has; it sets cfg's Replace, OtherJobs and Origin. It
+// sends nothing.
+func (p *planned) checkOut(replace bool, cfg *runner.Config) (runner.Standing, error) {
+	origin, err := runner.NewOrigin(p.manifest.Path, p.manifest.Name, cfg.OutDir)
+	if err != nil {
+		return runner.Standing{}, err
+	}
+	others := p.otherJobIDs()
+	st, err := runner.ReadStanding(cfg.OutDir, p.jobs, p.prices, others)
+	if err != nil {
+		return st, err
+	}
+	c := &replaceError{out: cfg.OutDir, changed: st.Changed, removed: st.Removed}
+	if st.Origin != (runner.Origin{}) && !st.Origin.Same(origin) {
+		c.other = &st.Origin
+	}
+	if !replace && (c.other != nil || c.changed != nil || c.removed != nil) {
+		return st, &invalidError{c}
+	}
+	cfg.Replace, cfg.OtherJobs, cfg.Origin = replace, others, origin
+	return st, nil
+}
+
+// otherJobIDs returns the ids of the manifest's jobs that are not in the
+// plan (those of other shards); nil when the plan has them all.
+func (p *planned) otherJobIDs() []string {
+	if len(p.jobs) == len(p.manifest.Jobs) {
+		return nil
+	}
+	in := make(map[int]bool, len(p.index))
+	for _, i := range p.index {
+		in[i] = true
+	}
+	var ids []string
+	for i, j := range p.manifest.Jobs {
+		if !in[i] {
+			ids = append(ids, j.ID)
+		}
+	}
+	return ids
+}
+
+// replaceError refuses a run into a folder whose files the manifest would
+// replace or orphan.
+type replaceError struct {
+	out              string
+	other            *runner.Origin // the other manifest whose run the folder holds; nil when none
+	changed, removed []string       // job ids, as runner.Standing lists them
+}
+
+func (e *replaceError) Error() string {
+	var held []string
+	if n := len(e.changed); n > 0 {
+		held = append(held, fmt.Sprintf("%d job(s) whose request changed since they ran (%s)", n, idList(e.changed)))
+	}
+	if n := len(e.removed); n > 0 {
+		held = append(held, fmt.Sprintf("%d job(s) not in this manifest (%s)", n, idList(e.removed)))
+	}
+	moveTo := filepath.Join(e.out, runner.ReplacedDir) + string(filepath.Separator)
+	switch {
+	case e.other != nil && held == nil:
+		return fmt.Sprintf("%s holds a run of another manifest, %s; nothing was sent: rerun with --replace to run this manifest there (no file needs to move: its jobs with the same requests are kept), or with another --out",
+			e.out, e.other)
+	case e.other != nil:
+		return fmt.Sprintf("%s holds a run of another manifest, %s, with %s; nothing was sent: rerun with --replace to move their files to %s and run this manifest there, or with another --out",
+			e.out, e.other, strings.Join(held, " and "), moveTo)
+	}
+	return fmt.Sprintf("%s holds %s; nothing was sent: rerun with --replace to move their files to %s and go on, or with another --out",
+		e.out, strings.Join(held, " and "), moveTo)
+}
+
+// idList names the first 10 ids and counts the rest: "a, b, c and 4 more".
+func idList(ids []string) string {
+	const shown = 10
+	if len(ids) <= shown {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:shown], ", "), len(ids)-shown)
+}
+
+// replacedText tells what --replace moved.
+func replacedText(rp runner.Replaced, out string) string {
+	var jobs []string
+	if n := len(rp.Changed); n > 0 {
+		jobs = append(jobs, fmt.Sprintf("%d changed", n))
+	}
+	if n := len(rp.Removed); n > 0 {
+		jobs = append(jobs, fmt.Sprintf("%d removed", n))
+	}
+	what := "replaced " + strings.Join(jobs, " and ") + " job(s)"
+	if rp.Files == 0 {
+		return what + "; none had files on disk"
+	}
+	return fmt.Sprintf("%s: %d file(s) moved to %s", what, rp.Files, filepath.Join(out, filepath.FromSlash(rp.Dir)))
 }
 
 // runnerConfig settles the output folder, concurrency and rate from the
@@ -223,6 +340,18 @@ func manifestError(m *manifest.Manifest, key string, err error) error {
 	return &manifest.Errors{{File: m.Path, Line: line, Col: col, Msg: key + ": " + err.Error()}}
 }
 
+// reportVars is a job's matrix values for the report.
+func reportVars(vs []manifest.Var) []report.Var {
+	if vs == nil {
+		return nil
+	}
+	out := make([]report.Var, len(vs))
+	for i, v := range vs {
+		out[i] = report.Var{Key: v.Key, Value: v.Value}
+	}
+	return out
+}
+
 // runReport builds report.json's model from the plan and the results.
 func (p *planned) runReport(res runner.Result, started, finished time.Time, before *cost.Credits) *report.Run {
 	r := &report.Run{
@@ -247,10 +376,12 @@ func (p *planned) runReport(res runner.Result, started, finished time.Time, befo
 			Index: pj.Index, ID: j.ID, Group: j.Base, DependsOn: pj.DependsOn, Inputs: pj.Inputs,
 			Engine: j.Engine, Service: pj.Service, Model: pj.Model,
 			AspectRatio: pj.AspectRatio, OutputFormat: pj.OutputFormat,
+			Prompt: pj.Prompt, NegativePrompt: pj.NegativePrompt, Settings: pj.Settings,
 			Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
 			Status: string(jr.Status), Failure: string(jr.Failure), Credits: jr.Credits,
 			PossiblyBilledCredits: jr.Unknown, Attempts: jr.Attempts,
 			Resumed: jr.Resumed, GenerationID: jr.GenerationID, Error: jr.Error, Params: jr.Params,
+			Vars:   reportVars(j.Vars),
 			Images: make([]report.Image, len(jr.Images)),
 		}
 		for k, im := range jr.Images {

@@ -106,6 +106,24 @@ func (e *env) sandbox(ctx context.Context, args []string) error {
 	return sb.stop(ctx)
 }
 
+// checkSandboxFlags refuses --api-url with --sandbox: the in-process
+// sandbox serves its own API, so the URL would be ignored without a word.
+func checkSandboxFlags(fs *flag.FlagSet) error {
+	sandbox, apiURL := false, false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "sandbox":
+			sandbox = f.Value.String() == "true"
+		case "api-url":
+			apiURL = true
+		}
+	})
+	if sandbox && apiURL {
+		return usageErrorf("--api-url and --sandbox: give one (--sandbox runs against an API of its own; for a sandbox elsewhere, start 'batch sandbox' there and pass its --api-url)")
+	}
+	return nil
+}
+
 // runningSandbox is a sandbox API serving on a listener.
 type runningSandbox struct {
 	addr string // host:port it listens on

@@ -222,8 +222,8 @@ func TestInterruptSavesAndResumes(t *testing.T) {
 	if code, sig := waitExit(t, cmd); code != exitInterrupted {
 		t.Fatalf("exit %d (signal %v) after Ctrl-C, want 130\n%s", code, sig, stderr)
 	}
-	if want := "Resume with:\n  batch run --api-url=" + url + " --concurrency=4 --out=" + out + " " + m + "\n"; !strings.Contains(stderr.String(), want) {
-		t.Errorf("stderr does not hold %q:\n%s", want, stderr)
+	if want := "Resume with:\n  batch run --api-url=" + url + " --concurrency=4 --out=" + out + " " + m + "\n"; !strings.HasSuffix(stderr.String(), want) {
+		t.Errorf("stderr does not end with %q (the resume command, and nothing after it):\n%s", want, stderr)
 	}
 	rep, err := report.ReadRun(out)
 	if err != nil {
@@ -280,6 +280,9 @@ func TestFirstSignalStopsAndSaves(t *testing.T) {
 			if !strings.Contains(stderr.String(), "Resume with:") {
 				t.Errorf("no resume command in stderr:\n%s", stderr)
 			}
+			if strings.Contains(stderr.String(), "context canceled") {
+				t.Errorf("stderr holds a bare \"context canceled\" after %v:\n%s", sig, stderr)
+			}
 		})
 	}
 }
@@ -334,8 +337,11 @@ func TestSignalDuringPlanning(t *testing.T) {
 				if code, killedBy := waitExit(t, cmd); code != exitInterrupted {
 					t.Fatalf("%s: exit %d (signal %v) after %v while planning, want 130\n%s", command, code, killedBy, sig, stderr)
 				}
-				if want := "plan " + m + ": interrupted; nothing was sent"; !strings.Contains(stderr.String(), want) {
+				if want := "plan " + m + ": interrupted; nothing was sent\n"; !strings.Contains(stderr.String(), want) {
 					t.Errorf("stderr does not say %q:\n%s", want, stderr)
+				}
+				if strings.Contains(stderr.String(), "context canceled") {
+					t.Errorf("stderr holds a bare \"context canceled\":\n%s", stderr)
 				}
 				if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("%s interrupted while planning made %s (stat: %v)", command, out, err)

@@ -9,7 +9,8 @@
 # network are needed: planning is local.
 #
 # Environment (all optional):
-#   BATCH               the batch binary (default: batch, from PATH)
+#   BATCH               the batch binary (default: batch, from PATH; install
+#                       it from a checkout of batch with go install ./cmd/batch)
 #   COST_REPORT         Markdown output file (default: cost-report.md)
 #   COST_FAIL_ABOVE     fail when a manifest's total rises by more than this
 #                       many credits (batch diff --fail-above)
@@ -43,12 +44,19 @@ is_manifest() {
   grep -q '^version:' "$1" && grep -q '^jobs:' "$1"
 }
 
-# empty_plan PATH: a plan with no jobs, standing in for a manifest that is
-# new (as the base) or deleted (as the head).
+# empty_plan PATH PRICING: a plan with no jobs, standing in for a manifest
+# that is new (as the base) or deleted (as the head). It takes the other
+# side's price sheet: it has none of its own, and a blank one would read as
+# a change of sheet.
 empty_plan() {
   local name=${1//\\/\\\\}
   name=${name//\"/\\\"}
-  printf '{"manifest": "%s", "pricing": "", "jobs": [], "total_credits": 0, "total_usd": "$0.00", "budget": null, "over_budget": false}\n' "$name"
+  printf '{"manifest": "%s", "pricing": "%s", "jobs": [], "total_credits": 0, "total_usd": "$0.00", "budget": null, "over_budget": false}\n' "$name" "$2"
+}
+
+# plan_pricing FILE: the price sheet id of a plan JSON file ("" if none).
+plan_pricing() {
+  sed -n 's/^  "pricing": "\([A-Za-z0-9._-]*\)",$/\1/p' "$1" | head -n 1
 }
 
 status=0
@@ -89,15 +97,15 @@ while IFS= read -r -d '' path; do
 
   # Base plan. A base that no longer plans (say, an engine since renamed)
   # is compared as empty rather than blocking the change that fixes it.
+  base_empty=true
   if $has_base; then
     "$batch" plan --format json "$base_file" >"$tmp/base.json" 2>"$tmp/base.err"
     rc=$?
-    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
+    if [ $rc -eq 0 ] || [ $rc -eq 3 ]; then
+      base_empty=false
+    else
       echo "> The base version does not plan, so it counts as empty: $(head -n 1 "$tmp/base.err")" >>"$notes"
-      empty_plan "$path" >"$tmp/base.json"
     fi
-  else
-    empty_plan "$path" >"$tmp/base.json"
   fi
 
   # Head plan: exit 3 means over the manifest's own budget, but the JSON
@@ -128,7 +136,10 @@ while IFS= read -r -d '' path; do
         ;;
     esac
   else
-    empty_plan "$path" >"$tmp/head.json"
+    empty_plan "$path" "$(plan_pricing "$tmp/base.json")" >"$tmp/head.json"
+  fi
+  if $base_empty; then
+    empty_plan "$path" "$(plan_pricing "$tmp/head.json")" >"$tmp/base.json"
   fi
 
   args=(diff --format markdown)

@@ -292,3 +292,29 @@ func TestCostCheckNewAndBroken(t *testing.T) {
 		t.Errorf("cost-check.sh with an invalid manifest: exit %d, want 2 and \"does not plan\":\n%s", code, md)
 	}
 }
+
+// TestCostCheckAddedAndRemovedKeepTheSheet: a new or deleted manifest is
+// compared with an empty plan, which has no price sheet of its own; the
+// comment must not read as a change of sheet (a blank before the arrow).
+func TestCostCheckAddedAndRemovedKeepTheSheet(t *testing.T) {
+	f := newFixture(t)
+	f.write("manifests/sdxl.yaml", strings.Replace(headManifest, "name: shots\n", "name: sdxl\npricing: sdxl-2024\n", 1))
+	f.commit("add a manifest priced under sdxl-2024")
+	md, code := f.check("main")
+	if code != 0 || !strings.Contains(md, "(`manifests/sdxl.yaml`)") || !strings.Contains(md, "added") {
+		t.Fatalf("cost-check.sh with a new manifest: exit %d, want 0 and its jobs added:\n%s", code, md)
+	}
+	if strings.Contains(md, "pricing ") {
+		t.Errorf("cost-check.sh reports a change of price sheet for a new manifest:\n%s", md)
+	}
+
+	f.git("rm", "-q", "manifests/shots.yaml")
+	f.commit("remove a manifest")
+	md, code = f.check("main")
+	if code != 0 || !strings.Contains(md, "`manifests/shots.yaml`") || !strings.Contains(md, "removed") {
+		t.Fatalf("cost-check.sh with a removed manifest: exit %d, want 0 and its jobs removed:\n%s", code, md)
+	}
+	if strings.Contains(md, "pricing ") {
+		t.Errorf("cost-check.sh reports a change of price sheet for a new or removed manifest:\n%s", md)
+	}
+}

@@ -76,6 +76,49 @@ func BenchmarkParseMillionStableImage(b *testing.B) {
 	}
 }
 
+// millionSeeds is a manifest of one job over 1,000,000 seeds, written as
+// a range or as the equivalent list.
+func millionSeeds(asRange bool) []byte {
+	var b bytes.Buffer
+	b.WriteString("version: 1\nengine: stable-diffusion-xl-1024-v1-0\njobs:\n  - id: sweep\n    prompt: a fox\n    matrix:\n")
+	if asRange {
+		b.WriteString("      seed: {from: 1, to: 1000000}\n")
+		return b.Bytes()
+	}
+	b.WriteString("      seed: [")
+	for i := range 1_000_000 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d", i+1)
+	}
+	b.WriteString("]\n")
+	return b.Bytes()
+}
+
+// BenchmarkParseMillionSeeds plans a 1,000,000-seed sweep written as a
+// list and as a range: the range allocates no YAML node per value.
+func BenchmarkParseMillionSeeds(b *testing.B) {
+	for _, tt := range []struct {
+		name    string
+		asRange bool
+	}{{"list", false}, {"range", true}} {
+		b.Run(tt.name, func(b *testing.B) {
+			data := millionSeeds(tt.asRange)
+			b.ReportAllocs()
+			for b.Loop() {
+				m, err := Parse("seeds.yaml", data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(m.Jobs) != 1_000_000 || m.Jobs[999_999].Seed != 1_000_000 || m.Jobs[999_999].ID != "sweep-1000000" {
+					b.Fatalf("got %d jobs, want 1000000 ending with seed 1000000", len(m.Jobs))
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkYAMLDecodeMillion(b *testing.B) {
 	data := millionManifest()
 	b.ReportAllocs()

@@ -33,6 +33,7 @@ type mkey struct {
 	s     setting // noSetting when the key is only a placeholder
 	vals  []value
 	slugs []string
+	rng   *span // the range the values come from; nil for a list
 	// A key named like a Stable Image field may be a v1 job's {placeholder},
 	// as it was before Stable Image jobs: which it is depends on the job's
 	// operation, known once the job is resolved (see settleKeys). Until then
@@ -149,8 +150,17 @@ func (p *parser) matrix(e *entry, n *yaml.Node) bool {
 				continue
 			}
 		}
+		if kv.v.Kind == yaml.MappingNode {
+			good := p.rangeKey(e, s, kv, kpath)
+			ok = ok && good
+			continue
+		}
 		if kv.v.Kind != yaml.SequenceNode {
-			p.addf(kv.v, "%s: must be a list of values, got %s", kpath, describe(kv.v))
+			orRange := ""
+			if s != noSetting && s.spec().kind == kInt {
+				orRange = " or a range {from: A, to: B}"
+			}
+			p.addf(kv.v, "%s: must be a list of values%s, got %s", kpath, orRange, describe(kv.v))
 			ok = false
 			continue
 		}
@@ -192,6 +202,34 @@ func (p *parser) matrix(e *entry, n *yaml.Node) bool {
 		e.keys = append(e.keys, k)
 	}
 	return ok
+}
+
+// rangeKey adds to e the matrix key kv written as a range (see span),
+// reporting whether it is sound. A key named like a Stable Image field
+// defers its problems, as a list does (see mkey); should the key turn out
+// a v1 job's {placeholder}, its values fill it as they are.
+func (p *parser) rangeKey(e *entry, s setting, kv pair, kpath string) bool {
+	if s == noSetting || s.spec().kind != kInt {
+		p.notRange(s, kv.v, kpath)
+		if s == sEngine || s == sService {
+			e.badOp = true
+		}
+		return false
+	}
+	k := mkey{name: kv.key, k: kv.k, s: s}
+	if s.spec().v1 {
+		var good bool
+		k.vals, k.slugs, k.rng, good = p.rangeValues(s, kv.k, kv.v, kpath)
+		e.keys = append(e.keys, k)
+		return good
+	}
+	mark := len(p.probs)
+	k.vals, k.slugs, k.rng, _ = p.rangeValues(s, kv.k, kv.v, kpath)
+	k.deferred = slices.Clone(p.probs[mark:])
+	k.rawProbs = k.deferred
+	p.probs = p.probs[:mark]
+	e.keys = append(e.keys, k)
+	return true
 }
 
 // values reads the values of a matrix key as setting s (noSetting: as a
@@ -256,6 +294,13 @@ func (p *parser) settleKeys(e *entry, stableImage, hasEngine bool, used map[stri
 		case stableImage:
 			p.probs = append(p.probs, k.deferred...)
 			ok = ok && len(k.deferred) == 0
+		case used[k.name] && k.rng != nil:
+			k.s = noSetting
+			for i := range k.vals {
+				k.vals[i].s = noSetting
+			}
+			p.probs = append(p.probs, k.rawProbs...)
+			ok = ok && len(k.rawProbs) == 0
 		case used[k.name]:
 			k.s, k.vals, k.slugs = noSetting, k.raw, k.rawSlugs
 			p.probs = append(p.probs, k.rawProbs...)

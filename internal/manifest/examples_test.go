@@ -192,6 +192,15 @@ func TestSchemaRejects(t *testing.T) {
 		{"cfg_scale in a core matrix", si + "    matrix: {cfg_scale: [5]}\n"},
 		{"out-of-range cfg_scale in an sd3 matrix", sd3 + "    matrix: {cfg_scale: [5, 12]}\n"},
 		{"model in a job's own core service", "version: 1\njobs:\n  - prompt: a fox\n    service: generate/core\n    model: sd3.5-large\n"},
+		{"range with step 0", ok + "    matrix: {seed: {from: 1, to: 9, step: 0}}\n"},
+		{"range with a decimal end", ok + "    matrix: {seed: {from: 1.5, to: 9}}\n"},
+		{"range without to", ok + "    matrix: {seed: {from: 1}}\n"},
+		{"range with an unknown key", ok + "    matrix: {seed: {from: 1, to: 9, stpe: 2}}\n"},
+		{"range past the seed's range", ok + "    matrix: {seed: {from: 1, to: 4294967296}}\n"},
+		{"range of a text setting", ok + "    matrix: {style_preset: {from: anime, to: photographic}}\n"},
+		{"range of a decimal setting", ok + "    matrix: {cfg_scale: {from: 1, to: 9}}\n"},
+		{"range of a placeholder", strings.Replace(ok, "a fox", "a fox {n}", 1) + "    matrix: {n: {from: 1, to: 9}}\n"},
+		{"range past a service's seed", si + "    matrix: {seed: {from: 1, to: 4294967295}}\n"},
 		{"cfg_scale on a core job from defaults' service", "version: 1\ndefaults: {service: generate/core}\njobs:\n  - prompt: a fox\n    cfg_scale: 5\n"},
 	}
 	for _, tt := range tests {
@@ -225,6 +234,9 @@ func TestSchemaAccepts(t *testing.T) {
 		{"a pipeline", "version: 1\nservice: upscale/fast\njobs:\n  - id: gen\n    service: generate/sd3\n    prompt: a fox\n    matrix: {seed: [1, 2]}\n" +
 			"  - image: {from: gen-1}\n  - image: {from: gen-2, index: 1}\n    output_format: webp\n  - id: sweep\n    matrix: {image: [{from: gen-1}, {from: gen-2}]}\n"},
 		{"image-to-image", "version: 1\nservice: generate/sd3\njobs:\n  - id: gen\n    prompt: a fox\n  - id: again\n    prompt: a fox\n    image: {from: gen}\n    strength: 0.5\n"},
+		{"seed range", "version: 1\nengine: " + sdxl + "\njobs:\n  - prompt: a fox\n    matrix: {seed: {from: 1, to: 600}}\n"},
+		{"steps range with a step beside a list", "version: 1\nengine: " + sdxl + "\njobs:\n  - prompt: a fox\n    matrix: {steps: {from: 10, to: 50, step: 20}, style_preset: [anime]}\n"},
+		{"seed range on a service", "version: 1\nservice: generate/core\njobs:\n  - prompt: a fox\n    matrix: {seed: {from: 0, to: 4294967294, step: 4294967294}}\n"},
 		{"ids that are numbers", "version: 1\nservice: generate/core\njobs:\n  - id: \"2024\"\n    prompt: a fox\n  - service: edit/remove-background\n    image: {from: 2024}\n"},
 	}
 	for _, tt := range tests {
@@ -249,6 +261,7 @@ func TestGoodFiles(t *testing.T) {
 		{"testdata/good/stable-image.yaml", 20},
 		{"testdata/good/mixed.yaml", 5},
 		{"testdata/good/pipeline.yaml", 20},
+		{"testdata/good/ranges.yaml", 609},
 	} {
 		m, err := Load(t.Context(), tt.file)
 		if err != nil {

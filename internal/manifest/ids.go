@@ -275,6 +275,9 @@ func markSafe(plans []*plan, jobs []Job) {
 // slugs with the same number of '-' (so an id splits back into its values).
 func distinctSlugs(keys []mkey) bool {
 	for _, k := range keys {
+		if k.rng != nil && k.rng.from.num >= 0 {
+			continue // distinct integers, as written: no '-' in any
+		}
 		seen := make(map[string]bool, len(k.slugs))
 		dashes := strings.Count(k.slugs[0], "-")
 		for _, s := range k.slugs {

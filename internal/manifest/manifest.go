@@ -15,7 +15,10 @@
 // that says what to use instead. A default applies only to the jobs whose
 // operation takes it; one that no job takes is a problem. Matrix keys work
 // for every setting, service included: checks that depend on the service
-// then run per row.
+// then run per row. A matrix key of an integer setting (seed, steps,
+// width, left…) may be a range instead of a list, {from: 1, to: 600} or
+// {from: 10, to: 50, step: 20}: it counts up, and makes the jobs (and ids)
+// the list of its values would.
 //
 // Image inputs (image, mask, init_image, style_image, subject_image,
 // background_reference, light_reference) are a file path relative to the

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -379,10 +378,7 @@ func (p *parser) number(n *yaml.Node, path string, lo, hi float64) (float64, boo
 	return v, true
 }
 
-var (
-	budgetRe = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,6})?$`)
-	rateRe   = regexp.MustCompile(`^([0-9]+)/(.+)$`)
-)
+var budgetRe = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,6})?$`)
 
 // topKeys are the manifest's top-level keys, in documentation order.
 var topKeys = []string{"version", "name", "engine", "service", "pricing", "budget", "output", "concurrency", "rate", "defaults", "jobs"}
@@ -524,26 +520,9 @@ func (p *parser) rate(n *yaml.Node) string {
 	if !ok {
 		return ""
 	}
-	if err := checkRate(s); err != nil {
+	if _, _, err := ParseRate(s); err != nil { // the --rate flag's rules too
 		p.addf(n, "rate: %v", err)
 		return ""
 	}
 	return s
-}
-
-// checkRate validates N/DURATION with N ≥ 1 and a positive Go duration.
-func checkRate(s string) error {
-	m := rateRe.FindStringSubmatch(s)
-	if m == nil {
-		return fmt.Errorf("must be N/DURATION, e.g. 150/10s, got %q", s)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 32)
-	if err != nil || n < 1 {
-		return fmt.Errorf("request count must be an integer of at least 1, got %q", m[1])
-	}
-	d, err := time.ParseDuration(m[2])
-	if err != nil || d <= 0 {
-		return fmt.Errorf("duration must be positive, like 10s or 1m, got %q", m[2])
-	}
-	return nil
 }

@@ -70,6 +70,9 @@ func (e *entry) pathOf(v *value) string {
 	case fromTop:
 		return v.s.name()
 	case fromMatrix:
+		if v.item < 0 { // a value of a range
+			return e.path + ".matrix." + v.s.name()
+		}
 		return e.path + ".matrix." + v.s.name() + "[" + strconv.Itoa(v.item) + "]"
 	}
 	return e.path + "." + v.s.name()
@@ -465,6 +468,18 @@ func (p *parser) checkOp(pl *plan, info *opInfo, values bool) []issue {
 		f := info.field(k.s)
 		if f == nil {
 			out = append(out, issue{k.k, e.path + ".matrix." + k.name, notTaken(services, k.s), fromMatrix})
+			continue
+		}
+		if k.rng != nil {
+			// The field's bounds are an interval: the ends tell.
+			for _, end := range [...]struct {
+				name string
+				v    *value
+			}{{"from", &k.rng.from}, {"to", &k.rng.to}} {
+				if msg := fieldProblem(info.op, f, end.v); values && msg != "" {
+					out = append(out, issue{end.v.node, e.path + ".matrix." + k.name + "." + end.name, msg, fromMatrix})
+				}
+			}
 			continue
 		}
 		for i := range k.vals {

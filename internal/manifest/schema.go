@@ -73,6 +73,22 @@ func listOf(items any) object {
 	return object{{"type", "array"}, {"minItems", 1}, {"uniqueItems", true}, {"items", items}}
 }
 
+// rangeOf is the schema of a matrix key of an integer setting written as
+// a range, {from, to, step}, whose ends match end.
+func rangeOf(end any) object {
+	return object{
+		{"description", "A range: from, from+step, … up to to (step 1 when absent); from ≤ to."},
+		{"type", "object"}, {"additionalProperties", false}, {"required", []string{"from", "to"}},
+		{"properties", object{{"from", end}, {"to", end}, {"step", object{{"type", "integer"}, {"minimum", 1}}}}},
+	}
+}
+
+// listOrRange is the schema of a matrix key of an integer setting: a list
+// of values, or a range.
+func listOrRange(items, end any) object {
+	return object{{"anyOf", []any{listOf(items), rangeOf(end)}}}
+}
+
 // placeholderValue is the schema of a matrix value that only fills a
 // {placeholder}.
 func placeholderValue() object { return object{{"type", []string{"string", "number", "boolean"}}} }
@@ -258,8 +274,8 @@ func schemaDoc() object {
 				{"oneOf", []any{object{{"const", "auto"}}, object{{"type", "integer"}, {"minimum", 1}, {"maximum", 2147483647}}}},
 			}},
 			{"rate", object{
-				{"description", "Request limit as N/DURATION, e.g. 150/10s. --rate overrides."},
-				{"type", "string"}, {"pattern", `^[0-9]*[1-9][0-9]*/([0-9]*\.?[0-9]+(ns|us|µs|μs|ms|s|m|h))+$`},
+				{"description", "Request limit as N/DURATION, e.g. 150/10s, or N/UNIT for one unit, e.g. 60/s. --rate overrides."},
+				{"type", "string"}, {"pattern", `^\s*[0-9]*[1-9][0-9]*/((ns|us|µs|μs|ms|s|m|h)|([0-9]*\.?[0-9]+(ns|us|µs|μs|ms|s|m|h))+)\s*$`},
 			}},
 			{"defaults", ref("defaults")},
 			{"jobs", object{{"type", "array"}, {"minItems", 1}, {"items", ref("job")}}},
@@ -324,13 +340,22 @@ func matrixDef(siOnly []setting) object {
 		if name == "width" || name == "height" {
 			def = "side"
 		}
+		if s := settings.byName[name]; s.spec().kind == kInt {
+			props = append(props, member{name, listOrRange(ref(def), ref(def))})
+			continue
+		}
 		props = append(props, member{name, listOf(ref(def))})
 	}
 	for _, s := range siOnly {
-		props = append(props, member{s.name(), listOf(object{{"anyOf", []any{ref(s.name()), placeholderValue()}}})})
+		items := object{{"anyOf", []any{ref(s.name()), placeholderValue()}}}
+		if s.spec().kind == kInt {
+			props = append(props, member{s.name(), listOrRange(items, ref(s.name()))})
+			continue
+		}
+		props = append(props, member{s.name(), listOf(items)})
 	}
 	return object{
-		{"description", "Cartesian product of the lists, first key varying slowest. A key is a {placeholder} used in the prompt texts and/or a job setting."},
+		{"description", "Cartesian product of the lists, first key varying slowest. A key is a {placeholder} used in the prompt texts and/or a job setting; an integer setting may be a range instead of a list, e.g. seed: {from: 1, to: 600}."},
 		{"type", "object"},
 		{"minProperties", 1},
 		{"propertyNames", object{{"pattern", "^[A-Za-z_][A-Za-z0-9_]*$"}, {"not", object{{"enum", []string{"prompts", "id", "matrix"}}}}}},
@@ -422,6 +447,11 @@ func serviceDefOf(op *catalog.Operation, fields []setting) object {
 			continue
 		}
 		props = append(props, member{s.name(), opField(f)})
+		if f.Type == catalog.Integer {
+			// items holds a list's values, properties a range's ends.
+			matrix = append(matrix, member{s.name(), object{{"items", opField(f)}, {"properties", object{{"from", opField(f)}, {"to", opField(f)}}}}})
+			continue
+		}
 		matrix = append(matrix, member{s.name(), object{{"items", opField(f)}}})
 	}
 	for s := range setting(len(settings.specs)) {

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,7 +65,7 @@ func runChromium(t *testing.T, bin string, args ...string) []byte {
 // writeImage writes a w×h gradient, tinted by seed, creating folders: a
 // JPEG for a .jpg path, else a PNG (Chromium sniffs the type, so a .webp
 // path holding a PNG still loads; Go has no WebP encoder).
-func writeImage(t *testing.T, path string, w, h int, seed uint32) {
+func writeImage(t testing.TB, path string, w, h int, seed uint32) {
 	t.Helper()
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
@@ -111,23 +113,36 @@ func fixtureRun(t *testing.T, src string) (string, *Run) {
 	return dir, r
 }
 
-// checkScript runs in the page once it has loaded: it makes lazy images
-// load, waits for them, and records what rendered in a <pre id=check>.
+// checkScript runs in the page once it has loaded: it waits for every
+// image, reads what rendered, clicks each X/Y cell's details, changes each
+// X/Y plot's keys as a reader would, and records it all in a <pre id=check>.
 const checkScript = `<script>
 (async () => {
   const imgs = [...document.images];
-  for (const i of imgs) i.loading = "eager";
   await Promise.all(imgs.map(i => i.complete ? null :
     new Promise(done => { i.addEventListener("load", done); i.addEventListener("error", done); })));
-  const ok = i => i.complete && i.naturalWidth > 0;
+  const href = e => e.closest("a")?.getAttribute("href") ?? "";
+  const image = i => ({href: href(i), data: i.getAttribute("src").startsWith("data:image/"), width: i.complete ? i.naturalWidth : 0});
   const cards = {};
   for (const c of document.querySelectorAll(".card")) {
     const b = c.getBoundingClientRect();
     cards[c.id] = {text: c.querySelector(".value").textContent, visible: b.width > 0 && b.height > 0};
   }
+  const plots = () => [...document.querySelectorAll(".xy")].map(p => ({
+    group: p.dataset.group,
+    grids: [...p.querySelectorAll(".xy-grid")].map(g => ({
+      label: g.querySelector("h3")?.textContent ?? "",
+      corner: g.querySelector("th.xy-corner").textContent,
+      cols: [...g.querySelectorAll("thead th:not(.xy-corner)")].map(th => th.textContent),
+      rows: [...g.querySelectorAll("tbody tr")].map(tr => ({
+        label: tr.querySelector("th").textContent,
+        cells: [...tr.querySelectorAll("td")].map(td => td.querySelector("figure")?.dataset.job ?? ""),
+      })),
+    })),
+  }));
   const res = {
-    loaded: imgs.filter(ok).map(i => i.getAttribute("src")),
-    broken: imgs.filter(i => !ok(i)).map(i => i.getAttribute("src")),
+    images: imgs.map(image),
+    placeholders: [...document.querySelectorAll("a.noimg")].map(a => a.getAttribute("href")),
     links: [...document.querySelectorAll(".thumbs a")].map(a => a.getAttribute("href")),
     cards,
     bars: [...document.querySelectorAll("svg.chart rect.bar")].map(b => Math.round(b.getBoundingClientRect().width)),
@@ -137,9 +152,30 @@ const checkScript = `<script>
       steps: [...c.querySelectorAll(".step")].map(s => [...s.querySelectorAll("figure")].map(f => f.dataset.job)),
       lefts: [...c.querySelectorAll(".step")].map(s => Math.round(s.getBoundingClientRect().left)),
       arrows: c.querySelectorAll(".arrow").length,
-      images: [...c.querySelectorAll("img")].map(i => ({src: i.getAttribute("src"), width: i.naturalWidth})),
+      images: [...c.querySelectorAll("img")].map(image),
     })),
+    plots: plots(),
+    cells: [...document.querySelectorAll("figure.xy-cell")].map(f => {
+      const d = f.querySelector("details"), pre = d.querySelector("pre");
+      const hidden = !d.open && !pre.checkVisibility();
+      d.querySelector("summary").click();
+      return {job: f.dataset.job, title: f.title, imgTitles: [...f.querySelectorAll("img")].map(i => i.title),
+        hidden, shown: d.open && pre.checkVisibility() && pre.getBoundingClientRect().height > 0, text: pre.textContent};
+    }),
   };
+  // Rows take the columns' key (the script swaps the two), then the
+  // columns take the last key (with two keys: the rows' key, so they swap
+  // back).
+  const choose = (pick) => {
+    for (const p of document.querySelectorAll(".xy[data-axes]")) {
+      const sel = [...p.querySelectorAll("select")], s = sel[pick(sel)[0]];
+      s.value = pick(sel)[1];
+      s.dispatchEvent(new Event("change"));
+    }
+    return plots();
+  };
+  res.swapped = choose(sel => [0, sel[1].value]);
+  res.last = choose(sel => [1, String(sel[1].options.length - 1)]);
   const pre = document.createElement("pre");
   pre.id = "check";
   pre.textContent = JSON.stringify(res);
@@ -148,55 +184,85 @@ const checkScript = `<script>
 </script>`
 
 type browserCheck struct {
-	Loaded []string `json:"loaded"`
-	Broken []string `json:"broken"`
-	Links  []string `json:"links"`
-	Cards  map[string]struct {
+	Images       []browserImage `json:"images"`
+	Placeholders []string       `json:"placeholders"` // links of images shown as placeholders
+	Links        []string       `json:"links"`        // the plain grid's links
+	Cards        map[string]struct {
 		Text    string `json:"text"`
 		Visible bool   `json:"visible"`
 	} `json:"cards"`
 	Bars         []int          `json:"bars"`
 	ChainSection bool           `json:"chainSection"`
 	Chains       []browserChain `json:"chains"`
+	Plots        []browserPlot  `json:"plots"`   // as rendered
+	Cells        []browserCell  `json:"cells"`   // every X/Y cell, clicked
+	Swapped      []browserPlot  `json:"swapped"` // after the rows took the columns' key
+	Last         []browserPlot  `json:"last"`    // then the columns took the last key
+}
+
+// browserImage is one <img> of the page.
+type browserImage struct {
+	Href  string `json:"href"`  // the link around it: the full image's path
+	Data  bool   `json:"data"`  // its src is a data:image/ URI
+	Width int    `json:"width"` // naturalWidth: 0 when it did not load
 }
 
 // browserChain is one rendered pipeline row.
 type browserChain struct {
-	Last   string     `json:"last"`
-	Steps  [][]string `json:"steps"` // job ids per step, left to right
-	Lefts  []int      `json:"lefts"` // each step's left edge, in CSS pixels
-	Arrows int        `json:"arrows"`
-	Images []struct {
-		Src   string `json:"src"`
-		Width int    `json:"width"` // naturalWidth: 0 when it did not load
-	} `json:"images"`
+	Last   string         `json:"last"`
+	Steps  [][]string     `json:"steps"` // job ids per step, left to right
+	Lefts  []int          `json:"lefts"` // each step's left edge, in CSS pixels
+	Arrows int            `json:"arrows"`
+	Images []browserImage `json:"images"`
 }
 
-// renderInBrowser writes r's HTML report into its run folder dir, opens
-// it in headless Chromium with checkScript added, and returns what the
-// script saw.
-func renderInBrowser(t *testing.T, bin, dir string, r *Run) browserCheck {
+// browserPlot is one rendered X/Y plot.
+type browserPlot struct {
+	Group string        `json:"group"`
+	Grids []browserGrid `json:"grids"`
+}
+
+// browserGrid is one table of an X/Y plot: its labels, and the job id of
+// each cell ("" for an empty one), row by row.
+type browserGrid struct {
+	Label  string   `json:"label"`
+	Corner string   `json:"corner"`
+	Cols   []string `json:"cols"`
+	Rows   []struct {
+		Label string   `json:"label"`
+		Cells []string `json:"cells"`
+	} `json:"rows"`
+}
+
+// browserCell is an X/Y cell: its hover text, and its details before and
+// after a click.
+type browserCell struct {
+	Job       string   `json:"job"`
+	Title     string   `json:"title"`
+	ImgTitles []string `json:"imgTitles"`
+	Hidden    bool     `json:"hidden"` // the details were closed before the click
+	Shown     bool     `json:"shown"`  // open, with the text laid out, after it
+	Text      string   `json:"text"`
+}
+
+// renderInBrowser writes r's HTML report, with its images read from the
+// folder ReadRun read it from, into a folder of its own (so no image file
+// sits beside it), opens it in headless Chromium with checkScript added,
+// and returns what the script saw.
+func renderInBrowser(t *testing.T, bin string, r *Run) browserCheck {
 	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "report.html"))
-	if err != nil {
+	dir := t.TempDir()
+	var page bytes.Buffer
+	if err := WriteRun(&page, FormatHTML, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteRun(f, FormatHTML, r); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "report.html"), page.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	page, err := os.ReadFile(filepath.Join(dir, "report.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(page), "</body>"); n != 1 {
+	if n := strings.Count(page.String(), "</body>"); n != 1 {
 		t.Fatalf("report.html has %d </body> tags, want 1", n)
 	}
-	// The checker sits beside report.html, so relative image paths resolve
-	// exactly as they do for the report itself.
-	check := strings.Replace(string(page), "</body>", checkScript+"\n</body>", 1)
+	check := strings.Replace(page.String(), "</body>", checkScript+"\n</body>", 1)
 	if err := os.WriteFile(filepath.Join(dir, "check.html"), []byte(check), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +294,23 @@ func renderInBrowser(t *testing.T, bin, dir string, r *Run) browserCheck {
 	return got
 }
 
+// checkEmbedded checks that images, in page order, are the thumbnails of
+// the image files want (paths relative to the run folder): each embedded
+// as a data: URI, loaded, and linked to its file.
+func checkEmbedded(t *testing.T, what string, images []browserImage, want []string) {
+	t.Helper()
+	var hrefs []string
+	for _, img := range images {
+		hrefs = append(hrefs, img.Href)
+		if !img.Data || img.Width == 0 {
+			t.Errorf("%s: image %s: data URI %v, naturalWidth %d; want an embedded image that loads", what, img.Href, img.Data, img.Width)
+		}
+	}
+	if !slices.Equal(hrefs, want) {
+		t.Errorf("%s: images = %v, want %v", what, hrefs, want)
+	}
+}
+
 // imagePaths lists the image paths of jobs, in report order.
 func imagePaths(jobs []RunJob) []string {
 	var out []string
@@ -239,13 +322,13 @@ func imagePaths(jobs []RunJob) []string {
 	return out
 }
 
-// TestHTMLInBrowser opens a run's HTML report in headless Chromium and
-// checks that the totals render and that every thumbnail loads from the
-// run folder.
+// TestHTMLInBrowser opens a run's HTML report, saved outside the run
+// folder, in headless Chromium and checks that the totals render and that
+// every thumbnail is embedded and loads.
 func TestHTMLInBrowser(t *testing.T) {
 	bin := chromium(t)
-	dir, r := fixtureRun(t, "run")
-	got := renderInBrowser(t, bin, dir, r)
+	_, r := fixtureRun(t, "run")
+	got := renderInBrowser(t, bin, r)
 
 	wantCards := map[string]string{
 		"total-charged":         r.ChargedCredits.String() + " credits",
@@ -264,11 +347,9 @@ func TestHTMLInBrowser(t *testing.T) {
 		}
 	}
 	wantImages := imagePaths(r.Jobs)
-	if len(got.Broken) > 0 {
-		t.Errorf("images that did not load: %v", got.Broken)
-	}
-	if !slices.Equal(got.Loaded, wantImages) {
-		t.Errorf("loaded images = %v, want %v", got.Loaded, wantImages)
+	checkEmbedded(t, "page", got.Images, wantImages)
+	if len(got.Placeholders) > 0 {
+		t.Errorf("placeholders %v, want every image embedded", got.Placeholders)
 	}
 	if !slices.Equal(got.Links, wantImages) {
 		t.Errorf("thumbnail links = %v, want %v", got.Links, wantImages)
@@ -279,16 +360,19 @@ func TestHTMLInBrowser(t *testing.T) {
 	if got.ChainSection {
 		t.Errorf("a run without dependencies shows a pipelines section")
 	}
+	if len(got.Plots) > 0 {
+		t.Errorf("a run without a matrix shows X/Y plots %+v", got.Plots)
+	}
 }
 
 // TestPipelineHTMLInBrowser opens the HTML report of a pipeline run in
 // headless Chromium: each chain shows its jobs' images left to right,
-// sources before results, every image loads, and only the job outside
-// every chain stays in the plain grid.
+// sources before results, every image is embedded and loads, and only the
+// job outside every chain stays in the plain grid.
 func TestPipelineHTMLInBrowser(t *testing.T) {
 	bin := chromium(t)
-	dir, r := fixtureRun(t, "pipeline-run")
-	got := renderInBrowser(t, bin, dir, r)
+	_, r := fixtureRun(t, "pipeline-run")
+	got := renderInBrowser(t, bin, r)
 
 	if !got.ChainSection {
 		t.Fatal("the pipeline report has no pipelines section (#chains)")
@@ -327,21 +411,126 @@ func TestPipelineHTMLInBrowser(t *testing.T) {
 				wantImages = append(wantImages, imagePaths([]RunJob{byID[id]})...)
 			}
 		}
-		var srcs []string
-		for _, img := range c.Images {
-			srcs = append(srcs, img.Src)
-			if img.Width == 0 {
-				t.Errorf("chain %s: image %s did not load (naturalWidth 0)", c.Last, img.Src)
-			}
-		}
-		if !slices.Equal(srcs, wantImages) {
-			t.Errorf("chain %s images = %v, want %v", c.Last, srcs, wantImages)
-		}
+		checkEmbedded(t, "chain "+c.Last, c.Images, wantImages)
 	}
-	if len(got.Broken) > 0 {
-		t.Errorf("images that did not load: %v", got.Broken)
+	for _, img := range got.Images {
+		if !img.Data || img.Width == 0 {
+			t.Errorf("image %s: data URI %v, naturalWidth %d; want an embedded image that loads", img.Href, img.Data, img.Width)
+		}
 	}
 	if want := []string{"images/vase.png"}; !slices.Equal(got.Links, want) {
 		t.Errorf("grid links = %v, want %v (jobs in no chain)", got.Links, want)
+	}
+}
+
+// grid is a want for browserGrid: the label, the corner, the column labels,
+// then each row as its label followed by its cells' job ids.
+func grid(label, corner string, cols []string, rows ...[]string) browserGrid {
+	g := browserGrid{Label: label, Corner: corner, Cols: cols}
+	for _, r := range rows {
+		g.Rows = append(g.Rows, struct {
+			Label string   `json:"label"`
+			Cells []string `json:"cells"`
+		}{r[0], r[1:]})
+	}
+	return g
+}
+
+// TestMatrixHTMLInBrowser opens the report of a run with two matrix
+// entries (two keys, and three) and a plain job, written outside its run
+// folder: every image (PNG, JPEG, WebP, translucent, larger than a
+// thumbnail) is embedded and loads; each matrix is an X/Y plot whose rows,
+// columns and labels follow its keys, and follow the reader's choice of
+// keys; each cell shows its job's parameters on hover and, when clicked,
+// in its details.
+func TestMatrixHTMLInBrowser(t *testing.T) {
+	bin := chromium(t)
+	r := mustReadRun(t, filepath.Join("testdata", "matrix-run"))
+	got := renderInBrowser(t, bin, r)
+
+	// The plots' order is checked below; here, that every image is there.
+	byHref := func(a, b browserImage) int { return strings.Compare(a.Href, b.Href) }
+	checkEmbedded(t, "page", slices.SortedFunc(slices.Values(got.Images), byHref), slices.Sorted(slices.Values(imagePaths(r.Jobs))))
+	if len(got.Placeholders) > 0 {
+		t.Errorf("placeholders %v, want every image embedded", got.Placeholders)
+	}
+	if want := []string{"images/hero.png"}; !slices.Equal(got.Links, want) {
+		t.Errorf("plain grid links = %v, want %v (the jobs in no matrix)", got.Links, want)
+	}
+
+	subjects := []string{"fox", "lighthouse", "teapot"}
+	styles := []string{"photographic", "anime"}
+	stylesByRow := browserPlot{Group: "styles", Grids: []browserGrid{grid("", "subject ↓ style_preset →", styles,
+		[]string{"fox", "styles-fox-photographic", "styles-fox-anime"},
+		[]string{"lighthouse", "styles-lighthouse-photographic", "styles-lighthouse-anime"},
+		[]string{"teapot", "styles-teapot-photographic", "styles-teapot-anime"})}}
+	stylesSwapped := browserPlot{Group: "styles", Grids: []browserGrid{grid("", "style_preset ↓ subject →", subjects,
+		[]string{"photographic", "styles-fox-photographic", "styles-lighthouse-photographic", "styles-teapot-photographic"},
+		[]string{"anime", "styles-fox-anime", "styles-lighthouse-anime", "styles-teapot-anime"})}}
+	ratios, seeds, formats := []string{"1:1", "16:9"}, []string{"1", "2"}, []string{"jpeg", "webp"}
+	var sizes, sizesSwapped, sizesLast browserPlot
+	sizes.Group, sizesSwapped.Group, sizesLast.Group = "sizes", "sizes", "sizes"
+	for _, f := range formats {
+		sizes.Grids = append(sizes.Grids, grid("output_format = "+f, "aspect_ratio ↓ seed →", seeds,
+			[]string{"1:1", "sizes-1x1-1-" + f, "sizes-1x1-2-" + f},
+			[]string{"16:9", "sizes-16x9-1-" + f, "sizes-16x9-2-" + f}))
+		sizesSwapped.Grids = append(sizesSwapped.Grids, grid("output_format = "+f, "seed ↓ aspect_ratio →", ratios,
+			[]string{"1", "sizes-1x1-1-" + f, "sizes-16x9-1-" + f},
+			[]string{"2", "sizes-1x1-2-" + f, "sizes-16x9-2-" + f}))
+	}
+	for _, a := range []string{"1x1", "16x9"} {
+		label := map[string]string{"1x1": "1:1", "16x9": "16:9"}[a]
+		sizesLast.Grids = append(sizesLast.Grids, grid("aspect_ratio = "+label, "seed ↓ output_format →", formats,
+			[]string{"1", "sizes-" + a + "-1-jpeg", "sizes-" + a + "-1-webp"},
+			[]string{"2", "sizes-" + a + "-2-jpeg", "sizes-" + a + "-2-webp"}))
+	}
+	for _, step := range []struct {
+		name      string
+		got, want []browserPlot
+	}{
+		{"as rendered", got.Plots, []browserPlot{stylesByRow, sizes}},
+		{"rows set to the columns' key", got.Swapped, []browserPlot{stylesSwapped, sizesSwapped}},
+		{"columns set to the last key", got.Last, []browserPlot{stylesByRow, sizesLast}},
+	} {
+		if !reflect.DeepEqual(step.got, step.want) {
+			t.Errorf("X/Y plots %s:\n got %+v\nwant %+v", step.name, step.got, step.want)
+		}
+	}
+
+	byID := make(map[string]RunJob)
+	for _, j := range r.Jobs {
+		byID[j.ID] = j
+	}
+	var cells []string
+	for _, c := range got.Cells {
+		cells = append(cells, c.Job)
+		j := byID[c.Job]
+		want := j.Params
+		if want == "" { // a failed job has no parameters: its settings and error instead
+			want = "generate/core · 1024x1024\n" + j.Error
+		}
+		if c.Title != want {
+			t.Errorf("cell %s: hover text %q, want %q", c.Job, c.Title, want)
+		}
+		for _, title := range c.ImgTitles {
+			if title != j.Params {
+				t.Errorf("cell %s: image hover text %q, want %q", c.Job, title, j.Params)
+			}
+		}
+		if !c.Hidden || !c.Shown || c.Text != want {
+			t.Errorf("cell %s: details hidden before the click %v, shown after it %v, text %q; want hidden, then shown with %q",
+				c.Job, c.Hidden, c.Shown, c.Text, want)
+		}
+	}
+	var wantCells []string
+	for _, j := range r.Jobs {
+		if len(j.Vars) > 0 {
+			wantCells = append(wantCells, j.ID)
+		}
+	}
+	slices.Sort(cells)
+	slices.Sort(wantCells)
+	if !slices.Equal(cells, wantCells) {
+		t.Errorf("X/Y cells = %v, want %v", cells, wantCells)
 	}
 }

@@ -3,8 +3,11 @@ package report
 import (
 	"bytes"
 	"cmp"
+	"context"
 	_ "embed"
+	"fmt"
 	"html/template"
+	"io"
 	"slices"
 	"strconv"
 
@@ -34,7 +37,8 @@ type htmlView struct {
 	Statuses []htmlStatus // nil for a plan
 	Charts   []htmlChart
 	Chains   []htmlChain // pipelines, source images before results
-	Thumbs   []htmlThumb // images of the jobs no chain shows
+	Plots    []htmlPlot  // matrix entries' images as X/Y plots
+	Thumbs   []htmlThumb // images of the jobs no chain or plot shows
 	IsRun    bool
 	HasDeps  bool // some job takes images from another: the tables get a From column
 	Jobs     []htmlJob
@@ -82,9 +86,17 @@ type htmlBar struct {
 	Y, TextY, ValueY, W, ValueX int
 }
 
+// htmlThumb is one image: its embedded thumbnail, or a placeholder that
+// says why there is none. Either links to the full image.
 type htmlThumb struct {
-	Src, Job, Status, Credits, Seed, RequestID string
-	Width, Height                              int
+	Src  template.URL // data: URI of the thumbnail; "" for a placeholder
+	Href string       // the image's path, relative to the run folder
+	Why  string       // why there is no thumbnail, e.g. "missing"
+	// Title is the job's generation parameters, shown on hover; "" when it
+	// has none.
+	Title                                 string
+	Job, Status, Credits, Seed, RequestID string
+	Width, Height                         int // the image's size, or the job's when the file's is unknown
 }
 
 type htmlJob struct {
@@ -119,7 +131,36 @@ func thumbSize(w, h int) (int, int) {
 	return w, h
 }
 
+// WriteRunHTML renders r to w as an HTML page that needs no other file:
+// each image is embedded as a thumbnail read from dir, the folder the
+// image paths are relative to (the run's output folder; "" is the current
+// directory). A PNG or JPEG becomes a JPEG at most 256 pixels on its long
+// side; a WebP file (which the standard library cannot decode) is embedded
+// as it is up to 256 KiB. An image that cannot be embedded shows as a
+// placeholder naming its path and why. Each image links to the full file
+// by its path, which opens when the page is saved in dir. The output is
+// the same for the same run and image files. It stops with ctx's error
+// when ctx is done.
+func WriteRunHTML(ctx context.Context, w io.Writer, r *Run, dir string) error {
+	var buf bytes.Buffer
+	if err := runHTMLFrom(ctx, &buf, r, embedder{dir: dir, maxWebP: maxEmbedWebP}); err != nil {
+		return fmt.Errorf("run report: html: %w", err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// runHTML renders r with its images read from the folder ReadRun read it
+// from (the current directory for a run built in memory).
 func runHTML(buf *bytes.Buffer, r *Run) error {
+	return runHTMLFrom(context.Background(), buf, r, embedder{dir: r.dir, maxWebP: maxEmbedWebP})
+}
+
+func runHTMLFrom(ctx context.Context, buf *bytes.Buffer, r *Run, e embedder) error {
+	embeds, err := e.thumbnails(ctx, r.Jobs)
+	if err != nil {
+		return err
+	}
 	v := htmlView{
 		Kind: "Run report", Title: cmp.Or(r.Name, r.Manifest, "batch"), Manifest: r.Manifest, Pricing: r.Pricing,
 		Shard: r.Shard, Time: timeSpan(r), IsRun: true,
@@ -148,19 +189,26 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 	v.Charts = charts(facts, "Credits charged")
 	v.HasDeps = r.hasDeps()
 	layout := chains(r.Jobs)
+	inPlot := make([]bool, len(r.Jobs))
+	for _, m := range matrices(r.Jobs) {
+		v.Plots = append(v.Plots, m.plot(func(i int) *htmlCell {
+			inPlot[i] = true
+			return plotCell(r.Jobs[i], embeds[i])
+		}))
+	}
 	for i, j := range r.Jobs {
 		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Status: j.Status, Failure: j.Failure,
 			Operation: j.op(), Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples),
 			Error: j.Error, Credits: j.Credits.String(), Attempts: j.Attempts, Resumed: j.Resumed})
-		if !layout.showsJob(i) {
-			v.Thumbs = append(v.Thumbs, thumbs(j)...)
+		if !layout.showsJob(i) && !inPlot[i] {
+			v.Thumbs = append(v.Thumbs, thumbs(j, embeds[i])...)
 		}
 	}
 	for _, c := range layout.chains {
 		hc := htmlChain{Steps: make([]htmlStep, len(c.steps))}
 		for k, step := range c.steps {
 			for _, n := range step {
-				hc.Steps[k].Jobs = append(hc.Steps[k].Jobs, chainJob(r.Jobs, layout.missing, n))
+				hc.Steps[k].Jobs = append(hc.Steps[k].Jobs, chainJob(r.Jobs, embeds, layout.missing, n))
 			}
 		}
 		hc.Last = hc.Steps[len(hc.Steps)-1].Jobs[0].ID // the last step holds the final job alone
@@ -170,25 +218,43 @@ func runHTML(buf *bytes.Buffer, r *Run) error {
 	return renderHTML(buf, &v)
 }
 
-// thumbs are the thumbnails of a job's images.
-func thumbs(j RunJob) []htmlThumb {
-	w, h := thumbSize(j.Width, j.Height)
+// thumbs are the thumbnails of a job's images, embeds[k] that of image k.
+func thumbs(j RunJob, embeds []thumbnail) []htmlThumb {
 	out := make([]htmlThumb, len(j.Images))
 	for i, img := range j.Images {
-		out[i] = htmlThumb{Src: img.Path, Job: j.ID, Status: j.Status, RequestID: img.RequestID,
-			Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: w, Height: h}
+		e := embeds[i]
+		w, h := thumbSize(j.Width, j.Height)
+		if e.width > 0 && e.height > 0 {
+			w, h = e.width, e.height
+		}
+		out[i] = htmlThumb{Src: e.src, Href: img.Path, Why: e.why, Title: j.Params, Job: j.ID, Status: j.Status,
+			RequestID: img.RequestID, Credits: j.Credits.String(), Seed: strconv.FormatUint(uint64(img.Seed), 10), Width: w, Height: h}
 	}
 	return out
 }
 
-// chainJob is node n of a chain laid out over jobs and missing.
-func chainJob(jobs []RunJob, missing []string, n int) htmlChainJob {
+// plotCell is job j's cell in its matrix's X/Y plot; embeds are its
+// images' thumbnails.
+func plotCell(j RunJob, embeds []thumbnail) *htmlCell {
+	c := &htmlCell{ID: j.ID, Status: j.Status, Failure: j.Failure, Params: j.Params, Images: thumbs(j, embeds)}
+	if c.Params == "" {
+		c.Params = j.op() + " · " + settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples)
+		if j.Error != "" {
+			c.Params += "\n" + j.Error
+		}
+	}
+	return c
+}
+
+// chainJob is node n of a chain laid out over jobs and missing; embeds
+// are the jobs' thumbnails.
+func chainJob(jobs []RunJob, embeds [][]thumbnail, missing []string, n int) htmlChainJob {
 	if n >= len(jobs) {
 		return htmlChainJob{ID: missing[n-len(jobs)], Missing: true}
 	}
 	j := jobs[n]
 	c := htmlChainJob{ID: j.ID, Operation: j.op(), Status: j.Status, Failure: j.Failure,
-		GenerationID: j.GenerationID, Images: thumbs(j)}
+		GenerationID: j.GenerationID, Images: thumbs(j, embeds[n])}
 	if j.Status != StatusSucceeded {
 		// The card is narrow; the jobs table has the whole text.
 		c.Error, c.FullError = oneLine(j.Error, 140), j.Error
@@ -200,7 +266,7 @@ func planHTML(buf *bytes.Buffer, p *Plan) error {
 	v := htmlView{
 		Kind: "Cost plan", Title: cmp.Or(p.Name, p.Manifest, "batch"), Manifest: p.Manifest, Pricing: p.Pricing, Shard: p.Shard,
 		Cards: []htmlCard{
-			{ID: "total-credits", Label: "Total", Value: p.TotalCredits.String() + " credits", Sub: p.TotalCredits.USD()},
+			{ID: "total-credits", Label: "Estimated", Value: p.TotalCredits.String() + " credits", Sub: p.TotalCredits.USD()},
 			budgetCard(p.TotalCredits, p.Budget),
 			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(len(p.Jobs)), Sub: plural(p.images(), "image")},
 		},

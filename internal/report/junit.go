@@ -78,11 +78,12 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 	}
 	for i, j := range r.Jobs {
 		c := junitCase{Name: j.ID, Classname: j.Group}
-		c.Props = append(c.Props, junitProperty{"credits", j.Credits.String()})
+		c.Props = append(c.Props, junitProperty{"charged_credits", j.Credits.String()})
 		if j.PossiblyBilledCredits != 0 {
 			c.Props = append(c.Props, junitProperty{"possibly_billed_credits", j.PossiblyBilledCredits.String()})
 		}
 		c.Props = append(c.Props, operationProps(j)...)
+		c.Props = append(c.Props, promptProps(j)...)
 		for _, id := range j.DependsOn {
 			c.Props = append(c.Props, junitProperty{"depends_on", id})
 		}
@@ -136,6 +137,22 @@ func operationProps(j RunJob) []junitProperty {
 	}
 	if j.Width > 0 && j.Height > 0 {
 		props = append(props, junitProperty{"size", size(j.Width, j.Height)})
+	}
+	return props
+}
+
+// promptProps are a job's prompt, negative prompt and settings (one
+// property each, named as the setting), as far as it has them.
+func promptProps(j RunJob) []junitProperty {
+	var props []junitProperty
+	if j.Prompt != "" {
+		props = append(props, junitProperty{"prompt", j.Prompt})
+	}
+	if j.NegativePrompt != "" {
+		props = append(props, junitProperty{"negative_prompt", j.NegativePrompt})
+	}
+	for _, s := range j.Settings {
+		props = append(props, junitProperty{s.Name, s.Value})
 	}
 	return props
 }

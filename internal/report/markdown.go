@@ -65,10 +65,19 @@ func mdBudget(total cost.Credits, budget *cost.Credits) string {
 	return "budget " + budgetText(total, budget)
 }
 
+// mdRunBudget is a run's budget as mdBudget shows it, saying what it
+// counts.
+func mdRunBudget(r *Run) string {
+	if r.Budget == nil {
+		return mdBudget(r.spent(), nil)
+	}
+	return mdBudget(r.spent(), r.Budget) + ", " + labelRunBudget
+}
+
 func planMarkdown(buf *bytes.Buffer, p *Plan) {
 	fmt.Fprintf(buf, "### Cost plan: %s\n\n", mdTitle(p.Name, p.Manifest))
-	fmt.Fprintf(buf, "**Total: %s credits (%s)** for %s, %s · %s · pricing %s",
-		p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"),
+	fmt.Fprintf(buf, "**%s: %s credits (%s)** for %s, %s · %s · pricing %s",
+		capital(labelEstimated), p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"),
 		mdBudget(p.TotalCredits, p.Budget), mdCode(p.Pricing))
 	if p.Shard != "" {
 		fmt.Fprintf(buf, " · shard %s", p.Shard)
@@ -77,33 +86,43 @@ func planMarkdown(buf *bytes.Buffer, p *Plan) {
 	if len(p.Jobs) == 0 {
 		return
 	}
-	deps := p.hasDeps()
+	deps, prompts := p.hasDeps(), p.hasPrompts()
 	if len(p.Jobs) <= MaxJobRows {
-		mdHeader(buf, withFrom(deps, []string{"Job", "Engine / service", "Size", "Steps", "Samples", "Credits"}, "From"),
-			withFrom(deps, []string{"---", "---", "---", "--:", "--:", "--:"}, "---"))
+		settings := p.hasSettings()
+		mdHeader(buf, withText(settings, prompts, withFrom(deps, []string{"Job", "Engine / service", "Size", "Steps", "Samples", "Credits"}, "From"), "Settings", "Prompt"),
+			withText(settings, prompts, withFrom(deps, []string{"---", "---", "---", "--:", "--:", "--:"}, "---"), "---", "---"))
 		for _, j := range p.Jobs {
-			mdRow(buf, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
-				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn))...)
+			mdRow(buf, withText(settings, prompts, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
+				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn)), settingsText(j.Settings, j.OutputFormat), promptText(j.Prompt, j.NegativePrompt))...)
 		}
 		return
 	}
 	gs := groups(planFacts(p))
+	// A group's jobs may differ in prompt (a matrix over it); the first one
+	// stands for the group, cut so that the capped table stays within a
+	// pull-request comment.
+	first := p.firstPrompts()
 	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(p.Jobs), "job"), plural(len(gs), "group"))
-	mdHeader(buf, withFrom(deps, []string{"Group", "Jobs", "Engine / service", "Sizes", "Steps", "Images", "Credits"}, "From"),
-		withFrom(deps, []string{"---", "--:", "---", "---", "---", "--:", "--:"}, "---"))
+	mdHeader(buf, withText(false, prompts, withFrom(deps, []string{"Group", "Jobs", "Engine / service", "Sizes", "Steps", "Images", "Credits"}, "From"), "", "Prompt (first job)"),
+		withText(false, prompts, withFrom(deps, []string{"---", "--:", "---", "---", "---", "--:", "--:"}, "---"), "", "---"))
 	for i, g := range gs {
 		if i == maxMarkdownGroups {
-			mdMoreGroups(buf, gs[i:], 7, deps)
+			mdMoreGroups(buf, gs[i:], 7, deps, prompts)
 			break
 		}
-		mdRow(buf, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
-			strconv.Itoa(g.Images), g.Credits.String()}, g.From())...)
+		mdRow(buf, withText(false, prompts, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
+			strconv.Itoa(g.Images), g.Credits.String()}, g.From()), "", oneLine(first[g.Name], maxGroupPrompt))...)
 	}
 }
 
+// maxGroupPrompt is the most runes of a group's prompt the grouped Markdown
+// table shows.
+const maxGroupPrompt = 200
+
 // mdMoreGroups writes one row summing the groups left out of a table of
-// cols columns, plus a from column when deps.
-func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int, deps bool) {
+// cols columns, plus a from column when deps and an empty prompt column
+// when prompts.
+func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int, deps, prompts bool) {
 	var sum cost.Credits
 	jobs := 0
 	for _, g := range rest {
@@ -114,14 +133,14 @@ func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int, deps bool) {
 	cells[0] = fmt.Sprintf("… %s more", plural(len(rest), "group"))
 	cells[1] = strconv.Itoa(jobs)
 	cells[cols-1] = sum.String()
-	mdRow(buf, withFrom(deps, cells, "")...)
+	mdRow(buf, withText(false, prompts, withFrom(deps, cells, ""), "", "")...)
 }
 
 func runMarkdown(buf *bytes.Buffer, r *Run) {
 	fmt.Fprintf(buf, "### Run report: %s\n\n", mdTitle(r.Name, r.Manifest))
-	fmt.Fprintf(buf, "**Charged: %s credits (%s)** (list price of completed results) of %s estimated (%s) · %s · pricing %s",
-		r.ChargedCredits, r.ChargedCredits.USD(), r.EstimatedCredits, r.EstimatedCredits.USD(),
-		mdBudget(r.spent(), r.Budget), mdCode(r.Pricing))
+	fmt.Fprintf(buf, "**%s: %s** · %s %s · %s · pricing %s",
+		capital(labelCharged), creditsText(r.ChargedCredits), labelEstimated, creditsText(r.EstimatedCredits),
+		mdRunBudget(r), mdCode(r.Pricing))
 	if r.Shard != "" {
 		fmt.Fprintf(buf, " · shard %s", r.Shard)
 	}
@@ -145,7 +164,7 @@ func runMarkdown(buf *bytes.Buffer, r *Run) {
 	}
 	deps := r.hasDeps()
 	if len(r.Jobs) <= MaxJobRows {
-		mdHeader(buf, withFrom(deps, []string{"Job", "Status", "Engine / service", "Size", "Steps", "Samples", "Attempts", "Credits", "Error"}, "From"),
+		mdHeader(buf, withFrom(deps, []string{"Job", "Status", "Engine / service", "Size", "Steps", "Samples", "Attempts", "Charged", "Error"}, "From"),
 			withFrom(deps, []string{"---", "---", "---", "---", "--:", "--:", "--:", "--:", "---"}, "---"))
 		for _, j := range r.Jobs {
 			mdRow(buf, withFrom(deps, []string{j.ID, statusEmoji(j.Status) + " " + statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio),
@@ -155,11 +174,11 @@ func runMarkdown(buf *bytes.Buffer, r *Run) {
 	}
 	gs := groups(runFacts(r))
 	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(r.Jobs), "job"), plural(len(gs), "group"))
-	mdHeader(buf, withFrom(deps, []string{"Group", "Jobs", "Succeeded", "Failed", "Filtered", "Skipped", "Engine / service", "Sizes", "Steps", "Credits"}, "From"),
+	mdHeader(buf, withFrom(deps, []string{"Group", "Jobs", "Succeeded", "Failed", "Filtered", "Skipped", "Engine / service", "Sizes", "Steps", "Charged"}, "From"),
 		withFrom(deps, []string{"---", "--:", "--:", "--:", "--:", "--:", "---", "---", "---", "--:"}, "---"))
 	for i, g := range gs {
 		if i == maxMarkdownGroups {
-			mdMoreGroups(buf, gs[i:], 10, deps)
+			mdMoreGroups(buf, gs[i:], 10, deps, false)
 			break
 		}
 		t := g.Totals

@@ -15,8 +15,11 @@ import (
 
 // Merge combines the reports of several shards of one manifest into one
 // report: jobs in manifest order (by Index), credits and totals summed, the
-// earliest start and latest finish, and the balance when the first shard
-// started. A job id found in two shards is an error, as are shards priced
+// earliest start and latest finish. The balance at start is the shards'
+// when they all read the same one, and none when they differ: shards run
+// against different accounts or sandboxes, or one after another, and no
+// single figure (let alone a sum) is the balance the whole run started
+// from. A job id found in two shards is an error, as are shards priced
 // under different sheets.
 //
 // Image paths stay relative to each shard's folder when all shards share one
@@ -47,11 +50,14 @@ func Merge(runs ...*Run) (*Run, error) {
 		if r.Pricing != first.Pricing {
 			return nil, fmt.Errorf("merge reports: %s is priced under %q, %s under %q", name, r.Pricing, shardName(first, 0), first.Pricing)
 		}
-		if !sameBudget(r.Budget, out.Budget) {
+		if !sameCredits(r.Budget, out.Budget) {
 			out.Budget = nil // shards disagree: no single budget to show
 		}
+		if !sameCredits(r.BalanceBefore, out.BalanceBefore) {
+			out.BalanceBefore = nil // likewise for the balance at start
+		}
 		if !r.StartedAt.IsZero() && (out.StartedAt.IsZero() || r.StartedAt.Before(out.StartedAt)) {
-			out.StartedAt, out.BalanceBefore = r.StartedAt, r.BalanceBefore
+			out.StartedAt = r.StartedAt
 		}
 		if r.FinishedAt.After(out.FinishedAt) {
 			out.FinishedAt = r.FinishedAt
@@ -88,7 +94,7 @@ func (t *Totals) add(u Totals) {
 	t.Skipped += u.Skipped
 }
 
-func sameBudget(a, b *cost.Credits) bool {
+func sameCredits(a, b *cost.Credits) bool {
 	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 

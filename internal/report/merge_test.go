@@ -41,8 +41,8 @@ func TestMerge(t *testing.T) {
 	parts := shards(whole, 3)
 	var est cost.Credits
 	for k, s := range parts {
-		// Shards run at different times; the balance before the earliest
-		// is the run's.
+		// Shards run at different times, each with its own balance at
+		// start (say, each against its own sandbox).
 		s.StartedAt = time.Date(2026, 11, 25, 6, k, 0, 0, time.UTC)
 		s.FinishedAt = time.Date(2026, 11, 25, 7, 3-k, 0, 0, time.UTC)
 		before := credits("1000") - cost.Credits(k)*cost.Credit
@@ -81,8 +81,8 @@ func TestMerge(t *testing.T) {
 	if !got.StartedAt.Equal(parts[0].StartedAt) || !got.FinishedAt.Equal(parts[0].FinishedAt) {
 		t.Errorf("merged times = %v → %v, want %v → %v", got.StartedAt, got.FinishedAt, parts[0].StartedAt, parts[0].FinishedAt)
 	}
-	if *got.BalanceBefore != *parts[0].BalanceBefore {
-		t.Errorf("merged balance before = %s, want %s", got.BalanceBefore, parts[0].BalanceBefore)
+	if got.BalanceBefore != nil {
+		t.Errorf("merged balance before = %s from shards that started at 1000.0, 999.0 and 998.0, want none", got.BalanceBefore)
 	}
 	if got.Budget == nil || *got.Budget != *whole.Budget {
 		t.Errorf("merged budget = %v, want %v", got.Budget, whole.Budget)
@@ -94,6 +94,44 @@ func TestMerge(t *testing.T) {
 	}
 	if partial.Shard != "1/3,3/3" {
 		t.Errorf("shard of two of three shards = %q, want %q", partial.Shard, "1/3,3/3")
+	}
+}
+
+// TestMergeBalance: a merged report shows the shards' balance at start only
+// when every shard read the same one; it never adds them up.
+func TestMergeBalance(t *testing.T) {
+	whole := mustReadRun(t, "testdata/run")
+	bal := func(s string) *cost.Credits {
+		if s == "" {
+			return nil
+		}
+		c := credits(s)
+		return &c
+	}
+	tests := []struct {
+		name     string
+		balances []string // per shard; "" for none
+		want     string   // "" for none
+	}{
+		{"same sandbox balance", []string{"1000000", "1000000", "1000000"}, "1000000"},
+		{"different balances", []string{"1000000", "400", "1000000"}, ""},
+		{"one shard without", []string{"1000000", "", "1000000"}, ""},
+		{"none at all", []string{"", "", ""}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parts := shards(whole, len(tt.balances))
+			for k, b := range tt.balances {
+				parts[k].BalanceBefore = bal(b)
+			}
+			got, err := Merge(parts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := bal(tt.want); !sameCredits(got.BalanceBefore, want) {
+				t.Errorf("Merge of balances %q: balance before = %v, want %v", tt.balances, got.BalanceBefore, want)
+			}
+		})
 	}
 }
 

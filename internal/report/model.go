@@ -63,9 +63,30 @@ type PlanJob struct {
 	OutputFormat string `json:"output_format,omitempty"`
 	// Inputs are the job's image inputs, in the service's field order; nil
 	// (absent) when it takes none.
-	Inputs  []Input      `json:"inputs,omitempty"`
-	Samples int          `json:"samples"`
-	Credits cost.Credits `json:"credits"` // per-image price × samples
+	Inputs []Input `json:"inputs,omitempty"`
+	// Prompt is the job's prompt, placeholders filled in; "" when its
+	// service takes none. A v1 job with several positive text_prompts, or
+	// one weighted other than 1, lists them as "text (weight 0.4) | …".
+	Prompt string `json:"prompt"`
+	// NegativePrompt is the job's negative prompt (for v1, its text_prompts
+	// of negative weight, listed as Prompt lists them); "" (absent) when it
+	// has none.
+	NegativePrompt string `json:"negative_prompt,omitempty"`
+	// Settings are the settings the job sets that have no field of their
+	// own above: a Stable Image job's form fields in the service's field
+	// order (seed, style_preset, cfg_scale, …), a v1 job's sampler,
+	// cfg_scale, seed, style_preset and clip_guidance_preset; nil (absent)
+	// when it sets none. A seed of 0 (random) is left out.
+	Settings []Setting    `json:"settings,omitempty"`
+	Samples  int          `json:"samples"`
+	Credits  cost.Credits `json:"credits"` // per-image price × samples
+}
+
+// Setting is one setting of a job and its value as sent, e.g.
+// {"style_preset", "photographic"} or {"cfg_scale", "4.5"}.
+type Setting struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // Input is one image input of a Stable Image job: a file, or an image
@@ -140,14 +161,18 @@ type Totals struct {
 }
 
 // RunJob is one job's outcome. Its operation fields (DependsOn, Engine,
-// Service, Model, Width, Height, Steps, AspectRatio, OutputFormat, Inputs)
-// mean what they mean in PlanJob.
+// Service, Model, Width, Height, Steps, AspectRatio, OutputFormat, Inputs,
+// Prompt, NegativePrompt, Settings) mean what they mean in PlanJob.
 type RunJob struct {
 	// Index is the job's 0-based position among all of the manifest's
 	// expanded jobs (not just its shard's); Merge orders shards' jobs by it.
-	Index        int      `json:"index"`
-	ID           string   `json:"id"`
-	Group        string   `json:"group"`
+	Index int    `json:"index"`
+	ID    string `json:"id"`
+	Group string `json:"group"`
+	// Vars are the matrix values that made the job, in the order the
+	// manifest writes its matrix keys; nil (absent) for a job not from a
+	// matrix. The HTML report lays a matrix entry's images out by them.
+	Vars         []Var    `json:"vars,omitempty"`
 	DependsOn    []string `json:"depends_on,omitempty"`
 	Engine       string   `json:"engine,omitempty"`
 	Service      string   `json:"service,omitempty"`
@@ -158,7 +183,12 @@ type RunJob struct {
 	AspectRatio  string   `json:"aspect_ratio,omitempty"`
 	OutputFormat string   `json:"output_format,omitempty"`
 	Inputs       []Input  `json:"inputs,omitempty"`
-	Samples      int      `json:"samples"`
+	// Prompt, NegativePrompt and Settings are as in PlanJob; reports
+	// written before they existed have none.
+	Prompt         string    `json:"prompt"`
+	NegativePrompt string    `json:"negative_prompt,omitempty"`
+	Settings       []Setting `json:"settings,omitempty"`
+	Samples        int       `json:"samples"`
 	// Status is succeeded, failed, filtered or skipped; a job skipped
 	// because a job it takes images from did not succeed says so in Error.
 	Status string `json:"status"`
@@ -181,6 +211,13 @@ type RunJob struct {
 	// chunk; JPEG and WebP files carry none, so this is their only record.
 	Params string  `json:"parameters,omitempty"`
 	Images []Image `json:"images"`
+}
+
+// Var is one matrix value of a job: a matrix key and the value the job
+// takes, as the manifest writes it, e.g. {"seed", "7"}.
+type Var struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 // Image is one file a job wrote.

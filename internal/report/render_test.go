@@ -64,6 +64,9 @@ func bigPlan(groups, perGroup int) *Plan {
 			j := ops[(g+k/7)%len(ops)]
 			j.Index, j.ID, j.Group = len(p.Jobs), fmt.Sprintf("g%02d-%03d", g, k), fmt.Sprintf("g%02d", g)
 			j.Samples, j.Credits = 1, cost.Credits(100_000*(1+g+k%4))
+			// Prompts vary within a group: the grouped views show its
+			// first job's.
+			j.Prompt = fmt.Sprintf("a study of light, group %d, variation %d", g, k)
 			if j.Engine != "" {
 				j.Width, j.Height, j.Steps, j.Samples = 512+64*(k%3), 512, 20+10*(g%3)+k%2*5, 1+k%2
 			}
@@ -82,7 +85,7 @@ func bigRun(groups, perGroup int) *Run {
 		StartedAt: time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 26, 0, 1, 30, 0, time.UTC)}
 	statuses := []string{StatusSucceeded, StatusSucceeded, StatusFailed, StatusFiltered, StatusSkipped}
 	for i, pj := range p.Jobs {
-		j := RunJob{Index: pj.Index, ID: pj.ID, Group: pj.Group, Engine: pj.Engine, Service: pj.Service, Model: pj.Model,
+		j := RunJob{Index: pj.Index, ID: pj.ID, Group: pj.Group, Engine: pj.Engine, Service: pj.Service, Model: pj.Model, Prompt: pj.Prompt,
 			Width: pj.Width, Height: pj.Height, Steps: pj.Steps, AspectRatio: pj.AspectRatio, Samples: pj.Samples,
 			Status: statuses[i%len(statuses)], Attempts: 1, Images: []Image{}}
 		if j.Status == StatusFailed {

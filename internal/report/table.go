@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/batch-tool/batch/internal/cost"
 )
@@ -21,7 +22,7 @@ type table struct {
 
 func tableWriter(buf *bytes.Buffer) *table {
 	t := &table{buf: buf}
-	t.tw = tabwriter.NewWriter(&t.rows, 0, 0, 2, ' ', 0)
+	t.tw = tabwriter.NewWriter(&t.rows, 0, 0, tablePadding, ' ', 0)
 	return t
 }
 
@@ -37,31 +38,90 @@ func row(t *table, cells ...string) {
 	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
 }
 
-func planTable(buf *bytes.Buffer, p *Plan) {
+func planTable(buf *bytes.Buffer, p *Plan, width int) {
 	fmt.Fprintf(buf, "Plan: %s\n", title(p.Name, p.Manifest))
 	fmt.Fprintf(buf, "Pricing: %s", p.Pricing)
 	if p.Shard != "" {
 		fmt.Fprintf(buf, "  Shard: %s", p.Shard)
 	}
 	buf.WriteString("\n\n")
-	tw := tableWriter(buf)
 	deps := p.hasDeps()
+	var rows [][]string
+	prompts := p.hasPrompts()
 	if len(p.Jobs) <= MaxJobRows {
-		row(tw, withFrom(deps, []string{"JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS"}, "FROM")...)
+		settings := p.hasSettings()
+		rows = append(rows, withText(settings, prompts, withFrom(deps, []string{"JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS"}, "FROM"), "SETTINGS", "PROMPT"))
 		for _, j := range p.Jobs {
-			row(tw, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
-				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn))...)
+			rows = append(rows, withText(settings, prompts, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
+				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn)), orDash(settingsText(j.Settings, j.OutputFormat)), promptText(j.Prompt, j.NegativePrompt)))
 		}
 	} else {
-		row(tw, withFrom(deps, []string{"GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS"}, "FROM")...)
+		// A group's jobs may differ in prompt (a matrix over it); the
+		// first one stands for the group.
+		first := p.firstPrompts()
+		rows = append(rows, withText(false, prompts, withFrom(deps, []string{"GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS"}, "FROM"), "", "PROMPT (FIRST JOB)"))
 		for _, g := range groups(planFacts(p)) {
-			row(tw, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
-				strconv.Itoa(g.Images), g.Credits.String()}, g.From())...)
+			rows = append(rows, withText(false, prompts, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
+				strconv.Itoa(g.Images), g.Credits.String()}, g.From()), "", first[g.Name]))
 		}
 	}
+	if prompts {
+		fitLastColumn(rows, width)
+	}
+	tw := tableWriter(buf)
+	for _, r := range rows {
+		row(tw, r...)
+	}
 	tw.Flush()
-	fmt.Fprintf(buf, "\nTotal: %s credits (%s) for %s, %s\n", p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"))
+	fmt.Fprintf(buf, "\n%s: %s credits (%s) for %s, %s\n", capital(labelEstimated), p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"))
 	fmt.Fprintf(buf, "Budget: %s\n", budgetText(p.TotalCredits, p.Budget))
+}
+
+// withText returns cells with the settings cell appended when settingsOn
+// and the prompt cell when promptOn: a plan whose jobs set no settings, or
+// have no prompts (a plan file written before they were recorded), keeps
+// its columns.
+func withText(settingsOn, promptOn bool, cells []string, settings, prompt string) []string {
+	if settingsOn {
+		cells = append(cells, settings)
+	}
+	if promptOn {
+		cells = append(cells, prompt)
+	}
+	return cells
+}
+
+// tablePadding is the number of blanks between two table columns.
+const tablePadding = 2
+
+// minFitted is the fewest runes fitLastColumn leaves a cell, however
+// narrow the terminal: enough to recognise a prompt.
+const minFitted = 24
+
+// fitLastColumn cuts the last cell of every row (prompts, in the plan's
+// table) with "…" so that no line of the aligned table is wider than width
+// runes, keeping at least minFitted; width 0 means no limit. Every last
+// cell is flattened to one line either way.
+func fitLastColumn(rows [][]string, width int) {
+	if len(rows) == 0 {
+		return
+	}
+	last := len(rows[0]) - 1
+	room := 0
+	if width > 0 {
+		used := 0
+		for c := range last {
+			w := 0
+			for _, r := range rows {
+				w = max(w, utf8.RuneCountInString(r[c]))
+			}
+			used += w + tablePadding
+		}
+		room = max(width-used, minFitted)
+	}
+	for _, r := range rows {
+		r[last] = oneLine(r[last], room)
+	}
 }
 
 func runTable(buf *bytes.Buffer, r *Run) {
@@ -77,13 +137,13 @@ func runTable(buf *bytes.Buffer, r *Run) {
 	tw := tableWriter(buf)
 	deps := r.hasDeps()
 	if len(r.Jobs) <= MaxJobRows {
-		row(tw, withFrom(deps, []string{"JOB", "STATUS", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CREDITS", "ERROR"}, "FROM")...)
+		row(tw, withFrom(deps, []string{"JOB", "STATUS", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CHARGED", "ERROR"}, "FROM")...)
 		for _, j := range r.Jobs {
 			row(tw, withFrom(deps, []string{j.ID, statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
 				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 60)}, fromText(j.DependsOn))...)
 		}
 	} else {
-		row(tw, withFrom(deps, []string{"GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CREDITS"}, "FROM")...)
+		row(tw, withFrom(deps, []string{"GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CHARGED"}, "FROM")...)
 		for _, g := range groups(runFacts(r)) {
 			t := g.Totals
 			row(tw, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
@@ -95,8 +155,8 @@ func runTable(buf *bytes.Buffer, r *Run) {
 	fmt.Fprintf(buf, "Jobs: %s\n", statusCounts(r.Totals))
 	fmt.Fprintf(buf, "%s: %s\n", capital(labelCharged), creditsText(r.ChargedCredits))
 	fmt.Fprintf(buf, "%s: %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
-	fmt.Fprintf(buf, "Estimated: %s\n", creditsText(r.EstimatedCredits))
-	fmt.Fprintf(buf, "Budget: %s\n", budgetText(r.spent(), r.Budget))
+	fmt.Fprintf(buf, "%s: %s\n", capital(labelEstimated), creditsText(r.EstimatedCredits))
+	fmt.Fprintf(buf, "Budget: %s\n", runBudgetText(r))
 	if r.BalanceBefore != nil {
 		fmt.Fprintf(buf, "%s: %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
 	}
@@ -132,7 +192,7 @@ func diffTable(buf *bytes.Buffer, d *DiffResult) {
 		tw.Flush()
 		buf.WriteString("\n")
 	}
-	fmt.Fprintf(buf, "Total: %s → %s credits, %s\n", d.BaseTotalCredits, d.HeadTotalCredits, deltaText(d))
+	fmt.Fprintf(buf, "%s: %s → %s credits, %s\n", capital(labelEstimated), d.BaseTotalCredits, d.HeadTotalCredits, deltaText(d))
 	if d.HeadBudget != nil {
 		fmt.Fprintf(buf, "Budget: %s\n", budgetText(d.HeadTotalCredits, d.HeadBudget))
 	}
@@ -199,6 +259,16 @@ func statusText(j RunJob) string {
 // statusCounts is e.g. "12 — 10 succeeded, 1 failed, 1 filtered, 0 skipped".
 func statusCounts(t Totals) string {
 	return fmt.Sprintf("%d — %d succeeded, %d failed, %d filtered, %d skipped", t.Jobs, t.Succeeded, t.Failed, t.Filtered, t.Skipped)
+}
+
+// runBudgetText is a run's budget against what it counts, credits charged
+// and possibly billed, e.g. "30.0 credits, 11.5 left, counting charged and
+// possibly billed"; "none" when there is no budget.
+func runBudgetText(r *Run) string {
+	if r.Budget == nil {
+		return budgetText(r.spent(), nil)
+	}
+	return budgetText(r.spent(), r.Budget) + ", " + labelRunBudget
 }
 
 // creditsText is e.g. "19.8 credits ($0.198)".

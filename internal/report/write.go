@@ -38,13 +38,24 @@ var (
 )
 
 // WritePlan renders p to w in format: table, json, markdown, csv or html
-// (without images). The output is the same for the same plan.
+// (without images). The output is the same for the same plan. Prompts are
+// shown in full; see WritePlanWidth.
 func WritePlan(w io.Writer, format string, p *Plan) error {
+	return WritePlanWidth(w, format, p, 0)
+}
+
+// WritePlanWidth is WritePlan with the table format's lines fitted to a
+// terminal width columns wide: each job's prompt, the table's last column,
+// is cut with "…" to fit, down to 24 runes however narrow the terminal
+// (so a line may then be wider). A width of 0 means no limit. Widths are counted in runes, so
+// East Asian wide characters may still overflow. The other formats always
+// show prompts in full.
+func WritePlanWidth(w io.Writer, format string, p *Plan, width int) error {
 	var buf bytes.Buffer
 	var err error
 	switch format {
 	case FormatTable:
-		planTable(&buf, p)
+		planTable(&buf, p, width)
 	case FormatJSON:
 		head := *p
 		head.Jobs = nil
@@ -354,17 +365,50 @@ func budgetText(total cost.Credits, budget *cost.Credits) string {
 // those possibly billed, as the runner's ledger does.
 func (r *Run) spent() cost.Credits { return r.ChargedCredits + r.PossiblyBilledCredits }
 
-// Labels of the run's money, the same in every renderer.
+// Labels of the money figures, the same in every renderer (and in the
+// README's account of them).
 const (
+	labelEstimated      = "estimated"
 	labelCharged        = "charged (list price of completed results)"
 	labelPossiblyBilled = "possibly billed (outcome unknown)"
 	labelBalanceBefore  = "balance at start"
+	// labelRunBudget says what a run's budget line counts: its "left" or
+	// "OVER by" is after credits charged and possibly billed.
+	labelRunBudget = "counting charged and possibly billed"
 )
 
 // hasDeps reports whether any job of the plan takes images from another
 // job: only then do the tables get a "from" column.
 func (p *Plan) hasDeps() bool {
 	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return len(j.DependsOn) > 0 })
+}
+
+// hasPrompts reports whether any job of the plan has a prompt or a
+// negative prompt: only then do the tables get a prompt column (plan files
+// written before prompts were recorded have none).
+func (p *Plan) hasPrompts() bool {
+	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return j.Prompt != "" || j.NegativePrompt != "" })
+}
+
+// hasSettings reports whether any job of the plan sets a setting the tables
+// show in their settings column.
+func (p *Plan) hasSettings() bool {
+	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return len(j.Settings) > 0 || j.OutputFormat != "" })
+}
+
+// firstPrompts maps each group to its first job's prompt text, as
+// promptText shows it; nil when no job has a prompt.
+func (p *Plan) firstPrompts() map[string]string {
+	if !p.hasPrompts() {
+		return nil
+	}
+	first := make(map[string]string)
+	for _, j := range p.Jobs {
+		if _, ok := first[j.Group]; !ok {
+			first[j.Group] = promptText(j.Prompt, j.NegativePrompt)
+		}
+	}
+	return first
 }
 
 // hasDeps reports whether any job of the run takes images from another job.
@@ -392,6 +436,47 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+// promptText is a job's prompt and negative prompt in one line, e.g. "a
+// red fox — negative: blurry"; "—" when it has neither.
+func promptText(prompt, negative string) string {
+	switch {
+	case negative == "":
+		return orDash(oneLine(prompt, 0))
+	case prompt == "":
+		return "negative: " + oneLine(negative, 0)
+	}
+	return oneLine(prompt, 0) + " — negative: " + oneLine(negative, 0)
+}
+
+// settingsText lists a job's settings, with its output format (which has
+// no column of its own in the tables), e.g. "seed 42, style_preset
+// photographic, output_format jpeg"; "" when there are none.
+func settingsText(settings []Setting, outputFormat string) string {
+	var b strings.Builder
+	add := func(name, value string) {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(name + " " + oneLine(value, 0))
+	}
+	for _, s := range settings {
+		add(s.Name, s.Value)
+	}
+	if outputFormat != "" {
+		add("output_format", outputFormat)
+	}
+	return b.String()
+}
+
+// settingsCSV lists settings for a CSV cell, e.g. "seed=42;cfg_scale=4.5".
+func settingsCSV(settings []Setting) string {
+	parts := make([]string, len(settings))
+	for i, s := range settings {
+		parts[i] = s.Name + "=" + s.Value
+	}
+	return strings.Join(parts, ";")
 }
 
 // oneLine flattens s to a single line of at most max runes (0: no limit).

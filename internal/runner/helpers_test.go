@@ -63,7 +63,7 @@ func tinyPNG() []byte {
 	pngOnce.Do(func() {
 		// The size testJobs asks for: the runner checks every v1 image
 		// against the width and height of its request.
-		img := image.NewNRGBA(image.Rect(0, 0, 1024, 1024))
+		img := image.NewNRGBA(image.Rect(0, 0, testSide, testSide))
 		for i := range 8 {
 			img.Set(i, i, color.NRGBA{200, 10, 10, 255})
 		}
@@ -145,6 +145,11 @@ func succeed(_ context.Context, req stability.Request, sink stability.Sink) ([]s
 }
 
 // testJobs returns n jobs job-000, job-001, ... costing one credit each.
+// testSide is the width and height of testJobs' images, in pixels: small,
+// so the runner's check of every image stays cheap under the race detector.
+// The runner does not check sizes against the engine (the manifest does).
+const testSide = 64
+
 func testJobs(n int) ([]manifest.Job, []cost.Credits) {
 	jobs := make([]manifest.Job, n)
 	prices := make([]cost.Credits, n)
@@ -152,7 +157,7 @@ func testJobs(n int) ([]manifest.Job, []cost.Credits) {
 		jobs[i] = manifest.Job{
 			ID: fmt.Sprintf("job-%03d", i), Engine: "stable-diffusion-xl-1024-v1-0",
 			Prompts: []manifest.Prompt{{Text: fmt.Sprintf("a cat number %d", i), Weight: 1}},
-			Width:   1024, Height: 1024, Steps: 30, Samples: 1, Seed: uint32(i + 1),
+			Width:   testSide, Height: testSide, Steps: 30, Samples: 1, Seed: uint32(i + 1),
 		}
 		prices[i] = cost.Credit
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +28,13 @@ import (
 //   - succeeded, filtered, failed: the job ended in a run.
 //   - skipped: a run stopped after some of the job's attempts; the line
 //     closes them with what they possibly billed.
+//   - replaced: the job changed or left the manifest, and a run moved its
+//     files to Replaced (a folder under OUT/replaced/); a run sends it
+//     again. The line closes the generation it names (one submitted and
+//     not fetched, abandoned), counting its price as possibly billed, and
+//     no attempt line.
+//   - run: not a job's line (its ID is ""): a run started from the
+//     manifest Origin names; written when it differs from the last one.
 //
 // Money: a line's Credits (charged) and Unknown (possibly billed) are
 // credits no earlier line recorded, so what the folder cost is their sum
@@ -59,8 +67,14 @@ type entry struct {
 	Error    string       `json:"error,omitempty"`
 	// Rebuilt marks an entry written from images found on disk, for a job
 	// the journal had lost.
-	Rebuilt bool      `json:"rebuilt,omitempty"`
-	Time    time.Time `json:"time"`
+	Rebuilt bool `json:"rebuilt,omitempty"`
+	// Replaced is, on a replaced line, the folder the job's files moved
+	// to, relative to OUT ("replaced/20261125T120000Z"); "" when none was
+	// on disk.
+	Replaced string `json:"replaced,omitempty"`
+	// Origin is, on a run line, the manifest the run started from.
+	Origin *Origin   `json:"origin,omitempty"`
+	Time   time.Time `json:"time"`
 }
 
 // Journal-only statuses.
@@ -70,6 +84,10 @@ const (
 	submitted Status = "submitted"
 	// attempt: a paid request is about to leave.
 	attempt Status = "attempt"
+	// replaced: the job's files moved under OUT/replaced/.
+	replaced Status = "replaced"
+	// runStart: a run started, from the manifest its line names.
+	runStart Status = "run"
 )
 
 // journal appends finished jobs to OUT/journal.jsonl, each line fsynced
@@ -126,6 +144,11 @@ func (j *journal) mend(keep int, newline bool) error {
 type journalLog struct {
 	done  map[string]entry // per job id, its last line that is not an attempt
 	books books
+	// held is, per job id, the image files its lines name since its last
+	// replaced line: what the folder holds of it.
+	held map[string]*holding
+	// origin is the manifest of the last run line; zero when none.
+	origin Origin
 	// superseded holds id+"\n"+key of succeeded or filtered lines that a
 	// later line of their job replaced: that job's images with that key
 	// were charged already, should they turn up on disk.
@@ -140,7 +163,7 @@ type journalLog struct {
 // line without its newline is kept when it is a valid entry (a crash took
 // only its newline) and otherwise cut off (a crash mid-write).
 func parseJournal(path string, data []byte) *journalLog {
-	l := &journalLog{done: map[string]entry{}, books: newBooks(), superseded: map[string]bool{}}
+	l := &journalLog{done: map[string]entry{}, books: newBooks(), held: map[string]*holding{}, superseded: map[string]bool{}}
 	for line, off := 1, 0; off < len(data); line++ {
 		rest := data[off:]
 		n := bytes.IndexByte(rest, '\n')
@@ -166,6 +189,10 @@ func parseJournal(path string, data []byte) *journalLog {
 
 // add takes in one line, in file order.
 func (l *journalLog) add(e entry) {
+	if e.Status == runStart {
+		l.origin = *e.Origin
+		return
+	}
 	l.books.add(e)
 	if e.Status == attempt {
 		return
@@ -174,6 +201,33 @@ func (l *journalLog) add(e entry) {
 		l.superseded[e.ID+"\n"+prev.Key] = true
 	}
 	l.done[e.ID] = e
+	switch {
+	case e.Status == replaced:
+		delete(l.held, e.ID)
+	case len(e.Images) > 0:
+		h := l.held[e.ID]
+		if h == nil {
+			h = &holding{}
+			l.held[e.ID] = h
+		}
+		h.add(e)
+	}
+}
+
+// holding is what the journal says the folder holds of one job: the files
+// its lines named, and the Key of the last line that named any.
+type holding struct {
+	key   string
+	paths []string // slash-separated, relative to OUT, in journal order, each once
+}
+
+func (h *holding) add(e entry) {
+	h.key = e.Key
+	for _, im := range e.Images {
+		if !slices.Contains(h.paths, im.Path) {
+			h.paths = append(h.paths, im.Path)
+		}
+	}
 }
 
 // decodeEntry reads one line, refusing what cannot be acted on.
@@ -183,7 +237,12 @@ func decodeEntry(line []byte) (entry, error) {
 		return entry{}, fmt.Errorf("not a journal entry: %w", err)
 	}
 	switch e.Status {
-	case Succeeded, Filtered, Failed, Skipped, submitted, attempt:
+	case Succeeded, Filtered, Failed, Skipped, submitted, attempt, replaced:
+	case runStart:
+		if e.Origin == nil || e.Origin.Manifest == "" {
+			return entry{}, errors.New("run line without its manifest")
+		}
+		return e, nil
 	default:
 		return entry{}, fmt.Errorf("job %q: status %q is not one a journal holds", clip(e.ID, 64), clip(string(e.Status), 32))
 	}
@@ -241,7 +300,9 @@ func (b *books) add(e entry) {
 		b.open[e.ID] = e
 		return
 	}
-	delete(b.open, e.ID)
+	if e.Status != replaced {
+		delete(b.open, e.ID)
+	}
 	b.charged += e.Credits
 	b.unknown += e.Unknown
 	switch {

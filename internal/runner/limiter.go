@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/stability"
 )
 
@@ -36,24 +35,15 @@ var DefaultRate = Rate{N: 150, Window: 10 * time.Second}
 func (r Rate) String() string { return fmt.Sprintf("%d/%s", r.N, r.Window) }
 
 // ParseRate reads N/DURATION such as "150/10s" or "2/1m". A bare unit
-// ("60/s", "1000/m") means one of that unit.
+// ("60/s", "1000/m") means one of that unit. It follows the rules of the
+// manifest's rate (manifest.ParseRate), so the flag and the manifest accept
+// the same text.
 func ParseRate(s string) (Rate, error) {
-	ns, ds, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return Rate{}, fmt.Errorf("rate %q: want N/DURATION, e.g. 150/10s", s)
+	n, w, err := manifest.ParseRate(s)
+	if err != nil {
+		return Rate{}, err
 	}
-	n, err := strconv.Atoi(ns)
-	if err != nil || n < 1 {
-		return Rate{}, fmt.Errorf("rate %q: count must be a positive integer", s)
-	}
-	if ds != "" && (ds[0] < '0' || ds[0] > '9') {
-		ds = "1" + ds
-	}
-	d, err := time.ParseDuration(ds)
-	if err != nil || d <= 0 {
-		return Rate{}, fmt.Errorf("rate %q: window must be a positive duration such as 10s", s)
-	}
-	return Rate{N: n, Window: d}, nil
+	return Rate{N: n, Window: w}, nil
 }
 
 // rateMargin slows the limiter below N/Window so that requests whose

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -155,8 +156,8 @@ func TestInFlightCounted(t *testing.T) {
 		line, _ := json.Marshal(e)
 		appendJournal(t, cfg.OutDir, string(line))
 	}
-	st, err := ReadStanding(cfg.OutDir, jobs, prices)
-	if err != nil || st != (Standing{Remaining: 4 * cost.Credit, PossiblyBilled: 3 * cost.Credit}) {
+	st, err := ReadStanding(cfg.OutDir, jobs, prices, nil)
+	if err != nil || !reflect.DeepEqual(st, Standing{Remaining: 4 * cost.Credit, PossiblyBilled: 3 * cost.Credit}) {
 		t.Fatalf("ReadStanding = %+v, %v; want 4.0 remaining, 3.0 possibly billed", st, err)
 	}
 	budget := 5 * cost.Credit

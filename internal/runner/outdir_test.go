@@ -134,7 +134,7 @@ func TestRunReplacesLinkedImage(t *testing.T) {
 // TestPrepareOutSpace: the space asked for is that of the images not on
 // disk yet, and too little of it stops the run before it starts.
 func TestPrepareOutSpace(t *testing.T) {
-	png1024 := outdir.ExpectedBytes(1024, 1024, "png")
+	pngSize := outdir.ExpectedBytes(testSide, testSide, "png")
 	jobs, _ := testJobs(4)
 	jobs[3].Samples = 2
 	jpeg := stableJob("jpeg-job", "generate/core", 1024, 1024, "output_format", "jpeg")
@@ -145,14 +145,14 @@ func TestPrepareOutSpace(t *testing.T) {
 		files []string // present before the run
 		want  int64
 	}{
-		{"fresh", nil, 5*png1024 + jpegSize},
-		{"one image there", []string{"images/job-000.png"}, 4*png1024 + jpegSize},
-		{"filtered counts", []string{"images/job-000.png", "filtered/job-001.png"}, 3*png1024 + jpegSize},
-		{"one of two samples", []string{"images/job-003-2.png"}, 4*png1024 + jpegSize},
+		{"fresh", nil, 5*pngSize + jpegSize},
+		{"one image there", []string{"images/job-000.png"}, 4*pngSize + jpegSize},
+		{"filtered counts", []string{"images/job-000.png", "filtered/job-001.png"}, 3*pngSize + jpegSize},
+		{"one of two samples", []string{"images/job-003-2.png"}, 4*pngSize + jpegSize},
 		{"every file", []string{"images/job-000.png", "images/job-001.png", "images/job-002.png",
 			"images/job-003-1.png", "filtered/job-003-2.png", "images/jpeg-job.jpg"}, 0},
 		{"temp files and other names do not count", []string{"images/.job-000.png.tmp-1-0123456789abcdef", "images/job-000.jpg"},
-			5*png1024 + jpegSize},
+			5*pngSize + jpegSize},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,15 +44,18 @@ func (p Pause) String() string {
 
 // Snapshot is the run's state at one moment.
 type Snapshot struct {
-	Total     int           // jobs in the run
-	Done      int           // jobs finished, resumed ones included
-	Resumed   int           // jobs finished by an earlier run
-	Succeeded int           // jobs with status succeeded
-	Failed    int           // jobs with status failed
-	Filtered  int           // jobs with status filtered
-	Waiting   int           // async jobs submitted and waiting on the server for their result, apart from requests in flight; not in Done
-	Spent     cost.Credits  // credits charged or possibly spent so far, earlier runs' included (see Result.Spent)
-	Elapsed   time.Duration // since the run started, by Config.Now
+	Total     int // jobs in the run
+	Done      int // jobs finished, resumed ones included
+	Resumed   int // jobs finished by an earlier run
+	Succeeded int // jobs with status succeeded
+	Failed    int // jobs with status failed
+	Filtered  int // jobs with status filtered
+	Waiting   int // async jobs submitted and waiting on the server for their result, apart from requests in flight; not in Done
+	// NextPoll is when the next of the Waiting jobs is polled, by
+	// Config.Now; the zero Time when none waits.
+	NextPoll time.Time
+	Spent    cost.Credits  // credits charged or possibly spent so far, earlier runs' included (see Result.Spent)
+	Elapsed  time.Duration // since the run started, by Config.Now
 	// Pause is the latest pause while it lasts: one of every request, or a
 	// job's wait to retry (a pause of every request is not hidden by a
 	// job's retry); the zero Pause when none.
@@ -132,8 +135,18 @@ func (r *run) report() {
 	r.progress.show(r.cfg.Progress, Snapshot{
 		Total: len(r.jobs), Done: t.done, Resumed: t.resumed,
 		Succeeded: t.succeeded, Failed: t.failed, Filtered: t.filtered, Waiting: r.s.nOnServer,
-		Spent: spent, Elapsed: now.Sub(r.start),
+		NextPoll: r.nextPoll(now), Spent: spent, Elapsed: now.Sub(r.start),
 	}, now)
+}
+
+// nextPoll is when the earliest poll queued leaves, by Config.Now (polls
+// are timed on the monotonic clock, so this is now plus the wait left);
+// the zero Time when none is queued. Only the dispatcher calls it.
+func (r *run) nextPoll(now time.Time) time.Time {
+	if r.s.waiting.Len() == 0 {
+		return time.Time{}
+	}
+	return now.Add(max(time.Until(r.async[r.s.waiting.peek()].next), 0))
 }
 
 // rateAndETA returns jobs per second finished by this run and the time
@@ -154,12 +167,12 @@ func line(s Snapshot) string {
 	if s.Total > 0 {
 		pct = s.Done * 100 / s.Total
 	}
-	l := fmt.Sprintf("%d/%d jobs (%d%%)  %.1f jobs/s  %s credits", s.Done, s.Total, pct, perSec, s.Spent)
+	l := fmt.Sprintf("%d/%d jobs (%d%%)  %.1f jobs/s  %s credits charged or possibly billed", s.Done, s.Total, pct, perSec, s.Spent)
 	if s.Failed+s.Filtered > 0 {
 		l += fmt.Sprintf("  %d failed, %d filtered", s.Failed, s.Filtered)
 	}
 	if s.Waiting > 0 {
-		l += fmt.Sprintf("  %d waiting on the server", s.Waiting)
+		l += "  " + waitingText(s)
 	}
 	if eta > 0 {
 		l += "  ETA " + eta.String()
@@ -170,10 +183,22 @@ func line(s Snapshot) string {
 	return l
 }
 
+// waitingText describes the jobs waiting on the server and when the next
+// poll leaves: "2 waiting on the server, next poll 19:42:10", the time of
+// day in NextPoll's location.
+func waitingText(s Snapshot) string {
+	t := fmt.Sprintf("%d waiting on the server", s.Waiting)
+	if !s.NextPoll.IsZero() {
+		t += ", next poll " + s.NextPoll.Format(time.TimeOnly)
+	}
+	return t
+}
+
 // TerminalProgress redraws one status line with \r: jobs done/total, jobs
 // per second, credits spent, failures, jobs waiting on the server, ETA and
-// the current pause with its reason and end; it ends the line when every
-// job is done. Use it when the writer is a terminal.
+// the current pause with its reason and end, and when the next poll of
+// the jobs waiting on the server leaves; it ends the line when every job
+// is done. Use it when the writer is a terminal.
 type TerminalProgress struct {
 	W     io.Writer
 	width int // length of the last line drawn, to blank leftovers
@@ -192,6 +217,7 @@ func (p *TerminalProgress) Update(s Snapshot) {
 
 // LineProgress prints a plain line at most every Interval (default 10 s)
 // or every 10% of the jobs, whichever comes first, one when a pause starts,
+// one when jobs start waiting on the server (with the next poll's time),
 // and one when every job is done. Use it when the writer is not a terminal
 // (CI logs).
 type LineProgress struct {
@@ -202,6 +228,7 @@ type LineProgress struct {
 	lastAt    time.Duration // Elapsed at the last line
 	lastTens  int           // tenths of the jobs done at the last line
 	lastPause Pause         // the last pause printed
+	waiting   bool          // jobs were waiting on the server at the last update
 }
 
 // Update prints a line when one is due.
@@ -215,7 +242,9 @@ func (p *LineProgress) Update(s Snapshot) {
 		tens = s.Done * 10 / s.Total
 	}
 	newPause := !s.Pause.Until.IsZero() && s.Pause != p.lastPause
-	due := !p.printed || s.Done >= s.Total || tens > p.lastTens || s.Elapsed-p.lastAt >= interval || newPause
+	newWait := s.Waiting > 0 && !p.waiting
+	p.waiting = s.Waiting > 0
+	due := !p.printed || s.Done >= s.Total || tens > p.lastTens || s.Elapsed-p.lastAt >= interval || newPause || newWait
 	if !due {
 		return
 	}

@@ -24,8 +24,8 @@ func TestTerminalProgress(t *testing.T) {
 	p := &TerminalProgress{W: &b}
 	p.Update(Snapshot{Total: 10, Done: 2, Spent: 2 * cost.Credit, Elapsed: time.Second})
 	p.Update(Snapshot{Total: 10, Done: 10, Failed: 1, Spent: 9 * cost.Credit, Elapsed: 5 * time.Second})
-	want := "\r2/10 jobs (20%)  2.0 jobs/s  2.0 credits  ETA 4s" +
-		"\r10/10 jobs (100%)  2.0 jobs/s  9.0 credits  1 failed, 0 filtered\n"
+	want := "\r2/10 jobs (20%)  2.0 jobs/s  2.0 credits charged or possibly billed  ETA 4s" +
+		"\r10/10 jobs (100%)  2.0 jobs/s  9.0 credits charged or possibly billed  1 failed, 0 filtered\n"
 	if got := b.String(); got != want {
 		t.Errorf("output = %q, want %q", got, want)
 	}
@@ -51,7 +51,7 @@ func TestLineProgress(t *testing.T) {
 	if got := strings.Count(b.String(), "\n"); got != 21 {
 		t.Errorf("%d lines for 200 s of slow jobs, want 21:\n%s", got, b.String())
 	}
-	if first := strings.SplitN(b.String(), "\n", 2)[0]; first != "0/1000 jobs (0%)  0.0 jobs/s  0.0 credits" {
+	if first := strings.SplitN(b.String(), "\n", 2)[0]; first != "0/1000 jobs (0%)  0.0 jobs/s  0.0 credits charged or possibly billed" {
 		t.Errorf("first line = %q", first)
 	}
 }
@@ -83,7 +83,7 @@ func TestRunReportsProgress(t *testing.T) {
 
 func TestProgressWaiting(t *testing.T) {
 	s := Snapshot{Total: 4, Done: 1, Failed: 1, Waiting: 2, Spent: 62 * cost.Credit, Elapsed: 2 * time.Second}
-	want := "1/4 jobs (25%)  0.5 jobs/s  62.0 credits  1 failed, 0 filtered  2 waiting on the server  ETA 6s"
+	want := "1/4 jobs (25%)  0.5 jobs/s  62.0 credits charged or possibly billed  1 failed, 0 filtered  2 waiting on the server  ETA 6s"
 	var b bytes.Buffer
 	(&TerminalProgress{W: &b}).Update(s)
 	if got := b.String(); got != "\r"+want {
@@ -199,9 +199,9 @@ func TestLineProgressPrintsEachPauseOnce(t *testing.T) {
 	p.Update(Snapshot{Total: 100, Done: 2, Elapsed: 3 * time.Second, Pause: pause})
 	p.Update(Snapshot{Total: 100, Done: 2, Elapsed: 4 * time.Second, Pause: Pause{Job: "job-7", Reason: "a 503", Until: at}})
 	p.Update(Snapshot{Total: 100, Done: 3, Elapsed: 5 * time.Second})
-	want := "1/100 jobs (1%)  1.0 jobs/s  0.0 credits  ETA 1m39s\n" +
-		"1/100 jobs (1%)  0.5 jobs/s  0.0 credits  ETA 3m18s  paused: rate limited (429) until 19:42:10\n" +
-		"2/100 jobs (2%)  0.5 jobs/s  0.0 credits  ETA 3m16s  retrying job job-7 after a 503 at 19:42:10\n"
+	want := "1/100 jobs (1%)  1.0 jobs/s  0.0 credits charged or possibly billed  ETA 1m39s\n" +
+		"1/100 jobs (1%)  0.5 jobs/s  0.0 credits charged or possibly billed  ETA 3m18s  paused: rate limited (429) until 19:42:10\n" +
+		"2/100 jobs (2%)  0.5 jobs/s  0.0 credits charged or possibly billed  ETA 3m16s  retrying job job-7 after a 503 at 19:42:10\n"
 	if got := b.String(); got != want {
 		t.Errorf("lines:\n%s\nwant:\n%s", got, want)
 	}

@@ -46,6 +46,18 @@ type recovery struct {
 	// held is the part of possibly that the generations of pending jobs
 	// count; a run holds their prices instead until it fetches them.
 	held cost.Credits
+
+	// changed lists, in manifest order, the indexes of the jobs whose
+	// files in the folder, or generation submitted and not fetched, answer
+	// another request than the job's current one (see Standing.Changed).
+	changed []int
+	// holdings is, per job id, what the journal says the folder holds of
+	// it, appends included; gens, per job id, its generations submitted
+	// and not fetched, by generation id.
+	holdings map[string]*holding
+	gens     map[string]map[string]entry
+	// origin is the manifest of the journal's last run line.
+	origin Origin
 }
 
 // recoverOut reads the journal data of the output folder outDir for jobs
@@ -67,6 +79,8 @@ func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums 
 	defer disk.close()
 	var rebuilt, unrecognised int
 	var problem error
+	gens := l.openGens()
+	changed := make([]bool, len(jobs))
 	for _, i := range g.order {
 		j := &jobs[i]
 		known := true
@@ -74,6 +88,13 @@ func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums 
 			known = known && rec.resumed[s] != nil && rec.resumed[s].Status == Succeeded
 		}
 		if !known {
+			// Its Key waits for its sources' new images: when one of them
+			// changed, what the folder holds of this job answers another
+			// request too.
+			held := l.held[j.ID] != nil || len(gens[j.ID]) > 0
+			for _, s := range g.sources[i] {
+				changed[i] = changed[i] || changed[s] && held
+			}
 			continue
 		}
 		files, err := g.resolveInputs(outDir, i, j, sums, func(src int) []Image { return rec.resumed[src].Images })
@@ -94,12 +115,16 @@ func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums 
 			continue
 		}
 		images, err := disk.find(j, key)
-		if err != nil && !journaled {
+		switch {
+		case errors.Is(err, errOtherRequest):
+			changed[i] = true // an image of the job's earlier request, which the journal lost
+		case err != nil && !journaled:
 			if unrecognised++; problem == nil {
 				problem = err
 			}
 		}
 		if images == nil {
+			changed[i] = changed[i] || l.heldOther(j.ID, key, gens)
 			continue
 		}
 		r := rebuiltEntry(j, key, prices[i], images, l, now)
@@ -115,6 +140,12 @@ func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums 
 		rec.warnings = append(rec.warnings, fmt.Sprintf("%d image file(s) on disk are not recognised as the results of their jobs, which the journal does not hold (written for other settings or by an older batch; first: %v): those jobs run again", unrecognised, problem))
 	}
 	rec.settleInFlight(l, now)
+	for i, c := range changed {
+		if c {
+			rec.changed = append(rec.changed, i)
+		}
+	}
+	rec.holdings, rec.gens, rec.origin = l.held, gens, l.origin
 
 	price := func(id string) cost.Credits {
 		if i, ok := g.index[id]; ok {
@@ -229,13 +260,10 @@ func (d *diskImages) find(j *manifest.Job, key string) ([]Image, error) {
 	if err != nil {
 		return nil, nil // Run refuses the job first
 	}
-	n := 1 // a Stable Image answer holds one image
-	if j.Service == "" {
-		n = max(j.Samples, 1)
-	}
-	images := make([]Image, 0, n)
-	for k := range n {
-		img, err := d.image(j, key, k, imageName(j.ID, k, j.Samples, format.ext), format)
+	names := imageNames(j, format)
+	images := make([]Image, 0, len(names))
+	for k, name := range names {
+		img, err := d.image(j, key, k, name, format)
 		if img == nil {
 			return nil, err
 		}
@@ -243,6 +271,23 @@ func (d *diskImages) find(j *manifest.Job, key string) ([]Image, error) {
 	}
 	return images, nil
 }
+
+// imageNames are the file names of job j's images in format, in order.
+func imageNames(j *manifest.Job, format fileFormat) []string {
+	n := 1 // a Stable Image answer holds one image
+	if j.Service == "" {
+		n = max(j.Samples, 1)
+	}
+	names := make([]string, n)
+	for k := range n {
+		names[k] = imageName(j.ID, k, j.Samples, format.ext)
+	}
+	return names
+}
+
+// errOtherRequest is wrapped by the error of an image on disk whose
+// record is of its job's earlier request: the job changed since it ran.
+var errOtherRequest = errors.New("its record is of another request of its job")
 
 // image returns image k of job j, stored under name, when its file is on
 // disk with a record of j and key.
@@ -260,8 +305,11 @@ func (d *diskImages) image(j *manifest.Job, key string, k int, name string, form
 		case err != nil:
 			problem = err
 			continue
-		case rec.ID != j.ID || rec.Key != key || rec.Image != k+1:
-			problem = fmt.Errorf("%s: its record is of another request", rel)
+		case rec.ID == j.ID && rec.Key != key:
+			problem = fmt.Errorf("%s: %w", rel, errOtherRequest)
+			continue
+		case rec.ID != j.ID || rec.Image != k+1:
+			problem = fmt.Errorf("%s: its record is of another image", rel)
 			continue
 		}
 		img := &Image{Path: rel, Seed: fixedSeed(j), FinishReason: stability.FinishSuccess, SHA256: sum, RequestID: rec.RequestID}
@@ -305,6 +353,22 @@ type Standing struct {
 	// whose outcome is unknown, requests in flight when a run stopped, and
 	// async generations submitted and not fetched.
 	PossiblyBilled cost.Credits
+	// Changed lists, in manifest order, the ids of the jobs whose images
+	// in the folder, or async generation submitted and not fetched,
+	// answer another request than the job's current one: a setting, a
+	// prompt or an input file changed since they ran, or a job whose image
+	// they take changed. A run makes them again, replacing their images;
+	// nil when none.
+	Changed []string
+	// Removed lists, sorted, the ids of the jobs that the folder holds
+	// images or an async generation submitted and not fetched of, and that
+	// are neither among the jobs nor among the manifest's other jobs
+	// ReadStanding was given; nil when none.
+	Removed []string
+	// Origin is the manifest the folder's last run started from, as its
+	// journal records it; the zero Origin when none is recorded (a fresh
+	// folder, or runs of a batch that did not record it).
+	Origin Origin
 }
 
 // Spent is Charged + PossiblyBilled: what earlier runs count against the
@@ -314,10 +378,13 @@ func (s Standing) Spent() cost.Credits { return s.Charged + s.PossiblyBilled }
 // ReadStanding reads the output folder outDir (it writes nothing) and
 // returns what it holds for jobs, priced as in Run: Run sends nothing for
 // the jobs Remaining leaves out, and starts with Charged and
-// PossiblyBilled counted against its budget. A missing journal and images
-// folder mean a fresh folder. It reads every input file, to key jobs on
-// their content, and the images on disk of jobs the journal lacks.
-func ReadStanding(outDir string, jobs []manifest.Job, prices []cost.Credits) (Standing, error) {
+// PossiblyBilled counted against its budget. otherJobs are the ids of the
+// manifest's jobs that are not among jobs (those of other shards; nil for
+// a whole manifest): what the folder holds of them is not Removed. A
+// missing journal and images folder mean a fresh folder. It reads every
+// input file, to key jobs on their content, and the images on disk of
+// jobs the journal lacks.
+func ReadStanding(outDir string, jobs []manifest.Job, prices []cost.Credits, otherJobs []string) (Standing, error) {
 	if len(prices) != len(jobs) {
 		return Standing{}, fmt.Errorf("%d prices for %d jobs", len(prices), len(jobs))
 	}
@@ -334,18 +401,21 @@ func ReadStanding(outDir string, jobs []manifest.Job, prices []cost.Credits) (St
 		return Standing{}, fmt.Errorf("read journal: %w", err)
 	}
 	rec := recoverOut(outDir, data, jobs, g, sums, prices, time.Time{})
-	st := Standing{Charged: rec.charged, PossiblyBilled: rec.possibly}
+	st := Standing{Charged: rec.charged, PossiblyBilled: rec.possibly, Removed: rec.removed(g, otherJobs), Origin: rec.origin}
 	for i := range jobs {
 		if rec.resumed[i] == nil && rec.pending[i] == nil {
 			st.Remaining += prices[i]
 		}
 	}
+	for _, i := range rec.changed {
+		st.Changed = append(st.Changed, jobs[i].ID)
+	}
 	return st, nil
 }
 
-// Remaining returns ReadStanding's Remaining: the credits of the jobs a
-// run with this output folder would still pay for.
+// Remaining returns ReadStanding's Remaining for a whole manifest: the
+// credits of the jobs a run with this output folder would still pay for.
 func Remaining(outDir string, jobs []manifest.Job, prices []cost.Credits) (cost.Credits, error) {
-	st, err := ReadStanding(outDir, jobs, prices)
+	st, err := ReadStanding(outDir, jobs, prices, nil)
 	return st.Remaining, err
 }

@@ -104,7 +104,7 @@ func writeJournal(t *testing.T, outDir string, lines []string) {
 // the run reported.
 func checkStanding(t *testing.T, outDir string, jobs []manifest.Job, prices []cost.Credits, res Result) {
 	t.Helper()
-	st, err := ReadStanding(outDir, jobs, prices)
+	st, err := ReadStanding(outDir, jobs, prices, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestRebuildFromImages(t *testing.T) {
 				}
 			}
 
-			if st, err := ReadStanding(cfg.OutDir, jobs, prices); err != nil || st.Remaining != 0 || st.Spent() != first.Spent {
+			if st, err := ReadStanding(cfg.OutDir, jobs, prices, nil); err != nil || st.Remaining != 0 || st.Spent() != first.Spent {
 				t.Errorf("ReadStanding = %+v, %v; want nothing remaining and %v spent", st, err, first.Spent)
 			}
 			calls.Store(0)

@@ -220,6 +220,20 @@ type Config struct {
 	Now func() time.Time
 	// Progress is told about the run's state; nil means no progress.
 	Progress Progress
+	// Replace moves, before anything is sent, the files of the jobs
+	// Standing lists as Changed or Removed into a new folder under
+	// OutDir/replaced/ (see Replaced), and journals those jobs as replaced;
+	// unset, their files stay where they are, and a changed job's images
+	// are overwritten when it runs again. Check Standing first.
+	Replace bool
+	// OtherJobs are the ids of the manifest's jobs that are not among the
+	// run's (those of other shards): what the folder holds of them is not
+	// Removed. Nil for a whole manifest.
+	OtherJobs []string
+	// Origin is the manifest the jobs come from. It is journaled when the
+	// run starts unless the journal's last run line records the same
+	// Origin; the zero Origin records nothing.
+	Origin Origin
 	// Warn is told, one line each without a trailing newline, what the run
 	// worked around before sending anything: journal lines it skipped as
 	// damaged (named by line number), entries it rebuilt from images on
@@ -268,8 +282,11 @@ type Result struct {
 	// submitted and this run fetched moves from possibly billed into
 	// Charged).
 	PriorCharged, PriorPossiblyBilled cost.Credits
-	Concurrency                       int  // the concurrency used
-	Interrupted                       bool // ctx was cancelled: unstarted jobs are Skipped, a rerun resumes
+	// Replaced is what Config.Replace moved; the zero Replaced when it
+	// was unset or found nothing to move.
+	Replaced    Replaced
+	Concurrency int  // the concurrency used
+	Interrupted bool // ctx was cancelled: unstarted jobs are Skipped, a rerun resumes
 }
 
 // JobResult is one job's outcome.
@@ -321,7 +338,9 @@ type JobResult struct {
 // done and journaled again, and requests a killed run left in flight are
 // settled as possibly billed. Everything the journal records as charged or
 // possibly billed counts against the budget. Each paid request is
-// journaled as an attempt (fsynced) before it leaves.
+// journaled as an attempt (fsynced) before it leaves. With cfg.Replace,
+// the files of jobs that changed or left the manifest then move under
+// OutDir/replaced/ (see Replaced); their money lines stay counted.
 //
 // Per-job failures are in the results; the error is non-nil only when the
 // run could not start (ids that repeat, an unknown source or a cycle, an
@@ -388,6 +407,19 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 			return Result{}, fmt.Errorf("run: %w", err)
 		}
 	}
+	var replacedFiles Replaced
+	if cfg.Replace {
+		replacedFiles, err = replace(cfg.OutDir, jobs, g, prices, rec, jnl, cfg.OtherJobs, cfg.Now())
+		if err != nil {
+			return Result{}, fmt.Errorf("run: replace: %w", err)
+		}
+	}
+	if cfg.Origin != (Origin{}) && cfg.Origin != rec.origin {
+		o := cfg.Origin
+		if err := jnl.append(entry{Status: runStart, Origin: &o, Time: cfg.Now().UTC()}); err != nil {
+			return Result{}, fmt.Errorf("run: %w", err)
+		}
+	}
 
 	// sched stops scheduling, waiting and polling (interrupt, fatal or
 	// local failure); reqs cancels paid requests in flight (fatal only: an
@@ -433,7 +465,8 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	r.dispatch(sched, tasks, events)
 	_ = g2.Wait() // jobs record their own errors; fatal ones go through r.fatal
 
-	res := Result{Jobs: r.results, Concurrency: cfg.Concurrency, PriorCharged: rec.charged, PriorPossiblyBilled: rec.possibly}
+	res := Result{Jobs: r.results, Concurrency: cfg.Concurrency, PriorCharged: rec.charged, PriorPossiblyBilled: rec.possibly,
+		Replaced: replacedFiles}
 	res.Charged, res.Spent = r.ledger.totals()
 	if r.fatalErr != nil {
 		return res, fmt.Errorf("run stopped: %w", r.fatalErr)
@@ -827,22 +860,27 @@ func stoppedBefore(ctx context.Context, err error, attempts int) string {
 
 // outcome derives a finished job's status from its images.
 func outcome(images []Image) (Status, string) {
-	st, msg := Succeeded, ""
+	var filtered []int // 1-based numbers of the filtered images
 	for i, img := range images {
 		switch img.FinishReason {
 		case stability.FinishSuccess:
 		case stability.FinishContentFiltered:
-			if st == Succeeded {
-				st, msg = Filtered, fmt.Sprintf("image %d was content filtered", i+1)
-			}
+			filtered = append(filtered, i+1)
 		default:
 			return Failed, fmt.Sprintf("image %d finished with %s", i+1, img.FinishReason)
 		}
 	}
-	if len(images) == 0 {
+	switch {
+	case len(images) == 0:
 		return Failed, "the API returned no images"
+	case len(filtered) == 0:
+		return Succeeded, ""
+	case len(images) == 1:
+		return Filtered, "image 1 was content filtered"
+	case len(filtered) == 1:
+		return Filtered, fmt.Sprintf("image %d of %d was content filtered", filtered[0], len(images))
 	}
-	return st, msg
+	return Filtered, fmt.Sprintf("%d of %d images were content filtered", len(filtered), len(images))
 }
 
 func firstSeed(arts []stability.Artifact, fallback uint32) uint32 {

@@ -432,10 +432,12 @@ func TestKillAndResume(t *testing.T) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		jobs, prices := testJobs(jobsN)
 		cfg := Config{OutDir: dir, Concurrency: 3, Rate: Rate{N: 1000, Window: time.Second}}
-		if _, err := outdir.Lock(dir); err != nil { // held until the kill, as batch run holds it
+		lk, err := outdir.Lock(dir) // held until the kill, as batch run holds it
+		if err != nil {
 			t.Fatal(err)
 		}
-		_, err := Run(context.Background(), cfg, newClient(t, os.Getenv(childEnv+"_URL")), jobs, prices)
+		defer lk.Unlock() // also keeps the lock's file from being collected and closed
+		_, err = Run(context.Background(), cfg, newClient(t, os.Getenv(childEnv+"_URL")), jobs, prices)
 		t.Fatalf("child was not killed: Run returned %v", err)
 	}
 	if testing.Short() {
