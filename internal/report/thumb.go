@@ -38,8 +38,8 @@ const (
 	// order; later ones are shown by their path, relative to the report's
 	// folder, so a run of 100,000 images neither takes minutes to decode
 	// nor makes a page of gigabytes.
-	maxEmbedded = 500
-	checkerSquare  = 8 // pixels: the checkerboard behind translucent pixels
+	maxEmbedded   = 500
+	checkerSquare = 8 // pixels: the checkerboard behind translucent pixels
 )
 
 // thumbnail is what the HTML report shows for one image file: its
