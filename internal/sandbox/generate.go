@@ -85,26 +85,9 @@ func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusInternalServerError, nameServerError, "the sandbox cannot price this request: %v", err))
 		return
 	}
-	t, aerr := s.reserve(price*cost.Credits(g.samples), g.samples, g.seed, math.MaxUint32)
-	if aerr != nil {
-		s.fail(w, r, aerr)
-		return
-	}
-	if err := s.cfg.Sleep(r.Context(), t.latency); err != nil {
-		s.refund(t.charge) // the client left before any work was done
-		return
-	}
-	switch {
-	case t.fail:
-		s.refund(t.charge)
-		s.fail(w, r, errorf(http.StatusInternalServerError, nameServerError, "An unexpected server error occurred, please try again."))
-		return
-	case t.drop:
-		s.mu.Lock()
-		s.stats.Dropped++
-		s.mu.Unlock()
-		s.log(r, 0, "dropped", true)
-		drop(w)
+	t, ok := s.work(w, r, price*cost.Credits(g.samples), g.samples, g.seed, math.MaxUint32,
+		errorf(http.StatusInternalServerError, nameServerError, "An unexpected server error occurred, please try again."))
+	if !ok {
 		return
 	}
 
@@ -147,6 +130,36 @@ func (s *Server) textToImage(w http.ResponseWriter, r *http.Request) {
 // concurrent requests can never overdraw the balance. Image i gets seed+i
 // (wrapping like the API's uint32), or with seed 0 a random seed from 1 to
 // maxSeed.
+// work reserves charge for a request of n images, waits out its latency
+// and plays its injected failure (answered as failure, refunded) or dropped
+// connection (charged). It reports whether the request goes on to be
+// answered; when it does not, the answer or refund is done.
+func (s *Server) work(w http.ResponseWriter, r *http.Request, charge cost.Credits, n int, seed, maxSeed uint32, failure *apiError) (ticket, bool) {
+	t, aerr := s.reserve(charge, n, seed, maxSeed)
+	if aerr != nil {
+		s.fail(w, r, aerr)
+		return t, false
+	}
+	if err := s.cfg.Sleep(r.Context(), t.latency); err != nil {
+		s.refund(t.charge) // the client left before any work was done
+		return t, false
+	}
+	switch {
+	case t.fail:
+		s.refund(t.charge)
+		s.fail(w, r, failure)
+		return t, false
+	case t.drop:
+		s.mu.Lock()
+		s.stats.Dropped++
+		s.mu.Unlock()
+		s.log(r, 0, "dropped", true)
+		drop(w)
+		return t, false
+	}
+	return t, true
+}
+
 func (s *Server) reserve(charge cost.Credits, n int, seed, maxSeed uint32) (ticket, *apiError) {
 	t := ticket{charge: charge, seeds: make([]uint32, n)}
 

@@ -103,26 +103,9 @@ func (s *Server) generateStable(w http.ResponseWriter, r *http.Request, q *stabl
 		s.fail(w, r, errorf(http.StatusInternalServerError, nameInternalError, "the sandbox cannot size the output of %s", q.op.Service))
 		return result{}, ticket{}, false
 	}
-	t, aerr := s.reserve(price, 1, q.seed(), maxStableSeed)
-	if aerr != nil {
-		s.fail(w, r, aerr)
-		return result{}, ticket{}, false
-	}
-	if err := s.cfg.Sleep(r.Context(), t.latency); err != nil {
-		s.refund(t.charge) // the client left before any work was done
-		return result{}, ticket{}, false
-	}
-	switch {
-	case t.fail:
-		s.refund(t.charge)
-		s.fail(w, r, errorf(http.StatusInternalServerError, nameInternalError, "An unexpected server error has occurred, please try again later."))
-		return result{}, ticket{}, false
-	case t.drop:
-		s.mu.Lock()
-		s.stats.Dropped++
-		s.mu.Unlock()
-		s.log(r, 0, "dropped", true)
-		drop(w)
+	t, ok := s.work(w, r, price, 1, q.seed(), maxStableSeed,
+		errorf(http.StatusInternalServerError, nameInternalError, "An unexpected server error has occurred, please try again later."))
+	if !ok {
 		return result{}, ticket{}, false
 	}
 	return result{
