@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -785,9 +784,6 @@ func (r *run) send(sched, reqs context.Context, key string, price cost.Credits, 
 			return false
 		case stability.ClassInvalid:
 			r.ledger.settle(price, released)
-			if tooLarge(err) {
-				err = fmt.Errorf("%w (the request was too large for the API: a validation bug in batch, please report it)", err)
-			}
 			*res = failed(*res, FailInvalid, err)
 			return false
 		case stability.ClassServer, stability.ClassNotSent:
@@ -832,14 +828,6 @@ func (r *run) retryAfter(err error) time.Duration {
 		return e.RetryAfter
 	}
 	return r.cfg.Lockout
-}
-
-// tooLarge reports a 413 answer. The class (invalid) decides what happens;
-// this only words the error, since batch checks sizes before sending and a
-// 413 means that check is wrong.
-func tooLarge(err error) bool {
-	e, ok := errors.AsType[*stability.APIError](err)
-	return ok && e.Status == http.StatusRequestEntityTooLarge
 }
 
 func failed(res JobResult, kind Failure, err error) JobResult {

@@ -109,5 +109,10 @@ func (e *APIError) Error() string {
 	if e.Name != "" {
 		msg = e.Name + ": " + msg
 	}
+	if e.Status == http.StatusRequestEntityTooLarge {
+		// batch checks request sizes before sending, so this one slipped
+		// past a check that is wrong.
+		msg += " (the request was too large for the API: a validation bug in batch, please report it)"
+	}
 	return fmt.Sprintf("image API: %d %s: %s", e.Status, http.StatusText(e.Status), msg)
 }
