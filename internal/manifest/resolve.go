@@ -680,25 +680,22 @@ func (pl *plan) appendInputs(out []Input, info *opInfo, idx []int) []Input {
 // fromID is the job id a from names in the row idx: its placeholders take
 // the row's values in id form (their slugs), and ids are lower-case.
 func (pl *plan) fromID(t *tmpl, idx []int) string {
-	if t.parts == nil {
-		return strings.ToLower(strings.TrimSpace(t.text))
-	}
-	var b strings.Builder
-	for _, part := range t.parts {
-		if part.name == "" {
-			b.WriteString(part.lit)
-			continue
-		}
-		d := pl.index[part.name]
-		b.WriteString(pl.e.keys[d].slugs[idx[d]])
-	}
-	return strings.ToLower(strings.TrimSpace(b.String()))
+	return strings.ToLower(strings.TrimSpace(pl.fill(t, idx, true)))
 }
 
 // render is a text field's template filled with the values of the row idx
 // (nil: the template as written).
 func (pl *plan) render(t *tmpl, idx []int) string {
-	if t.parts == nil || idx == nil {
+	if idx == nil {
+		return t.text
+	}
+	return pl.fill(t, idx, false)
+}
+
+// fill fills t's placeholders with the row idx's values, or with their
+// slugs.
+func (pl *plan) fill(t *tmpl, idx []int, slugs bool) string {
+	if t.parts == nil {
 		return t.text
 	}
 	var b strings.Builder
@@ -708,7 +705,11 @@ func (pl *plan) render(t *tmpl, idx []int) string {
 			continue
 		}
 		d := pl.index[part.name]
-		b.WriteString(pl.e.keys[d].vals[idx[d]].text)
+		if slugs {
+			b.WriteString(pl.e.keys[d].slugs[idx[d]])
+		} else {
+			b.WriteString(pl.e.keys[d].vals[idx[d]].text)
+		}
 	}
 	return b.String()
 }
