@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,7 +144,7 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	est, err := cost.Estimate(man.Jobs, sheet)
+	est, err := cost.Estimate(slices.Collect(jobsOf(man)), sheet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,13 +152,13 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := runner.Run(t.Context(), runner.Config{OutDir: filepath.Join(dir, "out"), MaxAttempts: 1}, client, man.Jobs, est.Jobs)
+	res, err := runner.Run(t.Context(), runner.Config{OutDir: filepath.Join(dir, "out"), MaxAttempts: 1}, client, slices.Collect(jobsOf(man)), est.Jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := sb.Stats()
-	if st.Generations != len(man.Jobs) {
-		t.Errorf("the sandbox answered %d generations, want %d: Prism refused a request our client built (stats %+v)", st.Generations, len(man.Jobs), st)
+	if st.Generations != man.Len() {
+		t.Errorf("the sandbox answered %d generations, want %d: Prism refused a request our client built (stats %+v)", st.Generations, man.Len(), st)
 	}
 	for _, j := range res.Jobs {
 		if j.Failure == runner.FailRejected || j.Failure == runner.FailInvalid {
@@ -188,7 +189,7 @@ func TestPipelineThroughPrism(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	est, err := cost.Estimate(man.Jobs, sheet)
+	est, err := cost.Estimate(slices.Collect(jobsOf(man)), sheet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,13 +200,13 @@ func TestPipelineThroughPrism(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := runner.Config{OutDir: t.TempDir(), MaxAttempts: 1, PollInterval: 10 * time.Millisecond, FastPolls: true}
-	res, err := runner.Run(t.Context(), cfg, client, man.Jobs, est.Jobs)
+	res, err := runner.Run(t.Context(), cfg, client, slices.Collect(jobsOf(man)), est.Jobs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := sb.Stats()
-	if st.Generations != len(man.Jobs) || st.Polls == 0 {
-		t.Errorf("the sandbox answered %d generations and %d polls, want %d and some: Prism refused a request our client built (stats %+v)", st.Generations, st.Polls, len(man.Jobs), st)
+	if st.Generations != man.Len() || st.Polls == 0 {
+		t.Errorf("the sandbox answered %d generations and %d polls, want %d and some: Prism refused a request our client built (stats %+v)", st.Generations, st.Polls, man.Len(), st)
 	}
 	for _, j := range res.Jobs {
 		if j.Status != runner.Succeeded {

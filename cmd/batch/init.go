@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -440,7 +441,7 @@ func (st *starter) check(file string, sheet *cost.Sheet, text []byte) (cost.Cred
 	if err != nil {
 		return 0, fmt.Errorf("init: the starter for %s does not plan (a bug in batch):\n%w", st.what, err)
 	}
-	est, err := cost.Estimate(m.Jobs, sheet)
+	est, err := cost.Estimate(slices.Collect(jobsOf(m)), sheet)
 	if err != nil {
 		return 0, fmt.Errorf("init: the starter for %s cannot be priced (a bug in batch): %w", st.what, err)
 	}

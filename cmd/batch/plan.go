@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,12 +78,10 @@ func (e *env) loadPlan(ctx context.Context, path string, f *planFlags) (*planned
 		}
 		budget = &b
 	}
-	jobs, idx := m.Jobs, f.shard.indexes(len(m.Jobs))
-	if f.shard.N > 0 {
-		jobs = make([]manifest.Job, len(idx))
-		for i, j := range idx {
-			jobs[i] = m.Jobs[j]
-		}
+	idx := f.shard.indexes(m.Len())
+	jobs := make([]manifest.Job, len(idx))
+	for i, j := range idx {
+		jobs[i] = m.Job(j)
 	}
 	est, err := cost.Estimate(jobs, sheet)
 	if err != nil {
@@ -330,4 +329,15 @@ func exitCode(ctx context.Context, err error) int {
 		return exitLowBalance
 	}
 	return exitFailed
+}
+
+// jobsOf yields the jobs of m in order.
+func jobsOf(m *manifest.Manifest) iter.Seq[manifest.Job] {
+	return func(yield func(manifest.Job) bool) {
+		for _, j := range m.All() {
+			if !yield(j) {
+				return
+			}
+		}
+	}
 }

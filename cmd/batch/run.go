@@ -213,7 +213,7 @@ func (p *planned) checkOut(replace bool, cfg *runner.Config) (runner.Standing, e
 // otherJobIDs returns the ids of the manifest's jobs that are not in the
 // plan (those of other shards); nil when the plan has them all.
 func (p *planned) otherJobIDs() []string {
-	if len(p.jobs) == len(p.manifest.Jobs) {
+	if len(p.jobs) == p.manifest.Len() {
 		return nil
 	}
 	in := make(map[int]bool, len(p.index))
@@ -221,7 +221,7 @@ func (p *planned) otherJobIDs() []string {
 		in[i] = true
 	}
 	var ids []string
-	for i, j := range p.manifest.Jobs {
+	for i, j := range p.manifest.All() {
 		if !in[i] {
 			ids = append(ids, j.ID)
 		}

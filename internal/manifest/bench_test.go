@@ -56,8 +56,8 @@ func BenchmarkParseMillion(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(m.Jobs) != 1_000_000 {
-			b.Fatalf("got %d jobs, want 1000000", len(m.Jobs))
+		if len(m.jobs) != 1_000_000 {
+			b.Fatalf("got %d jobs, want 1000000", len(m.jobs))
 		}
 	}
 }
@@ -70,8 +70,8 @@ func BenchmarkParseMillionStableImage(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(m.Jobs) != 1_000_000 || len(m.Jobs[999_999].Params) != 3 {
-			b.Fatalf("got %d jobs, want 1000000 with 3 Params each", len(m.Jobs))
+		if len(m.jobs) != 1_000_000 || len(m.jobs[999_999].Params) != 3 {
+			b.Fatalf("got %d jobs, want 1000000 with 3 Params each", len(m.jobs))
 		}
 	}
 }
@@ -111,8 +111,8 @@ func BenchmarkParseMillionSeeds(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(m.Jobs) != 1_000_000 || m.Jobs[999_999].Seed != 1_000_000 || m.Jobs[999_999].ID != "sweep-1000000" {
-					b.Fatalf("got %d jobs, want 1000000 ending with seed 1000000", len(m.Jobs))
+				if len(m.jobs) != 1_000_000 || m.jobs[999_999].Seed != 1_000_000 || m.jobs[999_999].ID != "sweep-1000000" {
+					b.Fatalf("got %d jobs, want 1000000 ending with seed 1000000", len(m.jobs))
 				}
 			}
 		})
@@ -199,8 +199,8 @@ func millionPeakChild(t *testing.T, kind string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Jobs) != 1_000_000 {
-		t.Fatalf("got %d jobs, want 1000000", len(m.Jobs))
+	if len(m.jobs) != 1_000_000 {
+		t.Fatalf("got %d jobs, want 1000000", len(m.jobs))
 	}
 	data = nil
 	runtime.GC()

@@ -63,7 +63,7 @@ jobs:
   - prompt: aux
     seed: 2
 `)
-	got := ids(m.Jobs)
+	got := ids(m.jobs)
 	want := []string{"con-job", "nul-job", "com1-job", "lpt2-job-1", "lpt2-job-2", "com0", "aux-job-HASH", "aux-job-HASH"}
 	if len(got) != len(want) {
 		t.Fatalf("ids = %v, want %v", got, want)
@@ -101,7 +101,7 @@ jobs:
     matrix:
       c: [red, blue]
 `)
-	got := ids(m.Jobs)
+	got := ids(m.jobs)
 	if got[0] != "fox-red" || got[2] != "fox-blue" || got[1] == "fox-red" || len(got[1]) != len("fox-")+12 {
 		t.Errorf("ids = %v, want fox-red, fox-HASH, fox-blue", got)
 	}

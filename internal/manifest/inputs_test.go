@@ -73,19 +73,19 @@ func TestPipeline(t *testing.T) {
 		{"v1", sdxl, 1024, 1024, nil, nil},
 		{"v1-second", "edit/erase", 1024, 1024, []Input{from("image", "v1", 2, 1024, 1024), file("mask", "product.png", 512, 384)}, []string{"v1"}},
 	}
-	if len(m.Jobs) != len(want) {
-		t.Fatalf("got %d jobs %q, want %d", len(m.Jobs), ids(m.Jobs), len(want))
+	if len(m.jobs) != len(want) {
+		t.Fatalf("got %d jobs %q, want %d", len(m.jobs), ids(m.jobs), len(want))
 	}
 	for i, w := range want {
-		if got := rowOf(&m.Jobs[i]); !reflect.DeepEqual(got, w) {
+		if got := rowOf(&m.jobs[i]); !reflect.DeepEqual(got, w) {
 			t.Errorf("job %d:\n got %+v\nwant %+v", i, got, w)
 		}
 	}
 	// Text fields other than the prompts take placeholders too; the
 	// defaults' aspect_ratio does not apply beside an image.
 	byID := map[string]*Job{}
-	for i := range m.Jobs {
-		byID[m.Jobs[i].ID] = &m.Jobs[i]
+	for i := range m.jobs {
+		byID[m.jobs[i].ID] = &m.jobs[i]
 	}
 	for id, want := range map[string][]Param{
 		"product-blue-cup":     {{"search_prompt", "the cup"}, {"output_format", "png"}},
@@ -136,15 +136,15 @@ jobs:
 		{"pair-a-a", "edit/erase", 100, 100, []Input{{Field: "image", Path: a, Width: 100, Height: 100}, {Field: "mask", Path: a, Width: 100, Height: 100}}, nil},
 		{"pair-a-gen-2", "edit/erase", 100, 100, []Input{{Field: "image", Path: a, Width: 100, Height: 100}, {Field: "mask", From: "gen-2", Index: 1, Width: 1024, Height: 1024}}, []string{"gen-2"}},
 	}
-	if len(m.Jobs) != len(want) {
-		t.Fatalf("got %d jobs %q, want %d", len(m.Jobs), ids(m.Jobs), len(want))
+	if len(m.jobs) != len(want) {
+		t.Fatalf("got %d jobs %q, want %d", len(m.jobs), ids(m.jobs), len(want))
 	}
 	for i, w := range want {
-		if got := rowOf(&m.Jobs[i]); !reflect.DeepEqual(got, w) {
+		if got := rowOf(&m.jobs[i]); !reflect.DeepEqual(got, w) {
 			t.Errorf("job %d:\n got %+v\nwant %+v", i, got, w)
 		}
 	}
-	if got, want := m.Jobs[4].Vars, []Var{{"image", "{from: gen-1}"}}; !slices.Equal(got, want) {
+	if got, want := m.jobs[4].Vars, []Var{{"image", "{from: gen-1}"}}; !slices.Equal(got, want) {
 		t.Errorf("Vars = %v, want %v", got, want)
 	}
 }
@@ -192,7 +192,7 @@ jobs:
 		{"relight-garden", "", []Param{{"background_prompt", "a garden"}, {"foreground_prompt", "a mug in the garden"}}},
 	}
 	for i, tt := range tests {
-		j := m.Jobs[2+i]
+		j := m.jobs[2+i]
 		from := ""
 		if j.Inputs[0].From != "" {
 			from = j.Inputs[0].From
@@ -242,7 +242,7 @@ func TestEveryService(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse:\n%s\n%v", b.String(), err)
 			}
-			j := m.Jobs[0]
+			j := m.jobs[0]
 			if j.Service != op.Service || len(j.Inputs) != len(slices.DeleteFunc(op.Images(), func(n string) bool { return !set[n] })) {
 				t.Errorf("job = %s with inputs %+v, want %s with its required images", j.Service, j.Inputs, op.Service)
 			}
@@ -284,11 +284,11 @@ jobs:
 		{{"strength", "0.4"}, {"model", "sd3.5-large"}},
 	}
 	for i, want := range wantParams {
-		if got := m.Jobs[i].Params; !slices.Equal(got, want) {
-			t.Errorf("%s Params = %v, want %v", m.Jobs[i].ID, got, want)
+		if got := m.jobs[i].Params; !slices.Equal(got, want) {
+			t.Errorf("%s Params = %v, want %v", m.jobs[i].ID, got, want)
 		}
 	}
-	if w, h := m.Jobs[0].Width, m.Jobs[0].Height; w != 1344 || h != 768 {
+	if w, h := m.jobs[0].Width, m.jobs[0].Height; w != 1344 || h != 768 {
 		t.Errorf("text job size %d×%d, want 1344×768", w, h)
 	}
 }
@@ -317,10 +317,10 @@ func TestStatOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	if len(m.Jobs) != 10_001 || calls != 1 {
-		t.Errorf("parse = %d jobs with %d reads of in.png, want 10001 jobs and 1 read", len(m.Jobs), calls)
+	if len(m.jobs) != 10_001 || calls != 1 {
+		t.Errorf("parse = %d jobs with %d reads of in.png, want 10001 jobs and 1 read", len(m.jobs), calls)
 	}
-	if j := m.Jobs[9_999]; len(j.Inputs) != 1 || j.Inputs[0].Width != 256 {
+	if j := m.jobs[9_999]; len(j.Inputs) != 1 || j.Inputs[0].Width != 256 {
 		t.Errorf("row 9999 inputs = %+v, want in.png at 256×256", j.Inputs)
 	}
 }
@@ -375,7 +375,7 @@ func TestGeneratedInputs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse(fits.png):\n%v", err)
 	}
-	if in := m.Jobs[0].Inputs; len(in) != 1 || in[0].Width != 512 {
+	if in := m.jobs[0].Inputs; len(in) != 1 || in[0].Width != 512 {
 		t.Errorf("inputs = %+v, want fits.png at 512×512", in)
 	}
 }
@@ -416,7 +416,7 @@ jobs:
 	if err != nil {
 		t.Fatalf("parse:\n%v", err)
 	}
-	got := ids(m.Jobs)
+	got := ids(m.jobs)
 	if got[1] != "upscale-fast-gen" || !strings.HasPrefix(got[2], "edit-remove-background-logo-mark-") || !strings.HasPrefix(got[3], "edit-remove-background-logo-mark-") || got[2] == got[3] {
 		t.Errorf("ids = %q, want gen, upscale-fast-gen and two distinct edit-remove-background-logo-mark-HASH", got)
 	}

@@ -33,7 +33,10 @@
 // text field and the ids in from.
 package manifest
 
-import "slices"
+import (
+	"iter"
+	"slices"
+)
 
 // Manifest is a loaded, validated and expanded manifest (version 1).
 type Manifest struct {
@@ -47,9 +50,29 @@ type Manifest struct {
 	Output      string // output folder, already joined to the manifest's folder; "" when absent
 	Concurrency string // "auto", a positive integer as text, or "" when absent
 	Rate        string // N/DURATION as written, e.g. "150/10s"; "" when absent
-	Jobs        []Job  // expanded jobs, in manifest order (matrix rows in key order)
 
+	jobs   []Job             // expanded jobs, in manifest order (matrix rows in key order)
 	keyPos map[string][2]int // line, column of each top-level key
+}
+
+// Len returns the number of jobs the manifest expands to; 0 for a manifest
+// that lists none.
+func (m *Manifest) Len() int { return len(m.jobs) }
+
+// Job returns the i-th job of the manifest, 0 ≤ i < Len(), in manifest
+// order (matrix rows in key order). Its slices may be shared with other
+// jobs of the same entry; treat them as read-only.
+func (m *Manifest) Job(i int) Job { return m.jobs[i] }
+
+// All yields every job of the manifest with its index, in order.
+func (m *Manifest) All() iter.Seq2[int, Job] {
+	return func(yield func(int, Job) bool) {
+		for i := range m.Len() {
+			if !yield(i, m.Job(i)) {
+				return
+			}
+		}
+	}
 }
 
 // Prompt is one of the API's text_prompts: a text and its weight. A negative

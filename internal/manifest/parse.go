@@ -468,7 +468,7 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 		return nil
 	}
 	p.unusedDefaults(entries, top, def)
-	m.Jobs = p.expand(entries, top, def, jobsKey)
+	m.jobs = p.expand(entries, top, def, jobsKey)
 	return m
 }
 

@@ -49,24 +49,24 @@ jobs:
 		"mug-angles-top-1", "mug-angles-top-2",
 		"a-castle-on-a-hill-at-dawn-seen-from-far",
 	}
-	if got := ids(m.Jobs); !slices.Equal(got, want) {
+	if got := ids(m.jobs); !slices.Equal(got, want) {
 		t.Fatalf("ids = %q, want %q", got, want)
 	}
-	row := m.Jobs[4] // right, 2
+	row := m.jobs[4] // right, 2
 	if row.Base != "mug-angles" || row.Seed != 2 || row.Prompts[0].Text != "a ceramic mug, right view" {
 		t.Errorf("row 4 = base %q seed %d prompt %q, want mug-angles, 2, a ceramic mug, right view", row.Base, row.Seed, row.Prompts[0].Text)
 	}
 	if want := []Var{{"angle", "right"}, {"seed", "2"}}; !slices.Equal(row.Vars, want) {
 		t.Errorf("row 4 vars = %v, want %v", row.Vars, want)
 	}
-	if m.Jobs[0].Vars != nil {
-		t.Errorf("plain job vars = %v, want nil", m.Jobs[0].Vars)
+	if m.jobs[0].Vars != nil {
+		t.Errorf("plain job vars = %v, want nil", m.jobs[0].Vars)
 	}
 	if row.Line != 6 || row.Column != 5 {
 		t.Errorf("row position = %d:%d, want 6:5", row.Line, row.Column)
 	}
 	safe := regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]{0,99}$`)
-	for _, j := range m.Jobs {
+	for _, j := range m.jobs {
 		if !safe.MatchString(j.ID) {
 			t.Errorf("id %q is not filesystem-safe", j.ID)
 		}
@@ -93,7 +93,7 @@ jobs:
   - prompt: engine defaults
     engine: stable-diffusion-768-v2-1
 `)
-	j := m.Jobs
+	j := m.jobs
 	type got struct {
 		engine        string
 		w, h, steps   int
@@ -151,13 +151,13 @@ jobs:
 		{512, 512, 50, 1, true, 0},
 	}
 	for i, tt := range tests {
-		j := m.Jobs[i]
+		j := m.jobs[i]
 		if j.Width != tt.w || j.Height != tt.h || j.Steps != tt.steps || j.Samples != tt.samples || (j.CfgScale == nil) != tt.cfgNil || j.Seed != tt.seed {
 			t.Errorf("job %d = %dx%d steps %d samples %d cfg %v seed %d, want %dx%d steps %d samples %d cfg nil %v seed %d",
 				i, j.Width, j.Height, j.Steps, j.Samples, j.CfgScale, j.Seed, tt.w, tt.h, tt.steps, tt.samples, tt.cfgNil, tt.seed)
 		}
 	}
-	if got := m.Jobs[1].Prompts; !slices.Equal(got, []Prompt{{"a fox", 1}, {"blur", -1}}) {
+	if got := m.jobs[1].Prompts; !slices.Equal(got, []Prompt{{"a fox", 1}, {"blur", -1}}) {
 		t.Errorf("negative_prompt: prompts = %v, want weight -1 for blur", got)
 	}
 }
@@ -176,7 +176,7 @@ jobs:
   - prompt: '!!!'
 `
 	m := mustParse(t, src)
-	got := ids(m.Jobs)
+	got := ids(m.jobs)
 	hashed := regexp.MustCompile(`^a-red-fox-[0-9a-f]{8}$`)
 	if !hashed.MatchString(got[0]) || !hashed.MatchString(got[1]) || got[0] == got[1] {
 		t.Errorf("colliding derived ids = %q, %q; want distinct a-red-fox-HASH", got[0], got[1])
@@ -186,8 +186,8 @@ jobs:
 	}
 	// Stable: the same manifest gives the same ids.
 	again := mustParse(t, src)
-	if !slices.Equal(ids(again.Jobs), got) {
-		t.Errorf("second parse ids = %q, want %q", ids(again.Jobs), got)
+	if !slices.Equal(ids(again.jobs), got) {
+		t.Errorf("second parse ids = %q, want %q", ids(again.jobs), got)
 	}
 }
 
@@ -203,7 +203,7 @@ jobs:
   - id: fox-blue
     prompt: a blue fox
 `)
-	got := ids(m.Jobs)
+	got := ids(m.jobs)
 	hashed := regexp.MustCompile(`^fox-[0-9a-f]{12}$`)
 	// Red and red! both slug to "red"; the long value is too long; blue
 	// collides with the explicit fox-blue; only green keeps its slug.
@@ -243,12 +243,12 @@ jobs:
 		{{"a castle in summer", 1}, {"summer fog", 0.3}, {"people", -1}},
 	}
 	for i, w := range want {
-		if !slices.Equal(m.Jobs[i].Prompts, w) {
-			t.Errorf("job %d prompts = %v, want %v", i, m.Jobs[i].Prompts, w)
+		if !slices.Equal(m.jobs[i].Prompts, w) {
+			t.Errorf("job %d prompts = %v, want %v", i, m.jobs[i].Prompts, w)
 		}
 	}
-	if m.Jobs[1].StylePreset != "origami" || m.Jobs[1].ID != "castle-winter-origami" {
-		t.Errorf("job 1 = %s style %s, want castle-winter-origami", m.Jobs[1].ID, m.Jobs[1].StylePreset)
+	if m.jobs[1].StylePreset != "origami" || m.jobs[1].ID != "castle-winter-origami" {
+		t.Errorf("job 1 = %s style %s, want castle-winter-origami", m.jobs[1].ID, m.jobs[1].StylePreset)
 	}
 }
 
@@ -317,7 +317,7 @@ jobs:
     matrix:
       c: *colours
 `)
-	if len(m.Jobs) != 4 || m.Jobs[0].Steps != 42 || m.Jobs[3].Prompts[0].Text != "a blue cat" {
-		t.Errorf("jobs = %d, steps %d, last prompt %q; want 4, 42, a blue cat", len(m.Jobs), m.Jobs[0].Steps, m.Jobs[3].Prompts[0].Text)
+	if len(m.jobs) != 4 || m.jobs[0].Steps != 42 || m.jobs[3].Prompts[0].Text != "a blue cat" {
+		t.Errorf("jobs = %d, steps %d, last prompt %q; want 4, 42, a blue cat", len(m.jobs), m.jobs[0].Steps, m.jobs[3].Prompts[0].Text)
 	}
 }

@@ -20,7 +20,7 @@ type plan struct {
 	index   map[string]int // matrix key name → index in e.keys
 	proto   Job            // every field that does not vary by row
 	rows    int
-	first   int  // index of the plan's first job in Manifest.Jobs
+	first   int  // index of the plan's first job in Manifest.Job
 	safe    bool // its row ids cannot collide with any other id (see safeRows)
 	varies  bool // a v1 job whose matrix sets engine, width, height or steps
 	dynText bool // some prompt text depends on the row
