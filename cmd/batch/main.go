@@ -13,6 +13,7 @@
 //	batch sandbox [flags]
 //	batch schema
 //	batch prices [--pricing ID]
+//	batch cache stats|prune|verify [flags]
 //	batch version
 package main
 
@@ -159,6 +160,8 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 		return e.schema(rest)
 	case "prices":
 		return e.prices(rest)
+	case "cache":
+		return e.cacheCmd(ctx, rest)
 	case "version", "--version", "-version":
 		return e.version(rest)
 	case "help", "-h", "-help", "--help":
@@ -170,7 +173,7 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 
 // commands returns the subcommands, in the order the usage lists them.
 func commands() []string {
-	return []string{"init", "plan", "run", "report", "diff", "sandbox", "schema", "prices", "version"}
+	return []string{"init", "plan", "run", "report", "diff", "sandbox", "schema", "prices", "cache", "version"}
 }
 
 // help prints the general usage, or with a command's name that command's
@@ -204,6 +207,7 @@ Usage:
   batch sandbox [flags]                    serve a local Stability-compatible API
   batch schema                             print the manifest's JSON Schema
   batch prices [--pricing ID]              list price sheets and the rules of one
+  batch cache stats|prune|verify [flags]   show, trim or check the image cache
   batch version                            print the version
 
 Run 'batch help COMMAND' (or 'batch COMMAND -h') for a command's flags. The
