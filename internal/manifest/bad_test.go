@@ -33,7 +33,7 @@ func TestBad(t *testing.T) {
 			// Named by its base name; its image paths are relative to its folder.
 			m, err := parse(filepath.Base(file), filepath.Dir(file), data, MaxJobs)
 			if err == nil {
-				t.Fatalf("Parse(%s) = %d jobs, nil error; want problems", file, len(m.jobs))
+				t.Fatalf("Parse(%s) = %d jobs, nil error; want problems", file, m.Len())
 			}
 			var errs *Errors
 			if !errors.As(err, &errs) {

@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"regexp"
 	"slices"
 	"strconv"
 
@@ -12,9 +11,10 @@ import (
 type entry struct {
 	node   *yaml.Node // the job's mapping
 	path   string     // "jobs[3]"
+	index  int        // 3
 	id     string     // explicit id as written; "" when absent
 	idNode *yaml.Node
-	set    layer
+	set    layer      // the job's own settings; nil once the entry is resolved
 	keys   []mkey     // matrix keys in written order
 	mnode  *yaml.Node // the matrix key; nil when there is none
 	ok     bool       // every setting parsed; safe to expand
@@ -54,7 +54,23 @@ func (e *entry) keyOf(s setting) int {
 	return -1
 }
 
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// idPattern is what validID accepts, for the schema.
+const idPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`
+
+// validID reports whether s is 1 to 64 letters, digits, '.', '_' or '-',
+// starting with a letter or digit (idPattern).
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || i > 0 && (c == '.' || c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 // jobKeys are the keys a job may have, for suggestions.
 var jobKeys = append(settings.names(), "id", "matrix")
@@ -70,7 +86,9 @@ func (p *parser) entry(i int, n *yaml.Node) *entry {
 		p.addf(n, "%s: must be a mapping of job settings, got %s", path, describe(n))
 		return nil
 	}
-	e := &entry{node: n, path: path}
+	// The entry is scratch space until keep keeps it (a matrix entry's).
+	e := &p.entryBuf
+	*e = entry{node: n, path: path, index: i, set: p.setBuf[:0]}
 	var matrix *yaml.Node
 	ok := p.settings(n, path, &e.set, fromJob, func(kv pair) bool {
 		switch kv.key {
@@ -79,9 +97,9 @@ func (p *parser) entry(i int, n *yaml.Node) *entry {
 			if s, good := p.str(kv.v, path+".id"); good {
 				problem, instead := idHazard(s)
 				switch {
-				case problem != "" && idRe.MatchString(instead):
+				case problem != "" && validID(instead):
 					p.addf(kv.v, "%s.id: %q %s; use another id, e.g. %q", path, s, problem, instead)
-				case !idRe.MatchString(s):
+				case !validID(s):
 					p.addf(kv.v, "%s.id: %q is not a safe id: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", path, clip(s, 80))
 				case problem != "":
 					p.addf(kv.v, "%s.id: %q %s; use another id", path, s, problem)

@@ -44,8 +44,8 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load(%s):\n%v", file, err)
 			}
-			if n, ok := want[filepath.Base(file)]; ok && len(m.jobs) != n {
-				t.Errorf("Load(%s) = %d jobs, want %d", file, len(m.jobs), n)
+			if n, ok := want[filepath.Base(file)]; ok && m.Len() != n {
+				t.Errorf("Load(%s) = %d jobs, want %d", file, m.Len(), n)
 			}
 		})
 	}
@@ -268,8 +268,8 @@ func TestGoodFiles(t *testing.T) {
 			t.Errorf("Load(%s):\n%v", tt.file, err)
 			continue
 		}
-		if len(m.jobs) != tt.jobs {
-			t.Errorf("Load(%s) = %d jobs, want %d", tt.file, len(m.jobs), tt.jobs)
+		if m.Len() != tt.jobs {
+			t.Errorf("Load(%s) = %d jobs, want %d", tt.file, m.Len(), tt.jobs)
 		}
 	}
 }

@@ -26,7 +26,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := parse("fuzz.yaml", "testdata/good", data, 10_000) // bigger matrices are slow, not interesting
 		if err == nil {
-			if m == nil || len(m.jobs) == 0 {
+			if m == nil || m.Len() == 0 {
 				t.Fatalf("Parse() = %v, nil error; want jobs", m)
 			}
 			return

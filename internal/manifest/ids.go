@@ -3,13 +3,13 @@ package manifest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/batch-tool/batch/internal/catalog"
-	"gopkg.in/yaml.v3"
 )
 
 // Id lengths, in bytes.
@@ -70,18 +70,6 @@ func shortHash(s string, n int) string {
 	return hex.EncodeToString(sum[:])[:n]
 }
 
-// varsCanon is the text a matrix row's hash id is computed from.
-func varsCanon(vars []Var) string {
-	var b strings.Builder
-	for _, v := range vars {
-		b.WriteString(v.Key)
-		b.WriteByte('=')
-		b.WriteString(v.Value)
-		b.WriteByte(0)
-	}
-	return b.String()
-}
-
 // appendRowID appends base-slug1-slug2... for the matrix row idx to buf.
 // It reports false, leaving buf as it was, when a value slugs to nothing or
 // the id would be too long, so the caller falls back to a hash.
@@ -99,49 +87,91 @@ func appendRowID(buf []byte, base string, keys []mkey, idx []int) ([]byte, bool)
 	return buf, true
 }
 
-// baseIDs gives every plan its base id: the explicit id lowercased, or a
-// slug of its first positive prompt. Derived ids that collide (with each
-// other or an explicit id) get a hash of the job's settings; two derived
-// jobs with the same settings are reported as duplicates.
-func (p *parser) baseIDs(plans []*plan) {
-	explicit := map[string]bool{}
-	for _, pl := range plans {
-		if pl.e.id != "" {
-			explicit[strings.ToLower(pl.e.id)] = true
-		}
-	}
-	derived := map[string][]*plan{}
-	var order []string
-	for _, pl := range plans {
-		if pl.e.id != "" {
-			pl.base = strings.ToLower(pl.e.id)
+// named is a plan that has a base id: a plain job (rec ≥ 0, its index in
+// Manifest.recs) or a matrix part's plan (rec < 0).
+type named struct {
+	part int32
+	rec  int32
+}
+
+// baseIDs settles the base ids derived from prompts: derived ids that
+// collide (with each other or an explicit id) get a hash of the job's
+// settings; two derived jobs with the same settings are reported as
+// duplicates. (Each plan got its base id, the explicit id lowercased or a
+// slug of its first positive prompt, when it was kept.)
+func (p *parser) baseIDs() {
+	m := p.m
+	var derived []named
+	for k := range m.parts {
+		pt := &m.parts[k]
+		if pt.pl != nil {
+			if pt.pl.e.id == "" {
+				derived = append(derived, named{int32(k), -1})
+			}
 			continue
 		}
-		pl.base = safeDerived(slugWords(pl.firstText()))
-		if _, seen := derived[pl.base]; !seen {
-			order = append(order, pl.base)
+		for r := pt.rec; r < pt.rec+pt.n; r++ {
+			if m.recs[r].derived {
+				derived = append(derived, named{int32(k), int32(r)})
+			}
 		}
-		derived[pl.base] = append(derived[pl.base], pl)
 	}
-	for _, d := range order {
-		group := derived[d]
-		if len(group) == 1 && !explicit[d] {
+	base := func(x named) string {
+		if x.rec >= 0 {
+			return m.recs[x.rec].id
+		}
+		return m.parts[x.part].pl.base
+	}
+	slices.SortStableFunc(derived, func(a, b named) int { return strings.Compare(base(a), base(b)) })
+	for lo := 0; lo < len(derived); {
+		d := base(derived[lo])
+		hi := lo + 1
+		for hi < len(derived) && base(derived[hi]) == d {
+			hi++
+		}
+		group := derived[lo:hi]
+		lo = hi
+		if seen := p.ids.find(d); len(group) == 1 && (seen == nil || !seen.kept) {
 			continue
 		}
-		byHash := map[string]*plan{}
-		for _, pl := range group {
-			h := shortHash(pl.canon(), 8)
+		byHash := map[string]named{}
+		for _, x := range group {
+			h := p.settingsHash(x)
 			if first, dup := byHash[h]; dup {
-				p.addf(pl.e.node, "%s: duplicate job: same settings as %s at %d:%d; remove one or give them ids", pl.e.path, first.e.path, first.e.node.Line, first.e.node.Column)
+				line, col, path := p.where(x)
+				fl, fc, fpath := p.where(first)
+				p.addAt(line, col, "%s: duplicate job: same settings as %s at %d:%d; remove one or give them ids", path, fpath, fl, fc)
 				continue
 			}
-			byHash[h] = pl
-			pl.base = d + "-" + h
+			byHash[h] = x
+			if x.rec >= 0 {
+				m.recs[x.rec].id = d + "-" + h
+			} else {
+				pl := m.parts[x.part].pl
+				pl.base = d + "-" + h
+				pl.proto.Base = pl.base
+			}
 		}
 	}
-	for _, pl := range plans {
-		pl.proto.Base = pl.base
+}
+
+// settingsHash is the short hash of a derived job's settings that tells it
+// from others with the same derived id.
+func (p *parser) settingsHash(x named) string {
+	if x.rec >= 0 {
+		return fmt.Sprintf("%08x", p.m.recs[x.rec].canon)
 	}
+	return shortHash(p.m.parts[x.part].pl.canon(), 8)
+}
+
+// where is the position and path of a named plan's entry.
+func (p *parser) where(x named) (line, col int, path string) {
+	if x.rec >= 0 {
+		r := &p.m.recs[x.rec]
+		return int(r.line), int(r.col), "jobs[" + strconv.Itoa(int(r.entry)) + "]"
+	}
+	e := p.m.parts[x.part].pl.e
+	return e.node.Line, e.node.Column, e.path
 }
 
 // firstText is the text of the first positive prompt (for a prompt from
@@ -229,21 +259,35 @@ func (pl *plan) canon() string {
 }
 
 // markSafe marks the matrix plans whose row ids need no uniqueness check:
-// every row got its candidate id, each key's values slug to distinct texts
+// every row gets its candidate id, each key's values slug to distinct texts
 // with as many '-' each (so base-v1-v2 splits back into its values), no other
 // base id extends this one with '-' or is extended by it (so no other job
 // can produce the same text). This spares a million-row matrix a million
-// map operations.
-func markSafe(plans []*plan, jobs []Job) {
-	bases := make([]string, len(plans))
-	isBase := make(map[string]bool, len(plans))
-	for i, pl := range plans {
-		bases[i] = pl.base
-		isBase[pl.base] = true
+// hashes.
+func (p *parser) markSafe() {
+	m := p.m
+	var bases []string
+	for k := range m.parts {
+		pt := &m.parts[k]
+		if pt.pl != nil {
+			bases = append(bases, pt.pl.base)
+			continue
+		}
+		if len(m.parts) == 1 {
+			return // no matrix
+		}
+		for r := pt.rec; r < pt.rec+pt.n; r++ {
+			bases = append(bases, m.recs[r].id)
+		}
 	}
 	slices.Sort(bases)
-	for _, pl := range plans {
-		if len(pl.e.keys) == 0 || !distinctSlugs(pl.e.keys) {
+	isBase := func(s string) bool {
+		_, found := slices.BinarySearch(bases, s)
+		return found
+	}
+	for k := range m.parts {
+		pl := m.parts[k].pl
+		if pl == nil || !distinctSlugs(pl.e.keys) || !pl.allCandidates() {
 			continue
 		}
 		prefix := pl.base + "-"
@@ -253,22 +297,31 @@ func markSafe(plans []*plan, jobs []Job) {
 		}
 		clash := false
 		for i := range len(pl.base) {
-			if pl.base[i] == '-' && isBase[pl.base[:i]] {
+			if pl.base[i] == '-' && isBase(pl.base[:i]) {
 				clash = true
 				break
 			}
 		}
-		if clash {
-			continue
-		}
-		pl.safe = true
-		for _, j := range jobs[pl.first : pl.first+pl.rows] {
-			if j.ID == "" {
-				pl.safe = false
-				break
-			}
-		}
+		pl.safe = !clash
 	}
+}
+
+// allCandidates reports whether every row of the plan gets its candidate
+// id: no value slugs to nothing, and the longest values make an id short
+// enough.
+func (pl *plan) allCandidates() bool {
+	n := len(pl.base)
+	for _, k := range pl.e.keys {
+		longest := 0
+		for _, s := range k.slugs {
+			if s == "" {
+				return false
+			}
+			longest = max(longest, len(s))
+		}
+		n += 1 + longest
+	}
+	return n <= maxIDLen
 }
 
 // distinctSlugs reports whether each key's values have distinct, non-empty
@@ -290,114 +343,276 @@ func distinctSlugs(keys []mkey) bool {
 	return true
 }
 
+// idJob is a job whose id takes part in the uniqueness check.
+type idJob struct {
+	i    int    // its index
+	pl   *plan  // a matrix row's plan; nil for a plain job
+	rec  int32  // a plain job's record
+	id   string // its id: a plain job's, a row's candidate or, when that cannot be built, its hash id
+	cand bool   // a row's id is its candidate
+}
+
+// eachID calls f with the id of every plain job and of every row of a
+// matrix plan that is not safe, in job order; the bytes are reused.
+func (p *parser) eachID(f func(j idJob, id []byte) bool) {
+	m := p.m
+	var buf, scratch []byte
+	for k := range m.parts {
+		pt := &m.parts[k]
+		if pt.pl == nil {
+			for r := range pt.n {
+				buf = append(buf[:0], m.recs[pt.rec+r].id...)
+				if !f(idJob{i: pt.first + r, rec: int32(pt.rec + r)}, buf) {
+					return
+				}
+			}
+			continue
+		}
+		pl := pt.pl
+		if pl.safe {
+			continue
+		}
+		idx := make([]int, len(pl.e.keys))
+		for r := range pt.n {
+			if p.interrupted() {
+				return
+			}
+			var ok bool
+			buf, ok = appendRowID(buf[:0], pl.base, pl.e.keys, idx)
+			if !ok {
+				buf, scratch = pl.appendHashID(buf[:0], scratch, idx)
+			}
+			if !f(idJob{i: pt.first + r, pl: pl, rec: -1, cand: ok}, buf) {
+				return
+			}
+			pl.next(idx)
+		}
+	}
+}
+
 // uniqueIDs settles the ids of matrix rows. A row keeps its candidate id
 // (base-values) unless that id is taken by another job or could not be
 // built; then it, and any other row that wanted the same id, takes
-// base-HASH of its values instead. Plain jobs' ids are unique already.
-func (p *parser) uniqueIDs(plans []*plan, jobs []Job) {
-	x := idIndex{seed: maphash.MakeSeed(), m: map[uint64]int32{}}
-	for _, pl := range plans {
-		if len(pl.e.keys) == 0 {
-			if prev, taken := x.get(jobs, pl.base); taken {
-				p.addf(pl.e.node, "%s: id %s is also the id of the job at %d:%d; give one of them another id", pl.e.path, pl.base, jobs[prev].Line, jobs[prev].Column)
-				continue
-			}
-			x.put(jobs, pl.base, int32(pl.first))
+// base-HASH of its values instead (Manifest.moved lists the rows whose
+// candidate was taken). Plain jobs' ids are unique already, but for a
+// derived id that meets an explicit one.
+//
+// It keeps no id: it sorts a 64-bit hash of each, and only when two hashes
+// meet does a second pass collect the jobs whose ids have them, to settle
+// those with their texts.
+func (p *parser) uniqueIDs() {
+	seed := maphash.MakeSeed()
+	n := 0
+	for k := range p.m.parts {
+		if pl := p.m.parts[k].pl; pl == nil || !pl.safe {
+			n += p.m.parts[k].n
 		}
 	}
-	var rehash []int32
-	rehashed := map[int32]bool{}
-	for _, pl := range plans {
-		if len(pl.e.keys) == 0 || pl.safe {
+	hs := make([]uint64, 0, n)
+	p.eachID(func(_ idJob, id []byte) bool {
+		hs = append(hs, maphash.Bytes(seed, id))
+		return true
+	})
+	slices.Sort(hs)
+	var suspect []uint64
+	for i := 1; i < len(hs); i++ {
+		if hs[i] == hs[i-1] && (len(suspect) == 0 || suspect[len(suspect)-1] != hs[i]) {
+			suspect = append(suspect, hs[i])
+		}
+	}
+	for len(suspect) > 0 && !p.interrupted() {
+		var jobs []idJob
+		p.eachID(func(j idJob, id []byte) bool {
+			if _, found := slices.BinarySearch(suspect, maphash.Bytes(seed, id)); found {
+				j.id = string(id)
+				jobs = append(jobs, j)
+			}
+			return true
+		})
+		probs, moved, given := p.settleIDs(jobs)
+		// A hash id given to a row whose candidate was taken may meet an
+		// id outside the suspects: settle again with it among them.
+		more := false
+		for _, id := range given {
+			h := maphash.String(seed, id)
+			if _, found := slices.BinarySearch(hs, h); found {
+				if _, known := slices.BinarySearch(suspect, h); !known {
+					suspect = append(suspect, h)
+					slices.Sort(suspect)
+					more = true
+				}
+			}
+		}
+		if !more {
+			p.probs = append(p.probs, probs...)
+			p.m.moved = moved
+			return
+		}
+	}
+}
+
+// settleIDs gives the jobs (in job order; every other job's id is unlike
+// theirs) their ids as uniqueIDs says, returning the problems, the rows
+// whose candidate was taken, and the hash ids it gave them.
+func (p *parser) settleIDs(jobs []idJob) (probs Errors, moved []int32, given []string) {
+	x := make(map[string]int, len(jobs)) // id → the job in jobs that holds it
+	cur := make([]string, len(jobs))     // each job's id as it is now; "" before a row gets one
+	taken := func(id string) (int, bool) {
+		k, ok := x[id]
+		return k, ok && cur[k] == id
+	}
+	for k, j := range jobs {
+		if j.pl == nil || j.cand {
+			cur[k] = j.id
+		}
+		if j.pl != nil {
 			continue
 		}
-		for i := pl.first; i < pl.first+pl.rows; i++ {
-			j := &jobs[i]
-			if j.ID == "" {
-				rehash = append(rehash, int32(i))
-				continue
-			}
-			prev, taken := x.get(jobs, j.ID)
-			if !taken {
-				x.put(jobs, j.ID, int32(i))
-				continue
-			}
-			if jobs[prev].Vars != nil && !rehashed[prev] {
-				rehashed[prev] = true
-				rehash = append(rehash, prev)
-			}
-			rehash = append(rehash, int32(i))
+		if prev, ok := taken(j.id); ok {
+			rec, first := &p.m.recs[j.rec], &p.m.recs[jobs[prev].rec]
+			probs = append(probs, Problem{File: p.file, Line: int(rec.line), Col: int(rec.col),
+				Msg: fmt.Sprintf("jobs[%d]: id %s is also the id of the job at %d:%d; give one of them another id", rec.entry, j.id, first.line, first.col)})
+			continue
 		}
+		x[j.id] = k
+	}
+	var rehash []int
+	rehashed := map[int]bool{}
+	for k, j := range jobs {
+		if j.pl == nil {
+			continue
+		}
+		if !j.cand {
+			rehash = append(rehash, k)
+			continue
+		}
+		prev, ok := taken(j.id)
+		if !ok {
+			x[j.id] = k
+			continue
+		}
+		if jobs[prev].pl != nil && !rehashed[prev] {
+			rehashed[prev] = true
+			rehash = append(rehash, prev)
+		}
+		rehash = append(rehash, k)
 	}
 	slices.Sort(rehash)
-	for _, i := range rehash {
-		j := &jobs[i]
-		id := j.Base + "-" + shortHash(varsCanon(j.Vars), 12)
-		if _, taken := x.get(jobs, id); taken {
-			p.addf(&yaml.Node{Line: j.Line, Column: j.Column}, "jobs: id %s of a matrix row collides with another job's id; give the job a different id", id)
+	for _, k := range rehash {
+		j := &jobs[k]
+		id := j.id
+		if j.cand {
+			idx := make([]int, len(j.pl.e.keys))
+			j.pl.rowIndex(j.i-j.pl.first, idx)
+			b, _ := j.pl.appendHashID(nil, nil, idx)
+			id = string(b)
+		}
+		if _, ok := taken(id); ok {
+			e := j.pl.e
+			probs = append(probs, Problem{File: p.file, Line: max(e.node.Line, 1), Col: max(e.node.Column, 1),
+				Msg: "jobs: id " + id + " of a matrix row collides with another job's id; give the job a different id"})
 			continue
 		}
-		j.ID = id
-		x.put(jobs, id, i)
-	}
-}
-
-// idIndex finds the job holding an id. It keys on a 64-bit hash of the id,
-// so a million entries hold no pointers for the garbage collector to scan;
-// distinct ids with equal hashes go to spill.
-type idIndex struct {
-	seed  maphash.Seed
-	m     map[uint64]int32
-	spill map[string]int32
-}
-
-func (x *idIndex) get(jobs []Job, id string) (int32, bool) {
-	i, ok := x.m[maphash.String(x.seed, id)]
-	if !ok {
-		return 0, false
-	}
-	if jobs[i].ID == id {
-		return i, true
-	}
-	i, ok = x.spill[id]
-	return i, ok
-}
-
-func (x *idIndex) put(jobs []Job, id string, i int32) {
-	h := maphash.String(x.seed, id)
-	if prev, ok := x.m[h]; ok && jobs[prev].ID != id {
-		if x.spill == nil {
-			x.spill = map[string]int32{}
+		cur[k] = id
+		x[id] = k
+		if j.cand {
+			moved = append(moved, int32(j.i))
+			given = append(given, id)
 		}
-		x.spill[id] = i
+	}
+	return probs, moved, given
+}
+
+// appendHashID appends the hash id of the row idx to b: base, '-' and the
+// first 12 hex digits of the SHA-256 of key=value and a zero byte for each
+// of its values. It uses scratch, returned for reuse.
+func (pl *plan) appendHashID(b, scratch []byte, idx []int) ([]byte, []byte) {
+	scratch = scratch[:0]
+	for d := range pl.e.keys {
+		scratch = append(scratch, pl.e.keys[d].name...)
+		scratch = append(scratch, '=')
+		scratch = append(scratch, pl.e.keys[d].vals[idx[d]].text...)
+		scratch = append(scratch, 0)
+	}
+	sum := sha256.Sum256(scratch)
+	b = append(b, pl.base...)
+	b = append(b, '-')
+	return hex.AppendEncode(b, sum[:6]), scratch
+}
+
+// idSeen is the first entry with an explicit id.
+type idSeen struct {
+	id        string // as written
+	key       string // lowercased
+	entry     int32  // index in jobs
+	line, col int32  // position of the id
+	kept      bool   // the entry has no problems: its jobs are in the manifest
+}
+
+// idSet holds the explicit ids met, lowercased. It maps a 64-bit hash of
+// each to its idSeen, so a million ids make a map without pointers; an id
+// whose hash another holds goes to spill.
+type idSet struct {
+	seed  maphash.Seed
+	at    map[uint64]int32
+	spill map[string]int32
+	seen  []idSeen
+}
+
+// find returns the idSeen of key (lowercased), or nil.
+func (x *idSet) find(key string) *idSeen {
+	if x.at == nil {
+		return nil
+	}
+	k, ok := x.at[maphash.String(x.seed, key)]
+	if ok && x.seen[k].key != key {
+		k, ok = x.spill[key]
+	}
+	if !ok {
+		return nil
+	}
+	return &x.seen[k]
+}
+
+// add adds s, whose key find does not know.
+func (x *idSet) add(s idSeen, capacity int) {
+	if x.at == nil {
+		x.seed, x.at = maphash.MakeSeed(), make(map[uint64]int32, capacity)
+		x.seen = make([]idSeen, 0, capacity)
+	}
+	k := int32(len(x.seen))
+	x.seen = append(x.seen, s)
+	h := maphash.String(x.seed, s.key)
+	if _, taken := x.at[h]; !taken {
+		x.at[h] = k
 		return
 	}
-	x.m[h] = i
+	if x.spill == nil {
+		x.spill = map[string]int32{}
+	}
+	x.spill[s.key] = k
 }
 
-// checkExplicitIDs reports explicit ids used twice, also those that differ
-// only in case: they name image files, and macOS and Windows file names
-// ignore case.
-func (p *parser) checkExplicitIDs(entries []*entry) {
-	seen := map[string]*entry{}
-	for _, e := range entries {
-		if e.id == "" {
-			continue
-		}
-		key := strings.ToLower(e.id)
-		first, dup := seen[key]
-		switch {
-		case !dup:
-			seen[key] = e
-			continue
-		case first.id == e.id:
-			p.addf(e.idNode, "%s.id: duplicate id %q (also %s.id at %d:%d)", e.path, e.id, first.path, first.idNode.Line, first.idNode.Column)
-		default:
-			p.addf(e.idNode, "%s.id: %q differs only in case from %s.id %q at %d:%d, and file names on macOS and Windows ignore case; use another id, e.g. %q",
-				e.path, e.id, first.path, first.id, first.idNode.Line, first.idNode.Column, e.id+"-2")
-		}
-		e.ok = false
+// explicitID reports an explicit id used twice, also one that differs only
+// in case: ids name image files, and macOS and Windows file names ignore
+// case. The later entry is marked bad.
+func (p *parser) explicitID(e *entry) {
+	if e.id == "" {
+		return
 	}
+	key := strings.ToLower(e.id)
+	first := p.ids.find(key)
+	switch {
+	case first == nil:
+		p.ids.add(idSeen{id: e.id, key: key, entry: int32(e.index), line: int32(e.idNode.Line), col: int32(e.idNode.Column)}, p.entries)
+		return
+	case first.id == e.id:
+		p.addf(e.idNode, "%s.id: duplicate id %q (also jobs[%d].id at %d:%d)", e.path, e.id, first.entry, first.line, first.col)
+	default:
+		p.addf(e.idNode, "%s.id: %q differs only in case from jobs[%d].id %q at %d:%d, and file names on macOS and Windows ignore case; use another id, e.g. %q",
+			e.path, e.id, first.entry, first.id, first.line, first.col, e.id+"-2")
+	}
+	e.ok = false
 }
 
 // idHazard says why a file named after id would be unsafe on Windows or

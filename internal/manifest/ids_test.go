@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -63,7 +64,7 @@ jobs:
   - prompt: aux
     seed: 2
 `)
-	got := ids(m.jobs)
+	got := ids(jobsOf(m))
 	want := []string{"con-job", "nul-job", "com1-job", "lpt2-job-1", "lpt2-job-2", "com0", "aux-job-HASH", "aux-job-HASH"}
 	if len(got) != len(want) {
 		t.Fatalf("ids = %v, want %v", got, want)
@@ -101,7 +102,7 @@ jobs:
     matrix:
       c: [red, blue]
 `)
-	got := ids(m.jobs)
+	got := ids(jobsOf(m))
 	if got[0] != "fox-red" || got[2] != "fox-blue" || got[1] == "fox-red" || len(got[1]) != len("fox-")+12 {
 		t.Errorf("ids = %v, want fox-red, fox-HASH, fox-blue", got)
 	}
@@ -112,5 +113,18 @@ jobs:
 	slices.Sort(lower)
 	if len(slices.Compact(lower)) != len(got) {
 		t.Errorf("ids %v are not unique", got)
+	}
+}
+
+// TestValidID holds validID to idPattern, which the schema publishes.
+func TestValidID(t *testing.T) {
+	re := regexp.MustCompile(idPattern)
+	for _, id := range []string{
+		"a", "A", "0", "a.b", "a_b", "a-b", "a b", "-a", ".a", "_a", "a!", "é", "",
+		strings.Repeat("x", 64), strings.Repeat("x", 65), "mug-front.v2", "a\n",
+	} {
+		if got, want := validID(id), re.MatchString(id); got != want {
+			t.Errorf("validID(%q) = %v, want %v", id, got, want)
+		}
 	}
 }

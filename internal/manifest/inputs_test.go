@@ -30,6 +30,22 @@ func rowOf(j *Job) pipelineRow {
 	return pipelineRow{j.ID, j.Service + j.Engine, j.Width, j.Height, j.Inputs, j.DependsOn()}
 }
 
+// linkRows sets the FromIndex of want's inputs: the index, among jobs, of
+// the job whose id the input's From is.
+func linkRows(want []pipelineRow, jobs []Job) {
+	at := map[string]int{}
+	for i, j := range jobs {
+		at[j.ID] = i
+	}
+	for _, w := range want {
+		for k := range w.inputs {
+			if w.inputs[k].From != "" {
+				w.inputs[k].FromIndex = at[w.inputs[k].From]
+			}
+		}
+	}
+}
+
 // TestPipeline loads testdata/good/pipeline.yaml and checks each job's
 // inputs, dependencies and output size: sizes follow the chain (a 4× fast
 // upscale of a 1024×1024 result is 4096×4096), a job may take the image of
@@ -73,19 +89,20 @@ func TestPipeline(t *testing.T) {
 		{"v1", sdxl, 1024, 1024, nil, nil},
 		{"v1-second", "edit/erase", 1024, 1024, []Input{from("image", "v1", 2, 1024, 1024), file("mask", "product.png", 512, 384)}, []string{"v1"}},
 	}
-	if len(m.jobs) != len(want) {
-		t.Fatalf("got %d jobs %q, want %d", len(m.jobs), ids(m.jobs), len(want))
+	if m.Len() != len(want) {
+		t.Fatalf("got %d jobs %q, want %d", m.Len(), ids(jobsOf(m)), len(want))
 	}
+	linkRows(want, jobsOf(m))
 	for i, w := range want {
-		if got := rowOf(&m.jobs[i]); !reflect.DeepEqual(got, w) {
+		if got := rowOf(&jobsOf(m)[i]); !reflect.DeepEqual(got, w) {
 			t.Errorf("job %d:\n got %+v\nwant %+v", i, got, w)
 		}
 	}
 	// Text fields other than the prompts take placeholders too; the
 	// defaults' aspect_ratio does not apply beside an image.
 	byID := map[string]*Job{}
-	for i := range m.jobs {
-		byID[m.jobs[i].ID] = &m.jobs[i]
+	for i := range jobsOf(m) {
+		byID[jobsOf(m)[i].ID] = &jobsOf(m)[i]
 	}
 	for id, want := range map[string][]Param{
 		"product-blue-cup":     {{"search_prompt", "the cup"}, {"output_format", "png"}},
@@ -136,15 +153,16 @@ jobs:
 		{"pair-a-a", "edit/erase", 100, 100, []Input{{Field: "image", Path: a, Width: 100, Height: 100}, {Field: "mask", Path: a, Width: 100, Height: 100}}, nil},
 		{"pair-a-gen-2", "edit/erase", 100, 100, []Input{{Field: "image", Path: a, Width: 100, Height: 100}, {Field: "mask", From: "gen-2", Index: 1, Width: 1024, Height: 1024}}, []string{"gen-2"}},
 	}
-	if len(m.jobs) != len(want) {
-		t.Fatalf("got %d jobs %q, want %d", len(m.jobs), ids(m.jobs), len(want))
+	if m.Len() != len(want) {
+		t.Fatalf("got %d jobs %q, want %d", m.Len(), ids(jobsOf(m)), len(want))
 	}
+	linkRows(want, jobsOf(m))
 	for i, w := range want {
-		if got := rowOf(&m.jobs[i]); !reflect.DeepEqual(got, w) {
+		if got := rowOf(&jobsOf(m)[i]); !reflect.DeepEqual(got, w) {
 			t.Errorf("job %d:\n got %+v\nwant %+v", i, got, w)
 		}
 	}
-	if got, want := m.jobs[4].Vars, []Var{{"image", "{from: gen-1}"}}; !slices.Equal(got, want) {
+	if got, want := jobsOf(m)[4].Vars, []Var{{"image", "{from: gen-1}"}}; !slices.Equal(got, want) {
 		t.Errorf("Vars = %v, want %v", got, want)
 	}
 }
@@ -192,7 +210,7 @@ jobs:
 		{"relight-garden", "", []Param{{"background_prompt", "a garden"}, {"foreground_prompt", "a mug in the garden"}}},
 	}
 	for i, tt := range tests {
-		j := m.jobs[2+i]
+		j := jobsOf(m)[2+i]
 		from := ""
 		if j.Inputs[0].From != "" {
 			from = j.Inputs[0].From
@@ -242,7 +260,7 @@ func TestEveryService(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse:\n%s\n%v", b.String(), err)
 			}
-			j := m.jobs[0]
+			j := jobsOf(m)[0]
 			if j.Service != op.Service || len(j.Inputs) != len(slices.DeleteFunc(op.Images(), func(n string) bool { return !set[n] })) {
 				t.Errorf("job = %s with inputs %+v, want %s with its required images", j.Service, j.Inputs, op.Service)
 			}
@@ -284,11 +302,11 @@ jobs:
 		{{"strength", "0.4"}, {"model", "sd3.5-large"}},
 	}
 	for i, want := range wantParams {
-		if got := m.jobs[i].Params; !slices.Equal(got, want) {
-			t.Errorf("%s Params = %v, want %v", m.jobs[i].ID, got, want)
+		if got := jobsOf(m)[i].Params; !slices.Equal(got, want) {
+			t.Errorf("%s Params = %v, want %v", jobsOf(m)[i].ID, got, want)
 		}
 	}
-	if w, h := m.jobs[0].Width, m.jobs[0].Height; w != 1344 || h != 768 {
+	if w, h := jobsOf(m)[0].Width, jobsOf(m)[0].Height; w != 1344 || h != 768 {
 		t.Errorf("text job size %d×%d, want 1344×768", w, h)
 	}
 }
@@ -317,10 +335,10 @@ func TestStatOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	if len(m.jobs) != 10_001 || calls != 1 {
-		t.Errorf("parse = %d jobs with %d reads of in.png, want 10001 jobs and 1 read", len(m.jobs), calls)
+	if m.Len() != 10_001 || calls != 1 {
+		t.Errorf("parse = %d jobs with %d reads of in.png, want 10001 jobs and 1 read", m.Len(), calls)
 	}
-	if j := m.jobs[9_999]; len(j.Inputs) != 1 || j.Inputs[0].Width != 256 {
+	if j := jobsOf(m)[9_999]; len(j.Inputs) != 1 || j.Inputs[0].Width != 256 {
 		t.Errorf("row 9999 inputs = %+v, want in.png at 256×256", j.Inputs)
 	}
 }
@@ -375,7 +393,7 @@ func TestGeneratedInputs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse(fits.png):\n%v", err)
 	}
-	if in := m.jobs[0].Inputs; len(in) != 1 || in[0].Width != 512 {
+	if in := jobsOf(m)[0].Inputs; len(in) != 1 || in[0].Width != 512 {
 		t.Errorf("inputs = %+v, want fits.png at 512×512", in)
 	}
 }
@@ -416,7 +434,7 @@ jobs:
 	if err != nil {
 		t.Fatalf("parse:\n%v", err)
 	}
-	got := ids(m.jobs)
+	got := ids(jobsOf(m))
 	if got[1] != "upscale-fast-gen" || !strings.HasPrefix(got[2], "edit-remove-background-logo-mark-") || !strings.HasPrefix(got[3], "edit-remove-background-logo-mark-") || got[2] == got[3] {
 		t.Errorf("ids = %q, want gen, upscale-fast-gen and two distinct edit-remove-background-logo-mark-HASH", got)
 	}

@@ -38,7 +38,12 @@ import (
 	"slices"
 )
 
-// Manifest is a loaded, validated and expanded manifest (version 1).
+// Manifest is a loaded, validated and expanded manifest (version 1). It
+// keeps its jobs compact, in memory that follows what the manifest wrote
+// rather than how many jobs it makes: a job written without a matrix keeps
+// the values it sets itself and shares what it inherits, and a matrix
+// keeps its keys and values; Job and All build each job on demand. A
+// Manifest is safe for concurrent use.
 type Manifest struct {
 	Path        string // the file it was read from, as given
 	Version     int    // always 1
@@ -51,25 +56,59 @@ type Manifest struct {
 	Concurrency string // "auto", a positive integer as text, or "" when absent
 	Rate        string // N/DURATION as written, e.g. "150/10s"; "" when absent
 
-	jobs   []Job             // expanded jobs, in manifest order (matrix rows in key order)
+	// parts are the manifest's jobs in order: runs of plain jobs, stored
+	// compactly in recs, and matrix entries, whose rows are built on
+	// demand from their plan.
+	parts  []segment
+	recs   []plainJob        // the plain jobs, in order
+	shapes []*shape          // what plain jobs that set the same settings share
+	own    []string          // the values plain jobs set themselves, back to back
+	ins    []Input           // the image inputs of plain jobs, back to back
+	moved  []int32           // matrix rows whose candidate id was taken: they take a hash id; sorted
 	keyPos map[string][2]int // line, column of each top-level key
 }
 
 // Len returns the number of jobs the manifest expands to; 0 for a manifest
 // that lists none.
-func (m *Manifest) Len() int { return len(m.jobs) }
+func (m *Manifest) Len() int {
+	if len(m.parts) == 0 {
+		return 0
+	}
+	last := &m.parts[len(m.parts)-1]
+	return last.first + last.n
+}
 
 // Job returns the i-th job of the manifest, 0 ≤ i < Len(), in manifest
-// order (matrix rows in key order). Its slices may be shared with other
-// jobs of the same entry; treat them as read-only.
-func (m *Manifest) Job(i int) Job { return m.jobs[i] }
+// order (matrix rows in key order). It builds the job from the manifest's
+// compact form, in time logarithmic in the number of entries and linear in
+// the job's fields; it is safe for concurrent use. Its slices may be
+// shared with other jobs; treat them as read-only.
+func (m *Manifest) Job(i int) Job {
+	pt := m.partOf(i)
+	if pt.pl == nil {
+		return m.plain(&m.recs[pt.rec+i-pt.first])
+	}
+	return m.row(pt, i-pt.first, nil)
+}
 
-// All yields every job of the manifest with its index, in order.
+// All yields every job of the manifest with its index, in order. It holds
+// one job at a time, and shares a rendered text between consecutive matrix
+// rows that agree on it.
 func (m *Manifest) All() iter.Seq2[int, Job] {
 	return func(yield func(int, Job) bool) {
-		for i := range m.Len() {
-			if !yield(i, m.Job(i)) {
-				return
+		var c rowCache
+		for k := range m.parts {
+			pt := &m.parts[k]
+			for r := range pt.n {
+				var j Job
+				if pt.pl == nil {
+					j = m.plain(&m.recs[pt.rec+r])
+				} else {
+					j = m.row(pt, r, &c)
+				}
+				if !yield(pt.first+r, j) {
+					return
+				}
 			}
 		}
 	}
@@ -84,7 +123,7 @@ type Prompt struct {
 
 // Job is one expanded image request, with every default filled in: a v1
 // text-to-image request on an Engine, or a Stable Image (v2beta) request on a
-// Service. Jobs of one manifest entry may share their Prompts, Params and
+// Service. Jobs may share their Prompts, Params, Inputs and
 // CfgScale backing memory; treat them as read-only.
 type Job struct {
 	ID     string // stable, unique, filesystem-safe id: base id plus matrix values
@@ -102,7 +141,7 @@ type Job struct {
 	// canonical text: "7", "0.5"). generate/sd3's model is always there,
 	// with the API's default sd3.5-large when the manifest sets none, so
 	// prices and reports know it. nil for a v1 job and for a job that sets
-	// none. Matrix rows that agree on these fields share one slice.
+	// none. Jobs that agree on these fields may share one slice.
 	Params []Param
 	// Inputs are the job's image inputs (image, mask, init_image, …), in
 	// the catalogue's field order: files, or images other jobs of the
@@ -152,6 +191,9 @@ type Input struct {
 	// Index is which of From's images (1-based: 1 is its first); 0 for a
 	// file.
 	Index int
+	// FromIndex is the index of the job From names, for Manifest.Job; 0
+	// for a file (tell by From, which is then "").
+	FromIndex int
 	// Width and Height are the image's size in pixels: read from the file,
 	// or the size From's service returns; 0 when not known before the run.
 	Width, Height int

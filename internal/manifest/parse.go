@@ -70,8 +70,9 @@ func parse(file, dir string, data []byte, maxJobs int) (*Manifest, error) {
 
 func newParser(ctx context.Context, file, dir string, maxJobs int) *parser {
 	return &parser{ctx: ctx, file: file, dir: dir, maxJobs: maxJobs, sizes: map[*yaml.Node]int{},
-		badDefault: make([]bool, len(settings.specs)), ops: map[string]*opInfo{},
-		files: map[string]*fileInfo{}, statFile: statImage}
+		badDefault: make([]bool, len(settings.specs)), opInfos: map[string]*opInfo{},
+		shapeIDs: map[string]int32{},
+		files:    map[string]*fileInfo{}, statFile: statImage}
 }
 
 // run parses data, returning the manifest or every problem, or ctx's error
@@ -115,7 +116,7 @@ type parser struct {
 	// service, the top level) got wrong, so jobs inheriting it are not
 	// blamed again.
 	badDefault []bool
-	ops        map[string]*opInfo          // the Stable Image operations met, by service
+	opInfos    map[string]*opInfo          // the Stable Image operations met, by service
 	dir        string                      // the folder image paths are relative to
 	files      map[string]*fileInfo        // the image files checked, by joined path
 	statFile   func(path string) *fileInfo // statImage; a test counts the calls
@@ -123,6 +124,28 @@ type parser struct {
 	sizes      map[*yaml.Node]int          // subtree sizes of anchored nodes
 	aliasWork  int                         // nodes reached through aliases so far
 	bombed     bool                        // aliasBudget was exceeded and reported
+
+	// What the entries read so far left for the checks that need every
+	// job (see keep and finish).
+	m        *Manifest
+	total    int              // jobs so far
+	entries  int              // the entries jobs lists
+	ids      idSet            // explicit ids so far
+	failed   []string         // explicit ids of entries with problems
+	anyFail  bool             // some entry without an explicit id had problems
+	inPos    []inputPos       // per plain job input (Manifest.ins): where it was written
+	shapeIDs map[string]int32 // shape key → index in Manifest.shapes
+	ops      opsSeen          // the operations of the entries, for unusedDefaults
+	// Scratch space reused from entry to entry.
+	entryBuf   entry  // the entry being read (see entry)
+	planBuf    plan   // the plan of a job (see resolve)
+	slotBuf    []slot // its prompts
+	rBuf       layer  // a job's resolved settings (see resolve)
+	pairBuf    []pair // the pairs of a mapping of settings (see settings)
+	setBuf     layer  // a job's own settings (see entry)
+	ownScratch []*value
+	keyScratch []byte
+	setScratch []uint32
 }
 
 // addf records a problem at n's position (1:1 when n is nil).
@@ -132,6 +155,11 @@ func (p *parser) addf(n *yaml.Node, format string, args ...any) {
 		line, col = max(n.Line, 1), max(n.Column, 1)
 	}
 	p.probs = append(p.probs, Problem{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addAt records a problem at line and col.
+func (p *parser) addAt(line, col int, format string, args ...any) {
+	p.probs = append(p.probs, Problem{File: p.file, Line: max(line, 1), Col: max(col, 1), Msg: fmt.Sprintf(format, args...)})
 }
 
 var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -247,8 +275,18 @@ type pair struct {
 // pairs lists a mapping's entries, reporting non-string and duplicate keys
 // and merge keys (which we do not support).
 func (p *parser) pairs(n *yaml.Node, path string) []pair {
-	out := make([]pair, 0, len(n.Content)/2)
-	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	return p.appendPairs(make([]pair, 0, len(n.Content)/2), n, path)
+}
+
+// appendPairs is pairs appending to out.
+func (p *parser) appendPairs(out []pair, n *yaml.Node, path string) []pair {
+	// The keys met: a small mapping's are searched, a big one's mapped.
+	var small [16]*yaml.Node
+	keys := small[:0]
+	var seen map[string]*yaml.Node
+	if len(n.Content) > 2*len(small) {
+		seen = make(map[string]*yaml.Node, len(n.Content)/2)
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := p.deref(n.Content[i])
 		if k == nil {
@@ -262,11 +300,15 @@ func (p *parser) pairs(n *yaml.Node, path string) []pair {
 			p.addf(k, "%s: merge keys (<<) are not supported; put shared settings under defaults", join(path, "<<"))
 			continue
 		}
-		if first, dup := seen[k.Value]; dup {
+		if first := firstKey(keys, seen, k.Value); first != nil {
 			p.addf(k, "%s: duplicate key (first at %d:%d)", join(path, k.Value), first.Line, first.Column)
 			continue
 		}
-		seen[k.Value] = k
+		if seen != nil {
+			seen[k.Value] = k
+		} else {
+			keys = append(keys, k)
+		}
 		v := p.deref(n.Content[i+1])
 		if v == nil {
 			continue
@@ -274,6 +316,20 @@ func (p *parser) pairs(n *yaml.Node, path string) []pair {
 		out = append(out, pair{key: k.Value, k: k, v: v})
 	}
 	return out
+}
+
+// firstKey returns the key node named key met before: in seen when there
+// is one, else among keys.
+func firstKey(keys []*yaml.Node, seen map[string]*yaml.Node, key string) *yaml.Node {
+	if seen != nil {
+		return seen[key]
+	}
+	for _, k := range keys {
+		if k.Value == key {
+			return k
+		}
+	}
+	return nil
 }
 
 func orRoot(path string) string {
@@ -347,10 +403,14 @@ func (p *parser) integer(n *yaml.Node, path string, lo, hi int64) (int64, bool) 
 		p.addf(n, "%s: must be an integer, got %s", path, describe(n))
 		return 0, false
 	}
-	var v int64
-	if err := n.Decode(&v); err != nil {
-		p.addf(n, "%s: must be an integer from %d to %d, got %s", path, lo, hi, n.Value)
-		return 0, false
+	v, ok := plainInt(n.Value)
+	if !ok {
+		var x int64
+		if err := n.Decode(&x); err != nil {
+			p.addf(n, "%s: must be an integer from %d to %d, got %s", path, lo, hi, n.Value)
+			return 0, false
+		}
+		v = x
 	}
 	if v < lo || v > hi {
 		p.addf(n, "%s: must be from %d to %d, got %d", path, lo, hi, v)
@@ -367,7 +427,15 @@ func (p *parser) number(n *yaml.Node, path string, lo, hi float64) (float64, boo
 		return 0, false
 	}
 	var v float64
-	if err := n.Decode(&v); err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+	var err error
+	if x, ok := plainInt(n.Value); ok && tag == "!!int" {
+		v = float64(x) // as yaml.v3 decodes an integer into a float64
+	} else if v, err = strconv.ParseFloat(n.Value, 64); err != nil || tag != "!!float" || !plainFloat(n.Value) {
+		var x float64
+		err = n.Decode(&x)
+		v = x
+	}
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		p.addf(n, "%s: must be a finite number, got %s", path, n.Value)
 		return 0, false
 	}
@@ -376,6 +444,38 @@ func (p *parser) number(n *yaml.Node, path string, lo, hi float64) (float64, boo
 		return 0, false
 	}
 	return v, true
+}
+
+// plainInt reads a decimal integer written plainly (an optional '-', then
+// digits without a leading zero), which yaml.v3 reads as strconv.ParseInt
+// does; ok is false for any other form (0x1F, 0o17, 010, +5, 1_000), left
+// to yaml.v3.
+func plainInt(s string) (int64, bool) {
+	d := strings.TrimPrefix(s, "-")
+	if d == "" || len(d) > 1 && d[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
+}
+
+// plainFloat reports whether s is a decimal number written plainly
+// (digits, '.', '-', '+', 'e', 'E'), which yaml.v3 reads as
+// strconv.ParseFloat does.
+func plainFloat(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9', c == '.', c == '-', c == '+', c == 'e', c == 'E':
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 var budgetRe = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,6})?$`)
@@ -455,20 +555,29 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 		p.addf(jobs, "jobs: must list at least one job")
 		return m
 	}
-	entries := make([]*entry, 0, len(jobs.Content))
+	// Each entry is resolved and stored as it is read, and its YAML nodes
+	// released, so the tree and the jobs are never held whole side by side.
+	p.m = m
+	m.recs = make([]plainJob, 0, len(jobs.Content))
+	p.entries = len(jobs.Content)
 	for i, n := range jobs.Content {
 		if p.interrupted() {
 			return nil
 		}
 		if e := p.entry(i, n); e != nil {
-			entries = append(entries, e)
+			p.explicitID(e)
+			p.noteOps(e, top, def)
+			p.keep(e, p.resolve(e, top, def))
 		}
+		jobs.Content[i] = nil
 	}
 	if p.interrupted() {
 		return nil
 	}
-	p.unusedDefaults(entries, top, def)
-	m.jobs = p.expand(entries, top, def, jobsKey)
+	p.unusedDefaults(def)
+	if !p.finish(jobsKey) {
+		m.parts, m.recs, m.shapes, m.own, m.ins = nil, nil, nil, nil, nil
+	}
 	return m
 }
 

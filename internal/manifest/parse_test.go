@@ -1,12 +1,18 @@
 package manifest
 
 import (
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 const sdxl = "stable-diffusion-xl-1024-v1-0"
@@ -49,24 +55,24 @@ jobs:
 		"mug-angles-top-1", "mug-angles-top-2",
 		"a-castle-on-a-hill-at-dawn-seen-from-far",
 	}
-	if got := ids(m.jobs); !slices.Equal(got, want) {
+	if got := ids(jobsOf(m)); !slices.Equal(got, want) {
 		t.Fatalf("ids = %q, want %q", got, want)
 	}
-	row := m.jobs[4] // right, 2
+	row := jobsOf(m)[4] // right, 2
 	if row.Base != "mug-angles" || row.Seed != 2 || row.Prompts[0].Text != "a ceramic mug, right view" {
 		t.Errorf("row 4 = base %q seed %d prompt %q, want mug-angles, 2, a ceramic mug, right view", row.Base, row.Seed, row.Prompts[0].Text)
 	}
 	if want := []Var{{"angle", "right"}, {"seed", "2"}}; !slices.Equal(row.Vars, want) {
 		t.Errorf("row 4 vars = %v, want %v", row.Vars, want)
 	}
-	if m.jobs[0].Vars != nil {
-		t.Errorf("plain job vars = %v, want nil", m.jobs[0].Vars)
+	if jobsOf(m)[0].Vars != nil {
+		t.Errorf("plain job vars = %v, want nil", jobsOf(m)[0].Vars)
 	}
 	if row.Line != 6 || row.Column != 5 {
 		t.Errorf("row position = %d:%d, want 6:5", row.Line, row.Column)
 	}
 	safe := regexp.MustCompile(`^[a-z0-9_-][a-z0-9._-]{0,99}$`)
-	for _, j := range m.jobs {
+	for _, j := range jobsOf(m) {
 		if !safe.MatchString(j.ID) {
 			t.Errorf("id %q is not filesystem-safe", j.ID)
 		}
@@ -93,7 +99,7 @@ jobs:
   - prompt: engine defaults
     engine: stable-diffusion-768-v2-1
 `)
-	j := m.jobs
+	j := jobsOf(m)
 	type got struct {
 		engine        string
 		w, h, steps   int
@@ -151,13 +157,13 @@ jobs:
 		{512, 512, 50, 1, true, 0},
 	}
 	for i, tt := range tests {
-		j := m.jobs[i]
+		j := jobsOf(m)[i]
 		if j.Width != tt.w || j.Height != tt.h || j.Steps != tt.steps || j.Samples != tt.samples || (j.CfgScale == nil) != tt.cfgNil || j.Seed != tt.seed {
 			t.Errorf("job %d = %dx%d steps %d samples %d cfg %v seed %d, want %dx%d steps %d samples %d cfg nil %v seed %d",
 				i, j.Width, j.Height, j.Steps, j.Samples, j.CfgScale, j.Seed, tt.w, tt.h, tt.steps, tt.samples, tt.cfgNil, tt.seed)
 		}
 	}
-	if got := m.jobs[1].Prompts; !slices.Equal(got, []Prompt{{"a fox", 1}, {"blur", -1}}) {
+	if got := jobsOf(m)[1].Prompts; !slices.Equal(got, []Prompt{{"a fox", 1}, {"blur", -1}}) {
 		t.Errorf("negative_prompt: prompts = %v, want weight -1 for blur", got)
 	}
 }
@@ -176,7 +182,7 @@ jobs:
   - prompt: '!!!'
 `
 	m := mustParse(t, src)
-	got := ids(m.jobs)
+	got := ids(jobsOf(m))
 	hashed := regexp.MustCompile(`^a-red-fox-[0-9a-f]{8}$`)
 	if !hashed.MatchString(got[0]) || !hashed.MatchString(got[1]) || got[0] == got[1] {
 		t.Errorf("colliding derived ids = %q, %q; want distinct a-red-fox-HASH", got[0], got[1])
@@ -186,8 +192,8 @@ jobs:
 	}
 	// Stable: the same manifest gives the same ids.
 	again := mustParse(t, src)
-	if !slices.Equal(ids(again.jobs), got) {
-		t.Errorf("second parse ids = %q, want %q", ids(again.jobs), got)
+	if !slices.Equal(ids(jobsOf(again)), got) {
+		t.Errorf("second parse ids = %q, want %q", ids(jobsOf(again)), got)
 	}
 }
 
@@ -203,7 +209,7 @@ jobs:
   - id: fox-blue
     prompt: a blue fox
 `)
-	got := ids(m.jobs)
+	got := ids(jobsOf(m))
 	hashed := regexp.MustCompile(`^fox-[0-9a-f]{12}$`)
 	// Red and red! both slug to "red"; the long value is too long; blue
 	// collides with the explicit fox-blue; only green keeps its slug.
@@ -243,12 +249,12 @@ jobs:
 		{{"a castle in summer", 1}, {"summer fog", 0.3}, {"people", -1}},
 	}
 	for i, w := range want {
-		if !slices.Equal(m.jobs[i].Prompts, w) {
-			t.Errorf("job %d prompts = %v, want %v", i, m.jobs[i].Prompts, w)
+		if !slices.Equal(jobsOf(m)[i].Prompts, w) {
+			t.Errorf("job %d prompts = %v, want %v", i, jobsOf(m)[i].Prompts, w)
 		}
 	}
-	if m.jobs[1].StylePreset != "origami" || m.jobs[1].ID != "castle-winter-origami" {
-		t.Errorf("job 1 = %s style %s, want castle-winter-origami", m.jobs[1].ID, m.jobs[1].StylePreset)
+	if jobsOf(m)[1].StylePreset != "origami" || jobsOf(m)[1].ID != "castle-winter-origami" {
+		t.Errorf("job 1 = %s style %s, want castle-winter-origami", jobsOf(m)[1].ID, jobsOf(m)[1].StylePreset)
 	}
 }
 
@@ -317,7 +323,102 @@ jobs:
     matrix:
       c: *colours
 `)
-	if len(m.jobs) != 4 || m.jobs[0].Steps != 42 || m.jobs[3].Prompts[0].Text != "a blue cat" {
-		t.Errorf("jobs = %d, steps %d, last prompt %q; want 4, 42, a blue cat", len(m.jobs), m.jobs[0].Steps, m.jobs[3].Prompts[0].Text)
+	if m.Len() != 4 || jobsOf(m)[0].Steps != 42 || jobsOf(m)[3].Prompts[0].Text != "a blue cat" {
+		t.Errorf("jobs = %d, steps %d, last prompt %q; want 4, 42, a blue cat", m.Len(), jobsOf(m)[0].Steps, jobsOf(m)[3].Prompts[0].Text)
+	}
+}
+
+// jobsOf collects every job of m.
+func jobsOf(m *Manifest) []Job {
+	out := make([]Job, 0, m.Len())
+	for _, j := range m.All() {
+		out = append(out, j)
+	}
+	return out
+}
+
+// TestJobOnDemand checks that Job builds, for every index, the job All
+// yields, also from goroutines at once (run it with -race), and that the
+// jobs of a matrix follow its rows: a text rendered once for consecutive
+// rows is their own.
+func TestJobOnDemand(t *testing.T) {
+	m := mustParse(t, `version: 1
+service: generate/core
+defaults:
+  aspect_ratio: "16:9"
+jobs:
+  - id: one
+    prompt: a fox
+    seed: 3
+  - id: sweep
+    prompt: a {c} fox in {d}
+    matrix:
+      c: [red, blue]
+      d: [snow, rain]
+      seed: {from: 1, to: 3}
+  - id: two
+    prompt: a cat
+    aspect_ratio: "1:1"
+  - id: up
+    service: edit/remove-background
+    image: {from: "sweep-{c}-snow-2"}
+    matrix:
+      c: [red, blue]
+`)
+	all := jobsOf(m)
+	if len(all) != 16 {
+		t.Fatalf("got %d jobs, want 16", len(all))
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for i := m.Len() - 1; i >= 0; i-- {
+				if j := m.Job(i); !reflect.DeepEqual(j, all[i]) {
+					t.Errorf("Job(%d) = %+v, want %+v", i, j, all[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, j := range all[1:13] {
+		c, d, seed := []string{"red", "blue"}[i/6], []string{"snow", "rain"}[i/3%2], i%3+1
+		id := fmt.Sprintf("sweep-%s-%s-%d", c, d, seed)
+		if j.ID != id || j.Prompts[0].Text != "a "+c+" fox in "+d || j.Seed != uint32(seed) {
+			t.Errorf("row %d = %s %q seed %d, want %s", i, j.ID, j.Prompts[0].Text, j.Seed, id)
+		}
+	}
+	for k, j := range all[14:] {
+		src := 1 + 6*k + 1 // sweep-red-snow-2, sweep-blue-snow-2
+		if len(j.Inputs) != 1 || j.Inputs[0].FromIndex != src || all[src].ID != j.Inputs[0].From {
+			t.Errorf("%s inputs = %+v, want the image of job %d (%s)", j.ID, j.Inputs, src, all[src].ID)
+		}
+	}
+}
+
+// TestNumbersAsYAMLReadsThem holds the fast paths of integer and number to
+// what yaml.v3 decodes from the same scalar.
+func TestNumbersAsYAMLReadsThem(t *testing.T) {
+	for _, text := range []string{
+		"0", "7", "-3", "-0", "010", "0x1F", "0o17", "1_000", "+5", "9223372036854775807",
+		"9223372036854775808", "7.5", "1e3", "-2.5E-2", ".5", "1.", "0.1", "1.0", ".inf", "'12'", "!!int 12", "!!float 3",
+	} {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte("v: "+text), &doc); err != nil {
+			t.Fatalf("%s: %v", text, err)
+		}
+		n := doc.Content[0].Content[1]
+		p := newParser(t.Context(), "n.yaml", ".", MaxJobs)
+		var wantI int64
+		errI := n.Decode(&wantI)
+		if got, ok := p.integer(n, "v", math.MinInt64, math.MaxInt64); ok != (errI == nil && n.ShortTag() == "!!int") || ok && got != wantI {
+			t.Errorf("integer(%s) = %d, %v; yaml.v3 reads %d, %v", text, got, ok, wantI, errI)
+		}
+		var wantF float64
+		errF := n.Decode(&wantF)
+		tag := n.ShortTag()
+		wantOK := errF == nil && (tag == "!!int" || tag == "!!float") && !math.IsInf(wantF, 0) && !math.IsNaN(wantF)
+		if got, ok := p.number(n, "v", -math.MaxFloat64, math.MaxFloat64); ok != wantOK || ok && got != wantF {
+			t.Errorf("number(%s) = %g, %v; yaml.v3 reads %g, %v", text, got, ok, wantF, errF)
+		}
 	}
 }

@@ -49,7 +49,9 @@ func ReadFile(ctx context.Context, path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	var b bytes.Buffer
-	b.Grow(int(st.Size()) + 1)
+	// Room for the whole file and the read that finds its end, so the
+	// buffer is never copied to a bigger one.
+	b.Grow(int(st.Size()) + bytes.MinRead)
 	// The file may grow while it is read: read one byte past the limit to
 	// tell.
 	if _, err := b.ReadFrom(io.LimitReader(ctxReader{ctx, f}, limit+1)); err != nil {

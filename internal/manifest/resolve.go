@@ -41,6 +41,24 @@ type plan struct {
 	// dynIn is set when the inputs vary by row: a matrix over an image
 	// input or over service, or a from with placeholders.
 	dynIn bool
+
+	// Of a matrix plan, to check and build its rows (see prepare):
+	unsetW, unsetH, unsetSteps bool      // a v1 row takes the engine's default
+	runes                      [][]int32 // per key and value: the characters of its text
+	blank                      [][]bool  // per key and value: its text is blank
+	slotCounts                 []tcount  // per prompt slot with a template
+	textCounts                 []tcount  // per text field in texts
+	// cParams and cSize hold, per combination of the values that change
+	// Params (see combo), its Params and Width, Height; nil when the plan
+	// has too many (see share).
+	cParams [][]Param
+	cSize   []int32
+	// rowFrom holds, per row and image input of a plan whose inputs vary
+	// by row, the index of the job the input's from names (-1 for none);
+	// rowSize, per row of a plan with inputs, its Width and Height. Both
+	// are filled by link.
+	rowFrom []int32
+	rowSize []int32
 }
 
 // slot is one prompt of a job: a template, or the value of a matrix key
@@ -83,8 +101,7 @@ func (e *entry) pathOf(v *value) string {
 // and builds the row prototype. It returns nil after reporting when the job
 // is bad; for an entry that has problems already it only settles the keys.
 func (p *parser) resolve(e *entry, top, def layer) *plan {
-	r := make(layer, 0, len(e.set)+len(def)+len(top))
-	r = append(r, e.set...)
+	r := append(p.rBuf[:0], e.set...)
 	for _, l := range [...]layer{def, top} {
 		for _, v := range l {
 			if !r.has(v.s) {
@@ -104,11 +121,17 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 		r.drop(sPrompt)
 		r.drop(sNegative)
 	}
-	used := map[string]bool{}
-	for _, v := range r {
-		for _, t := range v.templates() {
+	var used map[string]bool // nil until a template uses a placeholder
+	mark := func(name string) {
+		if used == nil {
+			used = map[string]bool{}
+		}
+		used[name] = true
+	}
+	for i := range r {
+		for _, t := range r[i].templates() {
 			for _, name := range t.names() {
-				used[name] = true
+				mark(name)
 			}
 		}
 	}
@@ -140,7 +163,12 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 		return nil
 	}
 	limit := p.maxJobs + 1
-	pl := &plan{e: e, rows: 1, index: make(map[string]int, len(e.keys)), si: si, svcKey: svcKey}
+	// The plan is scratch space until keep keeps it (a matrix entry's).
+	pl := &p.planBuf
+	*pl = plan{e: e, rows: 1, si: si, svcKey: svcKey, slots: p.slotBuf[:0]}
+	if len(e.keys) > 0 {
+		pl.index = make(map[string]int, len(e.keys))
+	}
 	for i, k := range e.keys {
 		pl.index[k.name] = i
 		pl.rows = min(pl.rows*len(k.vals), limit)
@@ -161,7 +189,8 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 		// v1 engines take no Stable Image field: one written in the job is
 		// a problem (when the job is known to be v1), one from defaults
 		// does not apply.
-		for _, v := range slices.Clone(r) {
+		for i := len(r) - 1; i >= 0; i-- {
+			v := &r[i]
 			if v.s.spec().v1 {
 				continue
 			}
@@ -169,7 +198,7 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 				p.addf(v.key, "%s.%s: %s", e.path, v.s.name(), v1Refusal(v.s))
 				ok = false
 			}
-			r.drop(v.s)
+			r = slices.Delete(r, i, i+1)
 		}
 	}
 	pl.r = r
@@ -192,7 +221,7 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 		}
 	}
 	positive := false
-	used = map[string]bool{}
+	used = nil
 	for _, sl := range pl.slots {
 		positive = positive || sl.weight > 0
 		if sl.key >= 0 {
@@ -203,7 +232,7 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 			pl.dynText = true
 		}
 		for _, name := range sl.t.names() {
-			used[name] = true
+			mark(name)
 			if _, defined := pl.index[name]; !defined {
 				p.addf(sl.t.node, "%s.%s: undefined placeholder {%s}%s%s", e.path, sl.field, name, fromNote(sl.org), placeholderHint(name, e.keys))
 				ok = false
@@ -239,7 +268,7 @@ func (p *parser) resolve(e *entry, top, def layer) *plan {
 					field += ".from"
 				}
 				for _, name := range t.names() {
-					used[name] = true
+					mark(name)
 					if _, defined := pl.index[name]; !defined {
 						p.addf(t.node, "%s: undefined placeholder {%s}%s", field, name, placeholderHint(name, e.keys))
 						ok = false
@@ -358,7 +387,8 @@ func (p *parser) stableImageSettings(pl *plan, r *layer, svc value) bool {
 	} else {
 		services = []string{svc.str}
 	}
-	for _, v := range slices.Clone(*r) {
+	for i := len(*r) - 1; i >= 0; i-- {
+		v := &(*r)[i]
 		if v.s == sService || v.s.spec().si {
 			continue
 		}
@@ -366,7 +396,7 @@ func (p *parser) stableImageSettings(pl *plan, r *layer, svc value) bool {
 			p.addf(v.key, "%s.%s: %s", e.path, v.s.name(), notTaken(services, v.s))
 			ok = false
 		}
-		r.drop(v.s)
+		*r = slices.Delete(*r, i, i+1)
 	}
 	for _, k := range e.keys {
 		if k.s != noSetting && k.s != sService && !k.s.spec().si {
@@ -537,10 +567,6 @@ func (p *parser) v1Plan(pl *plan) *plan {
 			}
 		}
 	}
-	pl.limits = [][]int{make([]int, len(pl.slots))}
-	for i := range pl.slots {
-		pl.limits[0][i] = maxPromptRunes
-	}
 	j := &pl.proto
 	j.Base = e.id
 	j.Line, j.Column = e.node.Line, e.node.Column
@@ -555,7 +581,9 @@ func (p *parser) v1Plan(pl *plan) *plan {
 		j.CfgScale = &v.f
 	}
 	j.Sampler, j.StylePreset, j.ClipGuidancePreset = r.get(sSampler).str, r.get(sStyle).str, r.get(sClip).str
-	pl.setPrompts()
+	if len(e.keys) > 0 { // a plain job's are its shape's (see newShape)
+		pl.setPrompts()
+	}
 	pl.varies = e.keyOf(sEngine) >= 0 || e.keyOf(sWidth) >= 0 || e.keyOf(sHeight) >= 0 || e.keyOf(sSteps) >= 0
 	if !pl.varies {
 		eng, _ := engine.Lookup(j.Engine)
@@ -579,19 +607,14 @@ func (p *parser) v1Plan(pl *plan) *plan {
 }
 
 // stableImagePlan builds a Stable Image job's row prototype: its service,
-// Params, size, seed and prompts, with what varies by row left to rowsOf.
+// Params, size, seed and prompts, with what varies by row left to the rows (see Manifest.row).
 func (p *parser) stableImagePlan(pl *plan) *plan {
 	e, r := pl.e, pl.r
 	infos := pl.infos
+	var one [1]*opInfo
 	if pl.info != nil {
-		infos = []*opInfo{pl.info}
-	}
-	pl.limits = make([][]int, len(infos))
-	for i, info := range infos {
-		pl.limits[i] = make([]int, len(pl.slots))
-		for k, sl := range pl.slots {
-			pl.limits[i][k] = info.limit(sl.field)
-		}
+		one[0] = pl.info
+		infos = one[:]
 	}
 	j := &pl.proto
 	j.Base = e.id
@@ -599,12 +622,17 @@ func (p *parser) stableImagePlan(pl *plan) *plan {
 	j.Service = infos[0].op.Service
 	j.Samples = 1
 	j.Seed = uint32(r.get(sSeed).num)
-	pl.setPrompts()
-	textKeys := map[string]bool{} // keys that fill a text field's placeholders
+	if len(e.keys) > 0 { // a plain job's are its shape's (see newShape)
+		pl.setPrompts()
+	}
+	var textKeys map[string]bool // keys that fill a text field's placeholders
 	for i := range r {
 		if v := &r[i]; isParam(v.s) && v.tmpl.parts != nil {
 			pl.texts = append(pl.texts, i)
 			for _, name := range v.tmpl.names() {
+				if textKeys == nil {
+					textKeys = map[string]bool{}
+				}
 				textKeys[name] = true
 			}
 		}
@@ -615,7 +643,9 @@ func (p *parser) stableImagePlan(pl *plan) *plan {
 		}
 	}
 	if len(pl.pkeys) == 0 { // so the service is fixed too
-		j.Params = pl.appendParams(nil, pl.info, nil)
+		if len(e.keys) > 0 { // a plain job's are its shape's (see newShape)
+			j.Params = pl.appendParams(nil, pl.info, nil)
+		}
 		j.Width, j.Height = pl.size(pl.info, nil)
 	}
 	for _, info := range infos {
@@ -880,68 +910,95 @@ func (p *parser) inheritedOps(top, def layer) {
 	p.badDefault[sEngine], p.badDefault[sService] = true, true
 }
 
+// opsSeen is what unusedDefaults needs of the entries: the operations they
+// run.
+type opsSeen struct {
+	unknown bool       // some entry's operation is unknown (reported with it)
+	n       int        // entries seen
+	v1      bool       // some entry runs a v1 engine
+	infos   []*opInfo  // the Stable Image operations entries run, without repeats
+	first   opsOfEntry // the first entry's
+}
+
+// opsOfEntry is the operations one entry may run.
+type opsOfEntry struct {
+	v1   bool
+	info *opInfo // its first Stable Image operation when not v1
+}
+
+// noteOps records the operations entry e runs, before its matrix keys are
+// settled, for unusedDefaults.
+func (p *parser) noteOps(e *entry, top, def layer) {
+	o := &p.ops
+	if o.unknown {
+		return
+	}
+	if e.badOp {
+		o.unknown = true
+		return
+	}
+	eng := e.set.has(sEngine) || e.keyOf(sEngine) >= 0 || def.has(sEngine) || top.has(sEngine)
+	var services []string
+	fromMatrix := false
+	switch k := e.keyOf(sService); {
+	case e.set.has(sService):
+		services = []string{e.set.get(sService).str}
+	case k >= 0:
+		for _, v := range e.keys[k].vals {
+			services = append(services, v.str)
+		}
+		fromMatrix = true
+	case def.has(sService):
+		services = []string{def.get(sService).str}
+	case top.has(sService):
+		services = []string{top.get(sService).str}
+	}
+	var this opsOfEntry
+	switch {
+	case eng && (len(services) == 0 || fromMatrix):
+		this.v1 = true
+		o.v1 = true
+	case eng || len(services) == 0:
+		o.unknown = true // both, or neither: reported with the job
+		return
+	default:
+		for _, s := range services {
+			info := p.opInfo(s)
+			if !slices.Contains(o.infos, info) {
+				o.infos = append(o.infos, info)
+			}
+			if this.info == nil {
+				this.info = info
+			}
+		}
+	}
+	if o.n == 0 {
+		o.first = this
+	}
+	o.n++
+}
+
 // unusedDefaults reports, at its position, each default that no job of the
 // manifest takes: a default applies only to the jobs whose operation takes
 // it, so one that none takes is a mistake (aspect_ratio among v1 jobs,
 // steps among Stable Image ones). It says nothing when the operation of
 // some job is unknown: that job's problem is reported already.
-func (p *parser) unusedDefaults(entries []*entry, top, def layer) {
-	if len(def) == 0 || p.badDefault[sEngine] || p.badDefault[sService] {
+func (p *parser) unusedDefaults(def layer) {
+	o := &p.ops
+	if len(def) == 0 || p.badDefault[sEngine] || p.badDefault[sService] || o.unknown || o.n == 0 {
 		return
-	}
-	type ops struct {
-		v1    bool
-		infos []*opInfo
-	}
-	var all []ops
-	for _, e := range entries {
-		if e.badOp {
-			return
-		}
-		eng := e.set.has(sEngine) || e.keyOf(sEngine) >= 0 || def.has(sEngine) || top.has(sEngine)
-		var services []string
-		fromMatrix := false
-		switch k := e.keyOf(sService); {
-		case e.set.has(sService):
-			services = []string{e.set.get(sService).str}
-		case k >= 0:
-			for _, v := range e.keys[k].vals {
-				services = append(services, v.str)
-			}
-			fromMatrix = true
-		case def.has(sService):
-			services = []string{def.get(sService).str}
-		case top.has(sService):
-			services = []string{top.get(sService).str}
-		}
-		switch {
-		case eng && (len(services) == 0 || fromMatrix):
-			all = append(all, ops{v1: true})
-		case eng || len(services) == 0:
-			return // both, or neither: reported with the job
-		default:
-			o := ops{}
-			for _, s := range services {
-				o.infos = append(o.infos, p.opInfo(s))
-			}
-			all = append(all, o)
-		}
 	}
 	for i := range def {
 		v := &def[i]
-		if v.s == sEngine || v.s == sService || len(all) == 0 {
+		if v.s == sEngine || v.s == sService {
 			continue
 		}
-		taken := false
-		for _, o := range all {
-			taken = taken || o.v1 && v.s.spec().v1 || slices.ContainsFunc(o.infos, func(info *opInfo) bool { return info.field(v.s) != nil })
-		}
-		if taken {
+		if o.v1 && v.s.spec().v1 || slices.ContainsFunc(o.infos, func(info *opInfo) bool { return info.field(v.s) != nil }) {
 			continue
 		}
 		why := v1Refusal(v.s)
-		if !all[0].v1 {
-			why = notTaken([]string{all[0].infos[0].op.Service}, v.s)
+		if !o.first.v1 {
+			why = notTaken([]string{o.first.info.op.Service}, v.s)
 		}
 		p.addf(v.key, "defaults.%s: no job of the manifest takes it: %s", v.s.name(), why)
 	}

@@ -239,7 +239,7 @@ func schemaDoc() object {
 			{"type", "object"}, {"additionalProperties", false},
 			{"properties", append(append(object{{"id", object{
 				{"description", "Optional, unique; derived from the prompt when absent."},
-				{"type", "string"}, {"pattern", idRe.String()},
+				{"type", "string"}, {"pattern", idPattern},
 			}}}, settingProps(fields)...), member{"matrix", ref("matrix")})},
 			{"not", exclusions()},
 			{"allOf", jobConditions(ops)},

@@ -370,7 +370,10 @@ func (p *parser) setting(s setting, n *yaml.Node, path string) (value, bool) {
 		v.prompts, ok = p.prompts(n, path)
 	case kInt:
 		if v.num, ok = p.integer(n, path, int64(sp.lo), int64(sp.hi)); ok {
-			v.text = strconv.FormatInt(v.num, 10)
+			var buf [20]byte
+			if canon := strconv.AppendInt(buf[:0], v.num, 10); string(canon) != n.Value {
+				v.text = string(canon)
+			}
 		}
 	case kNum:
 		if v.f, ok = p.number(n, path, sp.lo, sp.hi); ok {
@@ -472,7 +475,10 @@ func (p *parser) prompts(n *yaml.Node, path string) ([]ptmpl, bool) {
 // settings are passed to other (which reports them when it returns false).
 // It reports whether every setting was valid.
 func (p *parser) settings(n *yaml.Node, path string, l *layer, org origin, other func(kv pair) bool, known []string) bool {
-	kvs := p.pairs(n, path)
+	// settings is never called within itself, so its pairs can reuse
+	// scratch space.
+	kvs := p.appendPairs(p.pairBuf[:0], n, path)
+	p.pairBuf = kvs
 	ok := len(kvs)*2 == len(n.Content) // a bad key was reported
 	for _, kv := range kvs {
 		s, isSetting := settings.byName[kv.key]

@@ -59,11 +59,11 @@ func TestRangeExpansion(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := mustParse(t, head+tt.matrix)
-			if got := ids(m.jobs); !slices.Equal(got, tt.ids) {
+			if got := ids(jobsOf(m)); !slices.Equal(got, tt.ids) {
 				t.Fatalf("ids = %q, want %q", got, tt.ids)
 			}
 			var got []string
-			for _, j := range m.jobs {
+			for _, j := range jobsOf(m) {
 				got = append(got, tt.field(j))
 			}
 			if !slices.Equal(got, tt.values) {
@@ -76,10 +76,10 @@ func TestRangeExpansion(t *testing.T) {
 // TestRangeSixHundredSeeds checks the seed sweep a range was made for.
 func TestRangeSixHundredSeeds(t *testing.T) {
 	m := mustParse(t, "version: 1\nengine: "+sdxl+"\njobs:\n  - id: harbour\n    prompt: a harbour, seed {seed}\n    matrix:\n      seed: {from: 1, to: 600}\n")
-	if len(m.jobs) != 600 {
-		t.Fatalf("got %d jobs, want 600", len(m.jobs))
+	if m.Len() != 600 {
+		t.Fatalf("got %d jobs, want 600", m.Len())
 	}
-	for i, j := range m.jobs {
+	for i, j := range jobsOf(m) {
 		seed := strconv.Itoa(i + 1)
 		if j.ID != "harbour-"+seed || j.Seed != uint32(i+1) || j.Base != "harbour" || !slices.Equal(j.Vars, []Var{{"seed", seed}}) || j.Prompts[0].Text != "a harbour, seed "+seed {
 			t.Fatalf("job %d = id %q seed %d base %q vars %v prompt %q, want harbour-%s, seed %s in the prompt", i, j.ID, j.Seed, j.Base, j.Vars, j.Prompts[0].Text, seed, seed)
@@ -133,7 +133,7 @@ func TestRangeEqualsList(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Parse() error:\n%v\n%s", err, src)
 				}
-				return m.jobs
+				return jobsOf(m)
 			}
 			fromRange, fromList := parse(tt.head+tt.rng), parse(tt.head+tt.list)
 			if len(fromRange) < 2 {
@@ -162,8 +162,8 @@ func TestRangeLimit(t *testing.T) {
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("parse() error %v, want none", err)
-			case tt.want == "" && len(m.jobs) != tt.to:
-				t.Fatalf("parse() = %d jobs, want %d", len(m.jobs), tt.to)
+			case tt.want == "" && m.Len() != tt.to:
+				t.Fatalf("parse() = %d jobs, want %d", m.Len(), tt.to)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Fatalf("parse() error %v, want %q", err, tt.want)
 			}

@@ -50,7 +50,7 @@ type opInfo struct {
 
 // opInfo returns the operation of a service, built once per manifest.
 func (p *parser) opInfo(service string) *opInfo {
-	if o, ok := p.ops[service]; ok {
+	if o, ok := p.opInfos[service]; ok {
 		return o
 	}
 	op, _ := catalog.Lookup(service)
@@ -63,7 +63,7 @@ func (p *parser) opInfo(service string) *opInfo {
 			o.fields[s] = f
 		}
 	}
-	p.ops[service] = o
+	p.opInfos[service] = o
 	return o
 }
 

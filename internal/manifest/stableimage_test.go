@@ -55,7 +55,7 @@ jobs:
 	if m.Service != "generate/core" || m.Engine != "" {
 		t.Errorf("Manifest service %q engine %q, want generate/core and none", m.Service, m.Engine)
 	}
-	jobsEqual(t, m.jobs, []Job{
+	jobsEqual(t, jobsOf(m), []Job{
 		{
 			ID: "core", Base: "core", Line: 7, Column: 5, Service: "generate/core",
 			Params:  []Param{{"aspect_ratio", "16:9"}, {"seed", "42"}, {"output_format", "webp"}},
@@ -76,7 +76,7 @@ jobs:
 			Width:   1024, Height: 1024, Samples: 1, Seed: 4294967294,
 		},
 	})
-	if v, ok := m.jobs[1].Param("model"); !ok || v != "sd3.5-large" {
+	if v, ok := jobsOf(m)[1].Param("model"); !ok || v != "sd3.5-large" {
 		t.Errorf("Param(model) = %q, %v; want sd3.5-large", v, ok)
 	}
 }
@@ -106,7 +106,7 @@ jobs:
     matrix:
       model: [tesla]
 `)
-	jobsEqual(t, m.jobs, []Job{
+	jobsEqual(t, jobsOf(m), []Job{
 		{
 			// steps and cfg_scale apply; aspect_ratio does not.
 			ID: "sdxl", Base: "sdxl", Line: 8, Column: 5, Engine: sdxl,
@@ -167,11 +167,11 @@ jobs:
 		{"m-sd3.5-flash-1.5-pixel-art-jpeg-9", "generate/sd3", 1024, 1024, []Param{{"model", "sd3.5-flash"}, {"seed", "9"}, {"output_format", "jpeg"}, {"style_preset", "pixel-art"}, {"cfg_scale", "1.5"}}},
 		{"m-sd3.5-large-turbo-1.5-pixel-art-jpeg-9", "generate/sd3", 1024, 1024, []Param{{"model", "sd3.5-large-turbo"}, {"seed", "9"}, {"output_format", "jpeg"}, {"style_preset", "pixel-art"}, {"cfg_scale", "1.5"}}},
 	}
-	if len(m.jobs) != len(want) {
-		t.Fatalf("got %d jobs %q, want %d", len(m.jobs), ids(m.jobs), len(want))
+	if m.Len() != len(want) {
+		t.Fatalf("got %d jobs %q, want %d", m.Len(), ids(jobsOf(m)), len(want))
 	}
 	for i, w := range want {
-		j := m.jobs[i]
+		j := jobsOf(m)[i]
 		got := row{j.ID, j.Service, j.Width, j.Height, j.Params}
 		if !reflect.DeepEqual(got, w) {
 			t.Errorf("job %d = %+v, want %+v", i, got, w)
@@ -180,8 +180,8 @@ jobs:
 			t.Errorf("job %d has v1 fields: engine %q steps %d samples %d cfg %v style %q", i, j.Engine, j.Steps, j.Samples, j.CfgScale, j.StylePreset)
 		}
 	}
-	if m.jobs[4].Seed != 9 {
-		t.Errorf("matrix seed = %d, want 9", m.jobs[4].Seed)
+	if jobsOf(m)[4].Seed != 9 {
+		t.Errorf("matrix seed = %d, want 9", jobsOf(m)[4].Seed)
 	}
 }
 
@@ -207,7 +207,7 @@ jobs:
       seed: [1, 2]
 `)
 	same := func(a, b []Param) bool { return len(a) > 0 && len(b) > 0 && &a[0] == &b[0] }
-	j := m.jobs
+	j := jobsOf(m)
 	// a: rows 0, 2, 4 are 1:1; rows 1, 3, 5 are 16:9.
 	if !same(j[0].Params, j[2].Params) || !same(j[0].Params, j[4].Params) || !same(j[1].Params, j[5].Params) {
 		t.Error("rows with the same aspect_ratio do not share Params")
@@ -240,8 +240,8 @@ jobs:
       service: [garage]
       image: [sign]
 `)
-	if got := m.jobs[0].Prompts[0].Text; got != "a tesla fast car by the garage sign" || m.jobs[0].ID != "p-tesla-fast-garage-sign" {
-		t.Errorf("job = %s %q, want p-tesla-fast-garage-sign with every placeholder filled", m.jobs[0].ID, got)
+	if got := jobsOf(m)[0].Prompts[0].Text; got != "a tesla fast car by the garage sign" || jobsOf(m)[0].ID != "p-tesla-fast-garage-sign" {
+		t.Errorf("job = %s %q, want p-tesla-fast-garage-sign with every placeholder filled", jobsOf(m)[0].ID, got)
 	}
 }
 
@@ -342,7 +342,7 @@ jobs:
   - prompt: a red fox
     seed: 1
 `)
-	if got := ids(m.jobs); !slices.Equal(got, []string{"a-red-fox-ce44a65b", "a-red-fox-8489837b"}) {
+	if got := ids(jobsOf(m)); !slices.Equal(got, []string{"a-red-fox-ce44a65b", "a-red-fox-8489837b"}) {
 		t.Errorf("ids = %q, want the hashes of the v1 settings alone", got)
 	}
 }
