@@ -3,7 +3,6 @@ package imagefile
 import (
 	"bufio"
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -301,7 +300,7 @@ func checkScanlines(c *pngChunks, h *pngHeader) error {
 	// buffer read ahead of it is left in the buffer, so bytes after the
 	// stream are seen.
 	buf := bufio.NewReader(c)
-	zr, err := zlib.NewReader(buf)
+	zr, err := newZlibReader(buf)
 	if err != nil {
 		return fmt.Errorf("image data: %w", unexpectedEOF(err))
 	}

@@ -162,8 +162,8 @@ func (o *oneImage) Write(p []byte) (int, error) {
 // *FinishReasonError, returned before the sink sees the image when the headers
 // tell it. Errors about the answer wrap ErrMalformedResponse and quote the
 // server only through red; the sink's errors are wrapped as they are; a
-// read error is returned as it is.
-func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink Sink, red *redactor) (Artifact, error) {
+// read error is returned as it is. Its buffers are lent by bufs.
+func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink Sink, red *redactor, bufs *buffers) (Artifact, error) {
 	ct := h.Get("Content-Type")
 	mt, typ, ok := parseContentType(ct)
 	if !ok {
@@ -186,7 +186,7 @@ func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink S
 	var a Artifact
 	var err error
 	if isJSON {
-		if a, err = scanImage(body, img.begin, needSeed, red); err != nil {
+		if a, err = scanImage(body, img.begin, needSeed, red, bufs); err != nil {
 			return Artifact{}, err
 		}
 		if a.FinishReason == FinishError {
@@ -207,7 +207,7 @@ func readImage(h http.Header, body io.Reader, want string, needSeed bool, sink S
 			return Artifact{}, fmt.Errorf("artifact 0: %w", err)
 		}
 		// A read error is the connection's: the caller reports it as such.
-		if _, err := io.CopyBuffer(w, body, make([]byte, copyBufferSize)); err != nil {
+		if _, err := bufs.copyPooled(w, body); err != nil {
 			return Artifact{}, fmt.Errorf("artifact 0: %w", err)
 		}
 	}

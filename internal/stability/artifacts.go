@@ -14,9 +14,11 @@ import (
 // each with Format "png" and the given request id. It accepts at most limit
 // artifacts, checking before calling sink.Begin, so the sink never sees an
 // index ≥ limit. Errors about the body's shape wrap ErrMalformedResponse;
-// sink errors and r's read errors are returned wrapped as they are.
-func scanArtifacts(r io.Reader, limit int, sink Sink, requestID string, red *redactor) ([]Artifact, error) {
-	s := &artifactScanner{jsonLexer: newJSONLexer(r, red), limit: limit, sink: sink, requestID: requestID}
+// sink errors and r's read errors are returned wrapped as they are. Its
+// buffers are lent by bufs.
+func scanArtifacts(r io.Reader, limit int, sink Sink, requestID string, red *redactor, bufs *buffers) ([]Artifact, error) {
+	s := &artifactScanner{jsonLexer: newJSONLexer(r, red, bufs), limit: limit, sink: sink, requestID: requestID}
+	defer s.release()
 	return s.body()
 }
 

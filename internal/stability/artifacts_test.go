@@ -52,7 +52,7 @@ func TestScanArtifactsShapes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			// One byte per read exercises every buffer boundary.
 			sink := newMemSink()
-			arts, err := scanArtifacts(iotest.OneByteReader(strings.NewReader(tt.body)), 10, sink, "req-7", newRedactor(testKey))
+			arts, err := scanArtifacts(iotest.OneByteReader(strings.NewReader(tt.body)), 10, sink, "req-7", newRedactor(testKey), new(buffers))
 			if err != nil {
 				t.Fatalf("scanArtifacts: %v", err)
 			}
@@ -92,7 +92,7 @@ func TestScanArtifactsSyntaxErrors(t *testing.T) {
 		`{"artifacts":[],"artifacts":[]}`,
 		`{"artifacts":[1]}`,
 	} {
-		_, err := scanArtifacts(strings.NewReader(body), 10, newMemSink(), "", newRedactor(testKey))
+		_, err := scanArtifacts(strings.NewReader(body), 10, newMemSink(), "", newRedactor(testKey), new(buffers))
 		if !errors.Is(err, ErrMalformedResponse) {
 			t.Errorf("scanArtifacts(%q) error = %v, want ErrMalformedResponse", body, err)
 		}
@@ -104,7 +104,7 @@ func TestScanArtifactsReadError(t *testing.T) {
 	body := artifactsBody([][]byte{testImage(0, 3000)}, []uint32{1}, []string{"SUCCESS"}, 0, "")
 	for _, cut := range []int{0, 5, 20, 200, len(body) - 2} {
 		r := iotest.DataErrReader(&errAfter{b: body[:cut], err: errRead})
-		_, err := scanArtifacts(r, 1, newMemSink(), "", newRedactor(testKey))
+		_, err := scanArtifacts(r, 1, newMemSink(), "", newRedactor(testKey), new(buffers))
 		if !errors.Is(err, errRead) {
 			t.Errorf("cut at %d: error = %v, want the read error", cut, err)
 		}
@@ -137,7 +137,7 @@ func FuzzScanArtifacts(f *testing.F) {
 	f.Add([]byte(`{"artifacts":[{"base64":"YQ==YQ==","seed":1,"finishReason":"SUCCESS"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sink := newMemSink()
-		arts, err := scanArtifacts(bytes.NewReader(body), 10, sink, "", newRedactor(testKey))
+		arts, err := scanArtifacts(bytes.NewReader(body), 10, sink, "", newRedactor(testKey), new(buffers))
 		if sink.err != nil {
 			t.Fatalf("sink contract: %v", sink.err)
 		}
@@ -188,7 +188,7 @@ func FuzzArtifactsRoundTrip(f *testing.F) {
 		body := artifactsBody(images, seeds, rs, int(order), sep)
 		body = bytes.ReplaceAll(body, []byte("/"), []byte(`\/`)) // as some encoders write it
 		sink := newMemSink()
-		arts, err := scanArtifacts(bytes.NewReader(body), 2, sink, "", newRedactor(testKey))
+		arts, err := scanArtifacts(bytes.NewReader(body), 2, sink, "", newRedactor(testKey), new(buffers))
 		if err != nil {
 			t.Fatalf("scanArtifacts(%q): %v", body, err)
 		}
@@ -207,7 +207,7 @@ func TestBase64Padding(t *testing.T) {
 		img := testImage(n, n+copyBufferSize)
 		body := `{"artifacts":[{"base64":"` + base64.StdEncoding.EncodeToString(img) + `","seed":1,"finishReason":"SUCCESS"}]}`
 		sink := newMemSink()
-		if _, err := scanArtifacts(strings.NewReader(body), 1, sink, "", newRedactor(testKey)); err != nil {
+		if _, err := scanArtifacts(strings.NewReader(body), 1, sink, "", newRedactor(testKey), new(buffers)); err != nil {
 			t.Fatalf("length %d: %v", len(img), err)
 		}
 		if !bytes.Equal(sink.images[0], img) {

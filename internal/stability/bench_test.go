@@ -80,7 +80,9 @@ func TestJSONDecodingAllocatesLittle(t *testing.T) {
 	t.Run("scanner", func(t *testing.T) {
 		sink := &hashSink{h: sha256.New()}
 		var err error
-		alloc := bytesAllocated(func() { _, err = scanArtifacts(bytes.NewReader(body), bigArtifacts, sink, "", newRedactor(testKey)) })
+		alloc := bytesAllocated(func() {
+			_, err = scanArtifacts(bytes.NewReader(body), bigArtifacts, sink, "", newRedactor(testKey), new(buffers))
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,9 +109,10 @@ func TestJSONDecodingAllocatesLittle(t *testing.T) {
 func BenchmarkScanArtifacts10x3MiB(b *testing.B) {
 	body, _ := bigBody(b)
 	b.SetBytes(int64(len(body)))
+	bufs := new(buffers)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := scanArtifacts(bytes.NewReader(body), bigArtifacts, &discardSink{}, "", newRedactor(testKey)); err != nil {
+		if _, err := scanArtifacts(bytes.NewReader(body), bigArtifacts, &discardSink{}, "", newRedactor(testKey), bufs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -39,6 +39,11 @@ const (
 	maxDrain        = 4 << 10 // bytes read after a JSON value so the connection can be reused
 )
 
+// DefaultConcurrency is Options.Concurrency when zero: 100 requests in
+// flight, as many idle connections as net/http's default transport keeps
+// for all hosts together.
+const DefaultConcurrency = 100
+
 // DefaultMaxImageBytes is Options.MaxImageBytes when zero: 64 MiB, more
 // than the largest image the API returns can take (a 4× fast upscale is
 // about 16.8 megapixels: some 50 MB of RGB pixels before PNG compresses
@@ -78,8 +83,19 @@ type Options struct {
 	AcceptJSON bool
 	// HTTPClient sends the requests; nil means a client with no overall
 	// timeout (contexts bound every call). It is copied, and the copy never
-	// follows redirects, so the key and body go only to BaseURL.
+	// follows redirects, so the key and body go only to BaseURL. When it is
+	// nil or its Transport is nil, the client uses a transport of its own
+	// sized by Concurrency.
 	HTTPClient *http.Client
+	// Concurrency is the most requests the caller keeps in flight at
+	// once (a run's workers); zero or less means DefaultConcurrency. The
+	// client's own transport keeps that many idle connections to the API,
+	// so each request after the first wave reuses one: a run opens about
+	// Concurrency connections whatever its length, where net/http's
+	// default of 2 idle per host would open one for nearly every request,
+	// each a TLS handshake against the API. It does not limit the
+	// requests in flight.
+	Concurrency int
 	// Now is the clock used to turn a Retry-After date into a duration; nil
 	// means time.Now.
 	Now func() time.Time
@@ -124,6 +140,7 @@ type Client struct {
 	// accept and resultAccept are the Accept headers of Stable Image
 	// requests and of result polls.
 	accept, resultAccept string
+	bufs                 *buffers // the buffers images stream through
 }
 
 // NewClient checks o and returns a Client. It refuses a BaseURL that is not
@@ -146,6 +163,7 @@ func NewClient(o Options) (*Client, error) {
 		now:      o.Now,
 		open:     func(name string) (fs.File, error) { return os.Open(name) },
 		red:      newRedactor(o.APIKey),
+		bufs:     new(buffers),
 		ttfb:     o.TTFBTimeout,
 		stall:    o.StallTimeout,
 		maxImage: o.MaxImageBytes,
@@ -178,9 +196,29 @@ func NewClient(o Options) (*Client, error) {
 	if o.HTTPClient != nil {
 		hc = *o.HTTPClient
 	}
+	if hc.Transport == nil {
+		hc.Transport = newTransport(cmp.Or(max(o.Concurrency, 0), DefaultConcurrency))
+	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.hc = &hc
 	return c, nil
+}
+
+// newTransport returns net/http's default transport settings with room
+// for conns idle connections, all of them to one host if need be: the
+// client talks to BaseURL alone. Connecting and every later wait are also
+// bounded by the watchdog (see Options.StallTimeout).
+func newTransport(conns int) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          conns,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
 }
 
 func checkBaseURL(raw string) (string, error) {
@@ -348,7 +386,7 @@ func (c *Client) send(ctx context.Context, op, method, path, accept string, body
 	}
 	wd.enter(reading)
 	wd.idle() // the clock runs only while the caller waits in Read
-	resp.Body = &watchedBody{rc: resp.Body, w: wd}
+	resp.Body = &watchedBody{rc: resp.Body, w: wd, left: resp.ContentLength}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		return nil, fmt.Errorf("%s: %w", op, c.apiError(resp))
@@ -440,8 +478,9 @@ func (c *Client) getJSON(ctx context.Context, op, path string, v any) error {
 
 // decodeJSON decodes a JSON answer of at most 1 MiB into v. Bodies are
 // read to their end on success, so the connection is reused; after an error
-// they are only closed, since draining a stalled body could block until
-// the context ends. The decoder's error, which may quote the body, is
+// they are read no further here, since a stalled body could block until
+// the context ends (Close reads a short rest of known length, see
+// watchedBody). The decoder's error, which may quote the body, is
 // scrubbed.
 func (c *Client) decodeJSON(ctx context.Context, op string, body io.Reader, v any) error {
 	rr := &recordingReader{r: io.LimitReader(body, maxJSONBody)}

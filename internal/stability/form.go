@@ -47,13 +47,14 @@ type formBody struct {
 	boundary string // the multipart boundary, random
 	ctype    string // multipart/form-data with the boundary
 	length   int64  // bytes of the whole body
+	bufs     *buffers
 }
 
 // newFormBody opens the image inputs among fields (already checked against
 // the catalogue; isImage tells which they are) and measures the body. The
 // caller must close it. Errors wrap ErrInvalidRequest.
 func (c *Client) newFormBody(fields []Field, isImage func(name string) bool) (_ *formBody, err error) {
-	b := &formBody{parts: make([]formPart, 0, len(fields))}
+	b := &formBody{parts: make([]formPart, 0, len(fields)), bufs: c.bufs}
 	defer func() {
 		if err != nil {
 			b.close()
@@ -156,14 +157,15 @@ func (b *formBody) writeTo(w io.Writer) error {
 	if err := mw.SetBoundary(b.boundary); err != nil {
 		return err
 	}
-	buf := make([]byte, copyBufferSize)
+	buf := b.bufs.copyBuf()
+	defer b.bufs.putCopyBuf(buf)
 	return b.write(mw, func(w io.Writer, p *formPart) error {
 		if _, err := w.Write(p.head); err != nil {
 			return err
 		}
 		rest := p.size - int64(len(p.head))
 		rr := &recordingReader{r: io.LimitReader(p.file, rest)}
-		n, err := io.CopyBuffer(w, rr, buf)
+		n, err := io.CopyBuffer(w, rr, buf[:])
 		switch {
 		case rr.err != nil:
 			return fmt.Errorf("%w: field %s: %w", ErrInvalidRequest, p.name, rr.err)

@@ -14,9 +14,11 @@ import (
 // string starts. It returns the seed and finish reason; needSeed requires
 // the seed, which the spec lists as optional in this shape. Errors about
 // the body's shape wrap ErrMalformedResponse; begin's and the writer's are
-// wrapped with "artifact 0"; r's read errors are returned as they are.
-func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool, red *redactor) (Artifact, error) {
-	l := newJSONLexer(r, red)
+// wrapped with "artifact 0"; r's read errors are returned as they are. Its
+// buffers are lent by bufs.
+func scanImage(r io.Reader, begin func() (io.Writer, error), needSeed bool, red *redactor, bufs *buffers) (Artifact, error) {
+	l := newJSONLexer(r, red, bufs)
+	defer l.release()
 	var a Artifact
 	if err := l.expect('{'); err != nil {
 		return a, err

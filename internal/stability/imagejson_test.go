@@ -38,7 +38,7 @@ func TestScanImageShapes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s bufSink
-			a, err := scanImage(iotest.OneByteReader(strings.NewReader(tt.body)), s.begin, tt.name != "no seed when not needed", newRedactor(testKey))
+			a, err := scanImage(iotest.OneByteReader(strings.NewReader(tt.body)), s.begin, tt.name != "no seed when not needed", newRedactor(testKey), new(buffers))
 			if err != nil {
 				t.Fatalf("scanImage: %v", err)
 			}
@@ -54,7 +54,7 @@ func TestScanImageReadError(t *testing.T) {
 	body := imageJSON(testImage(0, 3000), "1", "SUCCESS")
 	for _, cut := range []int{0, 5, 20, 200, len(body) - 2} {
 		var s bufSink
-		_, err := scanImage(iotest.DataErrReader(&errAfter{b: []byte(body[:cut]), err: errRead}), s.begin, true, newRedactor(testKey))
+		_, err := scanImage(iotest.DataErrReader(&errAfter{b: []byte(body[:cut]), err: errRead}), s.begin, true, newRedactor(testKey), new(buffers))
 		if !errors.Is(err, errRead) {
 			t.Errorf("cut at %d: error = %v, want the read error", cut, err)
 		}
@@ -71,7 +71,7 @@ func FuzzScanImage(f *testing.F) {
 	f.Add([]byte(`{"image":"","image":"","seed":1,"finish_reason":"SUCCESS"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var s bufSink
-		a, err := scanImage(bytes.NewReader(body), s.begin, true, newRedactor(testKey))
+		a, err := scanImage(bytes.NewReader(body), s.begin, true, newRedactor(testKey), new(buffers))
 		if s.begins > 1 {
 			t.Fatalf("begin called %d times", s.begins)
 		}

@@ -32,16 +32,29 @@ const (
 // errors are returned as they are.
 type jsonLexer struct {
 	red     *redactor
-	br      *bufio.Reader
+	bufs    *buffers
+	br      *bufio.Reader // lent by bufs
 	str     stringReader
-	copyBuf []byte
+	copyBuf *[copyBufferSize]byte // lent by bufs on the first image; nil until then
 	short   [maxShortString]byte
 }
 
-func newJSONLexer(r io.Reader, red *redactor) *jsonLexer {
-	l := &jsonLexer{red: red, br: bufio.NewReaderSize(r, scanBufferSize)}
+// newJSONLexer returns a lexer reading r through a buffer lent by bufs;
+// the caller must release it.
+func newJSONLexer(r io.Reader, red *redactor, bufs *buffers) *jsonLexer {
+	l := &jsonLexer{red: red, bufs: bufs, br: bufs.reader(r)}
 	l.str.br = l.br
 	return l
+}
+
+// release gives the lexer's buffers back; the lexer must not be used after.
+func (l *jsonLexer) release() {
+	l.bufs.putReader(l.br)
+	l.br, l.str.br = nil, nil
+	if l.copyBuf != nil {
+		l.bufs.putCopyBuf(l.copyBuf)
+		l.copyBuf = nil
+	}
 }
 
 // malformed returns an error about the body's shape.
@@ -80,12 +93,12 @@ func (l *jsonLexer) openString(what string) error {
 // ErrMalformedResponse naming what.
 func (l *jsonLexer) base64To(w io.Writer, what string) (werr, err error) {
 	if l.copyBuf == nil {
-		l.copyBuf = make([]byte, copyBufferSize)
+		l.copyBuf = l.bufs.copyBuf()
 	}
 	l.str.reset()
 	dec := base64.NewDecoder(base64.StdEncoding, &l.str)
 	for {
-		n, rerr := dec.Read(l.copyBuf)
+		n, rerr := dec.Read(l.copyBuf[:])
 		if n > 0 {
 			if _, err := w.Write(l.copyBuf[:n]); err != nil {
 				return err, nil

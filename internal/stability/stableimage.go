@@ -183,7 +183,7 @@ func (c *Client) readAnswer(ctx context.Context, resp *http.Response, want strin
 	if err != nil {
 		return Artifact{}, err
 	}
-	a, err := readImage(resp.Header, body, want, needSeed, imageCap{Sink: sink, max: c.maxImage}, c.red)
+	a, err := readImage(resp.Header, body, want, needSeed, imageCap{Sink: sink, max: c.maxImage}, c.red, c.bufs)
 	if err != nil && rr.err != nil {
 		return Artifact{}, c.transportError(ctx, nil, true, rr.err)
 	}

@@ -68,9 +68,9 @@ func (c *Client) TextToImage(ctx context.Context, engine string, req TextToImage
 	sink = imageCap{Sink: sink, max: c.maxImage}
 	var arts []Artifact
 	if samples == 1 {
-		arts, err = readPNG(resp.Header, answer, sink, c.red)
+		arts, err = readPNG(resp.Header, answer, sink, c.red, c.bufs)
 	} else {
-		arts, err = readJSON(resp.Header, answer, samples, sink, c.red)
+		arts, err = readJSON(resp.Header, answer, samples, sink, c.red, c.bufs)
 	}
 	if err != nil {
 		if rr.err != nil { // the connection failed, whatever the parser made of it
@@ -83,7 +83,7 @@ func (c *Client) TextToImage(ctx context.Context, engine string, req TextToImage
 
 // readPNG streams an image/png answer into the sink; a finish reason of
 // ERROR is a *FinishReasonError, before the sink sees anything.
-func readPNG(h http.Header, body io.Reader, sink Sink, red *redactor) ([]Artifact, error) {
+func readPNG(h http.Header, body io.Reader, sink Sink, red *redactor, bufs *buffers) ([]Artifact, error) {
 	if err := checkContentType(h, "image/png", red); err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func readPNG(h http.Header, body io.Reader, sink Sink, red *redactor) ([]Artifac
 		return nil, fmt.Errorf("artifact 0: %w", err)
 	}
 	// A read error is the connection's: TextToImage reports it as such.
-	if _, err := io.CopyBuffer(w, body, make([]byte, copyBufferSize)); err != nil {
+	if _, err := bufs.copyPooled(w, body); err != nil {
 		return nil, fmt.Errorf("artifact 0: %w", err)
 	}
 	if err := sink.End(0, a); err != nil {
@@ -114,11 +114,11 @@ func readPNG(h http.Header, body io.Reader, sink Sink, red *redactor) ([]Artifac
 
 // readJSON streams an application/json answer of samples artifacts into
 // the sink.
-func readJSON(h http.Header, body io.Reader, samples int, sink Sink, red *redactor) ([]Artifact, error) {
+func readJSON(h http.Header, body io.Reader, samples int, sink Sink, red *redactor, bufs *buffers) ([]Artifact, error) {
 	if err := checkContentType(h, "application/json", red); err != nil {
 		return nil, err
 	}
-	arts, err := scanArtifacts(body, samples, sink, requestID(h, red), red)
+	arts, err := scanArtifacts(body, samples, sink, requestID(h, red), red, bufs)
 	if err != nil {
 		return nil, err
 	}

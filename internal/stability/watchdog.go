@@ -183,11 +183,17 @@ func (s sendingReader) Close() error {
 type watchedBody struct {
 	rc io.ReadCloser
 	w  *watchdog
+	// left is the bytes of the body not read yet; -1 when its length is
+	// unknown.
+	left int64
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	b.w.enter(reading)
 	n, err := b.rc.Read(p)
+	if b.left > 0 {
+		b.left -= min(int64(n), b.left)
+	}
 	b.w.idle()
 	if err != nil && err != io.EOF {
 		if te := b.w.fired(); te != nil {
@@ -197,7 +203,17 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close first reads the rest of a body whose length is known, when at
+// most maxDrain bytes are left (the end of an error message, the newline
+// after a JSON value), under the stall limit: a body closed before its end
+// closes its connection, and the next request pays for a new one, a TLS
+// handshake against the API. A longer rest is not worth the wait, and one
+// of unknown length could be endless. Then it closes the body and stops
+// the watchdog.
 func (b *watchedBody) Close() error {
+	if b.left > 0 && b.left <= maxDrain && b.w.fired() == nil {
+		_, _ = io.CopyN(io.Discard, b, b.left)
+	}
 	err := b.rc.Close()
 	b.w.stop()
 	return err
