@@ -1,6 +1,8 @@
 package outdir
 
 import (
+	"github.com/batch-tool/batch/internal/flock"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +14,6 @@ import (
 
 // ErrLocked is wrapped by Lock's error when another run holds the folder.
 var ErrLocked = errors.New("one run per output folder at a time")
-
-// errHeld is what lockFile returns when another open file holds the lock.
-var errHeld = errors.New("lock is held")
 
 // Held is an output folder's lock, held by this process until Unlock or
 // its exit. Not safe for concurrent use.
@@ -60,9 +59,9 @@ func Lock(dir string) (*Held, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock output folder: %w", err)
 	}
-	if err := lockFile(f); err != nil {
+	if err := flock.TryLock(f); err != nil {
 		defer f.Close()
-		if errors.Is(err, errHeld) {
+		if errors.Is(err, flock.ErrHeld) {
 			return nil, lockedError(dir, f)
 		}
 		return nil, fmt.Errorf("lock output folder: %w", d.pathError("flock", LockFile, err))
@@ -118,7 +117,7 @@ func (l *Held) Unlock() error {
 		return nil
 	}
 	_ = l.f.Truncate(0) // a read-only folder keeps the last holder's record; the lock is what counts
-	err := unlockFile(l.f)
+	err := flock.Unlock(l.f)
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}

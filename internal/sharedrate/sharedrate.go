@@ -5,6 +5,8 @@
 package sharedrate
 
 import (
+	"github.com/batch-tool/batch/internal/flock"
+
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -141,11 +143,11 @@ const lineLen = len("batch-rate-1 ") + 20 + 1 + 20 + 1
 func (s *File) update(fn func(*state)) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := lockFile(s.f); err != nil {
+	if err := flock.Lock(s.f); err != nil {
 		return fmt.Errorf("shared rate limit: lock: %w", err)
 	}
 	defer func() {
-		if uerr := unlockFile(s.f); uerr != nil && err == nil {
+		if uerr := flock.Unlock(s.f); uerr != nil && err == nil {
 			err = fmt.Errorf("shared rate limit: unlock: %w", uerr)
 		}
 	}()
