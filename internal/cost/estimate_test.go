@@ -183,6 +183,44 @@ func TestEstimateRetiredMatrix(t *testing.T) {
 	}
 }
 
+// TestEstimatorOneAtATime prices jobs one at a time at the positions a
+// caller gives (a shard's, say): the prices are Estimate's, and each
+// problem names the position of the first job it hit.
+func TestEstimatorOneAtATime(t *testing.T) {
+	s := mustSheet(t, "sdxl-2024")
+	jobs := []manifest.Job{
+		job("ok", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 30, 2),
+		job("old-1", "stable-diffusion-v1-5", 512, 512, 50, 1),
+		job("ok-2", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 30, 1),
+		job("old-2", "stable-diffusion-v1-5", 512, 512, 50, 1),
+		job("ok-3", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 40, 1),
+		job("none", "stable-diffusion-xl-1024-v1-0", 1024, 1024, 30, 0),
+	}
+	want, wantErr := Estimate(jobs, s)
+	e := NewEstimator(s)
+	var got []Credits
+	for i := range jobs {
+		got = append(got, e.Price(100+3*i, &jobs[i]))
+	}
+	if !slices.Equal(got, want.Jobs) || e.Total() != want.Total {
+		t.Errorf("Price one at a time = %v (total %v), want %v (total %v)", got, e.Total(), want.Jobs, want.Total)
+	}
+	if e.Err() == nil || wantErr == nil || e.Err().Error() != wantErr.Error() {
+		t.Errorf("Err() = %v, want %v", e.Err(), wantErr)
+	}
+	var positions []int
+	for _, err := range e.Err().(interface{ Unwrap() []error }).Unwrap() {
+		var je *JobError
+		if !errors.As(err, &je) {
+			t.Fatalf("problem %v is not a *JobError", err)
+		}
+		positions = append(positions, je.Index)
+	}
+	if want := []int{103, 115}; !slices.Equal(positions, want) {
+		t.Errorf("problems at positions %v, want %v", positions, want)
+	}
+}
+
 func TestEstimateEmpty(t *testing.T) {
 	b, err := Estimate(nil, mustSheet(t, DefaultSheet))
 	if err != nil || b.Total != 0 || len(b.Jobs) != 0 {
