@@ -41,7 +41,23 @@ type chainGraph struct {
 // cycle (only a hand-edited report can hold one) is cut where the walk
 // meets it, so every job still shows.
 func chains(jobs []RunJob) chainLayout {
-	if !slices.ContainsFunc(jobs, func(j RunJob) bool { return len(j.DependsOn) > 0 }) {
+	nodes := make([]chainNode, len(jobs))
+	for i, j := range jobs {
+		nodes[i] = chainNode{j.ID, j.DependsOn}
+	}
+	return chainsOf(nodes)
+}
+
+// chainNode is what a chain needs of a job: its id and the ids of the jobs
+// it takes images from.
+type chainNode struct {
+	id   string
+	deps []string
+}
+
+// chainsOf is chains of jobs given as nodes.
+func chainsOf(jobs []chainNode) chainLayout {
+	if !slices.ContainsFunc(jobs, func(j chainNode) bool { return len(j.deps) > 0 }) {
 		return chainLayout{} // no id map for the million-job report without pipelines
 	}
 	g := newChainGraph(jobs)
@@ -69,16 +85,16 @@ func chains(jobs []RunJob) chainLayout {
 	return chainLayout{chains: out, missing: g.missing, shown: g.shown}
 }
 
-func newChainGraph(jobs []RunJob) *chainGraph {
+func newChainGraph(jobs []chainNode) *chainGraph {
 	g := &chainGraph{deps: make([][]int, len(jobs)), shown: make([]bool, len(jobs))}
 	node := make(map[string]int, len(jobs))
 	for i, j := range jobs {
-		if _, dup := node[j.ID]; !dup {
-			node[j.ID] = i
+		if _, dup := node[j.id]; !dup {
+			node[j.id] = i
 		}
 	}
 	for i, j := range jobs {
-		for _, id := range j.DependsOn {
+		for _, id := range j.deps {
 			n, ok := node[id]
 			if !ok {
 				n = len(jobs) + len(g.missing)

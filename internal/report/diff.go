@@ -1,8 +1,10 @@
 package report
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/big"
 	"slices"
 	"strconv"
@@ -19,7 +21,10 @@ const (
 )
 
 // DiffResult is the cost difference between a base and a head plan; its JSON
-// is what `batch diff --format json` prints.
+// is what `batch diff --format json` prints. It holds no job of either
+// plan: for each base job, a fingerprint of what Diff compares, its credits
+// and where to read it again; the jobs that differ are summed by group as
+// the plans pass, and Each lists them in a further pass.
 type DiffResult struct {
 	Base              string       `json:"base"`                // base plan's manifest path
 	Head              string       `json:"head"`                // head plan's manifest path
@@ -32,10 +37,25 @@ type DiffResult struct {
 	// HeadBudget is the head plan's budget; nil when it has none.
 	HeadBudget     *cost.Credits `json:"head_budget"`
 	HeadOverBudget bool          `json:"head_over_budget"`
-	// Jobs are the jobs added, removed or changed: head order first (added
-	// and changed), then removed jobs in base order. Empty, not nil, when
-	// nothing changed.
-	Jobs []DiffJob `json:"jobs"`
+	// Differing is how many jobs were added, removed or changed; the JSON
+	// lists them last, as "jobs" (see Each).
+	Differing int `json:"-"`
+
+	base, head *Plan
+	ids        *idHasher
+	seed       maphash.Seed
+	index      map[idKey]baseJob // base's jobs by id
+	pass       uint32            // passes Each has made
+	groups     []*diffGroup      // the differing jobs by group, in order of first mention
+	rows       []DiffJob         // the differing jobs when there are at most MaxJobRows; nil otherwise
+}
+
+// baseJob is what a diff keeps of a base job.
+type baseJob struct {
+	fp      uint64 // fingerprint of what changes compares but credits
+	credits cost.Credits
+	pos     int64  // where base.Jobs reads it again
+	pass    uint32 // the last pass of Each that met it in head
 }
 
 // DiffJob is one job that differs between base and head.
@@ -56,46 +76,151 @@ type DiffJob struct {
 // Diff compares two plans job by job (matched by id). A job is changed when
 // its engine or service and model, size, steps, aspect ratio, output
 // format, samples, credits or the jobs it takes images from (depends_on,
-// order included) differ.
-func Diff(base, head *Plan) *DiffResult {
+// order included) differ. It reads base twice and head once, keeping about
+// 50 bytes per base job, and counts and sums the jobs that differ by group
+// (reading again the base jobs of the first MaxJobRows changed, to say what
+// changed); the result's Each lists them.
+func Diff(base, head *Plan) (*DiffResult, error) {
 	d := &DiffResult{
 		Base: base.Manifest, Head: head.Manifest, Name: head.Name,
 		BasePricing: base.Pricing, HeadPricing: head.Pricing,
 		BaseTotalCredits: base.TotalCredits, HeadTotalCredits: head.TotalCredits,
 		TotalDeltaCredits: head.TotalCredits - base.TotalCredits,
 		HeadBudget:        head.Budget, HeadOverBudget: head.OverBudget,
-		Jobs: []DiffJob{},
+		base: base, head: head, ids: newIDHasher(), seed: maphash.MakeSeed(),
+		index: make(map[idKey]baseJob), rows: []DiffJob{},
 	}
-	inBase := make(map[string]PlanJob, len(base.Jobs))
-	for _, j := range base.Jobs {
-		inBase[j.ID] = j
+	err := eachJob(base, func(pos int64, b *PlanJob) error {
+		d.index[d.ids.key(b.ID)] = baseJob{fp: d.fingerprint(b), credits: b.Credits, pos: pos}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("diff: base %s: %w", base.Manifest, err)
 	}
-	inHead := make(map[string]bool, len(head.Jobs))
-	for _, h := range head.Jobs {
-		inHead[h.ID] = true
-		b, ok := inBase[h.ID]
+	byName := make(map[string]*diffGroup)
+	// What changed is worded only for the jobs the tables may list: the
+	// rest would cost reading their base jobs again for nothing.
+	listed := func() bool { return d.Differing < MaxJobRows }
+	err = d.walk(listed, func(j *DiffJob) error {
+		d.Differing++
+		switch {
+		case d.Differing <= MaxJobRows:
+			d.rows = append(d.rows, *j)
+		case d.rows != nil:
+			d.rows = nil
+		}
+		g := byName[j.Group]
+		if g == nil {
+			g = &diffGroup{Name: j.Group}
+			byName[j.Group] = g
+			d.groups = append(d.groups, g)
+		}
+		switch j.Change {
+		case ChangeAdded:
+			g.Added++
+		case ChangeRemoved:
+			g.Removed++
+		default:
+			g.Changed++
+		}
+		g.Base += j.BaseCredits
+		g.Head += j.HeadCredits
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Each calls fn with every job that differs, in the order the JSON lists
+// them: head order first (added and changed), then removed jobs in base
+// order. It reads head once and base once, and again each changed job;
+// fn must not keep j.
+func (d *DiffResult) Each(fn func(j *DiffJob) error) error {
+	return d.walk(func() bool { return true }, fn)
+}
+
+// walk is Each, but it says what changed in a changed job (its Detail)
+// only when detail says so; else Detail is "" and the base job is not read
+// again.
+func (d *DiffResult) walk(detail func() bool, fn func(j *DiffJob) error) error {
+	d.pass++
+	var b PlanJob
+	err := eachJob(d.head, func(_ int64, h *PlanJob) error {
+		k := d.ids.key(h.ID)
+		e, ok := d.index[k]
 		if !ok {
-			d.Jobs = append(d.Jobs, DiffJob{ID: h.ID, Group: h.Group, Change: ChangeAdded,
-				HeadCredits: h.Credits, DeltaCredits: h.Credits, Detail: describe(h)})
-			continue
+			return fn(&DiffJob{ID: h.ID, Group: h.Group, Change: ChangeAdded,
+				HeadCredits: h.Credits, DeltaCredits: h.Credits, Detail: describe(*h)})
 		}
-		if detail := changes(b, h); detail != "" {
-			d.Jobs = append(d.Jobs, DiffJob{ID: h.ID, Group: h.Group, Change: ChangeChanged,
-				BaseCredits: b.Credits, HeadCredits: h.Credits, DeltaCredits: h.Credits - b.Credits, Detail: detail})
+		e.pass = d.pass
+		d.index[k] = e
+		// Jobs whose fingerprints differ differ (changes says how), and so
+		// do jobs of different credits.
+		if e.fp == d.fingerprint(h) && e.credits == h.Credits {
+			return nil
 		}
+		j := DiffJob{ID: h.ID, Group: h.Group, Change: ChangeChanged,
+			BaseCredits: e.credits, HeadCredits: h.Credits, DeltaCredits: h.Credits - e.credits}
+		if detail() {
+			if err := d.base.Jobs.At(e.pos, &b); err != nil {
+				return fmt.Errorf("base %s: %w", d.Base, err)
+			}
+			j.Detail = changes(b, *h)
+		}
+		return fn(&j)
+	})
+	if err != nil {
+		return fmt.Errorf("diff: head %s: %w", d.Head, err)
 	}
-	for _, b := range base.Jobs {
-		if !inHead[b.ID] {
-			d.Jobs = append(d.Jobs, DiffJob{ID: b.ID, Group: b.Group, Change: ChangeRemoved,
-				BaseCredits: b.Credits, DeltaCredits: -b.Credits, Detail: describe(b)})
+	err = eachJob(d.base, func(_ int64, b *PlanJob) error {
+		if d.index[d.ids.key(b.ID)].pass == d.pass {
+			return nil
 		}
+		return fn(&DiffJob{ID: b.ID, Group: b.Group, Change: ChangeRemoved,
+			BaseCredits: b.Credits, DeltaCredits: -b.Credits, Detail: describe(*b)})
+	})
+	if err != nil {
+		return fmt.Errorf("diff: base %s: %w", d.Base, err)
 	}
-	return d
+	return nil
+}
+
+// fingerprint hashes what changes compares of j, credits aside: two jobs
+// whose fingerprints differ have a change; two whose fingerprints agree
+// have none but with a chance of 2⁻⁶⁴.
+func (d *DiffResult) fingerprint(j *PlanJob) uint64 {
+	var h maphash.Hash
+	h.SetSeed(d.seed)
+	str := func(s string) {
+		num(&h, len(s))
+		h.WriteString(s)
+	}
+	str(j.op())
+	num(&h, j.Width)
+	num(&h, j.Height)
+	num(&h, j.Steps)
+	str(j.AspectRatio)
+	str(j.OutputFormat)
+	num(&h, j.Samples)
+	num(&h, len(j.DependsOn))
+	for _, id := range j.DependsOn {
+		str(id)
+	}
+	return h.Sum64()
+}
+
+// num writes n to h as 8 bytes.
+func num(h *maphash.Hash, n int) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(n))
+	h.Write(b[:])
 }
 
 // Unchanged reports whether the plans cost the same and no job differs.
 func (d *DiffResult) Unchanged() bool {
-	return len(d.Jobs) == 0 && d.TotalDeltaCredits == 0
+	return d.Differing == 0 && d.TotalDeltaCredits == 0
 }
 
 // describe is a one-line summary of a job's priced settings.

@@ -11,7 +11,7 @@ import (
 )
 
 func planOf(jobs ...PlanJob) *Plan {
-	p := &Plan{Manifest: "m.yaml", Pricing: "dreamstudio-2022", Jobs: jobs}
+	p := &Plan{Manifest: "m.yaml", Pricing: "dreamstudio-2022", Jobs: PlanRows(jobs)}
 	for _, j := range jobs {
 		p.TotalCredits += j.Credits
 	}
@@ -43,9 +43,10 @@ func TestDiff(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := Diff(tt.base, tt.head)
+			d := mustDiff(t, tt.base, tt.head)
+			jobs := diffJobs(t, d)
 			var got []string
-			for _, j := range d.Jobs {
+			for _, j := range jobs {
 				got = append(got, fmt.Sprintf("%s %s %s", j.ID, j.Change, signed(j.DeltaCredits)))
 			}
 			if strings.Join(got, "; ") != strings.Join(tt.want, "; ") {
@@ -55,14 +56,21 @@ func TestDiff(t *testing.T) {
 				t.Errorf("Diff total delta = %s, want %s", d.TotalDeltaCredits, tt.wantTotal)
 			}
 			var sum cost.Credits
-			for _, j := range d.Jobs {
+			for _, j := range jobs {
 				sum += j.DeltaCredits
 			}
 			if sum != d.TotalDeltaCredits {
 				t.Errorf("job deltas sum to %s, total delta is %s", sum, d.TotalDeltaCredits)
 			}
-			if d.Jobs == nil {
-				t.Error("Diff jobs = nil, want an empty list (JSON [])")
+			if d.Differing != len(jobs) {
+				t.Errorf("Differing = %d, Each lists %d jobs", d.Differing, len(jobs))
+			}
+			var js strings.Builder
+			if err := WriteDiff(&js, FormatJSON, d); err != nil {
+				t.Fatal(err)
+			}
+			if empty := strings.Contains(js.String(), `"jobs": []`); empty != (len(jobs) == 0) {
+				t.Errorf("JSON of %d jobs says %q", len(jobs), js.String())
 			}
 			if unchanged := len(tt.want) == 0; d.Unchanged() != unchanged {
 				t.Errorf("Unchanged() = %v, want %v", d.Unchanged(), unchanged)
@@ -73,7 +81,7 @@ func TestDiff(t *testing.T) {
 
 func TestDiffMarkdownUnchanged(t *testing.T) {
 	var b strings.Builder
-	if err := WriteDiff(&b, FormatMarkdown, Diff(planOf(pj("a", 30, "1.5")), planOf(pj("a", 30, "1.5")))); err != nil {
+	if err := WriteDiff(&b, FormatMarkdown, mustDiff(t, planOf(pj("a", 30, "1.5")), planOf(pj("a", 30, "1.5")))); err != nil {
 		t.Fatal(err)
 	}
 	if b.String() != "no cost change\n" {
@@ -111,7 +119,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := Diff(planOf(pj("a", 1, tt.base)), planOf(pj("a", 1, tt.head)))
+			d := mustDiff(t, planOf(pj("a", 1, tt.base)), planOf(pj("a", 1, tt.head)))
 			err := d.Check(tt.above, tt.percent)
 			if crossed := errors.Is(err, ErrThreshold); crossed != tt.wantCrossed {
 				t.Errorf("Check(%v, %v) on %s → %s = %v, want crossed %v", tt.above, tt.percent, tt.base, tt.head, err, tt.wantCrossed)
@@ -124,7 +132,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckMessage(t *testing.T) {
-	d := Diff(planOf(pj("a", 1, "0")), planOf(pj("a", 1, "4.8")))
+	d := mustDiff(t, planOf(pj("a", 1, "0")), planOf(pj("a", 1, "4.8")))
 	limit := credits("2")
 	pct := 5.0
 	err := d.Check(&limit, &pct)
@@ -154,13 +162,14 @@ func TestPercentText(t *testing.T) {
 }
 
 func ExampleWriteDiff() {
-	base := &Plan{Manifest: "shots.yaml", Jobs: []PlanJob{
+	base := &Plan{Manifest: "shots.yaml", Jobs: PlanRows{
 		{ID: "mug", Group: "mug", Engine: "stable-diffusion-v1-6", Width: 512, Height: 512, Steps: 30, Samples: 1, Credits: 600_000},
 	}, TotalCredits: 600_000}
-	head := &Plan{Manifest: "shots.yaml", Jobs: []PlanJob{
+	head := &Plan{Manifest: "shots.yaml", Jobs: PlanRows{
 		{ID: "mug", Group: "mug", Engine: "stable-diffusion-v1-6", Width: 512, Height: 512, Steps: 50, Samples: 1, Credits: 1_000_000},
 	}, TotalCredits: 1_000_000}
-	_ = WriteDiff(os.Stdout, FormatMarkdown, Diff(base, head))
+	d, _ := Diff(base, head)
+	_ = WriteDiff(os.Stdout, FormatMarkdown, d)
 	// Output:
 	// ### Cost diff: `shots.yaml`
 	//

@@ -12,7 +12,7 @@ func ExampleWritePlan() {
 	p := &report.Plan{
 		Manifest: "shots.yaml",
 		Pricing:  "stability-2025-08",
-		Jobs: []report.PlanJob{
+		Jobs: report.PlanRows{
 			{Index: 0, ID: "mug", Group: "mug", Engine: "stable-diffusion-xl-1024-v1-0", Width: 1024, Height: 1024, Steps: 30,
 				Prompt: "a white mug", Settings: []report.Setting{{Name: "seed", Value: "7"}}, Samples: 2, Credits: 1_800_000},
 			{Index: 1, ID: "hero", Group: "hero", Service: "generate/sd3", Model: "sd3.5-flash", Width: 1344, Height: 768, AspectRatio: "16:9",
@@ -39,7 +39,7 @@ func ExampleWritePlanWidth() {
 	p := &report.Plan{
 		Manifest: "shots.yaml",
 		Pricing:  "stability-2025-08",
-		Jobs: []report.PlanJob{
+		Jobs: report.PlanRows{
 			{Index: 0, ID: "hero", Group: "hero", Service: "generate/core", Width: 1536, Height: 1536,
 				Prompt: "a lighthouse on a rocky cliff at dawn, waves breaking below, seagulls circling", Samples: 1, Credits: 3_000_000},
 		},
@@ -62,7 +62,7 @@ func ExampleWritePlan_pipeline() {
 	p := &report.Plan{
 		Manifest: "pipeline.yaml",
 		Pricing:  "stability-2025-08",
-		Jobs: []report.PlanJob{
+		Jobs: report.PlanRows{
 			{Index: 0, ID: "teapot", Group: "teapot", Service: "generate/sd3", Model: "sd3.5-flash", Width: 1024, Height: 1024, Samples: 1, Credits: 2_500_000},
 			{Index: 1, ID: "teapot-cutout", Group: "teapot-cutout", DependsOn: []string{"teapot"}, Service: "edit/remove-background",
 				Width: 1024, Height: 1024, Inputs: []report.Input{{Field: "image", From: "teapot", Index: 1}}, Samples: 1, Credits: 5_000_000},

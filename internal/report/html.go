@@ -1,13 +1,16 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
+	"iter"
 	"slices"
 	"strconv"
 
@@ -36,14 +39,18 @@ type htmlView struct {
 	Cards    []htmlCard
 	Statuses []htmlStatus // nil for a plan
 	Charts   []htmlChart
-	Chains   []htmlChain // pipelines, source images before results
-	Plots    []htmlPlot  // matrix entries' images as X/Y plots
-	Thumbs   []htmlThumb // images of the jobs no chain or plot shows
+	// Chains, Thumbs, Jobs and Groups are made as the page is written, so
+	// that a run's jobs are read one at a time; each is nil when it has
+	// none.
+	Chains   iter.Seq[htmlChain] // pipelines, source images before results
+	Plots    []htmlPlot          // matrix entries' images as X/Y plots
+	Thumbs   iter.Seq[htmlThumb] // images of the jobs no chain or plot shows
 	IsRun    bool
 	HasDeps  bool // some job takes images from another: the tables get a From column
-	Jobs     []htmlJob
-	Groups   []*group // job table grouped when there are many jobs
-	Collapse bool     // put the per-job table in a closed <details>
+	Jobs     iter.Seq[htmlJob]
+	JobCount int
+	Groups   iter.Seq[*group] // job table grouped when there are many jobs
+	Collapse bool             // put the per-job table in a closed <details>
 }
 
 // htmlChain is one pipeline, its steps left to right.
@@ -142,22 +149,29 @@ func thumbSize(w, h int) (int, int) {
 // the same for the same run and image files. It stops with ctx's error
 // when ctx is done.
 func WriteRunHTML(ctx context.Context, w io.Writer, r *Run, dir string) error {
-	var buf bytes.Buffer
-	if err := runHTMLFrom(ctx, &buf, r, embedder{dir: dir, maxWebP: maxEmbedWebP}); err != nil {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := runHTMLFrom(ctx, bw, r, embedder{dir: dir, maxWebP: maxEmbedWebP}); err != nil {
 		return fmt.Errorf("run report: html: %w", err)
 	}
-	_, err := w.Write(buf.Bytes())
-	return err
+	return bw.Flush()
 }
 
 // runHTML renders r with its images read from the folder ReadRun read it
 // from (the current directory for a run built in memory).
-func runHTML(buf *bytes.Buffer, r *Run) error {
-	return runHTMLFrom(context.Background(), buf, r, embedder{dir: r.dir, maxWebP: maxEmbedWebP})
+func runHTML(w io.Writer, r *Run) error {
+	return runHTMLFrom(context.Background(), w, r, embedder{dir: r.dir, maxWebP: maxEmbedWebP})
 }
 
-func runHTMLFrom(ctx context.Context, buf *bytes.Buffer, r *Run, e embedder) error {
-	embeds, err := e.thumbnails(ctx, r.Jobs)
+// runHTMLFrom writes r's page to w as it goes: a few passes over the jobs
+// learn the page's sums, plots and pipelines, and the page's lists read
+// the jobs again as they are written. Nothing is written when ctx is done
+// before the images are embedded.
+func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
+	embeds, err := e.embeds(ctx, r)
+	if err != nil {
+		return err
+	}
+	st, err := scanRun(r)
 	if err != nil {
 		return err
 	}
@@ -171,7 +185,7 @@ func runHTMLFrom(ctx context.Context, buf *bytes.Buffer, r *Run, e embedder) err
 				Sub: r.PossiblyBilledCredits.USD() + " · outcome unknown"},
 			{ID: "total-estimated", Label: "Estimated", Value: r.EstimatedCredits.String() + " credits", Sub: r.EstimatedCredits.USD()},
 			budgetCard(r.spent(), r.Budget),
-			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(r.Totals.Jobs), Sub: plural(r.images(), "image")},
+			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(r.Totals.Jobs), Sub: plural(st.images, "image")},
 		},
 		Statuses: []htmlStatus{
 			{StatusSucceeded, r.Totals.Succeeded}, {StatusFailed, r.Totals.Failed},
@@ -185,37 +199,176 @@ func runHTMLFrom(ctx context.Context, buf *bytes.Buffer, r *Run, e embedder) err
 	if r.Interrupted {
 		v.Notice = "This run was interrupted: rerun it with the same --out to resume."
 	}
-	facts := runFacts(r)
-	v.Charts = charts(facts, "Credits charged")
-	v.HasDeps = r.hasDeps()
-	layout := chains(r.Jobs)
-	inPlot := make([]bool, len(r.Jobs))
-	for _, m := range matrices(r.Jobs) {
-		v.Plots = append(v.Plots, m.plot(func(i int) *htmlCell {
+	if v.Charts, err = runCharts(r, st, "Credits charged"); err != nil {
+		return err
+	}
+	v.HasDeps = st.deps
+
+	// The lists below read the jobs while the template runs; the first
+	// error stops them and is returned.
+	var readErr error
+	read := func(err error) bool {
+		if err != nil && readErr == nil {
+			readErr = err
+		}
+		return readErr == nil
+	}
+
+	var layout chainLayout
+	if st.deps {
+		var nodes []chainNode
+		err := r.each(func(_ int, j *RunJob) error {
+			nodes = append(nodes, chainNode{j.ID, slices.Clone(j.DependsOn)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		layout = chainsOf(nodes)
+	}
+	ms, err := matricesOf(r, st.interleaved)
+	if err != nil {
+		return err
+	}
+	var inPlot []bool
+	if len(ms) > 0 {
+		inPlot = make([]bool, st.jobs)
+	}
+	for k := range ms {
+		m := &ms[k]
+		for _, i := range m.jobs {
 			inPlot[i] = true
-			return plotCell(r.Jobs[i], embeds[i])
+		}
+		v.Plots = append(v.Plots, m.plot(func(i int) *htmlCell {
+			j, err := r.job(i)
+			if !read(err) {
+				return nil
+			}
+			return plotCell(j, embeds.of(i, &j))
 		}))
 	}
-	for i, j := range r.Jobs {
-		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Status: j.Status, Failure: j.Failure,
-			Operation: j.op(), Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples),
-			Error: j.Error, Credits: j.Credits.String(), Attempts: j.Attempts, Resumed: j.Resumed})
-		if !layout.showsJob(i) && !inPlot[i] {
-			v.Thumbs = append(v.Thumbs, thumbs(j, embeds[i])...)
+	alone := func(i int) bool { return !layout.showsJob(i) && (inPlot == nil || !inPlot[i]) }
+	thumbsLeft := false
+	err = r.each(func(i int, j *RunJob) error {
+		thumbsLeft = thumbsLeft || alone(i) && len(j.Images) > 0
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if thumbsLeft {
+		v.Thumbs = func(yield func(htmlThumb) bool) {
+			errStop := errors.New("stop")
+			read(ignore(errStop, r.each(func(i int, j *RunJob) error {
+				if !alone(i) {
+					return nil
+				}
+				for _, t := range thumbs(*j, embeds.of(i, j)) {
+					if !yield(t) {
+						return errStop
+					}
+				}
+				return nil
+			})))
 		}
 	}
-	for _, c := range layout.chains {
-		hc := htmlChain{Steps: make([]htmlStep, len(c.steps))}
-		for k, step := range c.steps {
-			for _, n := range step {
-				hc.Steps[k].Jobs = append(hc.Steps[k].Jobs, chainJob(r.Jobs, embeds, layout.missing, n))
+	if st.jobs > 0 {
+		v.JobCount = st.jobs
+		v.Jobs = func(yield func(htmlJob) bool) {
+			errStop := errors.New("stop")
+			read(ignore(errStop, r.each(func(_ int, j *RunJob) error {
+				if !yield(htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Status: j.Status, Failure: j.Failure,
+					Operation: j.op(), Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples),
+					Error: j.Error, Credits: j.Credits.String(), Attempts: j.Attempts, Resumed: j.Resumed}) {
+					return errStop
+				}
+				return nil
+			})))
+		}
+	}
+	if len(layout.chains) > 0 {
+		v.Chains = func(yield func(htmlChain) bool) {
+			for _, c := range layout.chains {
+				hc := htmlChain{Steps: make([]htmlStep, len(c.steps))}
+				for k, step := range c.steps {
+					for _, n := range step {
+						cj, err := chainJob(r, st.jobs, embeds, layout.missing, n)
+						if !read(err) {
+							return
+						}
+						hc.Steps[k].Jobs = append(hc.Steps[k].Jobs, cj)
+					}
+				}
+				hc.Last = hc.Steps[len(hc.Steps)-1].Jobs[0].ID // the last step holds the final job alone
+				if !yield(hc) {
+					return
+				}
 			}
 		}
-		hc.Last = hc.Steps[len(hc.Steps)-1].Jobs[0].ID // the last step holds the final job alone
-		v.Chains = append(v.Chains, hc)
 	}
-	v.group(facts)
-	return renderHTML(buf, &v)
+	if st.jobs > MaxJobRows {
+		v.Collapse = true
+		v.Groups = func(yield func(*group) bool) {
+			errStop := errors.New("stop")
+			read(ignore(errStop, st.eachGroup(r, byGroup, func(g *group) error {
+				if !yield(g) {
+					return errStop
+				}
+				return nil
+			})))
+		}
+	}
+	if err := renderHTML(w, &v); err != nil {
+		return err
+	}
+	return readErr
+}
+
+// ignore returns err, or nil when it is target.
+func ignore(target, err error) error {
+	if errors.Is(err, target) {
+		return nil
+	}
+	return err
+}
+
+// runCharts are charts of r's credits charged, as charts draws them from
+// the jobs' facts, summed in passes.
+func runCharts(r *Run, st *runStats, what string) ([]htmlChart, error) {
+	if st.jobs == 0 {
+		return nil, nil
+	}
+	var byGroupTop topCredits
+	err := st.eachGroup(r, byGroup, func(g *group) error {
+		byGroupTop.add(g.Name, g.Credits)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Engines and services are few, and a matrix may mix them: sum them
+	// by name, in order of first appearance.
+	var ops []namedCredits
+	at := map[string]int{}
+	err = r.each(func(_ int, j *RunJob) error {
+		op := j.op()
+		k, ok := at[op]
+		if !ok {
+			k = len(ops)
+			at[op] = k
+			ops = append(ops, namedCredits{name: op})
+		}
+		ops[k].credits += j.Credits
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := []htmlChart{byGroupTop.chart(what + " by group")}
+	if len(ops) > 1 {
+		out = append(out, barChart(what+" by engine / service", ops))
+	}
+	return out, nil
 }
 
 // thumbs are the thumbnails of a job's images, embeds[k] that of image k.
@@ -246,37 +399,57 @@ func plotCell(j RunJob, embeds []thumbnail) *htmlCell {
 	return c
 }
 
-// chainJob is node n of a chain laid out over jobs and missing; embeds
-// are the jobs' thumbnails.
-func chainJob(jobs []RunJob, embeds [][]thumbnail, missing []string, n int) htmlChainJob {
-	if n >= len(jobs) {
-		return htmlChainJob{ID: missing[n-len(jobs)], Missing: true}
+// chainJob is node n of a chain laid out over r's jobs (of which there
+// are jobs) and missing; embeds are the jobs' thumbnails.
+func chainJob(r *Run, jobs int, embeds *embeds, missing []string, n int) (htmlChainJob, error) {
+	if n >= jobs {
+		return htmlChainJob{ID: missing[n-jobs], Missing: true}, nil
 	}
-	j := jobs[n]
+	j, err := r.job(n)
+	if err != nil {
+		return htmlChainJob{}, err
+	}
 	c := htmlChainJob{ID: j.ID, Operation: j.op(), Status: j.Status, Failure: j.Failure,
-		GenerationID: j.GenerationID, Images: thumbs(j, embeds[n])}
+		GenerationID: j.GenerationID, Images: thumbs(j, embeds.of(n, &j))}
 	if j.Status != StatusSucceeded {
 		// The card is narrow; the jobs table has the whole text.
 		c.Error, c.FullError = oneLine(j.Error, 140), j.Error
 	}
-	return c
+	return c, nil
 }
 
+// planHTML renders p as an HTML page. The page lists every job, so it holds
+// them all: for plans of a size a browser shows.
 func planHTML(buf *bytes.Buffer, p *Plan) error {
+	var jobs []PlanJob
+	images, deps := 0, false
+	err := eachJob(p, func(_ int64, j *PlanJob) error {
+		jobs = append(jobs, j.clone())
+		images += j.Samples
+		deps = deps || len(j.DependsOn) > 0
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	v := htmlView{
 		Kind: "Cost plan", Title: cmp.Or(p.Name, p.Manifest, "batch"), Manifest: p.Manifest, Pricing: p.Pricing, Shard: p.Shard,
 		Cards: []htmlCard{
 			{ID: "total-credits", Label: "Estimated", Value: p.TotalCredits.String() + " credits", Sub: p.TotalCredits.USD()},
 			budgetCard(p.TotalCredits, p.Budget),
-			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(len(p.Jobs)), Sub: plural(p.images(), "image")},
+			{ID: "total-jobs", Label: "Jobs", Value: strconv.Itoa(len(jobs)), Sub: plural(images, "image")},
 		},
 	}
-	facts := planFacts(p)
+	facts := planFacts(jobs)
 	v.Charts = charts(facts, "Credits")
-	v.HasDeps = p.hasDeps()
-	for _, j := range p.Jobs {
-		v.Jobs = append(v.Jobs, htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Operation: j.op(),
+	v.HasDeps = deps
+	var rows []htmlJob
+	for _, j := range jobs {
+		rows = append(rows, htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Operation: j.op(),
 			Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples), Credits: j.Credits.String()})
+	}
+	if rows != nil {
+		v.Jobs, v.JobCount = slices.Values(rows), len(rows)
 	}
 	v.group(facts)
 	return renderHTML(buf, &v)
@@ -284,17 +457,17 @@ func planHTML(buf *bytes.Buffer, p *Plan) error {
 
 func (v *htmlView) group(facts []jobFacts) {
 	if len(facts) > MaxJobRows {
-		v.Groups = groups(facts)
+		v.Groups = slices.Values(groups(facts))
 		v.Collapse = true
 	}
 }
 
-func renderHTML(buf *bytes.Buffer, v *htmlView) error {
+func renderHTML(w io.Writer, v *htmlView) error {
 	t, err := htmlTemplate()
 	if err != nil {
 		return err
 	}
-	return t.Execute(buf, v)
+	return t.Execute(w, v)
 }
 
 func budgetCard(total cost.Credits, budget *cost.Credits) htmlCard {
@@ -370,6 +543,11 @@ func barChart(title string, items []namedCredits) htmlChart {
 		n := len(items) - (chartMaxBars - 1)
 		items = append(items[:chartMaxBars-1], namedCredits{strconv.Itoa(n) + " others", rest})
 	}
+	return layoutBars(title, items)
+}
+
+// layoutBars lays out items as bars in their order, scaled to the largest.
+func layoutBars(title string, items []namedCredits) htmlChart {
 	maxC := items[0].credits
 	for _, it := range items {
 		maxC = max(maxC, it.credits)
@@ -387,13 +565,4 @@ func barChart(title string, items []namedCredits) htmlChart {
 		})
 	}
 	return c
-}
-
-// images is the number of images a run wrote.
-func (r *Run) images() int {
-	n := 0
-	for _, j := range r.Jobs {
-		n += len(j.Images)
-	}
-	return n
 }

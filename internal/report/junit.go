@@ -1,9 +1,10 @@
 package report
 
 import (
-	"bytes"
+	"bufio"
 	"cmp"
 	"encoding/xml"
+	"io"
 	"strconv"
 )
 
@@ -51,11 +52,19 @@ type junitMessage struct {
 	Text    string `xml:",chardata"`
 }
 
-func runJUnit(buf *bytes.Buffer, r *Run) error {
+// runJUnit writes r as JUnit XML to w, one test case per job, as the jobs
+// pass: the same bytes as encoding the whole junitSuites value, element by
+// element.
+func runJUnit(w io.Writer, r *Run) error {
+	st, err := scanRun(r)
+	if err != nil {
+		return err
+	}
 	s := junitSuite{
-		Name:  title(r.Name, r.Manifest),
-		Tests: len(r.Jobs),
-		Cases: make([]junitCase, len(r.Jobs)),
+		Name:    title(r.Name, r.Manifest),
+		Tests:   st.jobs,
+		Fails:   st.statuses.Failed + st.statuses.Filtered,
+		Skipped: st.statuses.Skipped,
 		Props: []junitProperty{
 			{"manifest", r.Manifest},
 			{"pricing", r.Pricing},
@@ -76,51 +85,92 @@ func runJUnit(buf *bytes.Buffer, r *Run) error {
 			s.Time = strconv.FormatFloat(r.FinishedAt.Sub(r.StartedAt).Seconds(), 'f', 3, 64)
 		}
 	}
-	for i, j := range r.Jobs {
-		c := junitCase{Name: j.ID, Classname: j.Group}
-		c.Props = append(c.Props, junitProperty{"charged_credits", j.Credits.String()})
-		if j.PossiblyBilledCredits != 0 {
-			c.Props = append(c.Props, junitProperty{"possibly_billed_credits", j.PossiblyBilledCredits.String()})
-		}
-		c.Props = append(c.Props, operationProps(j)...)
-		c.Props = append(c.Props, promptProps(j)...)
-		for _, id := range j.DependsOn {
-			c.Props = append(c.Props, junitProperty{"depends_on", id})
-		}
-		if j.GenerationID != "" {
-			c.Props = append(c.Props, junitProperty{"generation_id", j.GenerationID})
-		}
-		c.Props = append(c.Props,
-			junitProperty{"samples", strconv.Itoa(j.Samples)},
-			junitProperty{"attempts", strconv.Itoa(j.Attempts)})
-		for _, img := range j.Images {
-			c.Props = append(c.Props, junitProperty{"image", img.Path})
-			if img.RequestID != "" {
-				c.Props = append(c.Props, junitProperty{"request_id", img.RequestID})
-			}
-		}
-		switch j.Status {
-		case StatusFailed:
-			s.Fails++
-			c.Failure = &junitMessage{Message: summary(j, "job failed"), Type: cmp.Or(j.Failure, "failed"), Text: j.Error}
-		case StatusFiltered:
-			s.Fails++
-			c.Failure = &junitMessage{Message: summary(j, "the API's content filter blocked the image"), Type: "filtered", Text: j.Error}
-		case StatusSkipped:
-			s.Skipped++
-			c.Skipped = &junitMessage{Message: summary(j, "not run")}
-		}
-		s.Cases[i] = c
-	}
-	suites := junitSuites{Name: "batch", Tests: s.Tests, Fails: s.Fails, Skipped: s.Skipped, Time: s.Time, Suites: []junitSuite{s}}
-	buf.WriteString(xml.Header)
-	enc := xml.NewEncoder(buf)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(xml.Header)
+	enc := xml.NewEncoder(bw)
 	enc.Indent("", "  ")
-	if err := enc.Encode(suites); err != nil {
+	suites := xml.StartElement{Name: xml.Name{Local: "testsuites"}, Attr: counts("batch", s.Tests, s.Fails, s.Skipped, s.Time)}
+	suite := xml.StartElement{Name: xml.Name{Local: "testsuite"}, Attr: counts(s.Name, s.Tests, s.Fails, s.Skipped, s.Time)}
+	if s.Timestamp != "" {
+		suite.Attr = append(suite.Attr, xml.Attr{Name: xml.Name{Local: "timestamp"}, Value: s.Timestamp})
+	}
+	if err := enc.EncodeToken(suites); err != nil {
 		return err
 	}
-	buf.WriteString("\n")
-	return nil
+	if err := enc.EncodeToken(suite); err != nil {
+		return err
+	}
+	props := struct {
+		Props []junitProperty `xml:"property"`
+	}{s.Props}
+	if err := enc.EncodeElement(props, xml.StartElement{Name: xml.Name{Local: "properties"}}); err != nil {
+		return err
+	}
+	testcase := xml.StartElement{Name: xml.Name{Local: "testcase"}}
+	err = r.each(func(_ int, j *RunJob) error {
+		return enc.EncodeElement(junitCaseOf(j), testcase)
+	})
+	if err != nil {
+		return err
+	}
+	if err := enc.EncodeToken(suite.End()); err != nil {
+		return err
+	}
+	if err := enc.EncodeToken(suites.End()); err != nil {
+		return err
+	}
+	if err := enc.Flush(); err != nil {
+		return err
+	}
+	bw.WriteString("\n")
+	return bw.Flush()
+}
+
+// counts are the attributes a suite's element starts with, as junitSuites
+// and junitSuite encode them.
+func counts(name string, tests, fails, skipped int, time string) []xml.Attr {
+	attr := func(name, value string) xml.Attr { return xml.Attr{Name: xml.Name{Local: name}, Value: value} }
+	out := []xml.Attr{attr("name", name), attr("tests", strconv.Itoa(tests)), attr("failures", strconv.Itoa(fails)),
+		attr("errors", "0"), attr("skipped", strconv.Itoa(skipped))}
+	if time != "" {
+		out = append(out, attr("time", time))
+	}
+	return out
+}
+
+// junitCaseOf is job j's test case.
+func junitCaseOf(j *RunJob) junitCase {
+	c := junitCase{Name: j.ID, Classname: j.Group}
+	c.Props = append(c.Props, junitProperty{"charged_credits", j.Credits.String()})
+	if j.PossiblyBilledCredits != 0 {
+		c.Props = append(c.Props, junitProperty{"possibly_billed_credits", j.PossiblyBilledCredits.String()})
+	}
+	c.Props = append(c.Props, operationProps(*j)...)
+	c.Props = append(c.Props, promptProps(*j)...)
+	for _, id := range j.DependsOn {
+		c.Props = append(c.Props, junitProperty{"depends_on", id})
+	}
+	if j.GenerationID != "" {
+		c.Props = append(c.Props, junitProperty{"generation_id", j.GenerationID})
+	}
+	c.Props = append(c.Props,
+		junitProperty{"samples", strconv.Itoa(j.Samples)},
+		junitProperty{"attempts", strconv.Itoa(j.Attempts)})
+	for _, img := range j.Images {
+		c.Props = append(c.Props, junitProperty{"image", img.Path})
+		if img.RequestID != "" {
+			c.Props = append(c.Props, junitProperty{"request_id", img.RequestID})
+		}
+	}
+	switch j.Status {
+	case StatusFailed:
+		c.Failure = &junitMessage{Message: summary(*j, "job failed"), Type: cmp.Or(j.Failure, "failed"), Text: j.Error}
+	case StatusFiltered:
+		c.Failure = &junitMessage{Message: summary(*j, "the API's content filter blocked the image"), Type: "filtered", Text: j.Error}
+	case StatusSkipped:
+		c.Skipped = &junitMessage{Message: summary(*j, "not run")}
+	}
+	return c
 }
 
 // operationProps are a job's engine, size and steps (v1), or its service,

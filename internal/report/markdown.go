@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -74,45 +75,77 @@ func mdRunBudget(r *Run) string {
 	return mdBudget(r.spent(), r.Budget) + ", " + labelRunBudget
 }
 
-func planMarkdown(buf *bytes.Buffer, p *Plan) {
-	fmt.Fprintf(buf, "### Cost plan: %s\n\n", mdTitle(p.Name, p.Manifest))
-	fmt.Fprintf(buf, "**%s: %s credits (%s)** for %s, %s · %s · pricing %s",
-		capital(labelEstimated), p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"),
+// planMarkdown writes p as Markdown to w: one row per job when it has at
+// most MaxJobRows, else one per group (at most maxMarkdownGroups, the rest
+// summed in one row), written as the groups pass.
+func planMarkdown(w io.Writer, p *Plan) error {
+	st, err := scanPlan(p, nil)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "### Cost plan: %s\n\n", mdTitle(p.Name, p.Manifest))
+	fmt.Fprintf(&buf, "**%s: %s credits (%s)** for %s, %s%s · %s · pricing %s",
+		capital(labelEstimated), p.TotalCredits, p.TotalCredits.USD(), plural(st.jobs, "job"), plural(st.images, "image"), cacheSaves(p),
 		mdBudget(p.TotalCredits, p.Budget), mdCode(p.Pricing))
 	if p.Shard != "" {
-		fmt.Fprintf(buf, " · shard %s", p.Shard)
+		fmt.Fprintf(&buf, " · shard %s", p.Shard)
+	}
+	if p.Selection != "" {
+		fmt.Fprintf(&buf, " · selection %s", p.Selection)
 	}
 	buf.WriteString("\n\n")
-	if len(p.Jobs) == 0 {
-		return
-	}
-	deps, prompts := p.hasDeps(), p.hasPrompts()
-	if len(p.Jobs) <= MaxJobRows {
-		settings := p.hasSettings()
-		mdHeader(buf, withText(settings, prompts, withFrom(deps, []string{"Job", "Engine / service", "Size", "Steps", "Samples", "Credits"}, "From"), "Settings", "Prompt"),
+	deps, prompts := st.deps, st.prompts
+	switch {
+	case st.jobs == 0:
+	case st.rows != nil:
+		settings := st.settings
+		mdHeader(&buf, withText(settings, prompts, withFrom(deps, []string{"Job", "Engine / service", "Size", "Steps", "Samples", "Credits"}, "From"), "Settings", "Prompt"),
 			withText(settings, prompts, withFrom(deps, []string{"---", "---", "---", "--:", "--:", "--:"}, "---"), "---", "---"))
-		for _, j := range p.Jobs {
-			mdRow(buf, withText(settings, prompts, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
-				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn)), settingsText(j.Settings, j.OutputFormat), promptText(j.Prompt, j.NegativePrompt))...)
+		for _, j := range st.rows {
+			mdRow(&buf, withText(settings, prompts, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
+				strconv.Itoa(j.Samples), planCredits(j)}, fromText(j.DependsOn)), settingsText(j.Settings, j.OutputFormat), promptText(j.Prompt, j.NegativePrompt))...)
 		}
-		return
+	default:
+		if err := planMarkdownGroups(w, &buf, p, st); err != nil {
+			return err
+		}
 	}
-	gs := groups(planFacts(p))
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// planMarkdownGroups writes the Markdown table of p's groups to buf,
+// passing it on to w as it fills.
+func planMarkdownGroups(w io.Writer, buf *bytes.Buffer, p *Plan, st *planStats) error {
+	deps, prompts := st.deps, st.prompts
+	if err := st.resolveSources(p); err != nil {
+		return err
+	}
 	// A group's jobs may differ in prompt (a matrix over it); the first one
 	// stands for the group, cut so that the capped table stays within a
 	// pull-request comment.
-	first := p.firstPrompts()
-	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(p.Jobs), "job"), plural(len(gs), "group"))
+	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(st.jobs, "job"), plural(st.groups, "group"))
 	mdHeader(buf, withText(false, prompts, withFrom(deps, []string{"Group", "Jobs", "Engine / service", "Sizes", "Steps", "Images", "Credits"}, "From"), "", "Prompt (first job)"),
 		withText(false, prompts, withFrom(deps, []string{"---", "--:", "---", "---", "---", "--:", "--:"}, "---"), "", "---"))
-	for i, g := range gs {
-		if i == maxMarkdownGroups {
-			mdMoreGroups(buf, gs[i:], 7, deps, prompts)
-			break
+	n, restJobs := 0, 0
+	var rest cost.Credits
+	err := st.eachGroup(p, func(g *group, prompt, negative string) error {
+		n++
+		if n > maxMarkdownGroups {
+			restJobs, rest = restJobs+g.Jobs, rest+g.Credits
+			return nil
 		}
-		mdRow(buf, withText(false, prompts, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
-			strconv.Itoa(g.Images), g.Credits.String()}, g.From()), "", oneLine(first[g.Name], maxGroupPrompt))...)
+		mdRow(buf, withText(false, prompts, groupCells(g, deps), "", cut(promptText(prompt, negative), maxGroupPrompt))...)
+		return spill(w, buf)
+	})
+	if err != nil {
+		return err
 	}
+	if n > maxMarkdownGroups {
+		mdMoreRow(buf, n-maxMarkdownGroups, restJobs, rest, 7, deps, prompts)
+	}
+	return nil
 }
 
 // maxGroupPrompt is the most runes of a group's prompt the grouped Markdown
@@ -136,55 +169,93 @@ func mdMoreGroups(buf *bytes.Buffer, rest []*group, cols int, deps, prompts bool
 	mdRow(buf, withText(false, prompts, withFrom(deps, cells, ""), "", "")...)
 }
 
-func runMarkdown(buf *bytes.Buffer, r *Run) {
-	fmt.Fprintf(buf, "### Run report: %s\n\n", mdTitle(r.Name, r.Manifest))
-	fmt.Fprintf(buf, "**%s: %s** · %s %s · %s · pricing %s",
+// mdMoreRow writes one row summing n groups of jobs jobs and credits sum
+// left out of a table of cols columns, plus a from column when deps and an
+// empty prompt column when prompts.
+func mdMoreRow(buf *bytes.Buffer, n, jobs int, sum cost.Credits, cols int, deps, prompts bool) {
+	cells := make([]string, cols)
+	cells[0] = fmt.Sprintf("… %s more", plural(n, "group"))
+	cells[1] = strconv.Itoa(jobs)
+	cells[cols-1] = sum.String()
+	mdRow(buf, withText(false, prompts, withFrom(deps, cells, ""), "", "")...)
+}
+
+// runMarkdown writes r as Markdown to w: one row per job when it has at
+// most MaxJobRows, else one per group (the first maxMarkdownGroups, the
+// rest summed in one row), written as the groups pass.
+func runMarkdown(w io.Writer, r *Run) error {
+	st, err := scanRun(r)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "### Run report: %s\n\n", mdTitle(r.Name, r.Manifest))
+	fmt.Fprintf(&buf, "**%s: %s** · %s %s · %s · pricing %s",
 		capital(labelCharged), creditsText(r.ChargedCredits), labelEstimated, creditsText(r.EstimatedCredits),
 		mdRunBudget(r), mdCode(r.Pricing))
 	if r.Shard != "" {
-		fmt.Fprintf(buf, " · shard %s", r.Shard)
+		fmt.Fprintf(&buf, " · shard %s", r.Shard)
 	}
 	buf.WriteString("\n\n")
 	t := r.Totals
-	fmt.Fprintf(buf, "- **Jobs:** %d — ✅ %d succeeded · ❌ %d failed · 🚫 %d filtered · ⏭️ %d skipped\n",
+	fmt.Fprintf(&buf, "- **Jobs:** %d — ✅ %d succeeded · ❌ %d failed · 🚫 %d filtered · ⏭️ %d skipped\n",
 		t.Jobs, t.Succeeded, t.Failed, t.Filtered, t.Skipped)
-	fmt.Fprintf(buf, "- **%s:** %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
+	fmt.Fprintf(&buf, "- **%s:** %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
+	if r.CachedJobs > 0 {
+		fmt.Fprintf(&buf, "- **Cache:** %s\n", cacheServed(r))
+	}
 	if r.BalanceBefore != nil {
-		fmt.Fprintf(buf, "- **%s:** %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
+		fmt.Fprintf(&buf, "- **%s:** %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
 	}
 	if span := timeSpan(r); span != "" {
-		fmt.Fprintf(buf, "- **Time:** %s\n", span)
+		fmt.Fprintf(&buf, "- **Time:** %s\n", span)
 	}
 	if r.Interrupted {
 		buf.WriteString("- **Interrupted:** rerun with the same `--out` to resume\n")
 	}
 	buf.WriteString("\n")
-	if len(r.Jobs) == 0 {
-		return
-	}
-	deps := r.hasDeps()
-	if len(r.Jobs) <= MaxJobRows {
-		mdHeader(buf, withFrom(deps, []string{"Job", "Status", "Engine / service", "Size", "Steps", "Samples", "Attempts", "Charged", "Error"}, "From"),
+	deps := st.deps
+	switch {
+	case st.jobs == 0:
+	case st.rows != nil:
+		mdHeader(&buf, withFrom(deps, []string{"Job", "Status", "Engine / service", "Size", "Steps", "Samples", "Attempts", "Charged", "Error"}, "From"),
 			withFrom(deps, []string{"---", "---", "---", "---", "--:", "--:", "--:", "--:", "---"}, "---"))
-		for _, j := range r.Jobs {
-			mdRow(buf, withFrom(deps, []string{j.ID, statusEmoji(j.Status) + " " + statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio),
+		for _, j := range st.rows {
+			mdRow(&buf, withFrom(deps, []string{j.ID, statusEmoji(j.Status) + " " + statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio),
 				stepsText(j.Steps), strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 120)}, fromText(j.DependsOn))...)
 		}
-		return
-	}
-	gs := groups(runFacts(r))
-	fmt.Fprintf(buf, "%s in %s (JSON and CSV list every job):\n\n", plural(len(r.Jobs), "job"), plural(len(gs), "group"))
-	mdHeader(buf, withFrom(deps, []string{"Group", "Jobs", "Succeeded", "Failed", "Filtered", "Skipped", "Engine / service", "Sizes", "Steps", "Charged"}, "From"),
-		withFrom(deps, []string{"---", "--:", "--:", "--:", "--:", "--:", "---", "---", "---", "--:"}, "---"))
-	for i, g := range gs {
-		if i == maxMarkdownGroups {
-			mdMoreGroups(buf, gs[i:], 10, deps, false)
-			break
+	default:
+		groups := 0
+		err := st.eachGroup(r, byGroup, func(*group) error {
+			groups++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		t := g.Totals
-		mdRow(buf, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
-			strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String()}, g.From())...)
+		fmt.Fprintf(&buf, "%s in %s (JSON and CSV list every job):\n\n", plural(st.jobs, "job"), plural(groups, "group"))
+		mdHeader(&buf, withFrom(deps, []string{"Group", "Jobs", "Succeeded", "Failed", "Filtered", "Skipped", "Engine / service", "Sizes", "Steps", "Charged"}, "From"),
+			withFrom(deps, []string{"---", "--:", "--:", "--:", "--:", "--:", "---", "---", "---", "--:"}, "---"))
+		n, restJobs := 0, 0
+		var rest cost.Credits
+		err = st.eachGroup(r, byGroup, func(g *group) error {
+			n++
+			if n > maxMarkdownGroups {
+				restJobs, rest = restJobs+g.Jobs, rest+g.Credits
+				return nil
+			}
+			mdRow(&buf, runGroupCells(g, deps)...)
+			return spill(w, &buf)
+		})
+		if err != nil {
+			return err
+		}
+		if n > maxMarkdownGroups {
+			mdMoreRow(&buf, n-maxMarkdownGroups, restJobs, rest, 10, deps, false)
+		}
 	}
+	_, err = w.Write(buf.Bytes())
+	return err
 }
 
 func statusEmoji(status string) string {
@@ -213,18 +284,18 @@ func diffMarkdown(buf *bytes.Buffer, d *DiffResult) {
 		fmt.Fprintf(buf, " · pricing %s → %s", mdCode(d.BasePricing), mdCode(d.HeadPricing))
 	}
 	buf.WriteString("\n\n")
-	if len(d.Jobs) == 0 {
+	if d.Differing == 0 {
 		return
 	}
-	if len(d.Jobs) <= MaxJobRows {
+	if d.rows != nil {
 		buf.WriteString("| Job | Change | Base | Head | Δ credits | Detail |\n|---|---|--:|--:|--:|---|\n")
-		for _, j := range d.Jobs {
+		for _, j := range d.rows {
 			mdRow(buf, j.ID, j.Change, j.baseText(), j.headText(), signed(j.DeltaCredits), j.Detail)
 		}
 		return
 	}
-	gs := diffGroups(d)
-	fmt.Fprintf(buf, "%s differ, in %s (`--format json` lists every job):\n\n", plural(len(d.Jobs), "job"), plural(len(gs), "group"))
+	gs := d.groups
+	fmt.Fprintf(buf, "%s differ, in %s (`--format json` lists every job):\n\n", plural(d.Differing, "job"), plural(len(gs), "group"))
 	buf.WriteString("| Group | Added | Removed | Changed | Base | Head | Δ credits |\n|---|--:|--:|--:|--:|--:|--:|\n")
 	for i, g := range gs {
 		if i == maxMarkdownGroups {

@@ -65,17 +65,24 @@ func Merge(runs ...*Run) (*Run, error) {
 		out.EstimatedCredits += r.EstimatedCredits
 		out.ChargedCredits += r.ChargedCredits
 		out.PossiblyBilledCredits += r.PossiblyBilledCredits
+		out.CachedJobs += r.CachedJobs
+		out.CacheSavedCredits += r.CacheSavedCredits
 		out.Interrupted = out.Interrupted || r.Interrupted
 		out.Totals.add(r.Totals)
-		for _, j := range r.Jobs {
+		err := r.each(func(_ int, jp *RunJob) error {
+			j := jp.clone() // Rows reuse jp
 			if other, dup := seen[j.ID]; dup {
-				return nil, fmt.Errorf("merge reports: job %s is in both %s and %s", j.ID, other, name)
+				return fmt.Errorf("merge reports: job %s is in both %s and %s", j.ID, other, name)
 			}
 			seen[j.ID] = name
 			if !sameDir && r.dir != "" {
 				j.Images = rebase(j.Images, r.dir)
 			}
 			out.Jobs = append(out.Jobs, j)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	if !sameDir {

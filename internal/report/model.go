@@ -4,25 +4,76 @@
 package report
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
 )
 
-// Plan is what `batch plan --format json` prints: every expanded job with
-// its price, and the total. Its JSON is the plan file `batch diff` and
-// `batch report` read back.
+// Plan is what `batch plan --format json` prints: the plan's header and
+// totals, then every expanded job with its price. Its JSON is the plan file
+// `batch diff` and `batch report` read back. The jobs are not held: Jobs
+// reads them, once per pass of a renderer, so a plan of millions of jobs
+// renders in memory that does not grow with them.
 type Plan struct {
-	Manifest     string        `json:"manifest"`        // manifest path as given
-	Name         string        `json:"name,omitempty"`  // manifest name
-	Pricing      string        `json:"pricing"`         // price sheet id
-	Shard        string        `json:"shard,omitempty"` // "K/N" when sharded
+	Manifest string `json:"manifest"`        // manifest path as given
+	Name     string `json:"name,omitempty"`  // manifest name
+	Pricing  string `json:"pricing"`         // price sheet id
+	Shard    string `json:"shard,omitempty"` // "K/N" when sharded
+	// Selection is the --only and --sample flags that took part of the
+	// manifest's jobs, e.g. "--sample 12"; "" when they were not given.
+	Selection    string        `json:"selection,omitempty"`
 	TotalCredits cost.Credits  `json:"total_credits"`
 	TotalUSD     string        `json:"total_usd"` // e.g. "$1.20"
 	Budget       *cost.Credits `json:"budget"`    // null when there is none
 	OverBudget   bool          `json:"over_budget"`
-	Jobs         []PlanJob     `json:"jobs"` // last, so the JSON streams (see writeJobsJSON)
+	// CachedJobs is how many jobs the image cache holds, priced at 0 in
+	// TotalCredits, and CacheSavedCredits their list price; 0 (absent)
+	// without a cache or hits.
+	CachedJobs        int          `json:"cached_jobs,omitempty"`
+	CacheSavedCredits cost.Credits `json:"cache_saved_credits,omitempty"`
+	// Jobs reads the plan's jobs, written last in the JSON as "jobs"; nil
+	// for a plan of no jobs.
+	Jobs PlanJobs `json:"-"`
+}
+
+// PlanJobs is where a plan's jobs come from: a manifest priced job by job,
+// or a plan file read one job at a time. Renderers read it in passes, each
+// a call of Each, and never hold more than a few jobs.
+type PlanJobs interface {
+	// Each calls fn with every job, in plan order, and the position At
+	// reads it back from. j is valid only during the call: the next may
+	// reuse it and its slices. Each stops at the first error, fn's or its
+	// own, and returns it.
+	Each(fn func(pos int64, j *PlanJob) error) error
+	// At reads into j the job Each gave at pos.
+	At(pos int64, j *PlanJob) error
+}
+
+// PlanRows is a plan's jobs held in memory, for a plan small enough to
+// hold (a test's, or the first MaxJobRows of a table); each job's
+// position is its index.
+type PlanRows []PlanJob
+
+// Each calls fn with every job, in order.
+func (r PlanRows) Each(fn func(pos int64, j *PlanJob) error) error {
+	for i := range r {
+		j := r[i]
+		if err := fn(int64(i), &j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// At copies the job at index pos into j.
+func (r PlanRows) At(pos int64, j *PlanJob) error {
+	if pos < 0 || pos >= int64(len(r)) {
+		return fmt.Errorf("no job at %d of %d", pos, len(r))
+	}
+	*j = r[pos]
+	return nil
 }
 
 // PlanJob is one expanded job with its price: a v1 job (Engine and Steps
@@ -79,7 +130,10 @@ type PlanJob struct {
 	// when it sets none. A seed of 0 (random) is left out.
 	Settings []Setting    `json:"settings,omitempty"`
 	Samples  int          `json:"samples"`
-	Credits  cost.Credits `json:"credits"` // per-image price × samples
+	Credits  cost.Credits `json:"credits"` // per-image price × samples; 0 when Cached
+	// Cached: the image cache holds the job's request, so a run takes its
+	// images from there and buys nothing.
+	Cached bool `json:"cached,omitempty"`
 }
 
 // Setting is one setting of a job and its value as sent, e.g.
@@ -129,7 +183,8 @@ type Run struct {
 	Shard      string    `json:"shard,omitempty"`
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
-	// EstimatedCredits is the plan's price of the run's jobs.
+	// EstimatedCredits is the plan's price of the run's jobs, those the
+	// image cache held counted at 0.
 	EstimatedCredits cost.Credits `json:"estimated_credits"`
 	// ChargedCredits is the list price of the results the API completed,
 	// jobs resumed from the journal included.
@@ -143,8 +198,17 @@ type Run struct {
 	// unknown.
 	BalanceBefore *cost.Credits `json:"balance_before,omitempty"`
 	Interrupted   bool          `json:"interrupted,omitempty"`
-	Totals        Totals        `json:"totals"`
-	Jobs          []RunJob      `json:"jobs"`
+	// CachedJobs is how many jobs took their images from the image cache
+	// (this run, or an earlier one the journal resumed them from), and
+	// CacheSavedCredits their list price; 0 (absent) when none did.
+	CachedJobs        int          `json:"cached_jobs,omitempty"`
+	CacheSavedCredits cost.Credits `json:"cache_saved_credits,omitempty"`
+	Totals            Totals       `json:"totals"`
+	Jobs              []RunJob     `json:"jobs"`
+	// Rows, when set, holds the jobs instead of Jobs (then nil): the
+	// renderers read them from it one at a time, so a report of a million
+	// jobs is written without holding them (see RunSpill).
+	Rows RunJobs `json:"-"`
 
 	// dir is the folder ReadRun read the report from; Merge uses it to keep
 	// image paths of shards in different folders reachable.
@@ -201,6 +265,9 @@ type RunJob struct {
 	PossiblyBilledCredits cost.Credits `json:"possibly_billed_credits,omitempty"`
 	Attempts              int          `json:"attempts"`          // requests sent, retries included
 	Resumed               bool         `json:"resumed,omitempty"` // finished by an earlier run (from the journal)
+	// Cached: the job's images came from the image cache; nothing was sent
+	// and Credits is 0.
+	Cached bool `json:"cached,omitempty"`
 	// GenerationID is the id an asynchronous service (upscale/creative,
 	// edit/replace-background-and-relight) returned for the job's submit,
 	// under which its result was polled; "" (absent) for a synchronous job

@@ -11,13 +11,13 @@ import (
 // any terminal and a negative prompt, one short.
 func longPromptPlan() (*Plan, string) {
 	long := strings.Repeat("a lighthouse on a rocky cliff at dawn, ", 8) + "wide shot"
-	p := &Plan{Manifest: "long.yaml", Pricing: "stability-2025-08", Jobs: []PlanJob{
+	jobs := PlanRows{
 		{Index: 0, ID: "hero", Group: "hero", Service: "generate/core", Width: 1536, Height: 1536, Samples: 1, Credits: 3 * 1_000_000,
 			Prompt: long, NegativePrompt: "fog", Settings: []Setting{{Name: "seed", Value: "42"}, {Name: "style_preset", Value: "photographic"}}},
 		{Index: 1, ID: "mug", Group: "mug", Engine: "stable-diffusion-xl-1024-v1-0", Width: 1024, Height: 1024, Steps: 30, Samples: 1, Credits: 900_000,
 			Prompt: "a white mug"},
-	}}
-	p.TotalCredits = p.Jobs[0].Credits + p.Jobs[1].Credits
+	}
+	p := &Plan{Manifest: "long.yaml", Pricing: "stability-2025-08", Jobs: jobs, TotalCredits: jobs[0].Credits + jobs[1].Credits}
 	return p, long
 }
 
@@ -103,8 +103,9 @@ func TestPlanTableFitsWidth(t *testing.T) {
 // for a row per job) cuts its first jobs' prompts too.
 func TestGroupedPlanTableFitsWidth(t *testing.T) {
 	p := bigPlan(5, 12)
-	for i := range p.Jobs {
-		p.Jobs[i].Prompt += strings.Repeat(", and more", 20)
+	jobs := p.Jobs.(PlanRows)
+	for i := range jobs {
+		jobs[i].Prompt += strings.Repeat(", and more", 20)
 	}
 	const width = 180
 	var b bytes.Buffer

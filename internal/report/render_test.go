@@ -32,6 +32,40 @@ func mustReadPlan(t *testing.T, path string) *Plan {
 	return p
 }
 
+// mustDiff is Diff(base, head), failing t on an error.
+func mustDiff(t *testing.T, base, head *Plan) *DiffResult {
+	t.Helper()
+	d, err := Diff(base, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// planRows reads every job of p into memory.
+func planRows(t *testing.T, p *Plan) PlanRows {
+	t.Helper()
+	var rows PlanRows
+	err := eachJob(p, func(_ int64, j *PlanJob) error {
+		rows = append(rows, j.clone())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// diffJobs lists the jobs of d that differ.
+func diffJobs(t *testing.T, d *DiffResult) []DiffJob {
+	t.Helper()
+	var out []DiffJob
+	if err := d.Each(func(j *DiffJob) error { out = append(out, *j); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func mustReadRun(t *testing.T, dir string) *Run {
 	t.Helper()
 	r, err := ReadRun(dir)
@@ -52,7 +86,8 @@ func credits(s string) cost.Credits {
 // bigPlan is a plan of groups×perGroup jobs, enough to switch the table
 // and Markdown formats to one row per group.
 func bigPlan(groups, perGroup int) *Plan {
-	p := &Plan{Manifest: "big.yaml", Pricing: "stability-2025-08", Jobs: []PlanJob{}}
+	p := &Plan{Manifest: "big.yaml", Pricing: "stability-2025-08"}
+	jobs := PlanRows{}
 	// Two v1 engines and a Stable Image service with a model and an
 	// aspect ratio, mixed within groups.
 	ops := []PlanJob{
@@ -62,7 +97,7 @@ func bigPlan(groups, perGroup int) *Plan {
 	for g := range groups {
 		for k := range perGroup {
 			j := ops[(g+k/7)%len(ops)]
-			j.Index, j.ID, j.Group = len(p.Jobs), fmt.Sprintf("g%02d-%03d", g, k), fmt.Sprintf("g%02d", g)
+			j.Index, j.ID, j.Group = len(jobs), fmt.Sprintf("g%02d-%03d", g, k), fmt.Sprintf("g%02d", g)
 			j.Samples, j.Credits = 1, cost.Credits(100_000*(1+g+k%4))
 			// Prompts vary within a group: the grouped views show its
 			// first job's.
@@ -70,10 +105,11 @@ func bigPlan(groups, perGroup int) *Plan {
 			if j.Engine != "" {
 				j.Width, j.Height, j.Steps, j.Samples = 512+64*(k%3), 512, 20+10*(g%3)+k%2*5, 1+k%2
 			}
-			p.Jobs = append(p.Jobs, j)
+			jobs = append(jobs, j)
 			p.TotalCredits += j.Credits
 		}
 	}
+	p.Jobs = jobs
 	p.TotalUSD = p.TotalCredits.USD()
 	return p
 }
@@ -84,7 +120,7 @@ func bigRun(groups, perGroup int) *Run {
 	r := &Run{Manifest: p.Manifest, Pricing: p.Pricing, EstimatedCredits: p.TotalCredits,
 		StartedAt: time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC), FinishedAt: time.Date(2026, 11, 26, 0, 1, 30, 0, time.UTC)}
 	statuses := []string{StatusSucceeded, StatusSucceeded, StatusFailed, StatusFiltered, StatusSkipped}
-	for i, pj := range p.Jobs {
+	for i, pj := range p.Jobs.(PlanRows) {
 		j := RunJob{Index: pj.Index, ID: pj.ID, Group: pj.Group, Engine: pj.Engine, Service: pj.Service, Model: pj.Model, Prompt: pj.Prompt,
 			Width: pj.Width, Height: pj.Height, Steps: pj.Steps, AspectRatio: pj.AspectRatio, Samples: pj.Samples,
 			Status: statuses[i%len(statuses)], Attempts: 1, Images: []Image{}}
@@ -107,8 +143,9 @@ func bigRun(groups, perGroup int) *Run {
 // g01's and g02's, and g04's first job an image of a job of another shard.
 func bigPipeline() *Plan {
 	p := bigPlan(5, 12)
-	for i := range p.Jobs {
-		j := &p.Jobs[i]
+	jobs := p.Jobs.(PlanRows)
+	for i := range jobs {
+		j := &jobs[i]
 		k := i % 12
 		switch j.Group {
 		case "g01":
@@ -130,8 +167,8 @@ func bigPipeline() *Plan {
 func pipelineHead(t *testing.T) *Plan {
 	t.Helper()
 	h := mustReadPlan(t, "testdata/pipeline-plan.json")
-	var jobs []PlanJob
-	for _, j := range h.Jobs {
+	var jobs PlanRows
+	for _, j := range planRows(t, h) {
 		switch j.ID {
 		case "teapot-big":
 			j.DependsOn = []string{"teapot-cutout"}
@@ -159,8 +196,8 @@ func TestRenderGolden(t *testing.T) {
 	big := bigPlan(5, 12)
 	bigR := bigRun(5, 12)
 	bigHead := bigPlan(5, 12)
-	bigHead.Jobs[3].Steps += 10
-	bigHead.Jobs[3].Credits += credits("0.1")
+	bigHead.Jobs.(PlanRows)[3].Steps += 10
+	bigHead.Jobs.(PlanRows)[3].Credits += credits("0.1")
 	bigHead.TotalCredits += credits("0.1")
 	noBudget := *head
 	noBudget.Budget = nil
@@ -169,7 +206,7 @@ func TestRenderGolden(t *testing.T) {
 	bigPipe := bigPipeline()
 	bigPipeRun := bigRun(5, 12)
 	for i := range bigPipeRun.Jobs {
-		bigPipeRun.Jobs[i].DependsOn = bigPipe.Jobs[i].DependsOn
+		bigPipeRun.Jobs[i].DependsOn = bigPipe.Jobs.(PlanRows)[i].DependsOn
 	}
 
 	type render func(w io.Writer, format string) error
@@ -183,12 +220,12 @@ func TestRenderGolden(t *testing.T) {
 		{"plan-big", PlanFormats, func(w io.Writer, f string) error { return WritePlan(w, f, big) }},
 		{"run", RunFormats, func(w io.Writer, f string) error { return WriteRun(w, f, run) }},
 		{"run-big", []string{FormatTable, FormatMarkdown, FormatJUnit, FormatHTML}, func(w io.Writer, f string) error { return WriteRun(w, f, bigR) }},
-		{"diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(plan, head)) }},
-		{"diff-big", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(bigPlan(1, 10), bigHead)) }},
-		{"diff-none", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(plan, plan)) }},
+		{"diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, mustDiff(t, plan, head)) }},
+		{"diff-big", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, mustDiff(t, bigPlan(1, 10), bigHead)) }},
+		{"diff-none", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, mustDiff(t, plan, plan)) }},
 		{"pipeline-plan", PlanFormats, func(w io.Writer, f string) error { return WritePlan(w, f, pipeline) }},
 		{"pipeline-run", RunFormats, func(w io.Writer, f string) error { return WriteRun(w, f, pipelineRun) }},
-		{"pipeline-diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, Diff(pipeline, pipelineHead(t))) }},
+		{"pipeline-diff", DiffFormats, func(w io.Writer, f string) error { return WriteDiff(w, f, mustDiff(t, pipeline, pipelineHead(t))) }},
 		{"pipeline-plan-big", []string{FormatTable, FormatMarkdown, FormatHTML}, func(w io.Writer, f string) error { return WritePlan(w, f, bigPipe) }},
 		{"pipeline-run-big", []string{FormatTable, FormatMarkdown}, func(w io.Writer, f string) error { return WriteRun(w, f, bigPipeRun) }},
 	}
@@ -221,7 +258,7 @@ func TestUnknownFormat(t *testing.T) {
 		"plan junit": WritePlan(&buf, FormatJUnit, plan),
 		"plan xml":   WritePlan(&buf, "xml", plan),
 		"run yaml":   WriteRun(&buf, "yaml", run),
-		"diff csv":   WriteDiff(&buf, FormatCSV, Diff(plan, plan)),
+		"diff csv":   WriteDiff(&buf, FormatCSV, mustDiff(t, plan, plan)),
 	} {
 		if err == nil || !strings.Contains(err.Error(), "unknown format") {
 			t.Errorf("%s: error = %v, want unknown format", name, err)

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -38,43 +39,86 @@ func row(t *table, cells ...string) {
 	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
 }
 
-func planTable(buf *bytes.Buffer, p *Plan, width int) {
-	fmt.Fprintf(buf, "Plan: %s\n", title(p.Name, p.Manifest))
-	fmt.Fprintf(buf, "Pricing: %s", p.Pricing)
+// planTable writes p as a table to w: one row per job when it has at most
+// MaxJobRows, else one per group, written as the groups pass.
+func planTable(w io.Writer, p *Plan, width int) error {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "Plan: %s\n", title(p.Name, p.Manifest))
+	fmt.Fprintf(&buf, "Pricing: %s", p.Pricing)
 	if p.Shard != "" {
-		fmt.Fprintf(buf, "  Shard: %s", p.Shard)
+		fmt.Fprintf(&buf, "  Shard: %s", p.Shard)
+	}
+	if p.Selection != "" {
+		fmt.Fprintf(&buf, "  Selection: %s", p.Selection)
 	}
 	buf.WriteString("\n\n")
-	deps := p.hasDeps()
-	var rows [][]string
-	prompts := p.hasPrompts()
-	if len(p.Jobs) <= MaxJobRows {
-		settings := p.hasSettings()
-		rows = append(rows, withText(settings, prompts, withFrom(deps, []string{"JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS"}, "FROM"), "SETTINGS", "PROMPT"))
-		for _, j := range p.Jobs {
+	// The groups' widths, FROM aside (sources are resolved later), are
+	// measured in the first pass.
+	var cols columns
+	st, err := scanPlan(p, func(g *group) error {
+		cols.measure(groupCells(g, false))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	deps, prompts := st.deps, st.prompts
+	if st.rows != nil {
+		settings := st.settings
+		rows := [][]string{withText(settings, prompts, withFrom(deps, []string{"JOB", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "CREDITS"}, "FROM"), "SETTINGS", "PROMPT")}
+		for _, j := range st.rows {
 			rows = append(rows, withText(settings, prompts, withFrom(deps, []string{j.ID, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
-				strconv.Itoa(j.Samples), j.Credits.String()}, fromText(j.DependsOn)), orDash(settingsText(j.Settings, j.OutputFormat)), promptText(j.Prompt, j.NegativePrompt)))
+				strconv.Itoa(j.Samples), planCredits(j)}, fromText(j.DependsOn)), orDash(settingsText(j.Settings, j.OutputFormat)), promptText(j.Prompt, j.NegativePrompt)))
 		}
-	} else {
-		// A group's jobs may differ in prompt (a matrix over it); the
-		// first one stands for the group.
-		first := p.firstPrompts()
-		rows = append(rows, withText(false, prompts, withFrom(deps, []string{"GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS"}, "FROM"), "", "PROMPT (FIRST JOB)"))
-		for _, g := range groups(planFacts(p)) {
-			rows = append(rows, withText(false, prompts, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
-				strconv.Itoa(g.Images), g.Credits.String()}, g.From()), "", first[g.Name]))
+		if prompts {
+			fitLastColumn(rows, width)
+		}
+		tw := tableWriter(&buf)
+		for _, r := range rows {
+			row(tw, r...)
+		}
+		tw.Flush()
+	} else if err := planGroupTable(w, &buf, p, st, cols, width); err != nil {
+		return err
+	}
+	fmt.Fprintf(&buf, "\n%s: %s credits (%s) for %s, %s%s\n", capital(labelEstimated), p.TotalCredits, p.TotalCredits.USD(), plural(st.jobs, "job"), plural(st.images, "image"),
+		cacheSaves(p))
+	fmt.Fprintf(&buf, "Budget: %s\n", budgetText(p.TotalCredits, p.Budget))
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// planGroupTable writes the table of p's groups to buf, passing it on to w
+// as it fills. cols are the groups' widths without FROM; with sources, they
+// are resolved and measured again, FROM included.
+func planGroupTable(w io.Writer, buf *bytes.Buffer, p *Plan, st *planStats, cols columns, width int) error {
+	deps, prompts := st.deps, st.prompts
+	head := withFrom(deps, []string{"GROUP", "JOBS", "ENGINE / SERVICE", "SIZES", "STEPS", "IMAGES", "CREDITS"}, "FROM")
+	if deps {
+		if err := st.resolveSources(p); err != nil {
+			return err
+		}
+		cols = nil
+		err := st.eachGroup(p, func(g *group, _, _ string) error {
+			cols.measure(groupCells(g, true))
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
-	if prompts {
-		fitLastColumn(rows, width)
+	cols.measure(head)
+	// A group's jobs may differ in prompt (a matrix over it); the first
+	// one stands for the group, cut to fit the width as fitLastColumn cuts.
+	room := 0
+	if width > 0 {
+		room = max(width-cols.used(len(head)+1), minFitted)
 	}
-	tw := tableWriter(buf)
-	for _, r := range rows {
-		row(tw, r...)
-	}
-	tw.Flush()
-	fmt.Fprintf(buf, "\n%s: %s credits (%s) for %s, %s\n", capital(labelEstimated), p.TotalCredits, p.TotalCredits.USD(), plural(len(p.Jobs), "job"), plural(p.images(), "image"))
-	fmt.Fprintf(buf, "Budget: %s\n", budgetText(p.TotalCredits, p.Budget))
+	cols.line(buf, withText(false, prompts, head, "", "PROMPT (FIRST JOB)"))
+	return st.eachGroup(p, func(g *group, prompt, negative string) error {
+		cols.line(buf, withText(false, prompts, groupCells(g, deps), "", cut(promptText(prompt, negative), room)))
+		return spill(w, buf)
+	})
 }
 
 // withText returns cells with the settings cell appended when settingsOn
@@ -124,45 +168,78 @@ func fitLastColumn(rows [][]string, width int) {
 	}
 }
 
-func runTable(buf *bytes.Buffer, r *Run) {
-	fmt.Fprintf(buf, "Run: %s\n", title(r.Name, r.Manifest))
-	fmt.Fprintf(buf, "Pricing: %s", r.Pricing)
+// runTable writes r as a table to w: one row per job when it has at most
+// MaxJobRows, else one per group, written as the groups pass (their widths
+// measured in a pass before).
+func runTable(w io.Writer, r *Run) error {
+	st, err := scanRun(r)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "Run: %s\n", title(r.Name, r.Manifest))
+	fmt.Fprintf(&buf, "Pricing: %s", r.Pricing)
 	if r.Shard != "" {
-		fmt.Fprintf(buf, "  Shard: %s", r.Shard)
+		fmt.Fprintf(&buf, "  Shard: %s", r.Shard)
 	}
 	if span := timeSpan(r); span != "" {
-		fmt.Fprintf(buf, "  Time: %s", span)
+		fmt.Fprintf(&buf, "  Time: %s", span)
 	}
 	buf.WriteString("\n\n")
-	tw := tableWriter(buf)
-	deps := r.hasDeps()
-	if len(r.Jobs) <= MaxJobRows {
+	deps := st.deps
+	if st.rows != nil {
+		tw := tableWriter(&buf)
 		row(tw, withFrom(deps, []string{"JOB", "STATUS", "ENGINE / SERVICE", "SIZE", "STEPS", "SAMPLES", "ATTEMPTS", "CHARGED", "ERROR"}, "FROM")...)
-		for _, j := range r.Jobs {
+		for _, j := range st.rows {
 			row(tw, withFrom(deps, []string{j.ID, statusText(j), j.op(), sizeText(j.Width, j.Height, j.AspectRatio), stepsText(j.Steps),
 				strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 60)}, fromText(j.DependsOn))...)
 		}
+		tw.Flush()
 	} else {
-		row(tw, withFrom(deps, []string{"GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CHARGED"}, "FROM")...)
-		for _, g := range groups(runFacts(r)) {
-			t := g.Totals
-			row(tw, withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
-				strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String()}, g.From())...)
+		head := withFrom(deps, []string{"GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CHARGED"}, "FROM")
+		cols := columns{}
+		cols.measure(head)
+		err := st.eachGroup(r, byGroup, func(g *group) error {
+			cols.measure(runGroupCells(g, deps))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		cols.line(&buf, head)
+		err = st.eachGroup(r, byGroup, func(g *group) error {
+			cols.line(&buf, runGroupCells(g, deps))
+			return spill(w, &buf)
+		})
+		if err != nil {
+			return err
 		}
 	}
-	tw.Flush()
 	buf.WriteString("\n")
-	fmt.Fprintf(buf, "Jobs: %s\n", statusCounts(r.Totals))
-	fmt.Fprintf(buf, "%s: %s\n", capital(labelCharged), creditsText(r.ChargedCredits))
-	fmt.Fprintf(buf, "%s: %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
-	fmt.Fprintf(buf, "%s: %s\n", capital(labelEstimated), creditsText(r.EstimatedCredits))
-	fmt.Fprintf(buf, "Budget: %s\n", runBudgetText(r))
+	fmt.Fprintf(&buf, "Jobs: %s\n", statusCounts(r.Totals))
+	fmt.Fprintf(&buf, "%s: %s\n", capital(labelCharged), creditsText(r.ChargedCredits))
+	fmt.Fprintf(&buf, "%s: %s\n", capital(labelPossiblyBilled), creditsText(r.PossiblyBilledCredits))
+	if r.CachedJobs > 0 {
+		fmt.Fprintf(&buf, "Cache: %s\n", cacheServed(r))
+	}
+	fmt.Fprintf(&buf, "%s: %s\n", capital(labelEstimated), creditsText(r.EstimatedCredits))
+	fmt.Fprintf(&buf, "Budget: %s\n", runBudgetText(r))
 	if r.BalanceBefore != nil {
-		fmt.Fprintf(buf, "%s: %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
+		fmt.Fprintf(&buf, "%s: %s credits\n", capital(labelBalanceBefore), r.BalanceBefore)
 	}
 	if r.Interrupted {
 		buf.WriteString("Interrupted: rerun with the same --out to resume\n")
 	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// runGroupCells are a run group's cells in the grouped tables, with its
+// From cell when deps.
+func runGroupCells(g *group, deps bool) []string {
+	t := g.Totals
+	return withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), strconv.Itoa(t.Succeeded), strconv.Itoa(t.Failed), strconv.Itoa(t.Filtered),
+		strconv.Itoa(t.Skipped), g.Operation(), g.Sizes(), g.Steps(), g.Credits.String()}, g.From())
 }
 
 func diffTable(buf *bytes.Buffer, d *DiffResult) {
@@ -175,21 +252,33 @@ func diffTable(buf *bytes.Buffer, d *DiffResult) {
 		fmt.Fprintf(buf, "Pricing: %s → %s\n", d.BasePricing, d.HeadPricing)
 	}
 	buf.WriteString("\n")
-	if len(d.Jobs) > 0 {
-		tw := tableWriter(buf)
-		if len(d.Jobs) <= MaxJobRows {
+	if d.Differing > 0 {
+		if d.rows != nil {
+			tw := tableWriter(buf)
 			row(tw, "JOB", "CHANGE", "BASE", "HEAD", "DELTA", "DETAIL")
-			for _, j := range d.Jobs {
+			for _, j := range d.rows {
 				row(tw, j.ID, j.Change, j.baseText(), j.headText(), signed(j.DeltaCredits), j.Detail)
 			}
+			tw.Flush()
 		} else {
-			row(tw, "GROUP", "ADDED", "REMOVED", "CHANGED", "BASE", "HEAD", "DELTA")
-			for _, g := range diffGroups(d) {
-				row(tw, g.Name, strconv.Itoa(g.Added), strconv.Itoa(g.Removed), strconv.Itoa(g.Changed),
-					g.Base.String(), g.Head.String(), signed(g.Head-g.Base))
+			// One group per manifest entry: thousands, for a manifest of
+			// jobs listed one by one, which the columns lay out without
+			// tabwriter's cell per cell.
+			cells := func(g *diffGroup) []string {
+				return []string{g.Name, strconv.Itoa(g.Added), strconv.Itoa(g.Removed), strconv.Itoa(g.Changed),
+					g.Base.String(), g.Head.String(), signed(g.Head - g.Base)}
+			}
+			head := []string{"GROUP", "ADDED", "REMOVED", "CHANGED", "BASE", "HEAD", "DELTA"}
+			cols := columns{}
+			cols.measure(head)
+			for _, g := range d.groups {
+				cols.measure(cells(g))
+			}
+			cols.line(buf, head)
+			for _, g := range d.groups {
+				cols.line(buf, cells(g))
 			}
 		}
-		tw.Flush()
 		buf.WriteString("\n")
 	}
 	fmt.Fprintf(buf, "%s: %s → %s credits, %s\n", capital(labelEstimated), d.BaseTotalCredits, d.HeadTotalCredits, deltaText(d))
@@ -211,36 +300,11 @@ func deltaText(d *DiffResult) string {
 	return s + ")"
 }
 
-// diffGroup sums a diff by group.
+// diffGroup sums the jobs of a diff that differ, by group.
 type diffGroup struct {
 	Name                    string
 	Added, Removed, Changed int
 	Base, Head              cost.Credits
-}
-
-// diffGroups sums the changed jobs of d by group, in order of first mention.
-func diffGroups(d *DiffResult) []*diffGroup {
-	var out []*diffGroup
-	byName := make(map[string]*diffGroup)
-	for _, j := range d.Jobs {
-		g := byName[j.Group]
-		if g == nil {
-			g = &diffGroup{Name: j.Group}
-			byName[j.Group] = g
-			out = append(out, g)
-		}
-		switch j.Change {
-		case ChangeAdded:
-			g.Added++
-		case ChangeRemoved:
-			g.Removed++
-		default:
-			g.Changed++
-		}
-		g.Base += j.BaseCredits
-		g.Head += j.HeadCredits
-	}
-	return out
 }
 
 // statusText is a job's status, with why it failed ("failed: moderated")
@@ -253,7 +317,34 @@ func statusText(j RunJob) string {
 	if j.Resumed {
 		s += " (resumed)"
 	}
+	if j.Cached {
+		s += " (cached)"
+	}
 	return s
+}
+
+// planCredits is a plan job's credits cell: "0.000 (cached)" for a job the
+// image cache holds.
+func planCredits(j PlanJob) string {
+	if j.Cached {
+		return j.Credits.String() + " (cached)"
+	}
+	return j.Credits.String()
+}
+
+// cacheSaves is what the image cache saves a plan, for its totals line:
+// " (cache saves 30.000 credits on 10 jobs)"; "" when it saves nothing.
+func cacheSaves(p *Plan) string {
+	if p.CachedJobs == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (cache saves %s credits on %s)", p.CacheSavedCredits, plural(p.CachedJobs, "job"))
+}
+
+// cacheServed is what the image cache gave a run: "10 jobs, saving 30.000
+// credits (list price)".
+func cacheServed(r *Run) string {
+	return fmt.Sprintf("%s from the cache, saving %s credits (list price)", plural(r.CachedJobs, "job"), r.CacheSavedCredits)
 }
 
 // statusCounts is e.g. "12 — 10 succeeded, 1 failed, 1 filtered, 0 skipped".

@@ -61,30 +61,77 @@ type embedder struct {
 // jobs[i].Images[k]. Unreadable images get a reason, not an error: only a
 // done ctx stops it.
 func (e embedder) thumbnails(ctx context.Context, jobs []RunJob) ([][]thumbnail, error) {
+	r := &Run{Jobs: jobs}
+	x, err := e.embeds(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	out := make([][]thumbnail, len(jobs))
+	for i := range jobs {
+		out[i] = x.of(i, &jobs[i])
+	}
+	return out, nil
+}
+
+// embeds are the thumbnails of a run's first maxEmbedded images, in job
+// and image order; later images are shown by their path.
+type embeds struct {
+	start  []int32 // per job, up to the last with an embedded image: the number of its first image
+	thumbs []thumbnail
+}
+
+// embeds reads r's first maxEmbedded images and makes their thumbnails,
+// several at once. Unreadable images get a reason, not an error: only a
+// done ctx stops it.
+func (e embedder) embeds(ctx context.Context, r *Run) (*embeds, error) {
+	x := &embeds{}
+	var paths []string
+	errEnough := errors.New("enough images")
+	err := r.each(func(_ int, j *RunJob) error {
+		if len(paths) >= maxEmbedded {
+			return errEnough
+		}
+		x.start = append(x.start, int32(len(paths)))
+		for _, img := range j.Images {
+			if len(paths) < maxEmbedded {
+				paths = append(paths, img.Path)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	x.thumbs = make([]thumbnail, len(paths))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	n := 0
-	for i, j := range jobs {
-		out[i] = make([]thumbnail, len(j.Images))
-		for k, img := range j.Images {
-			if n++; n > maxEmbedded {
-				out[i][k] = thumbnail{src: template.URL(img.Path)}
-				continue
+	for n, p := range paths {
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			g.Go(func() error {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				out[i][k] = e.thumbnail(filepath.Join(e.dir, filepath.FromSlash(img.Path)))
-				return nil
-			})
-		}
+			x.thumbs[n] = e.thumbnail(filepath.Join(e.dir, filepath.FromSlash(p)))
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("embed images: %w", err)
 	}
-	return out, nil
+	return x, nil
+}
+
+// of returns the thumbnails of job i, j: embedded, or for an image past
+// the first maxEmbedded, its path.
+func (x *embeds) of(i int, j *RunJob) []thumbnail {
+	out := make([]thumbnail, len(j.Images))
+	for k, img := range j.Images {
+		if i < len(x.start) && int(x.start[i])+k < len(x.thumbs) {
+			out[k] = x.thumbs[int(x.start[i])+k]
+		} else {
+			out[k] = thumbnail{src: template.URL(img.Path)}
+		}
+	}
+	return out
 }
 
 // thumbnail reads the image file at path: a PNG or JPEG becomes a small

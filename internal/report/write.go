@@ -3,7 +3,6 @@ package report
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,80 +49,115 @@ func WritePlan(w io.Writer, format string, p *Plan) error {
 // (so a line may then be wider). A width of 0 means no limit. Widths are counted in runes, so
 // East Asian wide characters may still overflow. The other formats always
 // show prompts in full.
+//
+// Every format but html streams: it reads p.Jobs in a pass or a few and
+// writes as it goes, holding at most MaxJobRows jobs (html lists every job
+// on one page, so it holds them). An error from p.Jobs may thus come after
+// part of the output is written.
 func WritePlanWidth(w io.Writer, format string, p *Plan, width int) error {
-	var buf bytes.Buffer
 	var err error
 	switch format {
 	case FormatTable:
-		planTable(&buf, p, width)
+		err = planTable(w, p, width)
 	case FormatJSON:
-		head := *p
-		head.Jobs = nil
-		if err := writeJobsJSON(w, &head, p.Jobs); err != nil {
-			return fmt.Errorf("plan report: json: %w", err)
-		}
-		return nil
+		err = planJSON(w, p)
 	case FormatMarkdown:
-		planMarkdown(&buf, p)
+		err = planMarkdown(w, p)
 	case FormatCSV:
-		err = planCSV(&buf, p)
+		err = planCSV(w, p)
 	case FormatHTML:
-		err = planHTML(&buf, p)
+		var buf bytes.Buffer
+		if err = planHTML(&buf, p); err == nil {
+			_, err = w.Write(buf.Bytes())
+		}
 	default:
 		return fmt.Errorf("plan report: unknown format %q (want %s)", format, strings.Join(PlanFormats, ", "))
 	}
 	if err != nil {
 		return fmt.Errorf("plan report: %s: %w", format, err)
 	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	return nil
+}
+
+// planJSON writes p as indented JSON whose last field is "jobs", each job
+// compact on a line of its own (as json.Marshal writes it), as
+// writeJobsJSON does, reading the jobs in one pass.
+func planJSON(w io.Writer, p *Plan) error {
+	h, err := json.MarshalIndent(p, "", "  ") // Jobs is not marshalled
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	bw.Write(h[:len(h)-len("\n}")])
+	bw.WriteString(",\n  \"jobs\": [")
+	var line []byte
+	n := 0
+	err = eachJob(p, func(_ int64, j *PlanJob) error {
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		n++
+		bw.WriteString("\n    ")
+		line = appendPlanJob(line[:0], j)
+		_, err := bw.Write(line)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]\n}\n")
+	return bw.Flush() // bufio keeps the first write error and returns it here
 }
 
 // WriteRun renders r to w in format: table, json (report.json itself),
 // markdown, csv, junit or html. The output is the same for the same run;
-// times come only from r.
+// times come only from r. It writes as it reads r's jobs, one at a time
+// when r.Rows holds them, so an error reading them may come after part of
+// the output is written.
 func WriteRun(w io.Writer, format string, r *Run) error {
-	var buf bytes.Buffer
 	var err error
 	switch format {
 	case FormatTable:
-		runTable(&buf, r)
+		err = runTable(w, r)
 	case FormatJSON:
-		head := *r
-		head.Jobs = nil
-		if err := writeJobsJSON(w, &head, r.Jobs); err != nil {
-			return fmt.Errorf("run report: json: %w", err)
-		}
-		return nil
+		err = runJSON(w, r)
 	case FormatMarkdown:
-		runMarkdown(&buf, r)
+		err = runMarkdown(w, r)
 	case FormatCSV:
-		err = runCSV(&buf, r)
+		err = runCSV(w, r)
 	case FormatJUnit:
-		err = runJUnit(&buf, r)
+		err = runJUnit(w, r)
 	case FormatHTML:
-		err = runHTML(&buf, r)
+		bw := bufio.NewWriterSize(w, 64<<10)
+		if err = runHTML(bw, r); err == nil {
+			err = bw.Flush()
+		}
 	default:
 		return fmt.Errorf("run report: unknown format %q (want %s)", format, strings.Join(RunFormats, ", "))
 	}
 	if err != nil {
 		return fmt.Errorf("run report: %s: %w", format, err)
 	}
-	_, err = w.Write(buf.Bytes())
-	return err
+	return nil
 }
 
 // WriteDiff renders d to w in format: table, json or markdown (for a pull
 // request comment: the single line "no cost change" when nothing changed).
+// The table and Markdown come from what Diff summed; json lists every job
+// that differs, reading both plans again (d.Each) as it writes.
 func WriteDiff(w io.Writer, format string, d *DiffResult) error {
 	var buf bytes.Buffer
 	switch format {
 	case FormatTable:
 		diffTable(&buf, d)
 	case FormatJSON:
-		if err := writeJSON(&buf, d); err != nil {
+		if err := diffJSON(w, d); err != nil {
 			return fmt.Errorf("diff report: json: %w", err)
 		}
+		return nil
 	case FormatMarkdown:
 		diffMarkdown(&buf, d)
 	default:
@@ -133,11 +167,47 @@ func WriteDiff(w io.Writer, format string, d *DiffResult) error {
 	return err
 }
 
+// diffJSON writes d as indented JSON, as json.Encoder with an indent of two
+// spaces does, its "jobs" last and written as d.Each yields them.
+func diffJSON(w io.Writer, d *DiffResult) error {
+	h, err := json.MarshalIndent(d, "", "  ") // the jobs are not marshalled
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(h[:len(h)-len("\n}")])
+	bw.WriteString(",\n  \"jobs\": [")
+	n := 0
+	err = d.Each(func(j *DiffJob) error {
+		b, err := json.MarshalIndent(j, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		n++
+		bw.WriteString("\n    ")
+		_, err = bw.Write(b)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("]\n}\n")
+	return bw.Flush()
+}
+
 // writeJobsJSON streams an indented JSON object whose last field is "jobs":
-// head (with Jobs nil) for every other field, then each job compact on a
-// line of its own. Plans and runs of a million jobs are written in a second
-// or two without the whole document in memory, and stay easy to diff.
-func writeJobsJSON[J any](w io.Writer, head any, jobs []J) error {
+// head (with Jobs nil) for every other field, then each of the n jobs
+// compact on a line of its own, as row(i) returns it (JSON of one job, which
+// writeJobsJSON does not keep). Plans and runs of a million jobs are written
+// in a second or two without the whole document in memory, and stay easy to
+// diff.
+func writeJobsJSON(w io.Writer, head any, n int, row func(i int) ([]byte, error)) error {
 	h, err := json.MarshalIndent(head, "", "  ")
 	if err != nil {
 		return err
@@ -149,8 +219,8 @@ func writeJobsJSON[J any](w io.Writer, head any, jobs []J) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	bw.Write(h[:len(h)-len(tail)])
 	bw.WriteString(`"jobs": [`)
-	for i, j := range jobs {
-		b, err := json.Marshal(j)
+	for i := range n {
+		b, err := row(i)
 		if err != nil {
 			return err
 		}
@@ -160,17 +230,11 @@ func writeJobsJSON[J any](w io.Writer, head any, jobs []J) error {
 		bw.WriteString("\n    ")
 		bw.Write(b)
 	}
-	if len(jobs) > 0 {
+	if n > 0 {
 		bw.WriteString("\n  ")
 	}
 	bw.WriteString("]\n}\n")
 	return bw.Flush() // bufio keeps the first write error and returns it here
-}
-
-func writeJSON(buf *bytes.Buffer, v any) error {
-	enc := json.NewEncoder(buf)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // jobFacts is what the grouped views need of a plan or run job.
@@ -184,18 +248,10 @@ type jobFacts struct {
 	deps          []string // ids of the jobs it takes images from
 }
 
-func planFacts(p *Plan) []jobFacts {
-	out := make([]jobFacts, len(p.Jobs))
-	for i, j := range p.Jobs {
+func planFacts(jobs []PlanJob) []jobFacts {
+	out := make([]jobFacts, len(jobs))
+	for i, j := range jobs {
 		out[i] = jobFacts{j.ID, j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, "", j.DependsOn}
-	}
-	return out
-}
-
-func runFacts(r *Run) []jobFacts {
-	out := make([]jobFacts, len(r.Jobs))
-	for i, j := range r.Jobs {
-		out[i] = jobFacts{j.ID, j.Group, j.op(), sizeText(j.Width, j.Height, j.AspectRatio), j.Steps, j.Samples, j.Credits, j.Status, j.DependsOn}
 	}
 	return out
 }
@@ -226,29 +282,7 @@ func groups(jobs []jobFacts) []*group {
 			byName[j.group] = g
 			out = append(out, g)
 		}
-		for _, id := range j.deps {
-			// A source missing from the report (another shard's job) is
-			// named by its id.
-			if src := cmp.Or(groupOf[id], id); !slices.Contains(g.from, src) {
-				g.from = append(g.from, src)
-			}
-		}
-		g.Jobs++
-		g.Images += j.samples
-		g.Credits += j.credits
-		g.Totals.count(j.status)
-		if !slices.Contains(g.ops, j.op) {
-			g.ops = append(g.ops, j.op)
-		}
-		if !slices.Contains(g.sizes, j.size) {
-			g.sizes = append(g.sizes, j.size)
-		}
-		if j.steps > 0 {
-			if g.minSteps == 0 {
-				g.minSteps, g.maxSteps = j.steps, j.steps
-			}
-			g.minSteps, g.maxSteps = min(g.minSteps, j.steps), max(g.maxSteps, j.steps)
-		}
+		g.add(&j, groupOf)
 	}
 	return out
 }
@@ -327,15 +361,6 @@ func (t *Totals) count(status string) {
 
 func size(w, h int) string { return fmt.Sprintf("%dx%d", w, h) }
 
-// images is the number of images a plan asks for.
-func (p *Plan) images() int {
-	n := 0
-	for _, j := range p.Jobs {
-		n += j.Samples
-	}
-	return n
-}
-
 // title names the report's subject: "name (manifest)" or the manifest.
 func title(name, manifest string) string {
 	switch {
@@ -376,45 +401,6 @@ const (
 	// "OVER by" is after credits charged and possibly billed.
 	labelRunBudget = "counting charged and possibly billed"
 )
-
-// hasDeps reports whether any job of the plan takes images from another
-// job: only then do the tables get a "from" column.
-func (p *Plan) hasDeps() bool {
-	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return len(j.DependsOn) > 0 })
-}
-
-// hasPrompts reports whether any job of the plan has a prompt or a
-// negative prompt: only then do the tables get a prompt column (plan files
-// written before prompts were recorded have none).
-func (p *Plan) hasPrompts() bool {
-	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return j.Prompt != "" || j.NegativePrompt != "" })
-}
-
-// hasSettings reports whether any job of the plan sets a setting the tables
-// show in their settings column.
-func (p *Plan) hasSettings() bool {
-	return slices.ContainsFunc(p.Jobs, func(j PlanJob) bool { return len(j.Settings) > 0 || j.OutputFormat != "" })
-}
-
-// firstPrompts maps each group to its first job's prompt text, as
-// promptText shows it; nil when no job has a prompt.
-func (p *Plan) firstPrompts() map[string]string {
-	if !p.hasPrompts() {
-		return nil
-	}
-	first := make(map[string]string)
-	for _, j := range p.Jobs {
-		if _, ok := first[j.Group]; !ok {
-			first[j.Group] = promptText(j.Prompt, j.NegativePrompt)
-		}
-	}
-	return first
-}
-
-// hasDeps reports whether any job of the run takes images from another job.
-func (r *Run) hasDeps() bool {
-	return slices.ContainsFunc(r.Jobs, func(j RunJob) bool { return len(j.DependsOn) > 0 })
-}
 
 // withFrom returns cells with from inserted as the second column when on,
 // else cells unchanged: the tables of reports without dependencies keep

@@ -1,20 +1,25 @@
 package report
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
 )
 
 // matrix is one matrix entry of a run: its jobs and, for each, the index
-// of its value of each key.
+// of its value of each key, in a few bytes a job.
 type matrix struct {
 	group  string
 	keys   []string   // in the manifest's order
 	values [][]string // for each key, its values in order of first appearance
-	jobs   []int      // indices into the run's jobs, in report order
-	at     [][]int    // for each of jobs, its value index of each key
+	jobs   []int32    // indices into the run's jobs, in report order
+	// at holds, for each of jobs, its value index of each key: job n's of
+	// key k at n*len(keys)+k.
+	at  []int32
+	bad bool // a job broke the matrix: it is dropped
 }
 
 // matrices finds the matrix entries among jobs, in order of their first
@@ -22,16 +27,31 @@ type matrix struct {
 // order and no two jobs with the same values. A group that breaks this (a
 // merge of reports of different manifests) is not a matrix.
 func matrices(jobs []RunJob) []matrix {
+	ms, _ := matricesOf(&Run{Jobs: jobs}, true)
+	return ms
+}
+
+// matricesOf finds the matrix entries of r's jobs in one pass, as matrices
+// does. Unless interleaved (some group's jobs are not consecutive), it
+// remembers only the groups that may be matrices.
+func matricesOf(r *Run, interleaved bool) ([]matrix, error) {
 	var out []matrix
 	byGroup := make(map[string]int) // group → index in out, or -1 when it is not a matrix
-	for i, j := range jobs {
+	prev := ""
+	err := r.each(func(i int, j *RunJob) error {
 		n, seen := byGroup[j.Group]
+		if !seen && !interleaved && i > 0 && j.Group == prev {
+			seen, n = true, -1 // a group without vars goes on
+		}
+		prev = j.Group
 		switch {
 		case seen && n < 0:
-			continue
+			return nil
 		case !seen && len(j.Vars) == 0:
-			byGroup[j.Group] = -1
-			continue
+			if interleaved {
+				byGroup[j.Group] = -1
+			}
+			return nil
 		case !seen:
 			m := matrix{group: j.Group, values: make([][]string, len(j.Vars))}
 			for _, v := range j.Vars {
@@ -43,37 +63,57 @@ func matrices(jobs []RunJob) []matrix {
 		}
 		if !out[n].add(i, j.Vars) {
 			byGroup[j.Group] = -1
-			out[n].group = "" // dropped below
+			out[n].bad = true
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return slices.DeleteFunc(out, func(m matrix) bool { return m.group == "" })
+	return slices.DeleteFunc(out, func(m matrix) bool { return m.bad || m.repeats() }), nil
 }
 
-// add adds job i with vars to m; false when its keys differ from m's or
-// another job has the same values.
+// add adds job i with vars to m; false when its keys differ from m's.
 func (m *matrix) add(i int, vars []Var) bool {
 	if len(vars) != len(m.keys) {
 		return false
 	}
-	at := make([]int, len(vars))
 	for k, v := range vars {
 		if v.Key != m.keys[k] {
 			return false
 		}
-		at[k] = slices.Index(m.values[k], v.Value)
-		if at[k] < 0 {
-			at[k] = len(m.values[k])
+	}
+	for k, v := range vars {
+		at := slices.Index(m.values[k], v.Value)
+		if at < 0 {
+			at = len(m.values[k])
 			m.values[k] = append(m.values[k], v.Value)
 		}
+		m.at = append(m.at, int32(at))
 	}
-	for _, other := range m.at {
-		if slices.Equal(other, at) {
-			return false
+	m.jobs = append(m.jobs, int32(i))
+	return true
+}
+
+// atOf is job n's value indices, one per key.
+func (m *matrix) atOf(n int) []int32 {
+	k := len(m.keys)
+	return m.at[n*k : (n+1)*k]
+}
+
+// repeats reports whether two of m's jobs have the same values.
+func (m *matrix) repeats() bool {
+	order := make([]int32, len(m.jobs))
+	for n := range order {
+		order[n] = int32(n)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return slices.Compare(m.atOf(int(a)), m.atOf(int(b))) })
+	for n := 1; n < len(order); n++ {
+		if slices.Equal(m.atOf(int(order[n-1])), m.atOf(int(order[n]))) {
+			return true
 		}
 	}
-	m.jobs = append(m.jobs, i)
-	m.at = append(m.at, at)
-	return true
+	return false
 }
 
 // htmlPlot is a matrix entry's images laid out as an X/Y plot: rows by one
@@ -102,10 +142,11 @@ type htmlGrid struct {
 }
 
 // htmlPlotRow is one row of an X/Y grid: a value of the row key, and a
-// cell for each value of the column key.
+// cell for each value of the column key (nil where no job of the report has
+// these values), made as the page is written.
 type htmlPlotRow struct {
 	Label string
-	Cells []*htmlCell // nil where no job of the report has these values
+	Cells iter.Seq[*htmlCell]
 }
 
 // htmlCell is one job of a matrix entry in its X/Y grid.
@@ -119,13 +160,8 @@ type htmlCell struct {
 }
 
 // plot lays m out by its first two keys (one row when it has one key);
-// cell returns the cell of the run's job i.
+// cell returns the cell of the run's job i, called as the page is written.
 func (m *matrix) plot(cell func(i int) *htmlCell) htmlPlot {
-	cells := make([]*htmlCell, len(m.jobs))
-	for n, i := range m.jobs {
-		cells[n] = cell(i)
-		cells[n].At = atText(m.at[n])
-	}
 	p := htmlPlot{Group: m.group, Keys: m.keys, Row: 0, Col: 1, Jobs: len(m.jobs)}
 	if len(m.keys) == 1 {
 		p.Row, p.Col = -1, 0
@@ -136,73 +172,119 @@ func (m *matrix) plot(cell func(i int) *htmlCell) htmlPlot {
 		}{m.keys, m.values})
 		p.Axes = string(axes)
 	}
-	p.Grids = m.layout(p.Row, p.Col, cells)
+	p.Grids = m.layout(p.Row, p.Col, func(n int) *htmlCell {
+		c := cell(int(m.jobs[n]))
+		if c != nil {
+			c.At = atText(m.atOf(n))
+		}
+		return c
+	})
 	return p
 }
 
 // layout returns m's grids with key row down and key col across (row -1:
 // a single row): one grid for each combination of the other keys that
 // some job has, ordered by their value indices, key by key. Every grid has
-// a row and a column for every value of its keys; cells are the cells of
-// m.jobs. The page's script (report.html.tmpl) lays out the same way.
-func (m *matrix) layout(row, col int, cells []*htmlCell) []htmlGrid {
+// a row and a column for every value of its keys; cell(n) makes the cell
+// of m.jobs[n]. The page's script (report.html.tmpl) lays out the same
+// way.
+func (m *matrix) layout(row, col int, cell func(n int) *htmlCell) []htmlGrid {
 	var rest []int
 	for k := range m.keys {
 		if k != row && k != col {
 			rest = append(rest, k)
 		}
 	}
-	restOf := func(at []int) []int {
-		r := make([]int, len(rest))
-		for n, k := range rest {
-			r[n] = at[k]
+	// Each job's combination of the other keys' values, numbered in
+	// order of first appearance, then sorted.
+	restKey := func(n int) string {
+		b := make([]byte, 0, 4*len(rest))
+		for _, k := range rest {
+			b = binary.BigEndian.AppendUint32(b, uint32(m.atOf(n)[k]))
 		}
-		return r
+		return string(b)
 	}
-	var combos [][]int
-	for _, at := range m.at {
-		if r := restOf(at); !slices.ContainsFunc(combos, func(c []int) bool { return slices.Equal(c, r) }) {
+	comboAt := map[string]int32{}
+	var combos [][]int32
+	comboOf := make([]int32, len(m.jobs))
+	for n := range m.jobs {
+		key := restKey(n)
+		c, ok := comboAt[key]
+		if !ok {
+			c = int32(len(combos))
+			comboAt[key] = c
+			r := make([]int32, len(rest))
+			for x, k := range rest {
+				r[x] = m.atOf(n)[k]
+			}
 			combos = append(combos, r)
 		}
+		comboOf[n] = c
 	}
-	slices.SortFunc(combos, slices.Compare)
+	order := make([]int32, len(combos)) // combination → its grid
+	byValues := make([]int32, len(combos))
+	for c := range byValues {
+		byValues[c] = int32(c)
+	}
+	slices.SortFunc(byValues, func(a, b int32) int { return slices.Compare(combos[a], combos[b]) })
+	for g, c := range byValues {
+		order[c] = int32(g)
+	}
 
 	rowVals, corner := []string{""}, m.keys[col]+" →"
 	if row >= 0 {
 		rowVals, corner = m.values[row], m.keys[row]+" ↓ "+corner
 	}
+	cols := len(m.values[col])
 	grids := make([]htmlGrid, len(combos))
-	for g, combo := range combos {
+	cells := make([][]int32, len(combos)) // per grid: the job at each row and column, -1 for none
+	for g, c := range byValues {
 		grid := &grids[g]
 		grid.Corner, grid.Cols = corner, m.values[col]
 		var label []string
-		for n, k := range rest {
-			label = append(label, m.keys[k]+" = "+m.values[k][combo[n]])
+		for x, k := range rest {
+			label = append(label, m.keys[k]+" = "+m.values[k][combos[c][x]])
 		}
 		grid.Label = strings.Join(label, " · ")
+		cells[g] = make([]int32, len(rowVals)*cols)
+		for x := range cells[g] {
+			cells[g][x] = -1
+		}
+	}
+	for n := range m.jobs {
+		at := m.atOf(n)
+		r := 0
+		if row >= 0 {
+			r = int(at[row])
+		}
+		cells[order[comboOf[n]]][r*cols+int(at[col])] = int32(n)
+	}
+	for g := range grids {
+		grid := &grids[g]
 		grid.Rows = make([]htmlPlotRow, len(rowVals))
 		for r, v := range rowVals {
-			grid.Rows[r] = htmlPlotRow{Label: v, Cells: make([]*htmlCell, len(m.values[col]))}
-		}
-		for n, at := range m.at {
-			if !slices.Equal(restOf(at), combo) {
-				continue
-			}
-			r := 0
-			if row >= 0 {
-				r = at[row]
-			}
-			grid.Rows[r].Cells[at[col]] = cells[n]
+			line := cells[g][r*cols : (r+1)*cols]
+			grid.Rows[r] = htmlPlotRow{Label: v, Cells: func(yield func(*htmlCell) bool) {
+				for _, n := range line {
+					var c *htmlCell
+					if n >= 0 {
+						c = cell(int(n))
+					}
+					if !yield(c) {
+						return
+					}
+				}
+			}}
 		}
 	}
 	return grids
 }
 
 // atText is a job's value indices as the page's script reads them: "1,0".
-func atText(at []int) string {
+func atText(at []int32) string {
 	s := make([]string, len(at))
 	for k, v := range at {
-		s[k] = strconv.Itoa(v)
+		s[k] = strconv.Itoa(int(v))
 	}
 	return strings.Join(s, ",")
 }

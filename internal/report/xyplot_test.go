@@ -24,7 +24,7 @@ func gridText(g htmlGrid) string {
 	lines := []string{g.Label + " | " + g.Corner + " | " + strings.Join(g.Cols, " ")}
 	for _, r := range g.Rows {
 		line := r.Label + ":"
-		for _, c := range r.Cells {
+		for c := range r.Cells {
 			if c == nil {
 				line += " ."
 			} else {
@@ -150,7 +150,7 @@ func TestMatrixCellsAt(t *testing.T) {
 	got := map[string]string{}
 	for _, g := range p.Grids {
 		for _, r := range g.Rows {
-			for _, c := range r.Cells {
+			for c := range r.Cells {
 				if c != nil {
 					got[c.ID] = c.At
 				}
