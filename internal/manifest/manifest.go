@@ -55,6 +55,12 @@ type Manifest struct {
 	Output      string // output folder, already joined to the manifest's folder; "" when absent
 	Concurrency string // "auto", a positive integer as text, or "" when absent
 	Rate        string // N/DURATION as written, e.g. "150/10s"; "" when absent
+	// NoCache is set by cache: false, which turns the image cache off.
+	NoCache bool
+	// CacheDir is the image cache's folder from cache: PATH, already joined
+	// to the manifest's folder; "" when absent, for cache: true and for
+	// cache: false (the default cache, or none).
+	CacheDir string
 
 	// parts are the manifest's jobs in order: runs of plain jobs, stored
 	// compactly in recs, and matrix entries, whose rows are built on

@@ -28,7 +28,7 @@ const MaxJobs = 2_000_000
 const aliasBudget = 1 << 20
 
 // Load reads the manifest at path and parses it (see Parse). A relative
-// Output is joined to the manifest's folder. A path that is not a regular
+// Output or CacheDir is joined to the manifest's folder. A path that is not a regular
 // file, or is larger than MaxFileSize, gets an *InputError without being
 // read. Once ctx is done Load stops reading or parsing and returns ctx's
 // error.
@@ -48,6 +48,9 @@ func Load(ctx context.Context, path string) (*Manifest, error) {
 	}
 	if m.Output != "" && !filepath.IsAbs(m.Output) {
 		m.Output = filepath.Join(filepath.Dir(path), m.Output)
+	}
+	if m.CacheDir != "" && !filepath.IsAbs(m.CacheDir) {
+		m.CacheDir = filepath.Join(filepath.Dir(path), m.CacheDir)
 	}
 	return m, nil
 }
@@ -481,7 +484,7 @@ func plainFloat(s string) bool {
 var budgetRe = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,6})?$`)
 
 // topKeys are the manifest's top-level keys, in documentation order.
-var topKeys = []string{"version", "name", "engine", "service", "pricing", "budget", "output", "concurrency", "rate", "defaults", "jobs"}
+var topKeys = []string{"version", "name", "engine", "service", "pricing", "budget", "output", "cache", "concurrency", "rate", "defaults", "jobs"}
 
 func (p *parser) manifest(root *yaml.Node) *Manifest {
 	m := &Manifest{Path: p.file, keyPos: map[string][2]int{}}
@@ -518,6 +521,8 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 			m.Budget = p.budget(kv.v)
 		case "output":
 			m.Output = p.nonBlank(kv.v, "output", "must be a folder")
+		case "cache":
+			m.NoCache, m.CacheDir = p.cache(kv.v)
 		case "concurrency":
 			m.Concurrency = p.concurrency(kv.v)
 		case "rate":
@@ -605,6 +610,23 @@ func (p *parser) budget(n *yaml.Node) string {
 		return ""
 	}
 	return n.Value
+}
+
+// cache reads the image cache's setting: false turns it off, true keeps
+// the default folder, and a string names a folder. It returns off and the
+// folder ("" for true, false or a problem).
+func (p *parser) cache(n *yaml.Node) (off bool, dir string) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		v, err := strconv.ParseBool(n.Value)
+		if err == nil {
+			return !v, ""
+		}
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		p.addf(n, "cache: must be true, false or a folder, got %s", describe(n))
+		return false, ""
+	}
+	return false, p.nonBlank(n, "cache", "must be true, false or a folder")
 }
 
 // concurrency checks "auto" or a positive integer.

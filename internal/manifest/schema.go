@@ -269,6 +269,10 @@ func schemaDoc() object {
 			}},
 			{"budget", object{{"description", "Credit ceiling: a non-negative decimal with at most 6 decimals. --budget overrides."}, {"type", "number"}, {"minimum", 0}}},
 			{"output", object{{"description", "Output folder, relative to this file. --out overrides."}, {"type", "string"}, {"minLength", 1}, {"pattern", `\S`}}},
+			{"cache", object{
+				{"description", "Image cache: false to buy every image, true for the default folder (batch/images in the user's cache folder), or a folder relative to this file. --cache and --no-cache override."},
+				{"oneOf", []any{object{{"type", "boolean"}}, object{{"type", "string"}, {"minLength", 1}, {"pattern", `\S`}}}},
+			}},
 			{"concurrency", object{
 				{"description", "auto or a number of requests in flight. --concurrency overrides."},
 				{"oneOf", []any{object{{"const", "auto"}}, object{{"type", "integer"}, {"minimum", 1}, {"maximum", 2147483647}}}},
