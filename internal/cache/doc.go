@@ -19,9 +19,12 @@
 //	DIR/tmp/                               entries being written, and entries being removed
 //	DIR/hits.log                           one line per hit served: what the cache saved
 //
-// An entry is written in a folder of its own under tmp/ (every file synced,
-// meta.json last, the folder synced) and renamed into objects/ whole, so a
-// reader sees the complete entry or none. Two processes writing the same
+// An entry is written in a folder of its own under tmp/ (meta.json last)
+// and renamed into objects/ whole, so a reader sees the complete entry or
+// none. Nothing is fsynced: the cache is a copy of images a run's folder
+// holds, and a reader checks every image against its SHA-256, so an entry
+// that a crash left torn is found and removed, never served, and a run
+// never waits on the disk for the cache. Two processes writing the same
 // key both rename; the second rename fails because the first made the entry,
 // and its folder is dropped: both hold what the same request returned. An
 // entry is removed by renaming it out of objects/ first. Hits are appended
