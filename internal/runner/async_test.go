@@ -142,7 +142,7 @@ func TestAsyncSubmitAndPoll(t *testing.T) {
 				return finished(sink, 7)
 			},
 		}
-		res, err := Run(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice, 5 * cost.Credit})
+		res, err := runJobs(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice, 5 * cost.Credit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func TestAsyncResumeAfterInterrupt(t *testing.T) {
 			},
 		}
 		go func() { <-polling; cancel() }()
-		res, err := Run(ctx, cfg, gen, []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
+		res, err := runJobs(ctx, cfg, gen, []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
 		if err != nil || !res.Interrupted {
 			t.Fatalf("Run = %v, interrupted %v", err, res.Interrupted)
 		}
@@ -215,7 +215,7 @@ func TestAsyncResumeAfterInterrupt(t *testing.T) {
 		}
 		jobs := []manifest.Job{creative(in), pipeJob("x", "generate/core")}
 		both := []cost.Credits{creativePrice, 3 * cost.Credit}
-		if rem, err := Remaining(cfg.OutDir, jobs, both); err != nil || rem != 3*cost.Credit {
+		if rem, err := Remaining(cfg.OutDir, JobList(jobs), both); err != nil || rem != 3*cost.Credit {
 			t.Errorf("Remaining = %v, %v; want 3.0 (x only: up is paid and only polled)", rem, err)
 		}
 
@@ -238,7 +238,7 @@ func TestAsyncResumeAfterInterrupt(t *testing.T) {
 				return finished(sink, 3)
 			},
 		}
-		res, err = Run(t.Context(), cfg, gen, jobs, both)
+		res, err = runJobs(t.Context(), cfg, gen, jobs, both)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func TestAsyncResumeAfterInterrupt(t *testing.T) {
 		// A third run sends nothing.
 		cfg.Budget = nil
 		jobs = jobs[:1]
-		res, err = Run(t.Context(), cfg, &fakeGen{submit: noSubmit(t), result: noResult(t)}, jobs, both[:1])
+		res, err = runJobs(t.Context(), cfg, &fakeGen{submit: noSubmit(t), result: noResult(t)}, jobs, both[:1])
 		if err != nil || !res.Jobs[0].Resumed || res.Jobs[0].GenerationID != "gen-kill" {
 			t.Errorf("third run = %+v, %v; want up resumed", res.Jobs[0], err)
 		}
@@ -294,7 +294,7 @@ func TestPollSpacingAcrossRestart(t *testing.T) {
 					},
 				}
 				jobs := []manifest.Job{creative(in)}
-				if _, err := Run(ctx, cfg, gen, jobs, []cost.Credits{creativePrice}); err != nil {
+				if _, err := runJobs(ctx, cfg, gen, jobs, []cost.Credits{creativePrice}); err != nil {
 					t.Fatal(err)
 				}
 				if got := len(times) - 1; got != tt.polls1 {
@@ -307,7 +307,7 @@ func TestPollSpacingAcrossRestart(t *testing.T) {
 					}
 					return finished(sink, 1)
 				}}
-				res, err := Run(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice})
+				res, err := runJobs(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice})
 				if err != nil || res.Jobs[0].Status != Succeeded {
 					t.Fatalf("rerun = %v, %s", err, res.Jobs[0].Status)
 				}
@@ -356,7 +356,7 @@ func TestAsyncExpired(t *testing.T) {
 					gen.submit, gen.result = noSubmit(t), noResult(t)
 					writeSubmitted(t, cfg.OutDir, jobs[0], "gen-old", time.Now().Add(-25*time.Hour))
 				}
-				res, err := Run(t.Context(), cfg, gen, jobs, price)
+				res, err := runJobs(t.Context(), cfg, gen, jobs, price)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -368,7 +368,7 @@ func TestAsyncExpired(t *testing.T) {
 					t.Errorf("%d polls, want %d", polls, tt.polls)
 				}
 				// the journal ends the job: a rerun submits it again
-				if rem, err := Remaining(cfg.OutDir, jobs, price); err != nil || rem != creativePrice {
+				if rem, err := Remaining(cfg.OutDir, JobList(jobs), price); err != nil || rem != creativePrice {
 					t.Errorf("Remaining = %v, %v; want 60.0", rem, err)
 				}
 			})
@@ -380,15 +380,11 @@ func TestAsyncExpired(t *testing.T) {
 // with the key j has.
 func writeSubmitted(t *testing.T, outDir string, j manifest.Job, id string, at time.Time) {
 	t.Helper()
-	g, err := newGraph([]manifest.Job{j})
+	sums, err := hashInputs(JobList{j})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums, err := hashInputs([]manifest.Job{j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := g.resolveInputs(outDir, 0, &j, sums, nil)
+	files, err := resolveInputs(outDir, &j, sums, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,10 +438,10 @@ func TestJournalGenerationIDs(t *testing.T) {
 			}
 			var w warnings
 			cfg.Warn = w.warn
-			if rem, err := Remaining(cfg.OutDir, jobs, []cost.Credits{creativePrice}); err != nil || rem != creativePrice {
+			if rem, err := Remaining(cfg.OutDir, JobList(jobs), []cost.Credits{creativePrice}); err != nil || rem != creativePrice {
 				t.Errorf("Remaining = %v, %v; want 60.0: the job runs again", rem, err)
 			}
-			res, err := Run(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice})
+			res, err := runJobs(t.Context(), cfg, gen, jobs, []cost.Credits{creativePrice})
 			if err != nil || res.Jobs[0].Status != Succeeded {
 				t.Fatalf("Run = %v, up %s; want it to go on past the line", err, res.Jobs[0].Status)
 			}
@@ -468,7 +464,7 @@ func TestSubmitBadID(t *testing.T) {
 		submit: func(context.Context, string, []stability.Field) (string, error) { return "../../v1/user/balance", nil },
 		result: noResult(t),
 	}
-	res, err := Run(t.Context(), cfg, gen, []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
+	res, err := runJobs(t.Context(), cfg, gen, []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +519,7 @@ func TestPollErrors(t *testing.T) {
 						return finished(sink, 1)
 					},
 				}
-				res, err := Run(t.Context(), cfg, gen, jobs, ps)
+				res, err := runJobs(t.Context(), cfg, gen, jobs, ps)
 				if !errors.Is(err, tt.fatal) || (tt.fatal == nil) != (err == nil) {
 					t.Fatalf("Run error = %v, want %v", err, tt.fatal)
 				}
@@ -540,7 +536,7 @@ func TestPollErrors(t *testing.T) {
 				if tt.status != Succeeded && (cut.Status != Skipped || cut.Failure != FailSource && tt.fatal == nil) {
 					t.Errorf("cut = %s %q, want skipped", cut.Status, cut.Failure)
 				}
-				rem, err := Remaining(cfg.OutDir, jobs[:1], ps[:1])
+				rem, err := Remaining(cfg.OutDir, JobList(jobs[:1]), ps[:1])
 				if want := tt.status != Succeeded && !tt.rerun; err != nil || (rem != 0) != want {
 					t.Errorf("Remaining = %v, %v; want the job to run again: %v", rem, err, want)
 				}

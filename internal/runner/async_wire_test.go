@@ -119,7 +119,7 @@ func TestWireAsyncPipeline(t *testing.T) {
 	}
 	cfg := fastConfig(t)
 	cfg.PollInterval, cfg.FastPolls = 20*time.Millisecond, true
-	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, []cost.Credits{3 * cost.Credit, creativePrice})
+	res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), jobs, []cost.Credits{3 * cost.Credit, creativePrice})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestKillWhilePolling(t *testing.T) {
 	if dir := os.Getenv(asyncChildEnv); dir != "" {
 		cfg := Config{OutDir: dir, PollInterval: 10 * time.Millisecond, FastPolls: true}
 		jobs := []manifest.Job{creative(os.Getenv(asyncChildEnv + "_IN"))}
-		_, err := Run(context.Background(), cfg, newClient(t, os.Getenv(asyncChildEnv+"_URL")), jobs, []cost.Credits{creativePrice})
+		_, err := runJobs(context.Background(), cfg, newClient(t, os.Getenv(asyncChildEnv+"_URL")), jobs, []cost.Credits{creativePrice})
 		t.Fatalf("child was not killed: Run returned %v", err)
 	}
 	if testing.Short() {
@@ -181,7 +181,7 @@ func TestKillWhilePolling(t *testing.T) {
 
 	srv.finishNext()
 	cfg := Config{OutDir: out, PollInterval: 10 * time.Millisecond, FastPolls: true}
-	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
+	res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
 	if err != nil {
 		t.Fatal(err)
 	}

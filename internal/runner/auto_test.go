@@ -29,7 +29,7 @@ func TestAutoConcurrencyReachesRate(t *testing.T) {
 					return generate(req, sink, stability.FinishSuccess)
 				}}
 				jobs, prices := testJobs(900) // about a minute at the limit
-				res, err := Run(t.Context(), Config{OutDir: t.TempDir()}, gen, jobs, prices)
+				res, err := runJobs(t.Context(), Config{OutDir: t.TempDir()}, gen, jobs, prices)
 				if err != nil {
 					t.Fatal(err)
 				}

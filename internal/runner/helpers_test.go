@@ -235,3 +235,41 @@ func imageBytes(format string) []byte {
 	}
 	return tinyPNG()
 }
+
+// testResult is Run's Result with the results Config.Finished was told,
+// by job index.
+type testResult struct {
+	Result
+	Jobs []JobResult // nil when Run stopped before it started
+}
+
+// runJobs runs jobs with Run, collecting every job's result (on top of
+// any Config.Finished the caller set), and checks that each job was told
+// once.
+func runJobs(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, prices []cost.Credits) (testResult, error) {
+	out := testResult{Jobs: make([]JobResult, len(jobs))}
+	told := make([]bool, len(jobs))
+	var twice error
+	next := cfg.Finished
+	cfg.Finished = func(i int, res JobResult) error {
+		if told[i] && twice == nil {
+			twice = fmt.Errorf("job %d (%s) was told twice", i, res.ID)
+		}
+		told[i], out.Jobs[i] = true, res
+		if next != nil {
+			return next(i, res)
+		}
+		return nil
+	}
+	res, err := Run(ctx, cfg, gen, JobList(jobs), prices)
+	out.Result = res
+	if res.Reported == 0 {
+		out.Jobs = nil
+	} else if res.Reported != len(jobs) && twice == nil {
+		twice = fmt.Errorf("%d of %d jobs were told", res.Reported, len(jobs))
+	}
+	if twice != nil {
+		return out, twice
+	}
+	return out, err
+}

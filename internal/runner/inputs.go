@@ -22,24 +22,34 @@ type inputFile struct {
 // hashInputs returns the SHA-256 (hex) of every file the jobs' Inputs name,
 // by path, reading each file once. The journal keys a job on its inputs'
 // content, so an input edited in place makes the job run again.
-func hashInputs(jobs []manifest.Job) (map[string]string, error) {
+func hashInputs(jobs Jobs) (map[string]string, error) {
 	sums := map[string]string{}
-	for _, j := range jobs {
-		for _, in := range j.Inputs {
-			if in.From != "" || in.Path == "" {
-				continue
-			}
-			if _, ok := sums[in.Path]; ok {
-				continue
-			}
-			sum, err := hashFile(in.Path)
-			if err != nil {
-				return nil, fmt.Errorf("job %s: image input %s: %w", j.ID, in.Field, err)
-			}
-			sums[in.Path] = sum
+	for i := range jobs.Len() {
+		j := jobs.Job(i)
+		if err := addInputs(sums, &j); err != nil {
+			return nil, err
 		}
 	}
 	return sums, nil
+}
+
+// addInputs adds to sums the SHA-256 of each file j's Inputs name that
+// sums lacks.
+func addInputs(sums map[string]string, j *manifest.Job) error {
+	for _, in := range j.Inputs {
+		if in.From != "" || in.Path == "" {
+			continue
+		}
+		if _, ok := sums[in.Path]; ok {
+			continue
+		}
+		sum, err := hashFile(in.Path)
+		if err != nil {
+			return fmt.Errorf("job %s: image input %s: %w", j.ID, in.Field, err)
+		}
+		sums[in.Path] = sum
+	}
+	return nil
 }
 
 func hashFile(path string) (string, error) {
@@ -55,11 +65,11 @@ func hashFile(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// resolveInputs returns job i's image inputs by field: a file with its sum
-// from hashInputs, an image of another job from images(source index), the
+// resolveInputs returns job j's image inputs by field: a file with its sum
+// from hashInputs, an image of another job from images(that job's id), the
 // images that job wrote under outDir (nil when it has none). Input.Index 0
 // means the first image, as 1 does.
-func (g *graph) resolveInputs(outDir string, i int, j *manifest.Job, sums map[string]string, images func(src int) []Image) (map[string]inputFile, error) {
+func resolveInputs(outDir string, j *manifest.Job, sums map[string]string, images func(from string) []Image) (map[string]inputFile, error) {
 	files := make(map[string]inputFile, len(j.Inputs))
 	for _, in := range j.Inputs {
 		if in.From == "" {
@@ -70,11 +80,10 @@ func (g *graph) resolveInputs(outDir string, i int, j *manifest.Job, sums map[st
 			files[in.Field] = inputFile{path: in.Path, sum: sum}
 			continue
 		}
-		src, ok := g.index[in.From]
-		if !ok || src == i {
+		if in.From == j.ID {
 			return nil, fmt.Errorf("image input %s: no job %q to take it from", in.Field, in.From)
 		}
-		imgs, n := images(src), max(in.Index, 1)
+		imgs, n := images(in.From), max(in.Index, 1)
 		if n > len(imgs) {
 			return nil, fmt.Errorf("image input %s: job %s wrote %d image(s), not an image %d", in.Field, in.From, len(imgs), n)
 		}

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/stability"
 )
@@ -47,45 +45,142 @@ func ParseRate(s string) (Rate, error) {
 }
 
 // rateMargin slows the limiter below N/Window so that requests whose
-// departure or arrival is delayed by up to rateMargin×Window (200 ms for a
-// 10 s window) still never put N+1 requests into one of the server's
-// windows.
+// departure or arrival is delayed by less than rateMargin×Window (200 ms
+// for a 10 s window) still never put N+1 requests into one of the
+// server's windows.
 const rateMargin = 0.02
 
-// newLimiter returns the token bucket that paces every attempt.
+// interval is the least time between two sends under r: W·(1+m)/N.
 //
-// A bucket with burst N and rate N/W lets 2N requests into one window (a
-// full burst, then a refill), so we use burst 1 and rate N/(W·(1+m)): with
-// burst 1, consecutive requests are at least 1/rate apart, so any window of
-// length W holds at most 1+floor(W·rate) = 1+floor(N/(1+m)) ≤ N requests
-// (the floor of a number below N is at most N−1), for every N ≥ 1. Once
-// warm it sustains N/(W·(1+m)), 98% of the allowed rate.
-func newLimiter(r Rate) *rate.Limiter {
-	perSec := float64(r.N) / (r.Window.Seconds() * (1 + rateMargin))
-	return rate.NewLimiter(rate.Limit(perSec), 1)
+// Why it keeps every window at N or fewer: every send leaves at a slot
+// that RateState.Take returned, and consecutive slots, taken by any run
+// sharing the state, are at least one interval apart. So k sends whose
+// slots lie within a window of length W need (k−1)·interval ≤ W, that is
+// k ≤ 1 + W/interval = 1 + N/(1+m), and since k is whole and N/(1+m) < N,
+// k ≤ N, for every N ≥ 1. A send delayed after its slot by less than m·W
+// keeps the bound too: k sends arriving within W then have slots within
+// W + m·W, so (k−1)·interval < W(1+m), k−1 < N. Taking the later of now and
+// the next slot lets no burst through after an idle spell (a token bucket
+// of burst N would let 2N into one window: a full bucket, then a refill),
+// and a saturated limiter sends at N/(W·(1+m)), 98% of the limit, whether
+// one run or many share it. Runs sharing a state at different rates space
+// their slots at least the shortest of their intervals apart, so every
+// window stays within the largest of their N.
+func (r Rate) interval() time.Duration {
+	return time.Duration(float64(r.Window) * (1 + rateMargin) / float64(r.N))
 }
 
-// gate is what every attempt passes before it is sent: a client-wide pause
-// (set after a 429) and then the shared limiter. It is safe for concurrent
+// RateState is where the limiter keeps its schedule: the next free send
+// slot and the end of a pause after a 429. Config.RateState nil keeps it
+// in memory, for one run alone; a sharedrate.File keeps it in a file that
+// every run using the same API key on the machine shares, so that their
+// sends are spaced as one stream and the bound of interval holds between
+// them. Times are wall-clock times; an implementation is safe for
+// concurrent use and keeps this contract:
+//   - Take(now, interval) returns a slot no earlier than now, than the end
+//     of the pause, and than the previous slot plus the interval its taker
+//     asked for; the slot is spent whether or not a request leaves at it.
+//   - Pause(now, d) stops every slot until now+d, unless a pause already
+//     runs longer.
+//   - PausedUntil(now) returns the end of the pause (not after now when
+//     none runs).
+type RateState interface {
+	Take(now time.Time, interval time.Duration) (time.Time, error)
+	Pause(now time.Time, d time.Duration) error
+	PausedUntil(now time.Time) (time.Time, error)
+}
+
+// memState is the RateState of a run that shares its limit with no other.
+type memState struct {
+	mu          sync.Mutex
+	next, pause time.Time
+}
+
+func (m *memState) Take(now time.Time, interval time.Duration) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	slot := now
+	for _, t := range []time.Time{m.next, m.pause} {
+		if t.After(slot) {
+			slot = t
+		}
+	}
+	m.next = slot.Add(interval)
+	return slot, nil
+}
+
+func (m *memState) Pause(now time.Time, d time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if until := now.Add(d); until.After(m.pause) {
+		m.pause = until
+	}
+	return nil
+}
+
+func (m *memState) PausedUntil(time.Time) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pause, nil
+}
+
+// gate is what every attempt and poll passes before it is sent: the pause
+// after a 429 and the slots of the RateState. It is safe for concurrent
 // use.
 type gate struct {
-	limiter *rate.Limiter
+	interval time.Duration
+	state    RateState
+	// turn lets one waiter of the run at a time hold a slot: the others
+	// wait here, not on slots of their own, so a run holds at most one
+	// slot ahead of now, runs sharing a state take turns slot by slot, and
+	// a run that stops or dies leaves at most one slot unused.
+	turn chan struct{}
 
-	mu        sync.Mutex
-	notBefore time.Time // no request leaves before this instant (zero: no pause)
+	mu sync.Mutex
+	// notBefore is the end of this run's own latest pause: it tells which
+	// pauses are news, and holds the run even when the state could not
+	// store the pause.
+	notBefore time.Time
+	err       error // the first error storing a pause; wait returns it
 }
 
-func newGate(r Rate) *gate { return &gate{limiter: newLimiter(r)} }
+// newGate returns the gate of a run limited to r, its schedule in state
+// (nil: in memory).
+func newGate(r Rate, state RateState) *gate {
+	if state == nil {
+		state = &memState{}
+	}
+	return &gate{interval: r.interval(), state: state, turn: make(chan struct{}, 1)}
+}
 
-// pause stops every attempt from leaving for d from now; overlapping pauses
-// keep the later end. It reports whether the pause is news: no pause was
-// running, or this one ends at least a second after it (so that the
-// workers answered 429 at the same moment show one pause, not one each).
+// WaitTurn waits, as each of Run's attempts does, until one request sent
+// outside Run (the balance check before it) may leave under r, taking its
+// slot from state; with a nil state (no other run to share the limit with)
+// it returns at once.
+func WaitTurn(ctx context.Context, r Rate, state RateState) error {
+	if state == nil {
+		return ctx.Err()
+	}
+	if r.N <= 0 || r.Window <= 0 {
+		r = DefaultRate
+	}
+	return newGate(r, state).wait(ctx)
+}
+
+// pause stops every attempt from leaving for d from now, in every run
+// sharing the state; overlapping pauses keep the later end. It reports
+// whether the pause is news to this run: none of its own was running, or
+// this one ends at least a second after it (so that the workers answered
+// 429 at the same moment show one pause, not one each).
 func (g *gate) pause(d time.Duration) bool {
 	now := time.Now()
 	until := now.Add(d)
+	err := g.state.Pause(now, d)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err != nil && g.err == nil {
+		g.err = fmt.Errorf("rate limiter: %w", err)
+	}
 	news := !g.notBefore.After(now) || until.Sub(g.notBefore) >= time.Second
 	if until.After(g.notBefore) {
 		g.notBefore = until
@@ -93,30 +188,46 @@ func (g *gate) pause(d time.Duration) bool {
 	return news
 }
 
-// pausedFor returns how long the current pause still lasts.
-func (g *gate) pausedFor() time.Duration {
+// ownPause returns the end of this run's own latest pause, and the first
+// error storing one.
+func (g *gate) ownPause() (time.Time, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return time.Until(g.notBefore)
+	return g.notBefore, g.err
 }
 
-// wait blocks until a request may leave: after any pause, then a limiter
-// token. A pause set while waiting for the token is respected too (the
-// token is then spent, which only makes us slower).
+// wait blocks until a request may leave: it takes its turn, waits out any
+// pause of this run, takes a slot and waits for it. A pause set meanwhile
+// (by this run or another sharing the state) spends the slot, and it takes
+// another after the pause.
 func (g *gate) wait(ctx context.Context) error {
+	select {
+	case g.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-g.turn }()
 	for {
-		if d := g.pausedFor(); d > 0 {
-			if err := sleep(ctx, d); err != nil {
-				return err
-			}
+		own, err := g.ownPause()
+		if err != nil {
+			return err
 		}
-		if err := g.limiter.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if err := sleep(ctx, time.Until(own)); err != nil {
+			return err
+		}
+		slot, err := g.state.Take(time.Now(), g.interval)
+		if err != nil {
 			return fmt.Errorf("rate limiter: %w", err)
 		}
-		if g.pausedFor() <= 0 {
+		if err := sleep(ctx, time.Until(slot)); err != nil {
+			return err
+		}
+		shared, err := g.state.PausedUntil(time.Now())
+		if err != nil {
+			return fmt.Errorf("rate limiter: %w", err)
+		}
+		own, _ = g.ownPause()
+		if now := time.Now(); !shared.After(now) && !own.After(now) {
 			return nil
 		}
 	}

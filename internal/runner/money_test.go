@@ -38,7 +38,7 @@ func TestBudgetAcrossRuns(t *testing.T) {
 	cfg.Concurrency = 2
 	cfg.Budget = &budget
 	for run := 1; run <= 3; run++ {
-		res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+		res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
@@ -53,7 +53,7 @@ func TestBudgetAcrossRuns(t *testing.T) {
 				t.Errorf("run %d: %s = %s %q, want failed unknown or budget (%s)", run, r.ID, r.Status, r.Failure, r.Error)
 			}
 		}
-		checkStanding(t, cfg.OutDir, jobs, prices, res)
+		checkStanding(t, cfg.OutDir, jobs, prices, res.Result)
 	}
 	sent := 0
 	for _, n := range srv.requests() {
@@ -103,7 +103,7 @@ func TestRetryUnknown(t *testing.T) {
 				}}
 				cfg := fastConfig(t)
 				cfg.RetryUnknown, cfg.MaxAttempts = tt.retry, tt.maxAttempts
-				res, err := Run(t.Context(), cfg, gen, jobs, prices)
+				res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -125,7 +125,7 @@ func TestRetryUnknown(t *testing.T) {
 				if attempts != calls {
 					t.Errorf("journal holds %d attempt lines for %d requests", attempts, calls)
 				}
-				checkStanding(t, cfg.OutDir, jobs, prices, res)
+				checkStanding(t, cfg.OutDir, jobs, prices, res.Result)
 			})
 		})
 	}
@@ -156,7 +156,7 @@ func TestInFlightCounted(t *testing.T) {
 		line, _ := json.Marshal(e)
 		appendJournal(t, cfg.OutDir, string(line))
 	}
-	st, err := ReadStanding(cfg.OutDir, jobs, prices, nil)
+	st, err := ReadStanding(cfg.OutDir, JobList(jobs), prices, nil)
 	if err != nil || !reflect.DeepEqual(st, Standing{Remaining: 4 * cost.Credit, PossiblyBilled: 3 * cost.Credit}) {
 		t.Fatalf("ReadStanding = %+v, %v; want 4.0 remaining, 3.0 possibly billed", st, err)
 	}
@@ -165,7 +165,7 @@ func TestInFlightCounted(t *testing.T) {
 	var w warnings
 	cfg.Warn = w.warn
 	gen := &requestLog{}
-	res, err := Run(t.Context(), cfg, gen, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,10 +181,10 @@ func TestInFlightCounted(t *testing.T) {
 	if w.text() != want {
 		t.Errorf("warnings = %q, want %q", w.text(), want)
 	}
-	checkStanding(t, cfg.OutDir, jobs, prices, res)
+	checkStanding(t, cfg.OutDir, jobs, prices, res.Result)
 	// settled once: the next run neither warns again nor counts them twice
 	w = warnings{}
-	res, err = Run(t.Context(), cfg, gen, jobs, prices)
+	res, err = runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil || res.Spent != budget || w.text() != "" || len(gen.sent()) != 2 {
 		t.Errorf("third run: %v, spent %v, warnings %q, %d requests in all; want 5.0, none, 2", err, res.Spent, w.text(), len(gen.sent()))
 	}
@@ -228,7 +228,7 @@ func TestLocalFailureStopsSpending(t *testing.T) {
 				}
 				return nil
 			}
-			res, err := Run(t.Context(), cfg, gen, jobs, prices)
+			res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err == nil || !strings.Contains(err.Error(), tt.errText) || !errors.Is(err, full) {
 				t.Errorf("Run error = %v, want one containing %q and the disk's error", err, tt.errText)
 			}
@@ -251,7 +251,7 @@ func TestLocalFailureStopsSpending(t *testing.T) {
 
 			cfg.failWrite = nil
 			calls.Store(0)
-			again, err := Run(t.Context(), cfg, gen, jobs, prices)
+			again, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err != nil || int(calls.Load()) != tt.rerun {
 				t.Errorf("rerun: %v after %d requests, want %d", err, calls.Load(), tt.rerun)
 			}
@@ -260,7 +260,7 @@ func TestLocalFailureStopsSpending(t *testing.T) {
 					t.Errorf("rerun: %s = %s (%s)", r.ID, r.Status, r.Error)
 				}
 			}
-			checkStanding(t, cfg.OutDir, jobs, prices, again)
+			checkStanding(t, cfg.OutDir, jobs, prices, again.Result)
 		})
 	}
 }
@@ -305,7 +305,7 @@ func TestLocalFailureLetsInFlightFinish(t *testing.T) {
 			}
 			return nil
 		}
-		res, err := Run(t.Context(), cfg, gen, jobs, prices)
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 		if err == nil || !strings.Contains(err.Error(), "job job-002: image not saved") {
 			t.Errorf("Run error = %v, want job-002's image named", err)
 		}

@@ -89,7 +89,7 @@ func TestRunRefusesOutputFolder(t *testing.T) {
 				return succeed(ctx, req, sink)
 			}}
 			jobs, prices := testJobs(3)
-			_, err := Run(t.Context(), cfg, gen, jobs, prices)
+			_, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Run = %v, want an error with %q", err, tt.want)
 			}
@@ -115,7 +115,7 @@ func TestRunReplacesLinkedImage(t *testing.T) {
 	symlink(t, filepath.Join(target, "precious.txt"), filepath.Join(cfg.OutDir, ImagesDir, "job-000.png"))
 	before := treeOf(t, target)
 	jobs, prices := testJobs(1)
-	res, err := Run(t.Context(), cfg, &fakeGen{fn: succeed}, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, &fakeGen{fn: succeed}, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,12 +162,12 @@ func TestPrepareOutSpace(t *testing.T) {
 				os.MkdirAll(filepath.Dir(p), 0o755)
 				writeFile(t, p, "x")
 			}
-			got, err := bytesToWrite(out, jobs)
+			got, err := bytesToWrite(out, JobList(jobs))
 			if err != nil || got != tt.want {
 				t.Errorf("bytesToWrite = %d, %v; want %d", got, err, tt.want)
 			}
 			p := outdir.Preparer{FreeBytes: func(string) (int64, error) { return 1 << 10, nil }}
-			err = prepareOut(out, jobs, p)
+			err = prepareOut(out, JobList(jobs), p)
 			if tt.want > 1<<10 && !errors.Is(err, outdir.ErrNoSpace) {
 				t.Errorf("prepareOut with 1 KiB free = %v, want outdir.ErrNoSpace", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/batch-tool/batch/internal/imagefile"
 	"github.com/batch-tool/batch/internal/manifest"
@@ -79,6 +81,37 @@ func imageName(id string, i, samples int, ext string) string {
 	return fileBase(id) + ext
 }
 
+// imageBufferSize is the write buffer of an image file, in bytes.
+const imageBufferSize = 64 << 10
+
+// imageBuffers lends the write buffers image files fill, so that a run of
+// many jobs reuses as many as it has images in progress instead of
+// allocating one per image. The zero value is ready to use, and a nil
+// *imageBuffers lends nothing: each buffer is allocated. It is safe for
+// concurrent use.
+type imageBuffers struct {
+	pool sync.Pool // *bufio.Writer of imageBufferSize bytes
+}
+
+// get lends a buffer writing to w; give it back with put once nothing
+// writes to it.
+func (p *imageBuffers) get(w io.Writer) *bufio.Writer {
+	if p != nil {
+		if b, ok := p.pool.Get().(*bufio.Writer); ok {
+			b.Reset(w)
+			return b
+		}
+	}
+	return bufio.NewWriterSize(w, imageBufferSize)
+}
+
+func (p *imageBuffers) put(b *bufio.Writer) {
+	if p != nil {
+		b.Reset(nil) // drop what was not flushed, and the file
+		p.pool.Put(b)
+	}
+}
+
 // attemptFiles is the stability.Sink of one attempt: it streams each
 // artifact into a temp file under OutDir/images and a SHA-256 hash, a PNG
 // through a pngtext.Writer that adds the parameters once the seed is known.
@@ -98,6 +131,8 @@ type attemptFiles struct {
 	// failWrite, when set, is asked before each write to an image file
 	// and fails it with its error (Config.failWrite).
 	failWrite func(name string) error
+	// bufs lends the files' write buffers; nil allocates one per file.
+	bufs *imageBuffers
 	// local is the first failure to create, write or sync a file here: a
 	// local failure, not the API's.
 	local error
@@ -105,14 +140,29 @@ type attemptFiles struct {
 
 type tempImage struct {
 	f    *os.File
-	tmp  string // the temp file's name, relative to OutDir
-	buf  *bufio.Writer
+	tmp  string          // the temp file's name, relative to OutDir
+	buf  *bufio.Writer   // lent by attemptFiles.bufs until End flushed it; nil after
 	w    io.Writer       // what the client writes to
 	png  *pngtext.Writer // nil when the format carries no text
 	mark *imageMark      // the image's record, see imageRecord
 	sum  hash.Hash       // SHA-256 of the bytes written
 	img  Image           // Path set by End
 	done bool
+}
+
+// errImageEnded refuses a write to an image whose buffer went back to the
+// pool.
+var errImageEnded = errors.New("image written after it ended")
+
+// bufferedFile writes to an image's lent buffer while it has one, so a
+// write after End can never reach a buffer lent to another image since.
+type bufferedFile struct{ t *tempImage }
+
+func (b bufferedFile) Write(p []byte) (int, error) {
+	if b.t.buf == nil {
+		return 0, errImageEnded
+	}
+	return b.t.buf.Write(p)
 }
 
 // localWriter records the first error of the file it writes to, so a full
@@ -164,9 +214,10 @@ func (s *attemptFiles) Begin(i int) (io.Writer, error) {
 	if err != nil {
 		return nil, s.fail(fmt.Errorf("create image file: %w", err))
 	}
-	t := &tempImage{f: f, tmp: tmp, buf: bufio.NewWriterSize(localWriter{f, s, ImagesDir + "/" + name}, 64<<10), sum: sha256.New()}
-	t.w = io.MultiWriter(t.buf, t.sum)
+	t := &tempImage{f: f, tmp: tmp, buf: s.bufs.get(localWriter{f, s, ImagesDir + "/" + name}), sum: sha256.New()}
+	t.w = io.MultiWriter(bufferedFile{t}, t.sum)
 	if t.mark, t.w, err = newImageMark(s.format, imageRecord{ID: s.job.ID, Key: s.key, Image: i + 1}, t.w); err != nil {
+		s.bufs.put(t.buf)
 		_ = f.Close()
 		_ = s.dir.Remove(tmp)
 		return nil, err
@@ -186,6 +237,9 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 		return fmt.Errorf("artifact %d ended without beginning", i)
 	}
 	t := s.files[i]
+	if t.buf == nil {
+		return fmt.Errorf("artifact %d ended twice", i)
+	}
 	if a.Format != "" && a.Format != s.format.name {
 		// an async result is taken in any format: the job asked for one
 		return fmt.Errorf("artifact %d: the answer is %s, the job asked for %s", i, a.Format, s.format.name)
@@ -199,7 +253,10 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 	if err := t.mark.end(a); err != nil {
 		return fmt.Errorf("artifact %d: %w", i, err)
 	}
-	if err := t.buf.Flush(); err != nil {
+	err := t.buf.Flush()
+	s.bufs.put(t.buf)
+	t.buf = nil
+	if err != nil {
 		return s.fail(fmt.Errorf("write image file: %w", err))
 	}
 	if err := s.verify(t.f); err != nil {
@@ -286,6 +343,10 @@ func (s *attemptFiles) commit() ([]Image, error) {
 // attempt created.
 func (s *attemptFiles) discard() {
 	for _, t := range s.files {
+		if t.buf != nil {
+			s.bufs.put(t.buf)
+			t.buf = nil
+		}
 		_ = t.f.Close() // a second Close is harmless
 		if t.tmp != "" {
 			_ = s.dir.Remove(t.tmp)
@@ -303,7 +364,7 @@ func (s *attemptFiles) discard() {
 // each proven writable, and room on its filesystem for the images of jobs
 // whose files are not there yet. It removes no file: temp files a killed
 // run left behind are outdir.Lock's to remove.
-func prepareOut(outDir string, jobs []manifest.Job, p outdir.Preparer) error {
+func prepareOut(outDir string, jobs Jobs, p outdir.Preparer) error {
 	need, err := bytesToWrite(outDir, jobs)
 	if err != nil {
 		return err
@@ -315,7 +376,7 @@ func prepareOut(outDir string, jobs []manifest.Job, p outdir.Preparer) error {
 // (outdir.ExpectedBytes each), leaving out files already in images/ or
 // filtered/ under their final names, as a resumed run finds them. A fresh
 // output folder is not looked at file by file.
-func bytesToWrite(outDir string, jobs []manifest.Job) (int64, error) {
+func bytesToWrite(outDir string, jobs Jobs) (int64, error) {
 	folders := []string{filepath.Join(outDir, ImagesDir), filepath.Join(outDir, FilteredDir)}
 	fresh := true
 	for _, d := range folders {
@@ -334,7 +395,8 @@ func bytesToWrite(outDir string, jobs []manifest.Job) (int64, error) {
 		return false
 	}
 	var need int64
-	for _, j := range jobs {
+	for k := range jobs.Len() {
+		j := jobs.Job(k)
 		format, err := outputFormat(j)
 		if err != nil {
 			return 0, fmt.Errorf("job %s: %w", j.ID, err)

@@ -136,7 +136,7 @@ func TestDiamond(t *testing.T) {
 	}
 	gen := &pipeGen{}
 	cfg := fastConfig(t)
-	res, err := Run(t.Context(), cfg, gen, jobs, prices(4))
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices(4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestChain(t *testing.T) {
 	gen := &pipeGen{}
 	cfg := fastConfig(t)
 	cfg.Concurrency = 1
-	res, err := Run(t.Context(), cfg, gen, jobs, prices(4))
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices(4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestSourceSkipsDependents(t *testing.T) {
 			}}
 			cfg := fastConfig(t)
 			cfg.Concurrency = 2
-			res, err := Run(t.Context(), cfg, gen, jobs, []cost.Credits{cost.Credit, 40 * cost.Credit, 40 * cost.Credit, cost.Credit})
+			res, err := runJobs(t.Context(), cfg, gen, jobs, []cost.Credits{cost.Credit, 40 * cost.Credit, 40 * cost.Credit, cost.Credit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -277,7 +277,7 @@ func TestSourceSkipsDependents(t *testing.T) {
 			if res.Spent != wantSpent || res.Charged != wantSpent {
 				t.Errorf("Charged, Spent = %v, %v; want %v (nothing for the skipped chain)", res.Charged, res.Spent, wantSpent)
 			}
-			if rem, err := Remaining(cfg.OutDir, jobs, []cost.Credits{cost.Credit, 40 * cost.Credit, 40 * cost.Credit, cost.Credit}); err != nil || rem < 80*cost.Credit {
+			if rem, err := Remaining(cfg.OutDir, JobList(jobs), []cost.Credits{cost.Credit, 40 * cost.Credit, 40 * cost.Credit, cost.Credit}); err != nil || rem < 80*cost.Credit {
 				t.Errorf("Remaining = %v, %v; want the skipped chain counted", rem, err)
 			}
 
@@ -288,7 +288,7 @@ func TestSourceSkipsDependents(t *testing.T) {
 			if tt.aStatus == Filtered { // a filtered job is finished; change it to run again
 				jobs[0].Params = []manifest.Param{{Name: "seed", Value: "2"}}
 			}
-			res, err = Run(t.Context(), cfg, gen, jobs, prices(4))
+			res, err = runJobs(t.Context(), cfg, gen, jobs, prices(4))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -342,7 +342,7 @@ func TestNoBarrier(t *testing.T) {
 		}
 		cfg := fastConfig(t)
 		cfg.Concurrency = 2
-		res, err := Run(t.Context(), cfg, gen, jobs, prices(4))
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices(4))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +393,7 @@ func TestDAGConcurrency(t *testing.T) {
 		}
 		cfg := fastConfig(t)
 		cfg.Concurrency = 3
-		res, err := Run(t.Context(), cfg, gen, jobs, prices(len(jobs)))
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices(len(jobs)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +427,7 @@ func TestInterruptSkipsDependents(t *testing.T) {
 			time.Sleep(time.Second)
 			return nil
 		}}
-		res, err := Run(ctx, fastConfig(t), gen, jobs, prices(2))
+		res, err := runJobs(ctx, fastConfig(t), gen, jobs, prices(2))
 		if err != nil || !res.Interrupted {
 			t.Fatalf("Run = %v, interrupted %v; want interrupted", err, res.Interrupted)
 		}
@@ -452,15 +452,15 @@ func TestInputsFromResumedSources(t *testing.T) {
 		}
 		return nil
 	}}
-	first, err := Run(t.Context(), cfg, fail, jobs, prices(2))
+	first, err := runJobs(t.Context(), cfg, fail, jobs, prices(2))
 	if err != nil || first.Jobs[1].Status != Failed {
 		t.Fatalf("first run: %v, b %s", err, first.Jobs[1].Status)
 	}
-	if rem, err := Remaining(cfg.OutDir, jobs, prices(2)); err != nil || rem != cost.Credit {
+	if rem, err := Remaining(cfg.OutDir, JobList(jobs), prices(2)); err != nil || rem != cost.Credit {
 		t.Errorf("Remaining = %v, %v; want 1.0 (b)", rem, err)
 	}
 	gen := &pipeGen{}
-	second, err := Run(t.Context(), cfg, gen, jobs, prices(2))
+	second, err := runJobs(t.Context(), cfg, gen, jobs, prices(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,18 +475,18 @@ func TestInputsFromResumedSources(t *testing.T) {
 	if sent != imagePath(t, cfg.OutDir, a) || fileSum(t, sent) != a.Images[0].SHA256 {
 		t.Errorf("b was sent %s, want a's journaled image %s", sent, a.Images[0].Path)
 	}
-	if rem, err := Remaining(cfg.OutDir, jobs, prices(2)); err != nil || rem != 0 {
+	if rem, err := Remaining(cfg.OutDir, JobList(jobs), prices(2)); err != nil || rem != 0 {
 		t.Errorf("Remaining after the rerun = %v, %v; want 0", rem, err)
 	}
 
 	// a's settings change: a runs again, so b's input is a new image and
 	// b runs again too
 	jobs[0].Params = []manifest.Param{{Name: "seed", Value: "9"}}
-	if rem, err := Remaining(cfg.OutDir, jobs, prices(2)); err != nil || rem != 2*cost.Credit {
+	if rem, err := Remaining(cfg.OutDir, JobList(jobs), prices(2)); err != nil || rem != 2*cost.Credit {
 		t.Errorf("Remaining after changing a = %v, %v; want 2.0", rem, err)
 	}
 	gen = &pipeGen{}
-	if _, err := Run(t.Context(), cfg, gen, jobs, prices(2)); err != nil {
+	if _, err := runJobs(t.Context(), cfg, gen, jobs, prices(2)); err != nil {
 		t.Fatal(err)
 	}
 	if got := gen.order(); !slices.Equal(got, []string{"a", "b"}) {
@@ -512,7 +512,7 @@ func TestInputFileContent(t *testing.T) {
 		sentPath.Store(fieldOf(req, "image"))
 		return succeed(ctx, req, sink)
 	}}
-	if _, err := Run(t.Context(), cfg, gen, jobs, price); err != nil {
+	if _, err := runJobs(t.Context(), cfg, gen, jobs, price); err != nil {
 		t.Fatal(err)
 	}
 	if calls.Load() != 1 || sentPath.Load() != in {
@@ -533,12 +533,12 @@ func TestInputFileContent(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.apply()
-		rem, err := Remaining(cfg.OutDir, jobs, price)
+		rem, err := Remaining(cfg.OutDir, JobList(jobs), price)
 		if err != nil || rem != st.rem {
 			t.Errorf("%s: Remaining = %v, %v; want %v", st.name, rem, err, st.rem)
 		}
 		calls.Store(0)
-		if _, err := Run(t.Context(), cfg, gen, jobs, price); err != nil {
+		if _, err := runJobs(t.Context(), cfg, gen, jobs, price); err != nil {
 			t.Fatal(err)
 		}
 		if want := int32(st.rem / price[0]); calls.Load() != want {
@@ -547,7 +547,7 @@ func TestInputFileContent(t *testing.T) {
 	}
 	os.Remove(moved)
 	calls.Store(0)
-	if _, err := Run(t.Context(), cfg, gen, jobs, price); err == nil || !strings.Contains(err.Error(), "job cut: image input image") || calls.Load() != 0 {
+	if _, err := runJobs(t.Context(), cfg, gen, jobs, price); err == nil || !strings.Contains(err.Error(), "job cut: image input image") || calls.Load() != 0 {
 		t.Errorf("Run with a missing input = %v after %d requests, want an error naming the input before any", err, calls.Load())
 	}
 }
@@ -574,10 +574,10 @@ func TestBadGraphs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			gen := &pipeGen{}
 			cfg := fastConfig(t)
-			if _, err := Run(t.Context(), cfg, gen, tt.jobs, prices(len(tt.jobs))); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := runJobs(t.Context(), cfg, gen, tt.jobs, prices(len(tt.jobs))); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Run error = %v, want it to contain %q", err, tt.want)
 			}
-			if _, err := Remaining(cfg.OutDir, tt.jobs, prices(len(tt.jobs))); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := Remaining(cfg.OutDir, JobList(tt.jobs), prices(len(tt.jobs))); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Remaining error = %v, want it to contain %q", err, tt.want)
 			}
 			if len(gen.order()) != 0 {
@@ -595,7 +595,7 @@ func TestMissingSourceImage(t *testing.T) {
 		pipeJob("b", "control/sketch", manifest.Input{Field: "image", From: "a", Index: 2}),
 	}
 	gen := &pipeGen{}
-	res, err := Run(t.Context(), fastConfig(t), gen, jobs, prices(2))
+	res, err := runJobs(t.Context(), fastConfig(t), gen, jobs, prices(2))
 	if err != nil {
 		t.Fatal(err)
 	}

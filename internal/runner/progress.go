@@ -133,7 +133,7 @@ func (r *run) report() {
 	_, spent := r.ledger.totals()
 	now := r.cfg.Now()
 	r.progress.show(r.cfg.Progress, Snapshot{
-		Total: len(r.jobs), Done: t.done, Resumed: t.resumed,
+		Total: r.jobs.Len(), Done: t.done, Resumed: t.resumed,
 		Succeeded: t.succeeded, Failed: t.failed, Filtered: t.filtered, Waiting: r.s.nOnServer,
 		NextPoll: r.nextPoll(now), Spent: spent, Elapsed: now.Sub(r.start),
 	}, now)
@@ -146,7 +146,7 @@ func (r *run) nextPoll(now time.Time) time.Time {
 	if r.s.waiting.Len() == 0 {
 		return time.Time{}
 	}
-	return now.Add(max(time.Until(r.async[r.s.waiting.peek()].next), 0))
+	return now.Add(max(time.Until(r.s.waiting.peek().next), 0))
 }
 
 // rateAndETA returns jobs per second finished by this run and the time

@@ -69,7 +69,7 @@ func TestRunReportsProgress(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var ticks atomic.Int64
 	cfg.Now = func() time.Time { return start.Add(time.Duration(ticks.Add(1)) * time.Second) }
-	if _, err := Run(t.Context(), cfg, &fakeGen{fn: succeed}, jobs, prices); err != nil {
+	if _, err := runJobs(t.Context(), cfg, &fakeGen{fn: succeed}, jobs, prices); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.got) != 6 {
@@ -157,7 +157,7 @@ func TestProgressShowsPauses(t *testing.T) {
 		cfg.BackoffBase, cfg.BackoffCap = 10*time.Second, 10*time.Second // [5 s, 10 s], capped to 5 s
 		cfg.Now = func() time.Time { return time.Now().UTC() }
 		cfg.Progress = bothProgress{&TerminalProgress{W: &term}, &LineProgress{W: &lines, Interval: time.Hour}}
-		res, err := Run(t.Context(), cfg, gen, jobs, prices)
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +234,7 @@ func TestRetryAfterCapped(t *testing.T) {
 				cfg := fastConfig(t)
 				cfg.Concurrency = 1
 				cfg.MaxPause = tt.maxPause
-				if _, err := Run(t.Context(), cfg, gen, jobs, prices); err != nil {
+				if _, err := runJobs(t.Context(), cfg, gen, jobs, prices); err != nil {
 					t.Fatal(err)
 				}
 				if want := []time.Duration{0, tt.want, tt.want, tt.want}; !slicesEqual(sends, want) {

@@ -72,7 +72,7 @@ func TestProgressShowsNextPoll(t *testing.T) {
 				return finished(sink, 1)
 			},
 		}
-		res, err := Run(t.Context(), cfg, gen, []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
+		res, err := runJobs(t.Context(), cfg, gen, []manifest.Job{creative(in)}, []cost.Credits{creativePrice})
 		if err != nil || res.Jobs[0].Status != Succeeded {
 			t.Fatalf("Run = %v, %s", err, res.Jobs[0].Status)
 		}

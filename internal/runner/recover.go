@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -22,23 +23,28 @@ import (
 // anything: what the journal says, with its damage skipped, and what it
 // lost, rebuilt from the images on disk.
 type recovery struct {
-	// resumed[i] is job i's entry when the journal (or an image on disk)
-	// records it as finished for good with its current Key; pending[i]
-	// when it records it as submitted to an async service and not
-	// fetched, so a run polls it. A job taking an image from a job not
-	// resumed as succeeded is neither: its Key depends on an image not
-	// made yet.
-	resumed, pending []*entry
-	// done is the last entry of each job id that is not an attempt,
-	// appends included.
-	done map[string]entry
-	// appends are the lines to add before anything is sent: jobs rebuilt
-	// from their images on disk, and requests an earlier run left in
-	// flight, settled as possibly billed.
-	appends  []entry
+	// state[i] says, in a byte, what the journal (or an image on disk)
+	// records of job i with its current Key: finished for good
+	// (recResumed, with recSucceeded set for a success), submitted to an
+	// async service and not fetched (recPending: a run polls it), or
+	// neither; recChanged marks the jobs listed in changed. A job taking
+	// an image from a job not resumed as succeeded is neither resumed nor
+	// pending: its Key depends on an image not made yet. The entry is
+	// entry(the job's id).
+	state []recState
+	// log is what the journal says, appends included: per job id, its
+	// last line that is not an attempt. The appends are log's unwritten
+	// lines, to add before anything is sent (see writeAppends): jobs
+	// rebuilt from their images on disk, and requests an earlier run left
+	// in flight, settled as possibly billed.
+	log *journalLog
+	// saved holds where the lines are of resumed and pending jobs that a
+	// line appended later (settling a request left in flight) replaced in
+	// log; nil when none did.
+	saved    map[idSum]lineRef
 	warnings []string
-	keep     int  // for journal.mend
-	newline  bool // for journal.mend
+	keep     int64 // for journal.mend
+	newline  bool  // for journal.mend
 	// charged and possibly are what earlier runs spent, as the journal
 	// records it with appends: charged, and possibly billed (attempts with
 	// unknown outcome, requests left in flight, generations not fetched).
@@ -51,86 +57,160 @@ type recovery struct {
 	// files in the folder, or generation submitted and not fetched, answer
 	// another request than the job's current one (see Standing.Changed).
 	changed []int
-	// holdings is, per job id, what the journal says the folder holds of
-	// it, appends included; gens, per job id, its generations submitted
-	// and not fetched, by generation id.
-	holdings map[string]*holding
-	gens     map[string]map[string]entry
+	// gens is, per job id, its generations submitted and not fetched, by
+	// generation id.
+	gens map[string]map[string]entry
 	// origin is the manifest of the journal's last run line.
 	origin Origin
 }
 
-// recoverOut reads the journal data of the output folder outDir for jobs
-// (priced as in Run, with g their graph and sums their input files'
-// hashes) and works out what is done, what is pending and what earlier
-// runs spent. It skips damaged lines with a warning each. A job the
+// recState is what the journal records of one job; see recovery.state.
+type recState uint8
+
+const (
+	recResumed recState = 1 << iota
+	recSucceeded
+	recPending
+	recChanged
+)
+
+// entry returns the journal entry that makes the job with this id resumed
+// or pending, read again from the journal.
+func (rec *recovery) entry(id string) (entry, error) {
+	if at, ok := rec.saved[sumID(id)]; ok {
+		return rec.log.line(at)
+	}
+	return rec.log.last(id)
+}
+
+// writeAppends appends the lines recovery added to jnl, in order; from
+// then on they are read from the journal as every other line.
+func (rec *recovery) writeAppends(jnl *journal) error {
+	l := rec.log
+	for k, e := range l.unwritten {
+		at, err := jnl.appendAt(e)
+		if err != nil {
+			return err
+		}
+		was := unwrittenRef(k)
+		if id := sumID(e.ID); l.jobs[id].at == was {
+			j := l.jobs[id]
+			j.at = at
+			l.jobs[id] = j
+		}
+		for id, ref := range rec.saved {
+			if ref == was {
+				rec.saved[id] = at
+			}
+		}
+	}
+	l.unwritten = nil
+	return nil
+}
+
+// pendingJobs lists the indexes of the pending jobs, in manifest order.
+func (rec *recovery) pendingJobs() []int {
+	var out []int
+	for i, st := range rec.state {
+		if st&recPending != 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// recoverOut reads the journal src of the output folder outDir, as a
+// stream, for jobs (priced as in Run, with g their graph and sums their
+// input files' hashes) and works out what is done, what is pending and
+// what earlier runs spent. It skips damaged lines with a warning each. A job the
 // journal does not record as finished or pending whose images are all on
 // disk with a record of its current Key (see imageRecord) is taken as done
 // and gets a rebuilt entry charging its price (nothing when a line the
 // journal replaced charged it already). An attempt line that no later
 // line of its job follows (a request in flight when its run stopped) gets
 // a failed entry counting it as possibly billed. now stamps those entries.
-// It writes nothing.
-func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums map[string]string, prices []cost.Credits, now time.Time) *recovery {
-	l := parseJournal(filepath.Join(outDir, JournalFile), data)
-	rec := &recovery{resumed: make([]*entry, len(jobs)), pending: make([]*entry, len(jobs)),
+// It writes nothing. The error is the journal's, when it cannot be read.
+func recoverOut(outDir string, src journalSource, jobs Jobs, g *graph, sums map[string]string, prices []cost.Credits, now time.Time) (*recovery, error) {
+	l, err := parseJournal(src)
+	if err != nil {
+		return nil, err
+	}
+	rec := &recovery{state: make([]recState, jobs.Len()), log: l,
 		warnings: l.warnings, keep: l.keep, newline: l.newline}
 	disk := &diskImages{outDir: outDir}
 	defer disk.close()
 	var rebuilt, unrecognised int
-	var problem error
+	var problem, readErr error
+	// imagesOf returns the images of a source resumed as succeeded: its
+	// last line's.
+	imagesOf := func(from string) []Image {
+		e, err := l.last(from)
+		if err != nil && readErr == nil {
+			readErr = err
+		}
+		return e.Images
+	}
 	gens := l.openGens()
-	changed := make([]bool, len(jobs))
-	for _, i := range g.order {
-		j := &jobs[i]
+	for k := range jobs.Len() {
+		i := g.at(k)
+		jb := jobs.Job(i)
+		j := &jb
+		l.mark(j.ID)
 		known := true
-		for _, s := range g.sources[i] {
-			known = known && rec.resumed[s] != nil && rec.resumed[s].Status == Succeeded
+		for _, s := range g.sources(i) {
+			known = known && rec.state[s]&recSucceeded != 0
 		}
 		if !known {
 			// Its Key waits for its sources' new images: when one of them
 			// changed, what the folder holds of this job answers another
 			// request too.
-			held := l.held[j.ID] != nil || len(gens[j.ID]) > 0
-			for _, s := range g.sources[i] {
-				changed[i] = changed[i] || changed[s] && held
+			if jn, _ := l.job(j.ID); jn.held || len(gens[j.ID]) > 0 {
+				for _, s := range g.sources(i) {
+					rec.state[i] |= rec.state[s] & recChanged
+				}
 			}
 			continue
 		}
-		files, err := g.resolveInputs(outDir, i, j, sums, func(src int) []Image { return rec.resumed[src].Images })
-		if err != nil {
+		// every source is resumed as succeeded: its entry is its last
+		files, err := resolveInputs(outDir, j, sums, imagesOf)
+		switch {
+		case readErr != nil:
+			return nil, readErr
+		case err != nil:
 			continue // the job fails when it starts, with this error
 		}
 		_, key, err := requestKey(*j, files)
 		if err != nil {
 			continue // as above
 		}
-		e, journaled := l.done[j.ID]
-		switch {
-		case journaled && e.resumes(key):
-			rec.resumed[i] = &e
+		jn, journaled := l.job(j.ID)
+		switch ks := sumKey(key); {
+		case journaled && jn.resumes(ks):
+			rec.state[i] |= resumedState(jn.kind == lineSucceeded)
 			continue
-		case journaled && e.pending(key):
-			rec.pending[i] = &e
+		case journaled && jn.pending(ks):
+			rec.state[i] |= recPending
 			continue
 		}
 		images, err := disk.find(j, key)
 		switch {
 		case errors.Is(err, errOtherRequest):
-			changed[i] = true // an image of the job's earlier request, which the journal lost
+			rec.state[i] |= recChanged // an image of the job's earlier request, which the journal lost
 		case err != nil && !journaled:
 			if unrecognised++; problem == nil {
 				problem = err
 			}
 		}
 		if images == nil {
-			changed[i] = changed[i] || l.heldOther(j.ID, key, gens)
+			if l.heldOther(j.ID, key, gens) {
+				rec.state[i] |= recChanged
+			}
 			continue
 		}
 		r := rebuiltEntry(j, key, prices[i], images, l, now)
-		l.add(r)
-		rec.appends = append(rec.appends, r)
-		rec.resumed[i] = &r
+		l.addUnwritten(r)
+		l.mark(j.ID)
+		rec.state[i] |= resumedState(r.Status == Succeeded)
 		rebuilt++
 	}
 	if rebuilt > 0 {
@@ -139,31 +219,59 @@ func recoverOut(outDir string, data []byte, jobs []manifest.Job, g *graph, sums 
 	if unrecognised > 0 {
 		rec.warnings = append(rec.warnings, fmt.Sprintf("%d image file(s) on disk are not recognised as the results of their jobs, which the journal does not hold (written for other settings or by an older batch; first: %v): those jobs run again", unrecognised, problem))
 	}
+	rec.keepEntries(g, l)
 	rec.settleInFlight(l, now)
-	for i, c := range changed {
-		if c {
+	for i, st := range rec.state {
+		if st&recChanged != 0 {
 			rec.changed = append(rec.changed, i)
 		}
 	}
-	rec.holdings, rec.gens, rec.origin = l.held, gens, l.origin
+	rec.gens, rec.origin = gens, l.origin
 
 	price := func(id string) cost.Credits {
-		if i, ok := g.index[id]; ok {
+		if i, ok := g.ids.find(id); ok {
 			return prices[i]
 		}
 		return 0
 	}
 	rec.charged, rec.possibly = l.books.totals(price)
-	for _, e := range rec.pending {
-		if e == nil {
-			continue
+	for _, i := range rec.pendingJobs() {
+		e, err := rec.entry(jobs.Job(i).ID)
+		if err != nil {
+			return nil, err
 		}
 		if s, ok := l.books.gens[e.GenerationID]; ok {
 			rec.held += genPrice(s, price)
 		}
 	}
-	rec.done = l.done
-	return rec
+	return rec, nil
+}
+
+// resumedState is the state of a job resumed with an entry that succeeded
+// or (succeeded false) was filtered.
+func resumedState(succeeded bool) recState {
+	if succeeded {
+		return recResumed | recSucceeded
+	}
+	return recResumed
+}
+
+// keepEntries saves, before settleInFlight appends a line for each request
+// left in flight, where the entries are of the resumed or pending jobs
+// those lines would replace in the log (a job whose request changed, was
+// sent and never answered, then changed back).
+func (rec *recovery) keepEntries(g *graph, l *journalLog) {
+	for id := range l.books.open {
+		i, ok := g.ids.find(id)
+		if !ok || rec.state[i]&(recResumed|recPending) == 0 {
+			continue
+		}
+		if rec.saved == nil {
+			rec.saved = map[idSum]lineRef{}
+		}
+		jn, _ := l.job(id)
+		rec.saved[sumID(id)] = jn.at
+	}
 }
 
 // settleInFlight appends a failed entry for each attempt line that no
@@ -181,8 +289,7 @@ func (rec *recovery) settleInFlight(l *journalLog, now time.Time) {
 		s := entry{ID: id, Key: a.Key, Status: Failed, Failure: FailUnknown, Unknown: a.Unknown + a.Price, Attempts: a.Attempts,
 			Error: "a run stopped while this request was in flight: its outcome is unknown", Time: now}
 		lost += s.Unknown
-		l.add(s)
-		rec.appends = append(rec.appends, s)
+		l.addUnwritten(s)
 	}
 	named := ids
 	if len(named) > 5 {
@@ -197,7 +304,7 @@ func (rec *recovery) settleInFlight(l *journalLog, now time.Time) {
 func rebuiltEntry(j *manifest.Job, key string, price cost.Credits, images []Image, l *journalLog, now time.Time) entry {
 	e := entry{ID: j.ID, Key: key, Credits: price, Attempts: 1, Images: images, Params: Parameters(*j, images[0].Seed), Rebuilt: true, Time: now}
 	e.Status, e.Error = outcome(images)
-	if l.superseded[j.ID+"\n"+key] {
+	if l.superseded[jobKey{sumID(j.ID), sumKey(key)}] {
 		e.Credits = 0 // the line that recorded these images charged them
 	}
 	if a, ok := l.books.open[j.ID]; ok {
@@ -362,7 +469,7 @@ type Standing struct {
 	Changed []string
 	// Removed lists, sorted, the ids of the jobs that the folder holds
 	// images or an async generation submitted and not fetched of, and that
-	// are neither among the jobs nor among the manifest's other jobs
+	// are neither among the jobs nor among the manifest's jobs
 	// ReadStanding was given; nil when none.
 	Removed []string
 	// Origin is the manifest the folder's last run started from, as its
@@ -378,44 +485,65 @@ func (s Standing) Spent() cost.Credits { return s.Charged + s.PossiblyBilled }
 // ReadStanding reads the output folder outDir (it writes nothing) and
 // returns what it holds for jobs, priced as in Run: Run sends nothing for
 // the jobs Remaining leaves out, and starts with Charged and
-// PossiblyBilled counted against its budget. otherJobs are the ids of the
-// manifest's jobs that are not among jobs (those of other shards; nil for
-// a whole manifest): what the folder holds of them is not Removed. A
+// PossiblyBilled counted against its budget. all is every job of the
+// manifest when jobs are only some of them (a shard; nil for a whole
+// manifest): what the folder holds of the others is not Removed. A
 // missing journal and images folder mean a fresh folder. It reads every
 // input file, to key jobs on their content, and the images on disk of
 // jobs the journal lacks.
-func ReadStanding(outDir string, jobs []manifest.Job, prices []cost.Credits, otherJobs []string) (Standing, error) {
-	if len(prices) != len(jobs) {
-		return Standing{}, fmt.Errorf("%d prices for %d jobs", len(prices), len(jobs))
+func ReadStanding(outDir string, jobs Jobs, prices []cost.Credits, all Jobs) (Standing, error) {
+	if len(prices) != jobs.Len() {
+		return Standing{}, fmt.Errorf("%d prices for %d jobs", len(prices), jobs.Len())
 	}
-	g, err := newGraph(jobs)
-	if err != nil {
+	sums := map[string]string{}
+	var inputErr error
+	g, err := newGraph(jobs, func(_ int, j *manifest.Job) {
+		if inputErr == nil {
+			inputErr = addInputs(sums, j)
+		}
+	})
+	switch {
+	case err != nil:
 		return Standing{}, err
+	case inputErr != nil:
+		return Standing{}, inputErr
 	}
-	sums, err := hashInputs(jobs)
-	if err != nil {
-		return Standing{}, err
-	}
-	data, err := outdir.ReadFile(filepath.Join(outDir, JournalFile))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	src := journalSource{path: filepath.Join(outDir, JournalFile), r: strings.NewReader("")}
+	f, err := outdir.OpenFile(src.path, os.O_RDONLY)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return Standing{}, fmt.Errorf("read journal: %w", err)
+	default:
+		defer f.Close()
+		if src.size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return Standing{}, fmt.Errorf("read journal: %w", err)
+		}
+		src.r = f
 	}
-	rec := recoverOut(outDir, data, jobs, g, sums, prices, time.Time{})
-	st := Standing{Charged: rec.charged, PossiblyBilled: rec.possibly, Removed: rec.removed(g, otherJobs), Origin: rec.origin}
-	for i := range jobs {
-		if rec.resumed[i] == nil && rec.pending[i] == nil {
+	rec, err := recoverOut(outDir, src, jobs, g, sums, prices, time.Time{})
+	if err != nil {
+		return Standing{}, err
+	}
+	removed, err := rec.removed(g, all)
+	if err != nil {
+		return Standing{}, err
+	}
+	st := Standing{Charged: rec.charged, PossiblyBilled: rec.possibly, Removed: removed, Origin: rec.origin}
+	for i, s := range rec.state {
+		if s&(recResumed|recPending) == 0 {
 			st.Remaining += prices[i]
 		}
 	}
 	for _, i := range rec.changed {
-		st.Changed = append(st.Changed, jobs[i].ID)
+		st.Changed = append(st.Changed, jobs.Job(i).ID)
 	}
 	return st, nil
 }
 
 // Remaining returns ReadStanding's Remaining for a whole manifest: the
 // credits of the jobs a run with this output folder would still pay for.
-func Remaining(outDir string, jobs []manifest.Job, prices []cost.Credits) (cost.Credits, error) {
+func Remaining(outDir string, jobs Jobs, prices []cost.Credits) (cost.Credits, error) {
 	st, err := ReadStanding(outDir, jobs, prices, nil)
 	return st.Remaining, err
 }

@@ -104,7 +104,7 @@ func writeJournal(t *testing.T, outDir string, lines []string) {
 // the run reported.
 func checkStanding(t *testing.T, outDir string, jobs []manifest.Job, prices []cost.Credits, res Result) {
 	t.Helper()
-	st, err := ReadStanding(outDir, jobs, prices, nil)
+	st, err := ReadStanding(outDir, JobList(jobs), prices, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestDamagedJournal(t *testing.T) {
 			jobs, prices := testJobs(4)
 			cfg := fastConfig(t)
 			cfg.Concurrency = 1 // journal lines in manifest order: attempt, outcome, attempt, ...
-			first, err := Run(t.Context(), cfg, &requestLog{}, jobs, prices)
+			first, err := runJobs(t.Context(), cfg, &requestLog{}, jobs, prices)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,11 +170,11 @@ func TestDamagedJournal(t *testing.T) {
 
 			var w warnings
 			cfg.Warn = w.warn
-			if rem, err := Remaining(cfg.OutDir, jobs, prices); err != nil || rem != cost.Credits(len(tt.sent))*cost.Credit {
+			if rem, err := Remaining(cfg.OutDir, JobList(jobs), prices); err != nil || rem != cost.Credits(len(tt.sent))*cost.Credit {
 				t.Errorf("Remaining = %v, %v; want %d.0", rem, err, len(tt.sent))
 			}
 			gen := &requestLog{}
-			second, err := Run(t.Context(), cfg, gen, jobs, prices)
+			second, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err != nil {
 				t.Fatalf("rerun = %v, want it to go on past the damage", err)
 			}
@@ -209,7 +209,7 @@ func TestDamagedJournal(t *testing.T) {
 			if !bytes.HasSuffix(mustRead(t, path), []byte("}\n")) {
 				t.Errorf("journal does not end with a complete line")
 			}
-			checkStanding(t, cfg.OutDir, jobs, prices, second)
+			checkStanding(t, cfg.OutDir, jobs, prices, second.Result)
 		})
 	}
 }
@@ -265,7 +265,7 @@ func TestRebuildFromImages(t *testing.T) {
 			}}
 			cfg := fastConfig(t)
 			cfg.Concurrency = 1
-			first, err := Run(t.Context(), cfg, gen, jobs, prices)
+			first, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err != nil || calls.Load() != 6 {
 				t.Fatalf("first run: %v after %d requests", err, calls.Load())
 			}
@@ -281,13 +281,13 @@ func TestRebuildFromImages(t *testing.T) {
 				}
 			}
 
-			if st, err := ReadStanding(cfg.OutDir, jobs, prices, nil); err != nil || st.Remaining != 0 || st.Spent() != first.Spent {
+			if st, err := ReadStanding(cfg.OutDir, JobList(jobs), prices, nil); err != nil || st.Remaining != 0 || st.Spent() != first.Spent {
 				t.Errorf("ReadStanding = %+v, %v; want nothing remaining and %v spent", st, err, first.Spent)
 			}
 			calls.Store(0)
 			var w warnings
 			cfg.Warn = w.warn
-			second, err := Run(t.Context(), cfg, gen, jobs, prices)
+			second, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,12 +318,12 @@ func TestRebuildFromImages(t *testing.T) {
 			if second.Charged != first.Charged || second.Spent != first.Spent {
 				t.Errorf("Charged, Spent = %v, %v; want %v, %v (the lost lines' credits)", second.Charged, second.Spent, first.Charged, first.Spent)
 			}
-			checkStanding(t, cfg.OutDir, jobs, prices, second)
+			checkStanding(t, cfg.OutDir, jobs, prices, second.Result)
 
 			// the journal is whole again: a third run finds everything in it
 			w = warnings{}
 			cfg.Warn = w.warn
-			third, err := Run(t.Context(), cfg, gen, jobs, prices)
+			third, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 			if err != nil || calls.Load() != 0 || w.text() != "" || third.Charged != first.Charged {
 				t.Errorf("third run: %v, %d requests, charged %v, warnings %q", err, calls.Load(), third.Charged, w.text())
 			}

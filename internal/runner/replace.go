@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/batch-tool/batch/internal/cost"
-	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/outdir"
 )
 
@@ -111,7 +110,7 @@ func (l *journalLog) openGens() map[string]map[string]entry {
 // heldOther reports whether the folder holds images or a generation of the
 // job id that answer another request than key's.
 func (l *journalLog) heldOther(id, key string, gens map[string]map[string]entry) bool {
-	if h := l.held[id]; h != nil && h.key != key {
+	if j, _ := l.job(id); j.held && j.heldKey != sumKey(key) {
 		return true
 	}
 	for _, e := range gens[id] {
@@ -123,31 +122,63 @@ func (l *journalLog) heldOther(id, key string, gens map[string]map[string]entry)
 }
 
 // removed returns, sorted, the ids of jobs the folder holds images or
-// generations of that are neither in g nor among otherJobs.
-func (rec *recovery) removed(g *graph, otherJobs []string) []string {
+// generations of that are neither in g nor among all (the manifest's jobs;
+// nil when g has them all). It reads again the line of each job that the
+// folder holds images of and that is not among the run's, for its id.
+func (rec *recovery) removed(g *graph, all Jobs) ([]string, error) {
 	var ids []string
-	for _, id := range slices.Concat(slices.Collect(maps.Keys(rec.holdings)), slices.Collect(maps.Keys(rec.gens))) {
-		if _, ok := g.index[id]; !ok && !slices.Contains(otherJobs, id) {
+	for _, j := range rec.log.jobs {
+		if !j.held || j.inRun {
+			continue
+		}
+		e, err := rec.log.line(j.at)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := g.ids.find(e.ID); !ok {
+			ids = append(ids, e.ID)
+		}
+	}
+	for id := range rec.gens {
+		if _, ok := g.ids.find(id); !ok {
 			ids = append(ids, id)
 		}
 	}
+	if len(ids) > 0 && all != nil {
+		// Only now, and only for a shard, are the manifest's ids looked
+		// at: a folder holding only the run's jobs costs nothing more.
+		x, err := newIDIndex(all, nil)
+		ids = slices.DeleteFunc(ids, func(id string) bool {
+			_, ok := x.find(id)
+			return err == nil && ok
+		})
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	slices.Sort(ids)
-	return slices.Compact(ids)
+	return slices.Compact(ids), nil
 }
 
 // replace moves the files of the changed and removed jobs rec found into a
 // new folder under OUT/replaced/, then journals each of those jobs as
 // replaced, so that no later line resumes it, and records the lines in
-// rec.done. A generation of one that was submitted and not fetched is
+// rec.log. What the folder holds of those jobs is read from the journal
+// again, rec's appends written (see writeAppends). A generation of one that was submitted and not fetched is
 // abandoned: its line counts its price as possibly billed, as the journal
 // did. Files move first and their folders are synced before any line is
 // written: a crash in between leaves the jobs held by the journal, and the
 // next replace finds their files gone and only journals them. Nothing is
 // deleted.
-func replace(outDir string, jobs []manifest.Job, g *graph, prices []cost.Credits, rec *recovery, jnl *journal, otherJobs []string, now time.Time) (Replaced, error) {
-	rp := Replaced{Removed: rec.removed(g, otherJobs)}
+func replace(outDir string, jobs Jobs, g *graph, prices []cost.Credits, rec *recovery, jnl *journal, all Jobs, now time.Time) (Replaced, error) {
+	var rp Replaced
+	removed, err := rec.removed(g, all)
+	if err != nil {
+		return rp, err
+	}
+	rp.Removed = removed
 	for _, i := range rec.changed {
-		rp.Changed = append(rp.Changed, jobs[i].ID)
+		rp.Changed = append(rp.Changed, jobs.Job(i).ID)
 	}
 	if rp.Changed == nil && rp.Removed == nil {
 		return rp, nil
@@ -159,15 +190,24 @@ func replace(outDir string, jobs []manifest.Job, g *graph, prices []cost.Credits
 	defer d.Close()
 	mv := &mover{outDir: outDir, d: d, stamp: now.UTC().Format("20060102T150405Z"), touched: map[string]bool{}}
 	ids := slices.Concat(rp.Changed, rp.Removed)
+	want := make(map[idSum]bool, len(ids))
+	for _, id := range ids {
+		want[sumID(id)] = true
+	}
+	holdings, err := rec.log.holdings(jnl.committed(), want)
+	if err != nil {
+		return rp, err
+	}
 	for k, id := range ids {
 		var paths []string
-		if h := rec.holdings[id]; h != nil {
+		if h := holdings[sumID(id)]; h != nil {
 			paths = slices.Clone(h.paths)
 		}
 		if k < len(rp.Changed) {
 			// the names the job's current request writes, which a run
 			// would overwrite, whatever the journal says
-			j := &jobs[rec.changed[k]]
+			jb := jobs.Job(rec.changed[k])
+			j := &jb
 			if format, err := outputFormat(*j); err == nil {
 				for _, name := range imageNames(j, format) {
 					paths = append(paths, ImagesDir+"/"+name, FilteredDir+"/"+name)
@@ -186,14 +226,14 @@ func replace(outDir string, jobs []manifest.Job, g *graph, prices []cost.Credits
 	rp.Dir, rp.Files = mv.dir, mv.files
 
 	price := func(id string) cost.Credits {
-		if i, ok := g.index[id]; ok {
+		if i, ok := g.ids.find(id); ok {
 			return prices[i]
 		}
 		return 0
 	}
 	for _, id := range ids {
 		base := entry{ID: id, Status: replaced, Replaced: mv.dir, Time: now.UTC()}
-		if h := rec.holdings[id]; h != nil {
+		if h := holdings[sumID(id)]; h != nil {
 			base.Key = h.key
 		}
 		lines := []entry{base}
@@ -207,10 +247,11 @@ func replace(outDir string, jobs []manifest.Job, g *graph, prices []cost.Credits
 			}
 		}
 		for _, e := range lines {
-			if err := jnl.append(e); err != nil {
+			at, err := jnl.appendAt(e)
+			if err != nil {
 				return rp, err
 			}
-			rec.done[id] = e
+			rec.log.note(e, at)
 		}
 	}
 	return rp, nil

@@ -94,7 +94,7 @@ func TestReplace(t *testing.T) {
 	firstPrices := []cost.Credits{2 * cost.Credit, 8 * cost.Credit, 2500, cost.Credit, cost.Credit, cost.Credit}
 	cfg := fastConfig(t)
 	cfg.Now = replaceClock
-	res1, err := Run(t.Context(), cfg, (&promptGen{}).gen(), first, firstPrices)
+	res1, err := runJobs(t.Context(), cfg, (&promptGen{}).gen(), first, firstPrices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestReplace(t *testing.T) {
 	second = append(second, v1Job("new", "a new cat", 1))
 	secondPrices := append(slices.Clone(firstPrices[:5]), cost.Credit)
 
-	st, err := ReadStanding(cfg.OutDir, second, secondPrices, nil)
+	st, err := ReadStanding(cfg.OutDir, JobList(second), secondPrices, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,13 +125,13 @@ func TestReplace(t *testing.T) {
 	if st.Charged != res1.Charged {
 		t.Errorf("Standing.Charged = %v, want the first run's %v", st.Charged, res1.Charged)
 	}
-	if st, err := ReadStanding(cfg.OutDir, second, secondPrices, []string{"gone"}); err != nil || st.Removed != nil {
+	if st, err := ReadStanding(cfg.OutDir, JobList(second), secondPrices, JobList(append(slices.Clone(second), manifest.Job{ID: "gone"}))); err != nil || st.Removed != nil {
 		t.Errorf("Standing with gone in another shard: removed %q, %v; want none", st.Removed, err)
 	}
 
 	cfg.Replace = true
 	g := &promptGen{}
-	res2, err := Run(t.Context(), cfg, g.gen(), second, secondPrices)
+	res2, err := runJobs(t.Context(), cfg, g.gen(), second, secondPrices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestReplace(t *testing.T) {
 	if res2.Charged != res1.Charged+newSpend || res2.PriorCharged != res1.Charged {
 		t.Errorf("second run charged %v (prior %v), want %v + %v", res2.Charged, res2.PriorCharged, res1.Charged, newSpend)
 	}
-	st, err = ReadStanding(cfg.OutDir, second, secondPrices, nil)
+	st, err = ReadStanding(cfg.OutDir, JobList(second), secondPrices, nil)
 	if err != nil || st.Changed != nil || st.Removed != nil || st.Remaining != 0 || st.Charged != res2.Charged {
 		t.Errorf("Standing after the replace = %+v, %v; want nothing changed, removed or remaining, %v charged", st, err, res2.Charged)
 	}
@@ -205,7 +205,7 @@ func TestReplace(t *testing.T) {
 	// A second replace in the same second gets a folder of its own.
 	third := slices.Clone(second)
 	third[5].Prompts = []manifest.Prompt{{Text: "a newer cat", Weight: 1}}
-	res3, err := Run(t.Context(), cfg, (&promptGen{}).gen(), third, secondPrices)
+	res3, err := runJobs(t.Context(), cfg, (&promptGen{}).gen(), third, secondPrices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,14 +221,14 @@ func TestReplaceBudget(t *testing.T) {
 	jobs := []manifest.Job{v1Job("a", "a cat", 1), v1Job("b", "a dog", 1)}
 	cfg := fastConfig(t)
 	cfg.Now = replaceClock
-	if _, err := Run(t.Context(), cfg, (&promptGen{}).gen(), jobs, prices(2)); err != nil {
+	if _, err := runJobs(t.Context(), cfg, (&promptGen{}).gen(), jobs, prices(2)); err != nil {
 		t.Fatal(err)
 	}
 	jobs[0].Prompts[0].Text, jobs[1].Prompts[0].Text = "a cat again", "a dog again"
 	budget := 3 * cost.Credit
 	cfg.Budget, cfg.Replace, cfg.Concurrency = &budget, true, 1
 	g := &promptGen{}
-	res, err := Run(t.Context(), cfg, g.gen(), jobs, prices(2))
+	res, err := runJobs(t.Context(), cfg, g.gen(), jobs, prices(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,17 +252,17 @@ func TestStandingDependents(t *testing.T) {
 		pipeJob("c", "generate/core"),
 	}
 	cfg := fastConfig(t)
-	if _, err := Run(t.Context(), cfg, &pipeGen{}, jobs, prices(3)); err != nil {
+	if _, err := runJobs(t.Context(), cfg, &pipeGen{}, jobs, prices(3)); err != nil {
 		t.Fatal(err)
 	}
 	jobs[0].Params = []manifest.Param{{Name: "seed", Value: "9"}}
-	st, err := ReadStanding(cfg.OutDir, jobs, prices(3), nil)
+	st, err := ReadStanding(cfg.OutDir, JobList(jobs), prices(3), nil)
 	if err != nil || !slices.Equal(st.Changed, []string{"a", "b"}) || st.Removed != nil {
 		t.Errorf("Standing: changed %q, removed %q, %v; want [a b], none", st.Changed, st.Removed, err)
 	}
 	cfg.Replace = true
 	gen := &pipeGen{}
-	res, err := Run(t.Context(), cfg, gen, jobs, prices(3))
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,20 +276,20 @@ func TestStandingDependents(t *testing.T) {
 func TestStandingLostJournal(t *testing.T) {
 	jobs := []manifest.Job{v1Job("a", "a cat", 1), v1Job("b", "a dog", 1)}
 	cfg := fastConfig(t)
-	if _, err := Run(t.Context(), cfg, (&promptGen{}).gen(), jobs, prices(2)); err != nil {
+	if _, err := runJobs(t.Context(), cfg, (&promptGen{}).gen(), jobs, prices(2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(filepath.Join(cfg.OutDir, JournalFile)); err != nil {
 		t.Fatal(err)
 	}
 	jobs[1].Prompts[0].Text = "a dog again"
-	st, err := ReadStanding(cfg.OutDir, jobs, prices(2), nil)
+	st, err := ReadStanding(cfg.OutDir, JobList(jobs), prices(2), nil)
 	if err != nil || !slices.Equal(st.Changed, []string{"b"}) || st.Remaining != cost.Credit {
 		t.Errorf("Standing = %+v, %v; want b changed, 1.0 remaining", st, err)
 	}
 	old := fileSum(t, filepath.Join(cfg.OutDir, "images", "b.png"))
 	cfg.Replace, cfg.Now = true, replaceClock
-	res, err := Run(t.Context(), cfg, (&promptGen{}).gen(), jobs, prices(2))
+	res, err := runJobs(t.Context(), cfg, (&promptGen{}).gen(), jobs, prices(2))
 	if err != nil || res.Replaced.Files != 1 || !res.Jobs[0].Resumed {
 		t.Fatalf("run = %+v, %v; want b's image moved, a resumed", res.Replaced, err)
 	}
@@ -310,7 +310,7 @@ func TestReplaceAbandonsGeneration(t *testing.T) {
 	price := []cost.Credits{creativePrice}
 	writeSubmitted(t, cfg.OutDir, jobs[0], "gen-old", replaceClock())
 	jobs[0].Params = []manifest.Param{{Name: "seed", Value: "9"}}
-	st, err := ReadStanding(cfg.OutDir, jobs, price, nil)
+	st, err := ReadStanding(cfg.OutDir, JobList(jobs), price, nil)
 	if err != nil || !slices.Equal(st.Changed, []string{"up"}) || st.PossiblyBilled != creativePrice || st.Remaining != creativePrice {
 		t.Fatalf("Standing = %+v, %v; want up changed, 60.0 possibly billed and remaining", st, err)
 	}
@@ -325,7 +325,7 @@ func TestReplaceAbandonsGeneration(t *testing.T) {
 			return finished(sink, 1)
 		},
 	}
-	res, err := Run(t.Context(), cfg, gen, jobs, price)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, price)
 	if err != nil || res.Jobs[0].Status != Succeeded || submits != 1 {
 		t.Fatalf("run = %v, %s, %d submits; want succeeded after 1", err, res.Jobs[0].Status, submits)
 	}
@@ -354,7 +354,7 @@ func TestOriginRecorded(t *testing.T) {
 	cfg.Origin = o
 	jobs, p := testJobs(1)
 	for range 2 {
-		if _, err := Run(t.Context(), cfg, (&promptGen{}).gen(), jobs, p); err != nil {
+		if _, err := runJobs(t.Context(), cfg, (&promptGen{}).gen(), jobs, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -364,7 +364,7 @@ func TestOriginRecorded(t *testing.T) {
 			runs++
 		}
 	}
-	st, err := ReadStanding(cfg.OutDir, jobs, p, nil)
+	st, err := ReadStanding(cfg.OutDir, JobList(jobs), p, nil)
 	if err != nil || st.Origin != o || runs != 1 {
 		t.Errorf("Standing.Origin = %+v, %v after %d run lines; want %+v, 1 line", st.Origin, err, runs, o)
 	}

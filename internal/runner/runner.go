@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,6 +164,10 @@ type Config struct {
 	// Rate is the request limit shared by every attempt and poll; zero
 	// means DefaultRate.
 	Rate Rate
+	// RateState holds the rate limiter's schedule; nil keeps it in memory,
+	// for this run alone. A state shared with other runs of the same
+	// account (a sharedrate.File) spaces their requests as one.
+	RateState RateState
 	// Budget caps the credits the output folder may cost: everything the
 	// journal records as charged or possibly billed by earlier runs (see
 	// Standing) plus what this run spends; nil means no cap (spending is
@@ -225,10 +230,19 @@ type Config struct {
 	// unset, their files stay where they are, and a changed job's images
 	// are overwritten when it runs again. Check Standing first.
 	Replace bool
-	// OtherJobs are the ids of the manifest's jobs that are not among the
-	// run's (those of other shards): what the folder holds of them is not
-	// Removed. Nil for a whole manifest.
-	OtherJobs []string
+	// Manifest is every job of the manifest when the run has only some of
+	// them (a shard): what the folder holds of the others is not Removed.
+	// Nil for a whole manifest.
+	Manifest Jobs
+	// Finished is told each job's result once, when the job finishes
+	// (resumed and skipped jobs included), with the job's index in the
+	// run's Jobs. It is called from Run's goroutine, in the order jobs
+	// finish, never twice at once. Run keeps no job's result once it has
+	// told it, so what the caller needs of one (a report row) it must keep
+	// itself. An error stops the run as a file that cannot be written
+	// does: no request starts after it, and Run returns it. Nil discards
+	// the results.
+	Finished func(i int, res JobResult) error
 	// Origin is the manifest the jobs come from. It is journaled when the
 	// run starts unless the journal's last run line records the same
 	// Origin; the zero Origin records nothing.
@@ -239,6 +253,15 @@ type Config struct {
 	// disk, requests an earlier run left in flight. It is called from
 	// Run's goroutine; nil discards them.
 	Warn func(string)
+	// Cache, when set, serves the cacheable jobs (see Cacheable) whose
+	// requests it holds without sending them, and keeps every paid,
+	// successful answer of a cacheable request (see cache.go); nil means
+	// no cache.
+	Cache Cache
+	// CacheEndpoint names the API in cache keys (cache.KeyFor): its base
+	// URL, or a fixed name for a server whose address changes from run to
+	// run (the sandbox); required with Cache.
+	CacheEndpoint string
 
 	// failWrite, when set, is asked before each write to an image file or
 	// the journal, with the file's name relative to OutDir, and makes the
@@ -264,7 +287,10 @@ func AutoConcurrency(r Rate, jobs int) int {
 // Standing) plus what the run spent, in credits, so Spent is what the
 // budget was checked against, and what the journal records after the run.
 type Result struct {
-	Jobs []JobResult // one per job, in manifest order
+	// Reported is the number of jobs whose results went to
+	// Config.Finished: every job, unless Run stopped before it started
+	// (then 0).
+	Reported int
 	// Charged is the list price of the results the API completed: in
 	// earlier runs (every charged credit the journal holds, for any job)
 	// and in this one.
@@ -307,15 +333,28 @@ type JobResult struct {
 	// (JPEG and WebP files carry none; the report holds it for them).
 	Params string
 	Images []Image // files written, in artifact order
+	// Cached: the images came from Config.Cache (now, or in the run the
+	// journal resumes it from); nothing was sent and Credits is zero.
+	Cached bool
+	// CacheDamaged is why the cache's entry of the job's request was not
+	// served (damaged: the cache removed it, and the job was bought); ""
+	// when none was found damaged.
+	CacheDamaged string
+	// CacheError is a failure of Config.Cache that did not fail the job:
+	// its entry could not be read (the job was bought), or its paid images
+	// could not be kept; "" when none.
+	CacheError string
 }
 
 // Run executes jobs, v1 and Stable Image alike, whose prices (per-image
-// price × samples) are given in the same order, and returns their results
-// in manifest order.
+// price × samples) are given in the same order, and tells each job's
+// result to cfg.Finished as the job finishes. It holds a few bytes per job
+// besides the jobs in flight: jobs are fetched from jobs when they are
+// scheduled, and results leave as they come.
 //
 // Jobs are scheduled like the actions of cmd/go's build: each job waits for
-// the jobs whose images it takes (its Inputs' From, which may come later in
-// the slice); Concurrency workers take ready jobs, earliest in the manifest
+// the jobs whose images it takes (its Inputs' From, which may come later
+// among the jobs); Concurrency workers take ready jobs, earliest in the manifest
 // first, and a job that ends makes its dependents ready, or, unless it
 // succeeded, skips them and their own dependents at no cost (FailSource).
 // There are no stages: independent chains keep the rate limit busy. An
@@ -351,12 +390,13 @@ type JobResult struct {
 // local failure (an image or journal line that cannot be written: no
 // request starts after it, requests in flight finish and are recorded if
 // they can be); a stopped run's Result is returned with the error, every
-// job in it. When ctx is cancelled, no new job starts, requests in flight
+// job's result told. When ctx is cancelled, no new job starts, requests in flight
 // finish and are recorded (bounded by AttemptTimeout), polls stop (a rerun
 // polls again), and Result.Interrupted is set.
-func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, prices []cost.Credits) (Result, error) {
-	if len(prices) != len(jobs) {
-		return Result{}, fmt.Errorf("run: %d prices for %d jobs", len(prices), len(jobs))
+func Run(ctx context.Context, cfg Config, gen Generator, jobs Jobs, prices []cost.Credits) (Result, error) {
+	n := jobs.Len()
+	if len(prices) != n {
+		return Result{}, fmt.Errorf("run: %d prices for %d jobs", len(prices), n)
 	}
 	if cfg.OutDir == "" {
 		return Result{}, errors.New("run: no output folder")
@@ -364,22 +404,28 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	if err := ctx.Err(); err != nil {
 		return Result{Interrupted: true}, fmt.Errorf("run: %w", err)
 	}
-	cfg = withDefaults(cfg, len(jobs))
-	g, err := newGraph(jobs)
-	if err != nil {
-		return Result{}, fmt.Errorf("run: %w", err)
-	}
-	for _, j := range jobs {
-		if _, err := RequestFor(j, unresolved); err != nil {
-			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
+	cfg = withDefaults(cfg, n)
+	// One pass over the jobs checks them and reads their input files as
+	// it indexes their ids; the graph's errors come first, then the first
+	// job that cannot be sent, then the first input that cannot be read.
+	sums := map[string]string{}
+	var jobErr, inputErr error
+	g, err := newGraph(jobs, func(_ int, j *manifest.Job) {
+		if jobErr != nil {
+			return
 		}
-		if _, err := outputFormat(j); err != nil {
-			return Result{}, fmt.Errorf("run: job %s: %w", j.ID, err)
+		if _, err := RequestFor(*j, unresolved); err != nil {
+			jobErr = fmt.Errorf("job %s: %w", j.ID, err)
+		} else if _, err := outputFormat(*j); err != nil {
+			jobErr = fmt.Errorf("job %s: %w", j.ID, err)
+		} else if inputErr == nil {
+			inputErr = addInputs(sums, j)
 		}
-	}
-	sums, err := hashInputs(jobs)
-	if err != nil {
-		return Result{}, fmt.Errorf("run: %w", err)
+	})
+	for _, err := range []error{err, jobErr, inputErr} {
+		if err != nil {
+			return Result{}, fmt.Errorf("run: %w", err)
+		}
 	}
 	outAbs, err := filepath.Abs(cfg.OutDir)
 	if err != nil {
@@ -388,27 +434,28 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	if err := prepareOut(cfg.OutDir, jobs, outdir.Preparer{}); err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
-	jnl, data, err := openJournal(cfg.OutDir)
+	jnl, src, err := openJournal(cfg.OutDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
 	defer jnl.close()
 	jnl.failWrite = cfg.failWrite
-	rec := recoverOut(cfg.OutDir, data, jobs, g, sums, prices, cfg.Now().UTC())
+	rec, err := recoverOut(cfg.OutDir, src, jobs, g, sums, prices, cfg.Now().UTC())
+	if err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
+	}
 	for _, w := range rec.warnings {
 		cfg.Warn(w)
 	}
 	if err := jnl.mend(rec.keep, rec.newline); err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
-	for _, e := range rec.appends {
-		if err := jnl.append(e); err != nil {
-			return Result{}, fmt.Errorf("run: %w", err)
-		}
+	if err := rec.writeAppends(jnl); err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
 	}
 	var replacedFiles Replaced
 	if cfg.Replace {
-		replacedFiles, err = replace(cfg.OutDir, jobs, g, prices, rec, jnl, cfg.OtherJobs, cfg.Now())
+		replacedFiles, err = replace(cfg.OutDir, jobs, g, prices, rec, jnl, cfg.Manifest, cfg.Now())
 		if err != nil {
 			return Result{}, fmt.Errorf("run: replace: %w", err)
 		}
@@ -428,8 +475,9 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	reqs, stopReqs := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopReqs(nil)
 
-	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: rec.done,
-		gate: newGate(cfg.Rate), journal: jnl, start: cfg.Now()}
+	prior := struct{ charged, possibly cost.Credits }{rec.charged, rec.possibly}
+	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: rec.log,
+		gate: newGate(cfg.Rate, cfg.RateState), journal: jnl, start: cfg.Now()}
 	stop := func(err error) {
 		r.fatalOnce.Do(func() {
 			r.fatalErr = err
@@ -442,18 +490,19 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	}
 	r.failLocal = stop
 	var held cost.Credits
-	for i, e := range rec.pending {
-		if e != nil {
-			held += prices[i]
-		}
+	for _, i := range rec.pendingJobs() {
+		held += prices[i]
 	}
 	r.ledger = newLedger(cfg.Budget, rec.charged, rec.possibly-rec.held, held)
-	r.setup(sched, rec.resumed, rec.pending)
+	if err := r.setup(sched, rec); err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
+	}
+	rec = nil // what setup needed of it is in r.s; the rest goes
 	r.report()
 
 	tasks, events := make(chan task), make(chan event)
 	var g2 errgroup.Group
-	for range min(cfg.Concurrency, len(jobs)) { // Concurrency ≥ 1, see withDefaults
+	for range min(cfg.Concurrency, n) { // Concurrency ≥ 1, see withDefaults
 		g2.Go(func() error {
 			for t := range tasks {
 				events <- r.do(sched, reqs, t)
@@ -464,7 +513,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs []manifest.Job, pr
 	r.dispatch(sched, tasks, events)
 	_ = g2.Wait() // jobs record their own errors; fatal ones go through r.fatal
 
-	res := Result{Jobs: r.results, Concurrency: cfg.Concurrency, PriorCharged: rec.charged, PriorPossiblyBilled: rec.possibly,
+	res := Result{Reported: r.reported, Concurrency: cfg.Concurrency, PriorCharged: prior.charged, PriorPossiblyBilled: prior.possibly,
 		Replaced: replacedFiles}
 	res.Charged, res.Spent = r.ledger.totals()
 	if r.fatalErr != nil {
@@ -521,26 +570,20 @@ func withDefaults(cfg Config, jobs int) Config {
 type run struct {
 	cfg     Config
 	gen     Generator
-	jobs    []manifest.Job
+	jobs    Jobs
 	prices  []cost.Credits
 	g       *graph
 	sums    map[string]string // input file path → SHA-256 of its content; read-only
 	outAbs  string            // cfg.OutDir, absolute
-	done    map[string]entry  // the journal's last entry per job id that is not an attempt; read-only
+	done    *journalLog       // what the journal held before the run: per job id, its last line that is not an attempt; read-only
 	gate    *gate
 	ledger  *ledger
 	journal *journal
-	start   time.Time // by cfg.Now
+	images  imageBuffers // lends the write buffers of image files (output.go)
+	start   time.Time    // by cfg.Now
 
-	// results[i] is written by the dispatcher only; a worker reads the
-	// results of job i's sources, written before job i was handed out.
-	results []JobResult
-	// async[i] is job i's state while it waits on the server, owned by
-	// whoever holds the job: the dispatcher between polls, a worker
-	// during one.
-	async []*asyncJob
-
-	s schedule // the dispatcher's state, see schedule.go
+	s        schedule // the dispatcher's state, see schedule.go
+	reported int      // jobs told to cfg.Finished; the dispatcher's
 
 	progress progressState // serializes Progress calls, keeps the pause shown; see progress.go
 
@@ -567,53 +610,68 @@ func stopReason(ctx context.Context) string {
 
 // do runs one task on a worker and says how it ended.
 func (r *run) do(sched, reqs context.Context, t task) event {
-	if t.poll {
-		return r.poll(sched, t.i)
+	if t.a != nil {
+		return r.poll(sched, t.a)
 	}
-	return r.startJob(sched, reqs, t.i)
+	return r.startJob(sched, reqs, t.i, t.inputs)
 }
 
-// startJob runs ready job i: it resolves its inputs from its sources'
-// images, then generates it, or submits it when its service is
-// asynchronous.
-func (r *run) startJob(sched, reqs context.Context, i int) event {
-	job := &r.jobs[i]
-	res := JobResult{ID: job.ID, DependsOn: job.DependsOn(), Status: Skipped}
+// startJob runs ready job i, whose sources wrote inputs (those of its
+// k-th source, in DependsOn order, at k): it resolves its inputs from
+// them, then generates it, or submits it when its service is asynchronous.
+func (r *run) startJob(sched, reqs context.Context, i int, inputs [][]Image) event {
+	j := r.jobs.Job(i)
+	job := &j
+	deps := job.DependsOn()
+	res := JobResult{ID: job.ID, DependsOn: deps, Status: Skipped}
 	if sched.Err() != nil {
 		res.Error = notStarted(sched)
 		return event{i: i, res: res}
 	}
-	files, err := r.g.resolveInputs(r.outAbs, i, job, r.sums, func(src int) []Image { return r.results[src].Images })
+	files, err := resolveInputs(r.outAbs, job, r.sums, func(from string) []Image {
+		if k := slices.Index(deps, from); k >= 0 && k < len(inputs) {
+			return inputs[k]
+		}
+		return nil
+	})
 	if err != nil {
-		return r.record(i, "", failed(res, FailInvalid, err))
+		return r.record(i, "", failed(res, FailInvalid, err), 0)
 	}
 	req, key, err := requestKey(*job, files)
 	if err != nil {
-		return r.record(i, "", failed(res, FailInvalid, err))
+		return r.record(i, "", failed(res, FailInvalid, err), 0)
 	}
 	// Sources that ran again may have written the same bytes: the journal
 	// then still holds this job's outcome, or its generation to poll.
-	if e, ok := r.done[job.ID]; ok {
+	ks := sumKey(key)
+	if jn, ok := r.done.job(job.ID); ok && (jn.resumes(ks) || jn.pending(ks)) {
+		e, err := r.done.line(jn.at)
 		switch {
-		case e.resumes(key):
+		case err != nil:
+			err = fmt.Errorf("job %s: %w", job.ID, err)
+			r.failLocal(err)
+			res.Error = err.Error()
+			return event{i: i, res: res}
+		case jn.resumes(ks):
 			// its credits are among the journal's, counted from the start
 			return event{i: i, res: resumedResult(job, &e)}
-		case e.pending(key):
-			r.ledger.adopt(genPrice(e, r.priceOf), r.prices[i])
-			r.async[i] = r.resumedAsync(job, &e)
-			return event{i: i, wait: true}
 		}
+		r.ledger.adopt(genPrice(e, r.priceOf), r.prices[i])
+		return event{i: i, a: r.resumedAsync(i, job, &e)}
+	}
+	if ev, ok := r.fromCache(i, job, key, &res); ok {
+		return ev
 	}
 	if req.Async() {
-		return r.submit(sched, reqs, i, req, key, res)
+		return r.submit(sched, reqs, i, job, req, key, res)
 	}
-	return r.record(i, key, r.generate(sched, reqs, i, req, key, res))
+	return r.record(i, key, r.generate(sched, reqs, i, job, req, key, res), 0)
 }
 
 // priceOf is the price of the job with this id, 0 when it is not in the
 // run.
 func (r *run) priceOf(id string) cost.Credits {
-	if i, ok := r.g.index[id]; ok {
+	if i, ok := r.g.ids.find(id); ok {
 		return r.prices[i]
 	}
 	return 0
@@ -623,15 +681,12 @@ func (r *run) priceOf(id string) cost.Credits {
 // and a job skipped after attempts it sent, whose line closes their
 // attempt lines with what they possibly billed. The line is written before
 // the job's dependents start. An async job's line leaves out the possibly
-// billed credits its submitted line journaled.
-func (r *run) record(i int, key string, res JobResult) event {
+// billed credits its submitted line journaled (journaled; 0 for other
+// jobs).
+func (r *run) record(i int, key string, res JobResult, journaled cost.Credits) event {
 	if res.Status != Skipped || res.Attempts > 0 {
-		var journaled cost.Credits
-		if a := r.async[i]; a != nil {
-			journaled = a.journaled
-		}
 		e := entry{ID: res.ID, Key: key, Status: res.Status, GenerationID: res.GenerationID, Failure: res.Failure,
-			Credits: res.Credits, Unknown: res.Unknown - journaled, Attempts: res.Attempts, Images: res.Images, Params: res.Params,
+			Credits: res.Credits, Unknown: res.Unknown - journaled, Attempts: res.Attempts, Images: res.Images, Params: res.Params, Cached: res.Cached,
 			Error: res.Error, Time: r.cfg.Now().UTC()}
 		if err := r.journal.append(e); err != nil {
 			err = fmt.Errorf("job %s: outcome not journaled: %w", res.ID, err)
@@ -645,22 +700,25 @@ func (r *run) record(i int, key string, res JobResult) event {
 // resumedResult is the result of a job the journal records as finished.
 func resumedResult(j *manifest.Job, e *entry) JobResult {
 	return JobResult{ID: j.ID, DependsOn: j.DependsOn(), Status: e.Status, Failure: e.Failure, Credits: e.Credits,
-		Attempts: e.Attempts, Resumed: true, GenerationID: e.GenerationID, Params: e.Params, Images: e.Images, Error: e.Error}
+		Attempts: e.Attempts, Resumed: true, GenerationID: e.GenerationID, Params: e.Params, Images: e.Images, Error: e.Error,
+		Cached: e.Cached}
 }
 
 // generate sends synchronous job i until it succeeds, fails for good, or
 // is stopped.
-func (r *run) generate(sched, reqs context.Context, i int, req stability.Request, key string, res JobResult) JobResult {
-	job, price := r.jobs[i], r.prices[i]
+func (r *run) generate(sched, reqs context.Context, i int, j *manifest.Job, req stability.Request, key string, res JobResult) JobResult {
+	job, price := *j, r.prices[i]
 	format, err := outputFormat(job)
 	if err != nil { // Run checked every job before starting
 		return failed(res, FailInvalid, err)
 	}
 	var sink *attemptFiles
+	kept := r.keeper(j, key) // the cache's copy of the answer; nil when none is kept
+	defer kept.drop()
 	var arts []stability.Artifact
 	ok := r.send(sched, reqs, key, price, &res, func(ctx context.Context) (error, error) {
-		sink = &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format, key: key, failWrite: r.cfg.failWrite}
-		a, err := r.gen.Generate(ctx, req, sink)
+		sink = &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format, key: key, failWrite: r.cfg.failWrite, bufs: &r.images}
+		a, err := r.gen.Generate(ctx, req, kept.sink(sink))
 		if err != nil {
 			sink.discard()
 			return err, sink.local
@@ -672,7 +730,7 @@ func (r *run) generate(sched, reqs context.Context, i int, req stability.Request
 		return res
 	}
 	r.ledger.settle(price, charged)
-	return r.save(job, price, sink, arts, res)
+	return kept.commit(price, r.save(job, price, sink, arts, res))
 }
 
 // save makes an answered job's images durable; the caller has settled its

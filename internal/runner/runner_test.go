@@ -41,7 +41,7 @@ func TestConcurrencyAndOrder(t *testing.T) {
 		}}
 		cfg := fastConfig(t)
 		cfg.Concurrency = 5
-		res, err := Run(t.Context(), cfg, gen, jobs, prices)
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 		if err != nil {
 			t.Fatalf("Run = %v", err)
 		}
@@ -89,7 +89,7 @@ func TestBudgetNeverExceeded(t *testing.T) {
 		cfg := fastConfig(t)
 		cfg.Concurrency = 50
 		cfg.Budget = &budget
-		res, err := Run(t.Context(), cfg, gen, jobs, prices)
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 		if err != nil {
 			t.Fatalf("Run = %v", err)
 		}
@@ -166,7 +166,7 @@ func TestRetryClasses(t *testing.T) {
 				}}
 				cfg := fastConfig(t)
 				cfg.BackoffBase, cfg.BackoffCap, cfg.Lockout = time.Second, 30*time.Second, 60*time.Second
-				res, err := Run(t.Context(), cfg, gen, jobs, prices)
+				res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 				if !errors.Is(err, tt.fatal) || (tt.fatal == nil) != (err == nil) {
 					t.Fatalf("Run error = %v, want %v", err, tt.fatal)
 				}
@@ -222,7 +222,7 @@ func TestPauseOn429(t *testing.T) {
 				cfg.Concurrency = 8
 				cfg.Rate = Rate{N: 20, Window: time.Second}
 				cfg.Lockout = 60 * time.Second
-				res, err := Run(t.Context(), cfg, gen, jobs, prices)
+				res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 				if err != nil {
 					t.Fatalf("Run = %v", err)
 				}
@@ -269,7 +269,7 @@ func TestFatalStopsRun(t *testing.T) {
 		cfg := fastConfig(t)
 		cfg.Concurrency = 8
 		start := time.Now()
-		res, err := Run(t.Context(), cfg, gen, jobs, prices)
+		res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 		if !errors.Is(err, ErrUnauthorized) {
 			t.Fatalf("Run error = %v, want ErrUnauthorized", err)
 		}
@@ -310,7 +310,7 @@ func TestInterrupt(t *testing.T) {
 		cfg := fastConfig(t)
 		cfg.Concurrency = 4
 		go func() { time.Sleep(time.Second); cancel() }()
-		res, err := Run(ctx, cfg, gen, jobs, prices)
+		res, err := runJobs(ctx, cfg, gen, jobs, prices)
 		if err != nil {
 			t.Fatalf("Run = %v", err)
 		}
@@ -331,7 +331,7 @@ func TestInterrupt(t *testing.T) {
 		}
 		// the in-flight jobs were journaled: a rerun sends only the rest
 		calls.Store(0)
-		res, err = Run(t.Context(), cfg, gen, jobs, prices)
+		res, err = runJobs(t.Context(), cfg, gen, jobs, prices)
 		if err != nil || res.Interrupted {
 			t.Fatalf("rerun = %v, interrupted %v", err, res.Interrupted)
 		}
@@ -356,7 +356,7 @@ func TestResume(t *testing.T) {
 		}
 		return succeed(ctx, req, sink)
 	}}
-	first, err := Run(t.Context(), cfg, gen, jobs, prices)
+	first, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestResume(t *testing.T) {
 
 	jobs[4].Prompts[0].Text = "a changed prompt" // must run again
 	calls.Clear()
-	second, err := Run(t.Context(), cfg, gen, jobs, prices)
+	second, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +422,7 @@ func TestOutputs(t *testing.T) {
 		}
 		return succeed(ctx, req, sink)
 	}}
-	res, err := Run(t.Context(), cfg, gen, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +480,7 @@ func TestFailedAttemptLeavesNoFiles(t *testing.T) {
 		w.Write(tinyPNG()[:20])
 		return nil, &stability.TransportError{Sent: true, Err: errors.New("unexpected EOF")}
 	}}
-	res, err := Run(t.Context(), cfg, gen, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,15 +526,15 @@ func TestFileBase(t *testing.T) {
 func TestRunArguments(t *testing.T) {
 	jobs, prices := testJobs(2)
 	gen := &fakeGen{fn: succeed}
-	if _, err := Run(t.Context(), Config{OutDir: t.TempDir()}, gen, jobs, prices[:1]); err == nil {
+	if _, err := runJobs(t.Context(), Config{OutDir: t.TempDir()}, gen, jobs, prices[:1]); err == nil {
 		t.Errorf("Run with 1 price for 2 jobs = nil error")
 	}
-	if _, err := Run(t.Context(), Config{}, gen, jobs, prices); err == nil {
+	if _, err := runJobs(t.Context(), Config{}, gen, jobs, prices); err == nil {
 		t.Errorf("Run without OutDir = nil error")
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := Run(ctx, Config{OutDir: t.TempDir()}, gen, jobs, prices); !errors.Is(err, context.Canceled) {
+	if _, err := runJobs(ctx, Config{OutDir: t.TempDir()}, gen, jobs, prices); !errors.Is(err, context.Canceled) {
 		t.Errorf("Run with a cancelled context = %v, want context.Canceled", err)
 	}
 	_ = http.StatusOK

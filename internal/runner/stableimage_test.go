@@ -70,7 +70,7 @@ func TestStableImageOutputs(t *testing.T) {
 	prices := []cost.Credits{900_000, 3 * cost.Credit, 8 * cost.Credit, 2_500_000}
 	gen := &requestLog{}
 	cfg := fastConfig(t)
-	res, err := Run(t.Context(), cfg, gen, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestStableImageBudget(t *testing.T) {
 	cfg.Concurrency = 1
 	budget := 7 * cost.Credit
 	cfg.Budget = &budget
-	res, err := Run(t.Context(), cfg, gen, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,18 +200,18 @@ func TestStableImageResume(t *testing.T) {
 	}
 	prices := []cost.Credits{900_000, 2_500_000, 3 * cost.Credit, 8 * cost.Credit}
 	cfg := fastConfig(t)
-	first, err := Run(t.Context(), cfg, &requestLog{}, jobs, prices)
+	first, err := runJobs(t.Context(), cfg, &requestLog{}, jobs, prices)
 	if err != nil || first.Charged != 14_400_000 {
 		t.Fatalf("first run: charged %v, %v", first.Charged, err)
 	}
-	if rem, err := Remaining(cfg.OutDir, jobs, prices); err != nil || rem != 0 {
+	if rem, err := Remaining(cfg.OutDir, JobList(jobs), prices); err != nil || rem != 0 {
 		t.Errorf("Remaining after the first run = %v, %v; want 0", rem, err)
 	}
 
 	jobs[1].Params = []manifest.Param{{Name: "model", Value: "sd3.5-large"}}
 	jobs[2].Params = []manifest.Param{{Name: "output_format", Value: "png"}}
 	prices[1] = 6_500_000
-	if rem, err := Remaining(cfg.OutDir, jobs, prices); err != nil || rem != 9_500_000 {
+	if rem, err := Remaining(cfg.OutDir, JobList(jobs), prices); err != nil || rem != 9_500_000 {
 		t.Errorf("Remaining after changing two jobs = %v, %v; want 9.5", rem, err)
 	}
 	// What the journal charged counts against the budget, the results
@@ -221,7 +221,7 @@ func TestStableImageResume(t *testing.T) {
 	cfg.Budget = &budget
 	cfg.Concurrency = 1
 	gen := &requestLog{}
-	second, err := Run(t.Context(), cfg, gen, jobs, prices)
+	second, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestLocalFailureStopsRun(t *testing.T) {
 		}
 		return succeed(ctx, req, sink)
 	}}
-	res, err := Run(t.Context(), cfg, gen, jobs, prices)
+	res, err := runJobs(t.Context(), cfg, gen, jobs, prices)
 	if err == nil || !strings.Contains(err.Error(), "image not saved") {
 		t.Fatalf("Run error = %v, want the local failure", err)
 	}
@@ -289,7 +289,7 @@ func TestRunRefusesBadJobs(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			gen := &requestLog{}
-			_, err := Run(t.Context(), fastConfig(t), gen, []manifest.Job{good, bad}, []cost.Credits{cost.Credit, cost.Credit})
+			_, err := runJobs(t.Context(), fastConfig(t), gen, []manifest.Job{good, bad}, []cost.Credits{cost.Credit, cost.Credit})
 			if err == nil || !strings.Contains(err.Error(), "job bad") {
 				t.Errorf("Run error = %v, want one naming job bad", err)
 			}

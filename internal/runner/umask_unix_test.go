@@ -37,7 +37,7 @@ func TestRunFilesHonourUmask(t *testing.T) {
 			}
 			return succeed(ctx, req, sink)
 		}}
-		if _, err := Run(t.Context(), Config{OutDir: dir}, gen, jobs, prices); err != nil {
+		if _, err := runJobs(t.Context(), Config{OutDir: dir}, gen, jobs, prices); err != nil {
 			t.Fatal(err)
 		}
 		return

@@ -219,7 +219,7 @@ func TestWire(t *testing.T) {
 			jobs, prices := testJobs(1)
 			cfg := fastConfig(t)
 			cfg.Lockout = 20 * time.Millisecond
-			res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+			res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
 			if !errors.Is(err, tt.fatal) || (tt.fatal == nil) != (err == nil) {
 				t.Fatalf("Run error = %v, want %v", err, tt.fatal)
 			}
@@ -288,7 +288,7 @@ func TestWireStableImage(t *testing.T) {
 			srv := newAPIServer(t, tt.answer, 0, "")
 			cfg := fastConfig(t)
 			cfg.Lockout = 20 * time.Millisecond
-			res, err := Run(t.Context(), cfg, newClient(t, srv.URL), []manifest.Job{tt.job}, []cost.Credits{3 * cost.Credit})
+			res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), []manifest.Job{tt.job}, []cost.Credits{3 * cost.Credit})
 			if !errors.Is(err, tt.fatal) || (tt.fatal == nil) != (err == nil) {
 				t.Fatalf("Run error = %v, want %v", err, tt.fatal)
 			}
@@ -374,7 +374,7 @@ func TestWireConcurrentWithSamples(t *testing.T) {
 	cfg := fastConfig(t)
 	cfg.Concurrency = n
 	cfg.MaxAttempts = 1
-	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+	res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestWireTimeout(t *testing.T) {
 	cfg := fastConfig(t)
 	cfg.AttemptTimeout = 100 * time.Millisecond
 	cfg.MaxAttempts = 2
-	res, err := Run(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
+	res, err := runJobs(t.Context(), cfg, newClient(t, srv.URL), jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +437,7 @@ func TestKillAndResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer lk.Unlock() // also keeps the lock's file from being collected and closed
-		_, err = Run(context.Background(), cfg, newClient(t, os.Getenv(childEnv+"_URL")), jobs, prices)
+		_, err = runJobs(context.Background(), cfg, newClient(t, os.Getenv(childEnv+"_URL")), jobs, prices)
 		t.Fatalf("child was not killed: Run returned %v", err)
 	}
 	if testing.Short() {
@@ -523,7 +523,7 @@ func TestKillAndResume(t *testing.T) {
 		paid += n
 	}
 	jobs, prices := testJobs(jobsN)
-	res, err := Run(t.Context(), Config{OutDir: out, Concurrency: 8, Rate: Rate{N: 1000, Window: time.Second}}, newClient(t, srv.URL), jobs, prices)
+	res, err := runJobs(t.Context(), Config{OutDir: out, Concurrency: 8, Rate: Rate{N: 1000, Window: time.Second}}, newClient(t, srv.URL), jobs, prices)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +570,7 @@ func BenchmarkRun(b *testing.B) {
 	start := time.Now()
 	for i := 0; b.Loop(); i++ {
 		cfg.OutDir = filepath.Join(b.TempDir(), strconv.Itoa(i))
-		res, err := Run(b.Context(), cfg, client, jobs, prices)
+		res, err := runJobs(b.Context(), cfg, client, jobs, prices)
 		if err != nil || res.Jobs[perRun-1].Status != Succeeded {
 			b.Fatalf("Run = %v", err)
 		}
