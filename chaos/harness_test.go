@@ -549,6 +549,8 @@ func (w *world) startKey(key string, args ...string) *proc {
 		return strings.HasPrefix(kv, "STABILITY_API_KEY=") || strings.HasPrefix(kv, "GITHUB_STEP_SUMMARY=")
 	})
 	env = append(env, "STABILITY_API_KEY="+key, "GITHUB_STEP_SUMMARY="+w.summary)
+	// The world's own image cache (and rate file), never the user's.
+	env = append(env, "XDG_CACHE_HOME="+filepath.Join(w.dir, "xdg-cache"))
 	cmd := exec.Command(batchBin, args...)
 	cmd.Dir = w.dir
 	cmd.Env = env

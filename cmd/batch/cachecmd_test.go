@@ -178,7 +178,7 @@ func TestCacheDefaultDir(t *testing.T) {
 	if r.code != exitOK || !strings.Contains(r.stdout, "cache:   "+want+"\n") || !strings.Contains(r.stdout, "entries: 1 (1 image)") {
 		t.Errorf("cache stats: exit %d\n%s%s\nwant the cache in %s with its entry", r.code, r.stdout, r.stderr, want)
 	}
-	r = batchCmd(t, map[string]string{}, "cache", "stats")
+	r = batchCmd(t, map[string]string{"XDG_CACHE_HOME": "", "HOME": "", "LocalAppData": ""}, "cache", "stats")
 	if r.code != exitFailed || !strings.Contains(r.stderr, "give --cache DIR") {
 		t.Errorf("cache stats without a cache folder: exit %d\n%s", r.code, r.stderr)
 	}

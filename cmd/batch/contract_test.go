@@ -152,15 +152,16 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := runner.Run(t.Context(), runner.Config{OutDir: filepath.Join(dir, "out"), MaxAttempts: 1}, client, slices.Collect(jobsOf(man)), est.Jobs)
-	if err != nil {
+	var results []runner.JobResult
+	cfg := runner.Config{OutDir: filepath.Join(dir, "out"), MaxAttempts: 1, Finished: collect(&results)}
+	if _, err := runner.Run(t.Context(), cfg, client, man, est.Jobs); err != nil {
 		t.Fatal(err)
 	}
 	st := sb.Stats()
 	if st.Generations != man.Len() {
 		t.Errorf("the sandbox answered %d generations, want %d: Prism refused a request our client built (stats %+v)", st.Generations, man.Len(), st)
 	}
-	for _, j := range res.Jobs {
+	for _, j := range results {
 		if j.Failure == runner.FailRejected || j.Failure == runner.FailInvalid {
 			t.Errorf("%s: %s: %s", j.ID, j.Failure, j.Error)
 		}
@@ -199,16 +200,19 @@ func TestPipelineThroughPrism(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := runner.Config{OutDir: t.TempDir(), MaxAttempts: 1, PollInterval: 10 * time.Millisecond, FastPolls: true}
-	res, err := runner.Run(t.Context(), cfg, client, slices.Collect(jobsOf(man)), est.Jobs)
-	if err != nil {
+	var results []runner.JobResult
+	cfg := runner.Config{OutDir: t.TempDir(), MaxAttempts: 1, PollInterval: 10 * time.Millisecond, FastPolls: true, Finished: collect(&results)}
+	if _, err := runner.Run(t.Context(), cfg, client, man, est.Jobs); err != nil {
 		t.Fatal(err)
 	}
 	st := sb.Stats()
 	if st.Generations != man.Len() || st.Polls == 0 {
 		t.Errorf("the sandbox answered %d generations and %d polls, want %d and some: Prism refused a request our client built (stats %+v)", st.Generations, st.Polls, man.Len(), st)
 	}
-	for _, j := range res.Jobs {
+	if len(results) != man.Len() {
+		t.Errorf("%d results, want %d", len(results), man.Len())
+	}
+	for _, j := range results {
 		if j.Status != runner.Succeeded {
 			t.Errorf("%s: %s (%s): %s", j.ID, j.Status, j.Failure, j.Error)
 		}
@@ -241,4 +245,13 @@ func (s safeMultipart) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.Body = io.NopCloser(bytes.NewReader(safe))
 	r.ContentLength = int64(len(safe))
 	return s.next.RoundTrip(r)
+}
+
+// collect returns a runner.Config.Finished that appends each result to
+// results, in the order the jobs finish.
+func collect(results *[]runner.JobResult) func(int, runner.JobResult) error {
+	return func(_ int, res runner.JobResult) error {
+		*results = append(*results, res)
+		return nil
+	}
 }

@@ -155,18 +155,6 @@ func (s *shard) Set(v string) error {
 	return nil
 }
 
-// indexes returns which of n jobs the shard takes: job i (0-based) belongs to
-// shard i mod N + 1, so every shard gets a fair share of every matrix.
-func (s shard) indexes(n int) []int {
-	idx := make([]int, 0, n)
-	for i := range n {
-		if s.N == 0 || i%s.N == s.K-1 {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
-
 // rateValue is a --rate flag: a request limit written N/DURATION, e.g.
 // 150/10s; the zero value means unset.
 type rateValue struct{ runner.Rate }

@@ -41,13 +41,13 @@ func initStarter(t *testing.T, flags []string) string {
 }
 
 // planJSON plans the manifest at path and returns the plan.
-func planJSON(t *testing.T, path string) *report.Plan {
+func planJSON(t *testing.T, path string) *planDoc {
 	t.Helper()
 	r := batchCmd(t, nil, "plan", "--format", "json", path)
 	if r.code != exitOK {
 		t.Fatalf("plan %s: exit %d\n%s", path, r.code, r.stderr)
 	}
-	var p report.Plan
+	var p planDoc
 	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -39,6 +40,15 @@ func batchCmd(t *testing.T, environ map[string]string, args ...string) result {
 func batchCmdCtx(ctx context.Context, t *testing.T, environ map[string]string, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
+	for _, k := range []string{rateDirEnv, "XDG_CACHE_HOME", "HOME", "LocalAppData"} {
+		if _, ok := environ[k]; !ok { // never the user's own cache folder
+			environ = maps.Clone(environ)
+			if environ == nil {
+				environ = map[string]string{}
+			}
+			environ[k] = t.TempDir()
+		}
+	}
 	e := &env{
 		getenv: func(k string) string { return environ[k] },
 		stdout: &stdout, stderr: &stderr,
@@ -85,7 +95,7 @@ func TestPlanEveryExample(t *testing.T) {
 			if r.code != exitOK {
 				t.Fatalf("plan %s: exit %d\n%s", p, r.code, r.stderr)
 			}
-			var plan report.Plan
+			var plan planDoc
 			if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +162,7 @@ func TestPlanExitCodes(t *testing.T) {
 }
 
 func TestPlanShardsCoverEveryJobOnce(t *testing.T) {
-	var all report.Plan
+	var all planDoc
 	r := batchCmd(t, nil, "plan", "--format", "json", "../../examples/style-matrix.yaml")
 	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil {
 		t.Fatal(err, r.stderr)
@@ -160,7 +170,7 @@ func TestPlanShardsCoverEveryJobOnce(t *testing.T) {
 	seen := map[string]int{}
 	var sum cost.Credits
 	for k := 1; k <= 3; k++ {
-		var p report.Plan
+		var p planDoc
 		r := batchCmd(t, nil, "plan", "--format", "json", "--shard", strconv.Itoa(k)+"/3", "../../examples/style-matrix.yaml")
 		if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
 			t.Fatal(err, r.stderr)
@@ -427,7 +437,7 @@ func TestShardRunsMergeIntoOneReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &merged); err != nil {
 		t.Fatal(err)
 	}
-	var plan report.Plan
+	var plan planDoc
 	if err := json.Unmarshal([]byte(batchCmd(t, nil, "plan", "--format", "json", m).stdout), &plan); err != nil {
 		t.Fatal(err)
 	}

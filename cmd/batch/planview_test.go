@@ -10,6 +10,13 @@ import (
 	"github.com/batch-tool/batch/internal/report"
 )
 
+// planDoc is a plan file decoded whole, as a test reads it: the header and
+// every job.
+type planDoc struct {
+	report.Plan
+	Jobs []report.PlanJob `json:"jobs"`
+}
+
 func TestPromptText(t *testing.T) {
 	tests := []struct {
 		name               string
@@ -58,7 +65,7 @@ func TestJobSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := jobSettings(&tt.job); !reflect.DeepEqual(got, tt.want) {
+			if got := jobSettings(nil, &tt.job); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("jobSettings(%+v) = %v, want %v", tt.job, got, tt.want)
 			}
 		})

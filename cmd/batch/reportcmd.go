@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -87,12 +86,11 @@ func (e *env) diff(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d := report.Diff(base, head)
-	var buf bytes.Buffer
-	if err := report.WriteDiff(&buf, format.name, d); err != nil {
+	d, err := report.Diff(base, head)
+	if err != nil {
 		return err
 	}
-	if _, err := e.stdout.Write(buf.Bytes()); err != nil {
+	if err := report.WriteDiff(e.stdout, format.name, d); err != nil {
 		return err
 	}
 	return d.Check(failAbove.c, failIncrease.p)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -77,6 +78,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.useCache(ctx, p, &f.planFlags, cacheEndpoint(f.apiURL, f.sandbox)); err != nil {
+		return err
+	}
 	if err := p.checkBudget(); err != nil {
 		return err
 	}
@@ -84,6 +88,7 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	p.cache.configure(&cfg)
 	// One run per output folder: the lock is held until the report is
 	// saved, and a second run stops here, before anything is sent.
 	lock, err := outdir.Lock(cfg.OutDir)
@@ -96,6 +101,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	// would replace or orphan stops the run here, unless --replace.
 	st, err := p.checkOut(f.replace, &cfg)
 	if err != nil {
+		return err
+	}
+	if st.Remaining, err = p.remaining(st, cfg.OutDir); err != nil { // the image cache's jobs are not bought
 		return err
 	}
 	apiURL, key := f.apiURL, e.getenv("STABILITY_API_KEY")
@@ -113,8 +121,10 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	} else if key == "" {
 		return usageErrorf("STABILITY_API_KEY is not set (or pass --sandbox to try the tool without a key)")
 	}
+	// As many idle connections as requests in flight: each is reused.
+	conns := cmp.Or(cfg.Concurrency, runner.AutoConcurrency(cfg.Rate, p.set.Len()))
 	client, err := stability.NewClient(stability.Options{BaseURL: apiURL, APIKey: key, ClientVersion: buildVersion(),
-		TTFBTimeout: f.ttfb, StallTimeout: f.stall, MaxImageBytes: f.maxImage})
+		TTFBTimeout: f.ttfb, StallTimeout: f.stall, MaxImageBytes: f.maxImage, Concurrency: conns})
 	if err != nil {
 		return usageErrorf("--api-url: %v", err)
 	}
@@ -125,6 +135,13 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 				err, cfg.OutDir, st.Charged, st.PossiblyBilled, st.Remaining)
 		}
 	}
+	if !f.sandbox { // the in-process sandbox is an account of this run's own
+		closeRate := e.shareRate(&cfg, key)
+		defer closeRate()
+	}
+	if err := runner.WaitTurn(ctx, cfg.Rate, cfg.RateState); err != nil { // the balance check counts against the limit too
+		return err
+	}
 	balanceBefore, err := client.Balance(ctx)
 	if err != nil {
 		return fmt.Errorf("check balance: %w", err)
@@ -133,10 +150,23 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: balance at start %s credits, estimated %s credits still to spend", errLowBalance, balanceBefore, st.Remaining)
 	}
 
+	// Each job's report row goes to disk as the job finishes; the report
+	// is written from them at the end, one row at a time.
+	rows, err := report.NewRunSpill(cfg.OutDir, p.set.Len())
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cached := cacheTally{e: e}
+	cfg.Finished = func(i int, jr runner.JobResult) error {
+		cached.add(jr, p.prices[i])
+		row := p.runJob(i, jr)
+		return rows.Add(i, &row)
+	}
 	started := e.now()
-	res, runErr := runner.Run(ctx, cfg, client, p.jobs, p.prices)
+	res, runErr := runner.Run(ctx, cfg, client, p.set, p.prices)
 	finished := e.now()
-	if runErr != nil && len(res.Jobs) != len(p.jobs) {
+	if runErr != nil && res.Reported != p.set.Len() {
 		// Run stopped before it started (it could not prepare OUT, or was
 		// interrupted first): nothing was sent, so there is nothing to report.
 		return runErr
@@ -150,7 +180,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	// The report is saved even when the run was interrupted or stopped. The
 	// balance is shown only as it was at the start: the live balance lags,
 	// so a difference would not be what the run cost.
-	rep := p.runReport(res, started, finished, &balanceBefore)
+	rep := p.runReport(res, rows, started, finished, &balanceBefore)
+	rep.CachedJobs, rep.CacheSavedCredits = cached.jobs, cached.saved
+	cached.done()
 	// The summary is printed even when the report cannot be saved (a full
 	// disk): the run's outcome must reach the user one way or the other.
 	saveErr := report.Save(cfg.OutDir, rep)
@@ -170,6 +202,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 	if err := e.appendStepSummary(func(w *os.File) error { return report.WriteRun(w, "markdown", rep) }); err != nil {
 		return errors.Join(runErr, err)
 	}
+	if err := rows.Close(); err != nil {
+		return errors.Join(runErr, err)
+	}
 	fmt.Fprintf(e.stderr, "batch: report in %s\n", filepath.Join(cfg.OutDir, report.RunFile))
 	switch {
 	case runErr != nil:
@@ -187,15 +222,18 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 // checkOut reads what the output folder holds for the plan and, unless
 // --replace, refuses (a replaceError, exit 2) a folder holding another
 // manifest's run, jobs whose request changed since they ran, or jobs the
-// manifest no longer has; it sets cfg's Replace, OtherJobs and Origin. It
+// manifest no longer has; it sets cfg's Replace, Manifest and Origin. It
 // sends nothing.
 func (p *planned) checkOut(replace bool, cfg *runner.Config) (runner.Standing, error) {
 	origin, err := runner.NewOrigin(p.manifest.Path, p.manifest.Name, cfg.OutDir)
 	if err != nil {
 		return runner.Standing{}, err
 	}
-	others := p.otherJobIDs()
-	st, err := runner.ReadStanding(cfg.OutDir, p.jobs, p.prices, others)
+	var all runner.Jobs // the manifest's jobs, for a shard: what OUT holds of the others is not removed
+	if !p.set.whole() {
+		all = allJobs(p.manifest)
+	}
+	st, err := runner.ReadStanding(cfg.OutDir, p.set, p.prices, all)
 	if err != nil {
 		return st, err
 	}
@@ -206,27 +244,8 @@ func (p *planned) checkOut(replace bool, cfg *runner.Config) (runner.Standing, e
 	if !replace && (c.other != nil || c.changed != nil || c.removed != nil) {
 		return st, &invalidError{c}
 	}
-	cfg.Replace, cfg.OtherJobs, cfg.Origin = replace, others, origin
+	cfg.Replace, cfg.Manifest, cfg.Origin = replace, all, origin
 	return st, nil
-}
-
-// otherJobIDs returns the ids of the manifest's jobs that are not in the
-// plan (those of other shards); nil when the plan has them all.
-func (p *planned) otherJobIDs() []string {
-	if len(p.jobs) == p.manifest.Len() {
-		return nil
-	}
-	in := make(map[int]bool, len(p.index))
-	for _, i := range p.index {
-		in[i] = true
-	}
-	var ids []string
-	for i, j := range p.manifest.All() {
-		if !in[i] {
-			ids = append(ids, j.ID)
-		}
-	}
-	return ids
 }
 
 // replaceError refuses a run into a folder whose files the manifest would
@@ -352,9 +371,10 @@ func reportVars(vs []manifest.Var) []report.Var {
 	return out
 }
 
-// runReport builds report.json's model from the plan and the results.
-func (p *planned) runReport(res runner.Result, started, finished time.Time, before *cost.Credits) *report.Run {
-	r := &report.Run{
+// runReport builds report.json's model from the plan and the run's
+// result; its jobs are the rows the run left in rows.
+func (p *planned) runReport(res runner.Result, rows *report.RunSpill, started, finished time.Time, before *cost.Credits) *report.Run {
+	return &report.Run{
 		Manifest:              p.manifest.Path,
 		Name:                  p.manifest.Name,
 		Pricing:               p.sheet.ID,
@@ -367,40 +387,34 @@ func (p *planned) runReport(res runner.Result, started, finished time.Time, befo
 		Budget:                p.budget,
 		BalanceBefore:         before,
 		Interrupted:           res.Interrupted,
-		Jobs:                  make([]report.RunJob, len(p.jobs)),
+		Totals:                rows.Totals(),
+		Rows:                  rows,
 	}
-	for i, j := range p.jobs {
-		jr := res.Jobs[i]
-		pj := p.planJob(i)
-		rj := report.RunJob{
-			Index: pj.Index, ID: j.ID, Group: j.Base, DependsOn: pj.DependsOn, Inputs: pj.Inputs,
-			Engine: j.Engine, Service: pj.Service, Model: pj.Model,
-			AspectRatio: pj.AspectRatio, OutputFormat: pj.OutputFormat,
-			Prompt: pj.Prompt, NegativePrompt: pj.NegativePrompt, Settings: pj.Settings,
-			Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
-			Status: string(jr.Status), Failure: string(jr.Failure), Credits: jr.Credits,
-			PossiblyBilledCredits: jr.Unknown, Attempts: jr.Attempts,
-			Resumed: jr.Resumed, GenerationID: jr.GenerationID, Error: jr.Error, Params: jr.Params,
-			Vars:   reportVars(j.Vars),
-			Images: make([]report.Image, len(jr.Images)),
-		}
-		for k, im := range jr.Images {
-			rj.Images[k] = report.Image{Path: im.Path, Seed: im.Seed, FinishReason: im.FinishReason, SHA256: im.SHA256, RequestID: im.RequestID}
-		}
-		r.Jobs[i] = rj
-		r.Totals.Jobs++
-		switch jr.Status {
-		case runner.Succeeded:
-			r.Totals.Succeeded++
-		case runner.Failed:
-			r.Totals.Failed++
-		case runner.Filtered:
-			r.Totals.Filtered++
-		default:
-			r.Totals.Skipped++
-		}
+}
+
+// runJob is the report row of the i-th job of the plan, which ended with
+// jr.
+func (p *planned) runJob(i int, jr runner.JobResult) report.RunJob {
+	j := p.set.Job(i)
+	var pj report.PlanJob
+	b := rowBuilder{p: p}
+	b.fill(&pj, i, &j)
+	rj := report.RunJob{
+		Index: pj.Index, ID: j.ID, Group: j.Base, DependsOn: pj.DependsOn, Inputs: pj.Inputs,
+		Engine: j.Engine, Service: pj.Service, Model: pj.Model,
+		AspectRatio: pj.AspectRatio, OutputFormat: pj.OutputFormat,
+		Prompt: pj.Prompt, NegativePrompt: pj.NegativePrompt, Settings: pj.Settings,
+		Width: j.Width, Height: j.Height, Steps: j.Steps, Samples: j.Samples,
+		Status: string(jr.Status), Failure: string(jr.Failure), Credits: jr.Credits,
+		PossiblyBilledCredits: jr.Unknown, Attempts: jr.Attempts,
+		Resumed: jr.Resumed, Cached: jr.Cached, GenerationID: jr.GenerationID, Error: jr.Error, Params: jr.Params,
+		Vars:   reportVars(j.Vars),
+		Images: make([]report.Image, len(jr.Images)),
 	}
-	return r
+	for k, im := range jr.Images {
+		rj.Images[k] = report.Image{Path: im.Path, Seed: im.Seed, FinishReason: im.FinishReason, SHA256: im.SHA256, RequestID: im.RequestID}
+	}
+	return rj
 }
 
 // resumeCommand is the command line that resumes an interrupted run: the

@@ -39,7 +39,24 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(e.run(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	os.Exit(testMain(m))
+}
+
+// testMain runs the tests with the shared rate-limit files and the image
+// cache of the child processes in a temp folder, never the user's own
+// cache folder.
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "batch-rate-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv(rateDirEnv, dir)
+	for _, k := range []string{"XDG_CACHE_HOME", "HOME", "LocalAppData"} { // the user's cache folder on each OS
+		os.Setenv(k, dir)
+	}
+	return m.Run()
 }
 
 // interruptNotice is what batch prints when the first signal arrives, after

@@ -147,7 +147,8 @@ func (f *fixture) check(base string, env ...string) (string, int) {
 	cmd := exec.CommandContext(f.t.Context(), "bash", script, base)
 	cmd.Dir = f.dir
 	cmd.Env = append(os.Environ(), "BATCH="+f.batch, "COST_REPORT="+reportPath,
-		"COST_FAIL_ABOVE=", "COST_FAIL_INCREASE=", "GITHUB_STEP_SUMMARY=")
+		"COST_FAIL_ABOVE=", "COST_FAIL_INCREASE=", "GITHUB_STEP_SUMMARY=",
+		"XDG_CACHE_HOME="+f.t.TempDir()) // plans read an image cache of their own, never the user's
 	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -204,13 +205,20 @@ func TestCostCheck(t *testing.T) {
 
 	// What the comment must say, worked out independently of the script:
 	// both versions planned by the binary and compared by report.Diff.
-	d := report.Diff(f.plan("manifests/shots.yaml", baseManifest), f.plan("manifests/shots.yaml", headManifest))
+	d, err := report.Diff(f.plan("manifests/shots.yaml", baseManifest), f.plan("manifests/shots.yaml", headManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if d.TotalDeltaCredits <= 0 {
 		t.Fatalf("head costs %s more than base, want an increase (fixture broken?)", d.TotalDeltaCredits)
 	}
 	var changes []string
-	for _, j := range d.Jobs {
+	err = d.Each(func(j *report.DiffJob) error {
 		changes = append(changes, j.ID+" "+j.Change)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got, want := strings.Join(changes, ", "), "mug changed, chair added"; got != want {
 		t.Fatalf("Diff(base, head) jobs = %s, want %s", got, want)
