@@ -75,17 +75,17 @@ func (b *bench) buildBase(ctx context.Context, out string) (string, error) {
 		return "", err
 	}
 	untar.Stdin = pipe
-	var errs bytes.Buffer
-	archive.Stderr, untar.Stderr = &errs, &errs
+	var archiveErrs, untarErrs bytes.Buffer // one each: the two run at once
+	archive.Stderr, untar.Stderr = &archiveErrs, &untarErrs
 	if err := untar.Start(); err != nil {
 		return "", err
 	}
 	if err := archive.Run(); err != nil {
 		_ = untar.Wait()
-		return "", fmt.Errorf("git archive %s: %w: %s", rev, err, bytes.TrimSpace(errs.Bytes()))
+		return "", fmt.Errorf("git archive %s: %w: %s", rev, err, bytes.TrimSpace(archiveErrs.Bytes()))
 	}
 	if err := untar.Wait(); err != nil {
-		return "", fmt.Errorf("untar %s: %w: %s", rev, err, bytes.TrimSpace(errs.Bytes()))
+		return "", fmt.Errorf("untar %s: %w: %s", rev, err, bytes.TrimSpace(untarErrs.Bytes()))
 	}
 	if err := goBuild(ctx, src, out, "./cmd/batch"); err != nil {
 		return "", fmt.Errorf("build base %s: %w", rev, err)

@@ -82,6 +82,11 @@ func TestTwoRunsShareRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes that run for seconds")
 	}
+	if raceEnabled {
+		// Its processes pace in real time; the race detector's pass over
+		// the shared schedule is internal/sharedrate's and the limiter's.
+		t.Skip("paced in real time; skipped under the race detector")
+	}
 	dir := t.TempDir()
 	m := writeSeedManifest(t, dir, "twenty", 20)
 	shared := "XDG_CACHE_HOME=" + filepath.Join(dir, "cache")
