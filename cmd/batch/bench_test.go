@@ -276,12 +276,13 @@ func writeSmallMatrix(b *testing.B, root string, jobs int) string {
 
 // runPeakRSS runs `batch run` as a child process on manifest into out, at
 // concurrency 64 against the sandbox at url with no rate limit to speak
-// of, and returns the child's peak resident memory in KiB (0 where the
-// system does not tell).
+// of and no image cache (every job not resumed is sent), and returns the
+// child's peak resident memory in KiB (0 where the system does not tell).
+// The shared rate files go beside out, never in the user's cache folder.
 func runPeakRSS(b *testing.B, url, manifest, out string) int64 {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "run", "--api-url", url, "--concurrency", "64", "--rate", "1000000000/1s", "--out", out, manifest)
-	cmd.Env = append(os.Environ(), "BATCH_TEST_MAIN=1", "STABILITY_API_KEY=sk-bench")
+	cmd := exec.Command(os.Args[0], "run", "--api-url", url, "--concurrency", "64", "--rate", "1000000000/1s", "--no-cache", "--out", out, manifest)
+	cmd.Env = childEnv("STABILITY_API_KEY=sk-bench", "XDG_CACHE_HOME="+filepath.Join(filepath.Dir(out), "cache"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

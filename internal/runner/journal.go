@@ -223,6 +223,10 @@ func (j *journal) mend(keep int64, newline bool) error {
 type journalLog struct {
 	src  journalSource
 	jobs map[idSum]jobNote
+	// heldKeys is, for the jobs whose jobNote has heldApart set, the Key
+	// of the last line naming images since their last replaced line: one
+	// other than their last line's (a job that ran again and failed).
+	heldKeys map[idSum]keySum
 	// unwritten are lines taken in that are not in the journal yet (see
 	// addUnwritten); a lineRef names unwritten[k] by off -1-k.
 	unwritten []entry
@@ -298,18 +302,18 @@ func kindOf(s Status) lineKind {
 	return lineOther
 }
 
-// jobNote is what a journal says of one job: its last line that is not an
-// attempt, and what the folder holds of it.
+// jobNote is what a journal says of one job, in 56 bytes: its last line
+// that is not an attempt, and whether the folder holds images of it.
 type jobNote struct {
-	key keySum // the last line's
-	// heldKey is, when held is set, the Key of the last line naming images
-	// since the job's last replaced line: the folder holds images of the
-	// job, for that request.
-	heldKey keySum
-	at      lineRef // the last line
-	kind    lineKind
-	held    bool
-	inRun   bool // the job is among the run's jobs (see journalLog.mark)
+	key  keySum  // the last line's
+	at   lineRef // the last line
+	kind lineKind
+	// held is set when a line of the job named images since its last
+	// replaced line: the folder holds images of the job, for the request
+	// of the last such line, whose Key is key unless heldApart is set (see
+	// journalLog.heldKeys).
+	held, heldApart bool
+	inRun           bool // the job is among the run's jobs (see journalLog.mark)
 }
 
 // resumes reports whether the job's last line records it, with this
@@ -339,8 +343,8 @@ var errLongLine = fmt.Errorf("not a journal entry: longer than %d MiB", maxLine>
 // its newline) and otherwise cut off (a crash mid-write). The error is
 // the file's, when it cannot be read.
 func parseJournal(src journalSource) (*journalLog, error) {
-	l := &journalLog{src: src, jobs: map[idSum]jobNote{}, books: newBooks(), superseded: map[jobKey]bool{}}
-	err := src.scan(func(no int, off, n int64, text []byte, torn bool) {
+	l := &journalLog{src: src, jobs: map[idSum]jobNote{}, heldKeys: map[idSum]keySum{}, books: newBooks(), superseded: map[jobKey]bool{}}
+	err := src.scan(maxLine, func(no int, off, n int64, text []byte, torn bool) {
 		e, err := entry{}, errLongLine
 		if text != nil {
 			e, err = decodeEntry(text)
@@ -364,9 +368,9 @@ func parseJournal(src journalSource) (*journalLog, error) {
 
 // scan calls fn with each line of the journal, in order: its number from
 // 1, its offset, its length n without the newline, its bytes (valid only
-// during the call; nil for a line longer than maxLine), and whether the
-// file ends before its newline. It holds one line in memory at most.
-func (src journalSource) scan(fn func(no int, off, n int64, text []byte, torn bool)) error {
+// during the call; nil for a line longer than limit bytes), and whether
+// the file ends before its newline. It holds one line in memory at most.
+func (src journalSource) scan(limit int64, fn func(no int, off, n int64, text []byte, torn bool)) error {
 	rd := bufio.NewReaderSize(io.NewSectionReader(src.r, 0, src.size), 64<<10)
 	var long []byte // a line longer than rd's buffer, gathered
 	for no, off := 1, int64(0); off < src.size; no++ {
@@ -380,7 +384,7 @@ func (src journalSource) scan(fn func(no int, off, n int64, text []byte, torn bo
 				chunk = chunk[:len(chunk)-1]
 			}
 			switch n += int64(len(chunk)); {
-			case n > maxLine:
+			case n > limit:
 				long = long[:0]
 			case end && len(long) == 0:
 				text = chunk // the whole line, in rd's buffer
@@ -402,7 +406,7 @@ func (src journalSource) scan(fn func(no int, off, n int64, text []byte, torn bo
 		switch {
 		case torn && n == 0:
 			return fmt.Errorf("read journal: %w", io.ErrUnexpectedEOF) // it shrank while read
-		case n > maxLine:
+		case n > limit:
 			text = nil
 		}
 		fn(no, off, n, text, torn)
@@ -431,14 +435,29 @@ func (l *journalLog) note(e entry, at lineRef) {
 	if j.kind == lineSucceeded || j.kind == lineFiltered {
 		l.superseded[jobKey{id, j.key}] = true
 	}
+	heldKey := l.heldKey(id, j)
 	j.key, j.at, j.kind = sumKey(e.Key), at, kindOf(e.Status)
 	switch {
 	case e.Status == replaced:
 		j.held = false
 	case len(e.Images) > 0:
-		j.held, j.heldKey = true, j.key
+		j.held, heldKey = true, j.key
+	}
+	if j.heldApart = j.held && heldKey != j.key; j.heldApart {
+		l.heldKeys[id] = heldKey
+	} else {
+		delete(l.heldKeys, id)
 	}
 	l.jobs[id] = j
+}
+
+// heldKey is the Key of the last line of job j, whose id sum is id, that
+// named images since its last replaced line; meaningful when j.held.
+func (l *journalLog) heldKey(id idSum, j jobNote) keySum {
+	if j.heldApart {
+		return l.heldKeys[id]
+	}
+	return j.key
 }
 
 // addUnwritten takes in a line that is not in the journal yet, after
@@ -516,7 +535,7 @@ func (l *journalLog) holdings(size int64, ids map[idSum]bool) (map[idSum]*holdin
 	held := map[idSum]*holding{}
 	src := l.src
 	src.size = size
-	err := src.scan(func(_ int, _, _ int64, text []byte, _ bool) {
+	err := src.scan(maxLine, func(_ int, _, _ int64, text []byte, _ bool) {
 		if text == nil {
 			return
 		}

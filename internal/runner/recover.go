@@ -122,11 +122,11 @@ func (rec *recovery) pendingJobs() []int {
 // recoverOut reads the journal src of the output folder outDir, as a
 // stream, for jobs (priced as in Run, with g their graph and sums their
 // input files' hashes) and works out what is done, what is pending and
-// what earlier runs spent. It skips damaged lines with a warning each. A job the
-// journal does not record as finished or pending whose images are all on
-// disk with a record of its current Key (see imageRecord) is taken as done
-// and gets a rebuilt entry charging its price (nothing when a line the
-// journal replaced charged it already). An attempt line that no later
+// what earlier runs spent. It skips damaged lines with a warning each. A
+// job the journal does not record as finished or pending whose images are
+// all on disk with a record of its current Key (see imageRecord) is taken
+// as done and gets a rebuilt entry charging its price (nothing when a line
+// the journal replaced charged it already). An attempt line that no later
 // line of its job follows (a request in flight when its run stopped) gets
 // a failed entry counting it as possibly billed. now stamps those entries.
 // It writes nothing. The error is the journal's, when it cannot be read.

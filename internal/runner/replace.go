@@ -110,7 +110,7 @@ func (l *journalLog) openGens() map[string]map[string]entry {
 // heldOther reports whether the folder holds images or a generation of the
 // job id that answer another request than key's.
 func (l *journalLog) heldOther(id, key string, gens map[string]map[string]entry) bool {
-	if j, _ := l.job(id); j.held && j.heldKey != sumKey(key) {
+	if j, _ := l.job(id); j.held && l.heldKey(sumID(id), j) != sumKey(key) {
 		return true
 	}
 	for _, e := range gens[id] {
