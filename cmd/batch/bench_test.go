@@ -168,7 +168,7 @@ func BenchmarkUploadRSS(b *testing.B) {
 	var peak int64
 	for i := 0; b.Loop(); i++ {
 		out := filepath.Join(dir, "out"+strconv.Itoa(i))
-		cmd := exec.Command(os.Args[0], "run", "--api-url", url, "--concurrency", "32", "--rate", "100000/1s", "--out", out, manifest)
+		cmd := exec.Command(os.Args[0], "run", "--api-url", url, "--concurrency", "32", "--rate", "100000/1s", "--no-cache", "--out", out, manifest)
 		cmd.Env = append(os.Environ(), "BATCH_TEST_MAIN=1", "STABILITY_API_KEY=sk-bench")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
