@@ -1,7 +1,8 @@
 package main
 
 import (
-	"errors"
+	"github.com/batch-tool/batch/internal/cache"
+
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -33,45 +34,15 @@ func (e *env) shareRate(cfg *runner.Config, key string) (closeFile func()) {
 }
 
 // rateDir returns the folder of the shared rate-limit files: $BATCH_RATE_DIR,
-// else batch/rate in the user's cache folder, found as os.UserCacheDir finds
-// it on goos but through getenv ($XDG_CACHE_HOME, else $HOME/.cache, on
-// Linux and the BSDs; $HOME/Library/Caches on macOS; %LocalAppData% on
-// Windows).
+// else "rate" in batch's folder under the user's cache folder on goos
+// (cache.UserDir).
 func rateDir(goos string, getenv func(string) string) (string, error) {
 	if dir := getenv(rateDirEnv); dir != "" {
 		return dir, nil
 	}
-	var base string
-	switch goos {
-	case "windows":
-		base = getenv("LocalAppData")
-		if base == "" {
-			return "", errors.New("%LocalAppData% is not set")
-		}
-	case "darwin", "ios":
-		home := getenv("HOME")
-		if home == "" {
-			return "", errors.New("$HOME is not set")
-		}
-		base = filepath.Join(home, "Library", "Caches")
-	case "plan9":
-		home := getenv("home")
-		if home == "" {
-			return "", errors.New("$home is not set")
-		}
-		base = filepath.Join(home, "lib", "cache")
-	default:
-		base = getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home := getenv("HOME")
-			if home == "" {
-				return "", errors.New("neither $XDG_CACHE_HOME nor $HOME is set")
-			}
-			base = filepath.Join(home, ".cache")
-		}
+	dir, err := cache.UserDir(goos, getenv)
+	if err != nil {
+		return "", err
 	}
-	if !filepath.IsAbs(base) {
-		return "", fmt.Errorf("the cache folder %s is a relative path", base)
-	}
-	return filepath.Join(base, "batch", "rate"), nil
+	return filepath.Join(dir, "rate"), nil
 }

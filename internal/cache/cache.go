@@ -112,33 +112,45 @@ func Cacheable(takesSeed bool, seed uint64) bool {
 	return !takesSeed || seed != 0
 }
 
-// DefaultDir returns where the cache lives when no folder is given: "batch/images"
-// under the user's cache folder, read from the environment through getenv as
-// os.UserCacheDir reads it ($XDG_CACHE_HOME, else $HOME/.cache, on Linux and
-// the BSDs; $HOME/Library/Caches on macOS; %LocalAppData% on Windows).
+// DefaultDir returns where the cache lives when no folder is given:
+// "images" in UserDir.
 func DefaultDir(getenv func(string) string) (string, error) {
 	return defaultDir(runtime.GOOS, getenv)
 }
 
 // defaultDir is DefaultDir on goos.
 func defaultDir(goos string, getenv func(string) string) (string, error) {
+	dir, err := UserDir(goos, getenv)
+	if err != nil {
+		return "", fmt.Errorf("no cache folder: %w", err)
+	}
+	return filepath.Join(dir, "images"), nil
+}
+
+// UserDir returns the folder batch keeps its files in on goos (the cache's
+// images, the shared rate schedules): "batch" under the user's cache
+// folder, read from the environment through getenv as os.UserCacheDir
+// reads it ($XDG_CACHE_HOME, else $HOME/.cache, on Linux and the BSDs;
+// $HOME/Library/Caches on macOS; %LocalAppData% on Windows). It is an
+// error when the variable it needs is unset or a relative path.
+func UserDir(goos string, getenv func(string) string) (string, error) {
 	var base string
 	switch goos {
 	case "windows":
 		base = getenv("LocalAppData")
 		if base == "" {
-			return "", errors.New("no cache folder: %LocalAppData% is not set")
+			return "", errors.New("%LocalAppData% is not set")
 		}
 	case "darwin", "ios":
 		home := getenv("HOME")
 		if home == "" {
-			return "", errors.New("no cache folder: $HOME is not set")
+			return "", errors.New("$HOME is not set")
 		}
 		base = filepath.Join(home, "Library", "Caches")
 	case "plan9":
 		home := getenv("home")
 		if home == "" {
-			return "", errors.New("no cache folder: $home is not set")
+			return "", errors.New("$home is not set")
 		}
 		base = filepath.Join(home, "lib", "cache")
 	default:
@@ -146,15 +158,15 @@ func defaultDir(goos string, getenv func(string) string) (string, error) {
 		if base == "" {
 			home := getenv("HOME")
 			if home == "" {
-				return "", errors.New("no cache folder: neither $XDG_CACHE_HOME nor $HOME is set")
+				return "", errors.New("neither $XDG_CACHE_HOME nor $HOME is set")
 			}
 			base = filepath.Join(home, ".cache")
 		}
 	}
 	if !filepath.IsAbs(base) {
-		return "", fmt.Errorf("no cache folder: %s is a relative path", base)
+		return "", fmt.Errorf("%s is a relative path", base)
 	}
-	return filepath.Join(base, "batch", "images"), nil
+	return filepath.Join(base, "batch"), nil
 }
 
 // Options are a Cache's dependencies; the zero value uses the real ones.
