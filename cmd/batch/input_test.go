@@ -104,7 +104,8 @@ func TestRunIntoUnwritableOut(t *testing.T) {
 
 // TestResumeCommandOfShard: an interrupted shard's resume command pins --out
 // to the folder given (which holds the shard's folder), not to the shard's
-// folder, in which a rerun would nest another.
+// folder, in which a rerun would nest another; and it gives each --only
+// again, not their values joined.
 func TestResumeCommandOfShard(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -115,6 +116,7 @@ func TestResumeCommandOfShard(t *testing.T) {
 		{[]string{"--shard", "2/3", "m.yaml"}, "out/m/shard-2-of-3", "batch run --shard=2/3 --out=out/m m.yaml"},
 		{[]string{"--shard", "1/1", "m.yaml"}, "out/m", "batch run --shard=1/1 --out=out/m m.yaml"},
 		{[]string{"--out", "o", "m.yaml"}, "o", "batch run --out=o m.yaml"},
+		{[]string{"--only", "hero-*", "--only", "a b", "--sample", "4", "m.yaml"}, "out/m", "batch run --only='hero-*' --only='a b' --sample=4 --out=out/m m.yaml"},
 	}
 	for _, tt := range tests {
 		fs := flag.NewFlagSet("run", flag.ContinueOnError)

@@ -426,8 +426,15 @@ func resumeCommand(fs *flag.FlagSet, s shard, out string) string {
 	}
 	parts := []string{"batch", "run"}
 	fs.Visit(func(fl *flag.Flag) {
-		if fl.Name != "out" {
-			parts = append(parts, fmt.Sprintf("--%s=%s", fl.Name, shellQuote(fl.Value.String())))
+		switch v := fl.Value.(type) {
+		case *stringList: // a repeatable flag: each value again
+			for _, s := range *v {
+				parts = append(parts, fmt.Sprintf("--%s=%s", fl.Name, shellQuote(s)))
+			}
+		default:
+			if fl.Name != "out" {
+				parts = append(parts, fmt.Sprintf("--%s=%s", fl.Name, shellQuote(fl.Value.String())))
+			}
 		}
 	})
 	parts = append(parts, "--out="+shellQuote(out), shellQuote(fs.Arg(0)))
