@@ -40,39 +40,25 @@ func appendPlanJob(b []byte, j *PlanJob) []byte {
 	}
 	b = appendOmitEmpty(b, "aspect_ratio", j.AspectRatio)
 	b = appendOmitEmpty(b, "output_format", j.OutputFormat)
-	if len(j.Inputs) > 0 {
-		b = append(b, `,"inputs":[`...)
-		for i, in := range j.Inputs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"field":`...)
-			b = appendJSONString(b, in.Field)
-			b = appendOmitEmpty(b, "path", in.Path)
-			b = appendOmitEmpty(b, "from", in.From)
-			if in.Index != 0 {
-				b = append(b, `,"index":`...)
-				b = strconv.AppendInt(b, int64(in.Index), 10)
-			}
-			b = append(b, '}')
+	b = appendArray(b, "inputs", j.Inputs, func(b []byte, in Input) []byte {
+		b = append(b, `{"field":`...)
+		b = appendJSONString(b, in.Field)
+		b = appendOmitEmpty(b, "path", in.Path)
+		b = appendOmitEmpty(b, "from", in.From)
+		if in.Index != 0 {
+			b = append(b, `,"index":`...)
+			b = strconv.AppendInt(b, int64(in.Index), 10)
 		}
-		b = append(b, ']')
-	}
+		return append(b, '}')
+	})
 	b = appendField(b, "prompt", j.Prompt)
 	b = appendOmitEmpty(b, "negative_prompt", j.NegativePrompt)
-	if len(j.Settings) > 0 {
-		b = append(b, `,"settings":[`...)
-		for i, s := range j.Settings {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"name":`...)
-			b = appendJSONString(b, s.Name)
-			b = appendField(b, "value", s.Value)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
+	b = appendArray(b, "settings", j.Settings, func(b []byte, st Setting) []byte {
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, st.Name)
+		b = appendField(b, "value", st.Value)
+		return append(b, '}')
+	})
 	b = append(b, `,"samples":`...)
 	b = strconv.AppendInt(b, int64(j.Samples), 10)
 	b = append(b, `,"credits":`...)
@@ -187,4 +173,23 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendArray appends ,"key":[…] with each element of xs as elem appends
+// it, as json.Marshal writes a slice with omitempty: nothing when xs is
+// empty.
+func appendArray[T any](b []byte, key string, xs []T, elem func([]byte, T) []byte) []byte {
+	if len(xs) == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, `":[`...)
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = elem(b, x)
+	}
+	return append(b, ']')
 }
