@@ -182,9 +182,12 @@ type Options struct {
 // Cache is a cache folder. It is safe for concurrent use, also by several
 // processes sharing the folder.
 type Cache struct {
-	dir  string
-	now  func() time.Time
-	link func(oldname, newname string) error
+	dir string
+	now func() time.Time
+	// clockSet reports that now is not the system's clock, so files' times
+	// are set to it rather than left as the system made them.
+	clockSet bool
+	link     func(oldname, newname string) error
 }
 
 // Open returns the cache in dir. Nothing is created until an entry is
@@ -193,7 +196,7 @@ func Open(dir string, o Options) (*Cache, error) {
 	if dir == "" {
 		return nil, errors.New("cache folder is empty")
 	}
-	c := &Cache{dir: dir, now: o.Now, link: o.Link}
+	c := &Cache{dir: dir, now: o.Now, clockSet: o.Now != nil, link: o.Link}
 	if c.now == nil {
 		c.now = time.Now
 	}

@@ -177,7 +177,7 @@ func TestUncommittedInvisible(t *testing.T) {
 					t.Fatal(err)
 				}
 				// and its metadata, as Commit writes it before the rename
-				if err := writeMeta(filepath.Join(w.dir, metaFile), meta{Version: metaVersion, Key: key, Images: w.images}); err != nil {
+				if _, err := writeMeta(filepath.Join(w.dir, metaFile), meta{Version: metaVersion, Key: key, Images: w.images}); err != nil {
 					t.Fatal(err)
 				}
 				if err := w.touch(); err != nil {

@@ -3,6 +3,8 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -129,5 +131,124 @@ func TestLinkCancelled(t *testing.T) {
 	}
 	if !c.Contains(e.Key) {
 		t.Error("a cancelled copy removed the entry")
+	}
+}
+
+// TestAddFile: an image already written in full elsewhere joins an entry
+// as a hard link where the filesystem allows, as a checked copy where it
+// does not; the entry serves it, or finds it damaged when the sum given
+// was not the file's.
+func TestAddFile(t *testing.T) {
+	crossDevice := func(oldname, newname string) error {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EXDEV}
+	}
+	tests := []struct {
+		name       string
+		link       func(oldname, newname string) error // nil: os.Link
+		wrongSum   bool                                // the sum given is another file's
+		wantLinked bool
+		wantErr    string // "" for success, "add" when AddFile fails, "corrupt" when serving does
+	}{
+		{name: "same filesystem", wantLinked: true},
+		{name: "cross device", link: crossDevice},
+		{name: "wrong sum, linked", wrongSum: true, wantLinked: true, wantErr: "corrupt"},
+		{name: "wrong sum, copied", link: crossDevice, wrongSum: true, wantErr: "add"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Open(filepath.Join(t.TempDir(), "cache"), Options{Now: newClock().now, Link: tt.link})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := image(1, 100_000)
+			src := filepath.Join(t.TempDir(), "cat.png")
+			if err := os.WriteFile(src, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(want)
+			if tt.wrongSum {
+				sum = sha256.Sum256(image(2, 100_000))
+			}
+			key := testKey(1)
+			w, err := c.Create(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			err = w.AddFile(0, src, Image{Format: "png", Seed: 7, FinishReason: "SUCCESS", SHA256: hex.EncodeToString(sum[:])})
+			if tt.wantErr == "add" {
+				if err == nil || !strings.Contains(err.Error(), "changed while it was copied") {
+					t.Fatalf("AddFile error = %v, want the copy's sum refused", err)
+				}
+				if _, err := w.Commit(cost.Credit); err == nil {
+					t.Error("Commit after a failed AddFile succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("AddFile: %v", err)
+			}
+			if _, err := w.Commit(cost.Credit); err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			a, _ := os.Stat(src)
+			b, _ := os.Stat(imagePath(c, key, 0))
+			if os.SameFile(a, b) != tt.wantLinked {
+				t.Errorf("the entry's image is src: %v, want %v", os.SameFile(a, b), tt.wantLinked)
+			}
+			e, err := c.Get(key)
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if img := e.Images[0]; img.Bytes != int64(len(want)) || img.Seed != 7 || img.File != "1.png" {
+				t.Errorf("image = %+v, want 1.png of %d bytes, seed 7", img, len(want))
+			}
+			got, err := readImage(c, e, 0)
+			switch tt.wantErr {
+			case "":
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("served %d bytes, %v; want the file", len(got), err)
+				}
+			case "corrupt":
+				if _, ok := errors.AsType[*CorruptError](err); !ok {
+					t.Errorf("serving an image whose sum was wrong: %v, want a *CorruptError", err)
+				}
+			}
+		})
+	}
+}
+
+// TestAddFileMisuse: out of order, an unknown format, a sum that is not
+// one and a missing file are refused.
+func TestAddFileMisuse(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "cat.png")
+	if err := os.WriteFile(src, image(1, 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		i    int
+		src  string
+		img  Image
+		want string
+	}{
+		{"out of order", 1, src, Image{Format: "png", SHA256: sum}, "out of order"},
+		{"unknown format", 0, src, Image{Format: "gif", SHA256: sum}, "unknown format"},
+		{"not a sum", 0, src, Image{Format: "png", SHA256: "abc"}, "not a SHA-256"},
+		{"missing file", 0, src + ".gone", Image{Format: "png", SHA256: sum}, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCache(t, newClock())
+			w, err := c.Create(testKey(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			if err := w.AddFile(tt.i, tt.src, tt.img); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("AddFile error = %v, want one with %q", err, tt.want)
+			}
+		})
 	}
 }

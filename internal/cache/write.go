@@ -39,10 +39,12 @@ func (c *Cache) Create(key string) (*Writer, error) {
 		return nil, fmt.Errorf("%w: %q", ErrInvalidKey, key)
 	}
 	tmp := filepath.Join(c.dir, tmpDir)
-	if err := os.MkdirAll(tmp, 0o777); err != nil {
-		return nil, fmt.Errorf("create cache entry: %w", err)
-	}
 	dir, err := os.MkdirTemp(tmp, "w-"+key[:16]+"-*")
+	if errors.Is(err, fs.ErrNotExist) { // the first write into this cache
+		if err = os.MkdirAll(tmp, 0o777); err == nil {
+			dir, err = os.MkdirTemp(tmp, "w-"+key[:16]+"-*")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create cache entry: %w", err)
 	}
@@ -56,7 +58,12 @@ func (c *Cache) Create(key string) (*Writer, error) {
 
 // touch marks the writer's folder as written to now, by the cache's clock:
 // Prune and Verify take a folder untouched for a day for a dead writer's.
+// With the system's clock there is nothing to do: making the folder, and
+// each file the writer makes in it, sets its time.
 func (w *Writer) touch() error {
+	if !w.c.clockSet {
+		return nil
+	}
 	now := w.c.now()
 	return os.Chtimes(w.dir, now, now)
 }
@@ -151,12 +158,81 @@ func (w *Writer) End(i int, img Image) error {
 	return nil
 }
 
+// AddFile adds image i (0-based; images come in order, as with Begin) as
+// the file src, which holds exactly the bytes the API sent: a hard link to
+// src where the cache's filesystem allows one, else a copy. img is as for
+// End, and its SHA256 is src's, which the caller knows from writing the
+// file (a wrong sum only makes the entry damaged, found when it is served,
+// as every image is hashed then); the cache sets File and Bytes. It keeps
+// an answer already written in full elsewhere without writing its bytes
+// again. An error means the entry cannot be committed: Abort it.
+func (w *Writer) AddFile(i int, src string, img Image) error {
+	switch {
+	case w.err != nil:
+		return w.err
+	case w.dir == "":
+		return errors.New("cache entry is already committed or aborted")
+	case w.f != nil || i != len(w.images):
+		return w.fail(fmt.Errorf("image %d added out of order", i))
+	case i >= MaxImages:
+		return w.fail(fmt.Errorf("image %d: at most %d images", i, MaxImages))
+	case !ValidKey(img.SHA256):
+		return w.fail(fmt.Errorf("image %d: %q is not a SHA-256", i+1, img.SHA256))
+	}
+	name, ok := imageFile(i, img.Format)
+	if !ok {
+		return w.fail(fmt.Errorf("image %d: unknown format %q", i+1, img.Format))
+	}
+	dst := filepath.Join(w.dir, name)
+	if err := w.c.link(src, dst); err != nil {
+		if err := copyInto(dst, src, img.SHA256); err != nil {
+			return w.fail(fmt.Errorf("image %d: %w", i+1, err))
+		}
+	}
+	fi, err := os.Lstat(dst)
+	switch {
+	case err != nil:
+		return w.fail(err)
+	case !fi.Mode().IsRegular() || fi.Size() == 0:
+		return w.fail(fmt.Errorf("image %d: %s is not a non-empty regular file", i+1, src))
+	}
+	img.File, img.Bytes = name, fi.Size()
+	w.images = append(w.images, img)
+	if err := w.touch(); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// copyInto copies the file src to the new file dst, checking that its
+// bytes have the SHA-256 sum (hex).
+func copyInto(dst, src, sum string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = io.CopyBuffer(io.MultiWriter(out, h), in, make([]byte, copyBuffer))
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != sum {
+		err = fmt.Errorf("%s changed while it was copied", src)
+	}
+	return err
+}
+
 // Commit writes the entry's metadata, price being the list price of the
-// request in micro-credits, and makes the entry visible. When another
-// writer made the entry first, Commit drops this one and returns that
-// entry: both hold what the same request returned. An error wrapping
-// ErrMiss then means that entry is of another version of batch, or was
-// removed again: there is nothing to do.
+// request in micro-credits, makes the entry visible and returns it. When
+// another writer made the entry first, Commit drops this one and returns
+// that entry, read back: both hold what the same request returned. An
+// error wrapping ErrMiss then means that entry is of another version of
+// batch, or was removed again: there is nothing to do.
 func (w *Writer) Commit(price cost.Credits) (Entry, error) {
 	switch {
 	case w.dir == "":
@@ -172,20 +248,25 @@ func (w *Writer) Commit(price cost.Credits) (Entry, error) {
 	}
 	now := w.c.now().UTC()
 	m := meta{Version: metaVersion, Key: w.key, Nonce: fmt.Sprintf("%016x", rand.Uint64()), Created: now, Price: price, Images: w.images}
-	if err := writeMeta(filepath.Join(w.dir, metaFile), m); err != nil {
+	raw, err := writeMeta(filepath.Join(w.dir, metaFile), m)
+	if err != nil {
 		return Entry{}, w.fail(err)
 	}
-	// The entry's last use is its creation, by the cache's clock.
-	if err := os.Chtimes(filepath.Join(w.dir, metaFile), now, now); err != nil {
-		return Entry{}, w.fail(err)
+	// The entry's last use is its creation, by the cache's clock (the
+	// file's own time when that is the system's).
+	if w.c.clockSet {
+		if err := os.Chtimes(filepath.Join(w.dir, metaFile), now, now); err != nil {
+			return Entry{}, w.fail(err)
+		}
 	}
-	if err := w.touch(); err != nil {
-		return Entry{}, w.fail(err)
-	}
-	if err := w.publish(); err != nil {
+	mine, err := w.publish()
+	if err != nil {
 		return Entry{}, w.fail(err)
 	}
 	w.dir = ""
+	if mine {
+		return Entry{Key: m.Key, Created: m.Created, Price: m.Price, Images: m.Images, raw: raw}, nil
+	}
 	e, err := w.c.Get(w.key)
 	if err != nil {
 		return Entry{}, fmt.Errorf("read back cache entry %s: %w", short(w.key), err)
@@ -193,49 +274,53 @@ func (w *Writer) Commit(price cost.Credits) (Entry, error) {
 	return e, nil
 }
 
-// publish renames the entry's folder into objects/. When the entry exists
-// already (another writer's), it drops its own folder; an entry there
-// without metadata, which no writer makes, is removed and the rename
-// tried again.
-func (w *Writer) publish() error {
+// publish renames the entry's folder into objects/ and reports whether it
+// did. When the entry exists already (another writer's), it drops its own
+// folder and reports false; an entry there without metadata, which no
+// writer makes, is removed and the rename tried again.
+func (w *Writer) publish() (bool, error) {
 	dst := w.c.entryDir(w.key)
-	parent := filepath.Dir(dst)
-	if err := os.MkdirAll(parent, 0o777); err != nil {
-		return err
-	}
 	for try := 0; ; try++ {
 		err := os.Rename(w.dir, dst)
 		if err == nil {
-			return nil
+			return true, nil
 		}
 		if _, serr := os.Stat(filepath.Join(dst, metaFile)); serr == nil {
-			return os.RemoveAll(w.dir) // the other writer's entry stands
+			return false, os.RemoveAll(w.dir) // the other writer's entry stands
 		}
-		if _, serr := os.Stat(dst); try > 0 || errors.Is(serr, fs.ErrNotExist) {
-			return err
-		}
-		if err := w.c.remove(dst); err != nil {
-			return err
+		_, serr := os.Stat(dst)
+		switch {
+		case try > 1:
+			return false, err
+		case errors.Is(serr, fs.ErrNotExist):
+			// The first entry of its folder in objects/.
+			if err := os.MkdirAll(filepath.Dir(dst), 0o777); err != nil {
+				return false, err
+			}
+		default:
+			if err := w.c.remove(dst); err != nil {
+				return false, err
+			}
 		}
 	}
 }
 
-// writeMeta writes m to the new file name.
-func writeMeta(name string, m meta) error {
+// writeMeta writes m to the new file name and returns what it wrote.
+func writeMeta(name string, m meta) ([]byte, error) {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data = append(data, '\n')
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return err
+		return nil, err
 	}
-	return f.Close()
+	return data, f.Close()
 }
 
 // Abort drops the entry unless it was committed, removing its files.
