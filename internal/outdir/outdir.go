@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Folders and files inside an output folder.
@@ -50,6 +51,9 @@ var ErrSymlink = errors.New("nothing is written through links inside the output 
 // the one the user named. A Dir is safe for concurrent use.
 type Dir struct {
 	root *os.Root
+
+	mu   sync.Mutex
+	self *os.File // the folder itself, kept open by SyncFolder("."); nil before
 }
 
 // OpenDir opens the existing folder path.
@@ -63,7 +67,29 @@ func OpenDir(path string) (*Dir, error) {
 
 // Close releases the folder; files opened through it stay open.
 func (d *Dir) Close() error {
-	return d.root.Close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var err error
+	if d.self != nil {
+		err = d.self.Close()
+		d.self = nil
+	}
+	return errors.Join(err, d.root.Close())
+}
+
+// Sub opens folder, an existing folder of d and not a symbolic link to
+// one, as a Dir of its own: its names are relative to folder, and its
+// methods do not walk folder's path again, as d's do for every name in
+// it. It stays inside d, and is closed apart from it.
+func (d *Dir) Sub(folder string) (*Dir, error) {
+	if err := d.checkFolders(folder + "/"); err != nil {
+		return nil, err
+	}
+	root, err := d.root.OpenRoot(folder)
+	if err != nil {
+		return nil, fmt.Errorf("open output folder: %w", d.pathError("open", folder, err))
+	}
+	return &Dir{root: root}, nil
 }
 
 // path is name as a path, joined to the folder's, for messages.
@@ -174,21 +200,42 @@ func (d *Dir) Remove(name string) error {
 
 // SyncFolder makes the entries of folder ("." for d itself) durable, as
 // after a rename. A filesystem that cannot sync folders is not an error.
+// d itself is opened once and kept open for the next calls, until Close.
 func (d *Dir) SyncFolder(folder string) error {
-	if folder != "." {
+	var f *os.File
+	if folder == "." {
+		var err error
+		if f, err = d.selfFile(); err != nil {
+			return d.pathError("sync", folder, err)
+		}
+	} else {
 		if err := d.checkFolder(folder); err != nil {
 			return err
 		}
+		var err error
+		if f, err = d.root.Open(folder); err != nil {
+			return d.pathError("sync", folder, err)
+		}
+		defer f.Close()
 	}
-	f, err := d.root.Open(folder)
-	if err != nil {
-		return d.pathError("sync", folder, err)
-	}
-	defer f.Close()
 	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && !errors.Is(err, errors.ErrUnsupported) {
 		return d.pathError("sync", folder, err)
 	}
 	return nil
+}
+
+// selfFile returns the folder itself, opened at the first call.
+func (d *Dir) selfFile() (*os.File, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.self == nil {
+		f, err := d.root.Open(".")
+		if err != nil {
+			return nil, err
+		}
+		d.self = f
+	}
+	return d.self, nil
 }
 
 // OpenFile opens the file name with flag (os.O_RDWR|os.O_CREATE, …),
@@ -227,7 +274,18 @@ func (d *Dir) OpenFile(name string, flag int) (*os.File, error) {
 // the new one, never a part. It writes a temp file beside name, syncs it,
 // renames it over name (a symbolic link there is replaced, never followed)
 // and syncs the folder. On failure the temp file is removed.
-func (d *Dir) WriteFileAtomic(name string, data []byte) (err error) {
+func (d *Dir) WriteFileAtomic(name string, data []byte) error {
+	if err := d.ReplaceFile(name, data); err != nil {
+		return err
+	}
+	return d.SyncFolder(path.Dir(name))
+}
+
+// ReplaceFile writes data to the file name as WriteFileAtomic does, but
+// for syncing the folder: the new file is durable, its name once the
+// caller syncs the folder (SyncFolder), as it may do once after several
+// renames into it.
+func (d *Dir) ReplaceFile(name string, data []byte) (err error) {
 	f, tmp, err := d.CreateTemp(name)
 	if err != nil {
 		return err
@@ -247,10 +305,7 @@ func (d *Dir) WriteFileAtomic(name string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = d.Rename(tmp, name); err != nil {
-		return err
-	}
-	return d.SyncFolder(path.Dir(name))
+	return d.Rename(tmp, name)
 }
 
 // WriteFileAtomic writes data to the file name as (*Dir).WriteFileAtomic

@@ -393,6 +393,48 @@ func TestDirRefusesLinks(t *testing.T) {
 				t.Errorf("link after Remove: %v, want gone", err)
 			}
 		}},
+		{"sub of a linked folder", func(t *testing.T, out, target string) {
+			mustSymlink(t, target, filepath.Join(out, ImagesDir))
+		}, func(d *Dir) error {
+			sub, err := d.Sub(ImagesDir)
+			if err == nil {
+				sub.Close()
+			}
+			return err
+		}, "images is a symbolic link", nil},
+		{"sub refuses a link inside it", func(t *testing.T, out, target string) {
+			mustMkdir(t, filepath.Join(out, ImagesDir))
+			mustSymlink(t, target, filepath.Join(out, ImagesDir, "deeper"))
+		}, func(d *Dir) error {
+			sub, err := d.Sub(ImagesDir)
+			if err != nil {
+				return err
+			}
+			defer sub.Close()
+			f, _, err := sub.CreateTemp("deeper/cats.png")
+			if err == nil {
+				f.Close()
+			}
+			return err
+		}, "images/deeper is a symbolic link", nil},
+		{"sub replaces a link at a file's name", func(t *testing.T, out, target string) {
+			mustMkdir(t, filepath.Join(out, ImagesDir))
+			mustSymlink(t, filepath.Join(target, "precious.txt"), filepath.Join(out, ImagesDir, "cats.png.batch.json"))
+		}, func(d *Dir) error {
+			sub, err := d.Sub(ImagesDir)
+			if err != nil {
+				return err
+			}
+			defer sub.Close()
+			if err := sub.ReplaceFile("cats.png.batch.json", []byte("{}\n")); err != nil {
+				return err
+			}
+			return sub.SyncFolder(".")
+		}, "", func(t *testing.T, out string) {
+			if data, err := os.ReadFile(filepath.Join(out, ImagesDir, "cats.png.batch.json")); err != nil || string(data) != "{}\n" {
+				t.Errorf("images/cats.png.batch.json = %q, %v; want the file ReplaceFile wrote", data, err)
+			}
+		}},
 		{"sync a linked folder", func(t *testing.T, out, target string) {
 			mustSymlink(t, target, filepath.Join(out, FilteredDir))
 		}, func(d *Dir) error {
