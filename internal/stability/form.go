@@ -1,6 +1,7 @@
 package stability
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -203,6 +204,9 @@ func (n *countingWriter) Write(p []byte) (int, error) {
 // ErrInvalidRequest): the body never completed, so the server cannot have
 // done the work.
 func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) (*http.Response, error) {
+	if body.length <= smallForm {
+		return c.postSmallForm(ctx, op, path, body)
+	}
 	pr, pw := io.Pipe()
 	var g errgroup.Group
 	g.Go(func() error {
@@ -228,6 +232,25 @@ func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) 
 	}
 	resp.Body = &formAnswer{ReadCloser: resp.Body, abandon: abandon}
 	return resp, nil
+}
+
+// smallForm is the largest form body, in bytes, that postForm makes in
+// memory before sending rather than streaming: most inputs are a few
+// hundred KiB at most, and a body in memory goes out in as few writes as
+// the connection takes, with no goroutine to feed it.
+const smallForm = 256 << 10
+
+// postSmallForm is postForm for a body of at most smallForm bytes, written
+// into memory first: an input that cannot be read fails the request before
+// anything is sent.
+func (c *Client) postSmallForm(ctx context.Context, op, path string, body *formBody) (*http.Response, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(body.length))
+	if err := body.writeTo(&buf); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	data := buf.Bytes()
+	return c.send(ctx, op, http.MethodPost, path, c.accept, &requestBody{r: bytes.NewReader(data), n: body.length, ctype: body.ctype, data: data})
 }
 
 // formAnswer is the answer to a form request: closing it ends the body's

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -458,26 +459,30 @@ func TestStableImageRefusedBeforeSending(t *testing.T) {
 	}
 }
 
+// TestStableImageInputBreaksWhileSent breaks an input while its request
+// is made: a body small enough to be made in memory first (smallForm) and
+// one streamed.
 func TestStableImageInputBreaksWhileSent(t *testing.T) {
 	head := fakeImage("png", 1, 4096)
 	errDisk := errors.New("input/output error")
-	tests := []struct {
+	type test struct {
 		name string
 		file func() *fakeFile
 		want string
-	}{
-		{
-			name: "read error",
+	}
+	var tests []test
+	for _, size := range []int64{smallForm / 2, 1 << 20} {
+		tests = append(tests, test{
+			name: fmt.Sprintf("read error, %d bytes", size),
 			file: func() *fakeFile {
-				return &fakeFile{r: io.MultiReader(bytes.NewReader(head), iotest.ErrReader(errDisk)), size: 1 << 20}
+				return &fakeFile{r: io.MultiReader(bytes.NewReader(head), iotest.ErrReader(errDisk)), size: size}
 			},
 			want: "field image: input/output error",
-		},
-		{
-			name: "file shrank",
-			file: func() *fakeFile { return &fakeFile{r: bytes.NewReader(head), size: 1 << 20} },
-			want: "field image: the file shrank from 1048576 bytes",
-		},
+		}, test{
+			name: fmt.Sprintf("file shrank, %d bytes", size),
+			file: func() *fakeFile { return &fakeFile{r: bytes.NewReader(head), size: size} },
+			want: fmt.Sprintf("field image: the file shrank from %d bytes", size),
+		})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
