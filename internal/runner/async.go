@@ -108,7 +108,7 @@ func (r *run) poll(sched context.Context, a *asyncJob) event {
 		return r.final(a, FailInvalid, err)
 	}
 	// A poll is free and can be repeated, so an interrupt cancels it.
-	sink := &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format, key: a.key, failWrite: r.cfg.failWrite, bufs: &r.images}
+	sink := &attemptFiles{folder: r.folder, job: job, format: format, key: a.key, failWrite: r.cfg.failWrite, bufs: &r.images}
 	kept := r.keeper(&job, a.key) // the cache's copy of the result; nil when none is kept
 	defer kept.drop()
 	ctx, cancel := context.WithTimeout(sched, r.cfg.AttemptTimeout)

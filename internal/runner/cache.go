@@ -19,7 +19,6 @@ import (
 	"github.com/batch-tool/batch/internal/catalog"
 	"github.com/batch-tool/batch/internal/cost"
 	"github.com/batch-tool/batch/internal/manifest"
-	"github.com/batch-tool/batch/internal/outdir"
 	"github.com/batch-tool/batch/internal/pngtext"
 	"github.com/batch-tool/batch/internal/stability"
 )
@@ -152,7 +151,7 @@ func artifactOf(img cache.Image) stability.Artifact {
 // replayCached writes the images of entry e into OUT for job (journal Key
 // key) through the writer of a paid answer, and commits them.
 func (r *run) replayCached(job *manifest.Job, key string, format fileFormat, e cache.Entry) ([]Image, error) {
-	sink := &attemptFiles{outDir: r.cfg.OutDir, job: *job, format: format, key: key, failWrite: r.cfg.failWrite, bufs: &r.images}
+	sink := &attemptFiles{folder: r.folder, job: *job, format: format, key: key, failWrite: r.cfg.failWrite, bufs: &r.images}
 	for k, img := range e.Images {
 		if err := r.replayImage(sink, e, k, img); err != nil {
 			sink.discard()
@@ -192,11 +191,7 @@ func (r *run) replayImage(sink stability.Sink, e cache.Entry, k int, img cache.I
 // for job (journal Key key): each record written beside its image, then
 // the image linked from the cache (copied across filesystems).
 func (r *run) linkCached(job *manifest.Job, key string, format fileFormat, e cache.Entry) ([]Image, error) {
-	d, err := outdir.OpenDir(r.cfg.OutDir)
-	if err != nil {
-		return nil, &localFailure{err}
-	}
-	defer d.Close()
+	d := r.folder.out
 	images := make([]Image, 0, len(e.Images))
 	for k, img := range e.Images {
 		folder := ImagesDir
@@ -228,6 +223,9 @@ func (r *run) linkCached(job *manifest.Job, key string, format fileFormat, e cac
 		if _, err := r.cfg.Cache.Link(context.Background(), e, k, filepath.Join(r.cfg.OutDir, filepath.FromSlash(rel))); err != nil {
 			return nil, err
 		}
+		if err := d.SyncFolder(folder); err != nil { // the record's name and the link's
+			return nil, &localFailure{err}
+		}
 		images = append(images, Image{Path: rel, Seed: a.Seed, FinishReason: a.FinishReason, SHA256: img.SHA256, RequestID: a.RequestID})
 	}
 	return images, nil
@@ -236,13 +234,18 @@ func (r *run) linkCached(job *manifest.Job, key string, format fileFormat, e cac
 // keeper keeps the answer of a paid, cacheable request in Config.Cache:
 // the images the client streams into the job's files are teed, as the API
 // sent them, into a new entry per attempt, committed once the job's files
-// are and the job succeeded, dropped otherwise. A failure of the cache
-// never fails the job: it is told in JobResult.CacheError. A nil *keeper
-// keeps nothing. It is used by one goroutine.
+// are and the job succeeded, dropped otherwise. When the job's files are
+// the API's bytes as they came (WebP, whose record is a sidecar), nothing
+// is teed: the committed files are added to the entry as they are, hard
+// links where the cache's filesystem allows. A failure of the cache never
+// fails the job: it is told in JobResult.CacheError. A nil *keeper keeps
+// nothing. It is used by one goroutine.
 type keeper struct {
 	c      Cache
 	key    string        // the cache key
 	format string        // the job's output format, for an artifact that names none
+	outDir string        // where the job's files are, for link
+	link   bool          // the job's files are the API's bytes: added at commit, not teed
 	w      *cache.Writer // the entry of the attempt answering; nil before its first image
 	err    error         // the first failure of the cache; nothing more is kept after it
 }
@@ -253,21 +256,25 @@ func (r *run) keeper(job *manifest.Job, key string) *keeper {
 	if r.cfg.Cache == nil || !Cacheable(*job) {
 		return nil
 	}
-	k := &keeper{c: r.cfg.Cache}
+	k := &keeper{c: r.cfg.Cache, outDir: r.cfg.OutDir}
 	k.key, k.err = cache.KeyFor(r.cfg.CacheEndpoint, key)
 	if format, err := outputFormat(*job); err == nil {
-		k.format = format.name
+		k.format, k.link = format.name, format.name == "webp"
 	}
 	return k
 }
 
 // sink returns the sink of one attempt: files, with each image teed into
-// the attempt's cache entry. An earlier attempt's entry is dropped.
+// the attempt's cache entry unless the keeper links them. An earlier
+// attempt's entry is dropped.
 func (k *keeper) sink(files *attemptFiles) stability.Sink {
 	if k == nil {
 		return files
 	}
 	k.drop()
+	if k.link {
+		return files
+	}
 	return &teeSink{files: files, k: k}
 }
 
@@ -339,6 +346,9 @@ func (k *keeper) commit(price cost.Credits, res JobResult) JobResult {
 	if res.Status != Succeeded {
 		return res
 	}
+	if k.link && k.err == nil {
+		k.addFiles(res.Images)
+	}
 	if k.err == nil && k.w != nil {
 		_, err := k.w.Commit(price)
 		k.w = nil
@@ -352,6 +362,24 @@ func (k *keeper) commit(price cost.Credits, res JobResult) JobResult {
 		res.CacheError = fmt.Sprintf("paid images not kept in the cache: %v", k.err)
 	}
 	return res
+}
+
+// addFiles starts the entry with the job's committed images, which are the
+// API's bytes as they came.
+func (k *keeper) addFiles(images []Image) {
+	w, err := k.c.Create(k.key)
+	if err != nil {
+		k.fail(err)
+		return
+	}
+	k.w = w
+	for i, img := range images {
+		ci := cache.Image{Format: k.format, Seed: img.Seed, FinishReason: img.FinishReason, RequestID: img.RequestID, SHA256: img.SHA256}
+		if err := w.AddFile(i, filepath.Join(k.outDir, filepath.FromSlash(img.Path)), ci); err != nil {
+			k.fail(err)
+			return
+		}
+	}
 }
 
 // teeSink is the sink of an attempt whose answer is also kept in the

@@ -215,11 +215,21 @@ func (g *gate) wait(ctx context.Context) error {
 		if err := sleep(ctx, time.Until(own)); err != nil {
 			return err
 		}
-		slot, err := g.state.Take(time.Now(), g.interval)
+		now := time.Now()
+		slot, err := g.state.Take(now, g.interval)
 		if err != nil {
 			return fmt.Errorf("rate limiter: %w", err)
 		}
-		if err := sleep(ctx, time.Until(slot)); err != nil {
+		if !slot.After(now) {
+			// Take saw every shared pause set by now, and there is no
+			// wait in which another could be set: only this run's own
+			// pause (one the state could not store) may hold it.
+			if own, _ := g.ownPause(); !own.After(now) {
+				return nil
+			}
+			continue
+		}
+		if err := sleep(ctx, slot.Sub(now)); err != nil {
 			return err
 		}
 		shared, err := g.state.PausedUntil(time.Now())

@@ -158,7 +158,8 @@ func (m *imageMark) end(a stability.Artifact) error {
 
 // writeSidecar writes a WebP image's record, with the image's SHA-256,
 // beside the image about to be renamed to rel (slash-separated, relative
-// to d); for other formats it does nothing.
+// to d); for other formats it does nothing. The record's name is durable
+// once the caller syncs its folder, as it does after the image's rename.
 func (m *imageMark) writeSidecar(d *outdir.Dir, rel, sum string) error {
 	if m.format.name != "webp" {
 		return nil
@@ -169,7 +170,7 @@ func (m *imageMark) writeSidecar(d *outdir.Dir, rel, sum string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.WriteFileAtomic(rel+sidecarExt, append(text, '\n')); err != nil {
+	if err := d.ReplaceFile(rel+sidecarExt, append(text, '\n')); err != nil {
 		return fmt.Errorf("write image record: %w", err)
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -112,18 +111,55 @@ func (p *imageBuffers) put(b *bufio.Writer) {
 	}
 }
 
+// outFolder is a run's output folder as its attempts write images into
+// it: the folder and its images/ folder, each opened once for the whole
+// run (outdir.Dir.Sub), so that a file made in images/ does not walk the
+// path there again. It is safe for concurrent use.
+type outFolder struct {
+	out    *outdir.Dir
+	images *outdir.Dir // out's ImagesDir
+}
+
+// openOutFolder opens the output folder path, whose images/ folder
+// exists (see prepareOut).
+func openOutFolder(path string) (*outFolder, error) {
+	out, err := outdir.OpenDir(path)
+	if err != nil {
+		return nil, err
+	}
+	images, err := out.Sub(ImagesDir)
+	if err != nil {
+		out.Close()
+		return nil, err
+	}
+	return &outFolder{out: out, images: images}, nil
+}
+
+// Close closes both folders.
+func (o *outFolder) Close() error {
+	return errors.Join(o.images.Close(), o.out.Close())
+}
+
+// place returns the folder rel (slash-separated, relative to the output
+// folder) is best reached through, and rel's name in it: images/ and the
+// file's base name for a file there, else the output folder and rel.
+func (o *outFolder) place(rel string) (*outdir.Dir, string) {
+	if name, ok := strings.CutPrefix(rel, ImagesDir+"/"); ok && !strings.Contains(name, "/") {
+		return o.images, name
+	}
+	return o.out, rel
+}
+
 // attemptFiles is the stability.Sink of one attempt: it streams each
 // artifact into a temp file under OutDir/images and a SHA-256 hash, a PNG
 // through a pngtext.Writer that adds the parameters once the seed is known.
 // The files become visible only on commit; discard removes them. Every file
-// operation goes through an outdir.Dir, opened by the first Begin and
-// closed by commit or discard, so none follows a symbolic link inside
-// OutDir or reaches outside it.
+// operation goes through the run's outFolder, so none follows a symbolic
+// link inside OutDir or reaches outside it.
 type attemptFiles struct {
-	outDir string
+	folder *outFolder
 	job    manifest.Job
 	format fileFormat
-	dir    *outdir.Dir // nil until the first Begin
 	files  []*tempImage
 	// key is the journal Key of the attempt's request, recorded in each
 	// image (see imageRecord).
@@ -140,7 +176,7 @@ type attemptFiles struct {
 
 type tempImage struct {
 	f    *os.File
-	tmp  string          // the temp file's name, relative to OutDir
+	tmp  string          // the temp file's name in images/; "" once renamed
 	buf  *bufio.Writer   // lent by attemptFiles.bufs until End flushed it; nil after
 	w    io.Writer       // what the client writes to
 	png  *pngtext.Writer // nil when the format carries no text
@@ -202,15 +238,8 @@ func (s *attemptFiles) Begin(i int) (io.Writer, error) {
 	if i != len(s.files) {
 		return nil, fmt.Errorf("artifact %d began out of order", i)
 	}
-	if s.dir == nil {
-		d, err := outdir.OpenDir(s.outDir)
-		if err != nil {
-			return nil, s.fail(fmt.Errorf("create image file: %w", err))
-		}
-		s.dir = d
-	}
 	name := imageName(s.job.ID, i, s.job.Samples, s.format.ext)
-	f, tmp, err := s.dir.CreateTemp(ImagesDir + "/" + name)
+	f, tmp, err := s.folder.images.CreateTemp(name)
 	if err != nil {
 		return nil, s.fail(fmt.Errorf("create image file: %w", err))
 	}
@@ -219,7 +248,7 @@ func (s *attemptFiles) Begin(i int) (io.Writer, error) {
 	if t.mark, t.w, err = newImageMark(s.format, imageRecord{ID: s.job.ID, Key: s.key, Image: i + 1}, t.w); err != nil {
 		s.bufs.put(t.buf)
 		_ = f.Close()
-		_ = s.dir.Remove(tmp)
+		_ = s.folder.images.Remove(tmp)
 		return nil, err
 	}
 	if s.format.text {
@@ -304,43 +333,54 @@ func (s *attemptFiles) verify(f *os.File) error {
 }
 
 // commit renames every finished temp file to its final name (a symbolic
-// link there is replaced, never followed) and syncs the folders, so the
-// images are durable before the job is journaled. On error the remaining
-// temp files are removed.
+// link there is replaced, never followed), each after its sidecar record
+// when it has one, and syncs the folders once, so the images are durable
+// before the job is journaled. On error the remaining temp files are
+// removed.
 func (s *attemptFiles) commit() ([]Image, error) {
 	images := make([]Image, 0, len(s.files))
-	dirs := map[string]bool{}
+	var inImages, filtered bool
 	for i, t := range s.files {
 		if !t.done {
 			s.discard()
 			return nil, fmt.Errorf("artifact %d was not completed", i)
 		}
-		if err := t.mark.writeSidecar(s.dir, t.img.Path, t.img.SHA256); err != nil {
+		d, name := s.folder.place(t.img.Path)
+		if err := t.mark.writeSidecar(d, name, t.img.SHA256); err != nil {
 			s.discard()
 			return nil, fmt.Errorf("save image: %w", err)
 		}
-		if err := s.dir.Rename(t.tmp, t.img.Path); err != nil {
+		var err error
+		if d == s.folder.images {
+			err = d.Rename(t.tmp, name)
+			inImages = true
+		} else {
+			err = d.Rename(ImagesDir+"/"+t.tmp, name)
+			filtered = true
+		}
+		if err != nil {
 			s.discard()
 			return nil, fmt.Errorf("save image: %w", err)
 		}
 		t.tmp = "" // renamed: nothing to remove
-		dirs[path.Dir(t.img.Path)] = true
 		images = append(images, t.img)
 	}
-	defer s.discard() // closes the folder
-	for _, d := range []string{ImagesDir, FilteredDir} {
-		if dirs[d] {
-			if err := s.dir.SyncFolder(d); err != nil {
-				return nil, fmt.Errorf("save image: %w", err)
-			}
+	s.discard() // releases the buffers; nothing is left to remove
+	if inImages {
+		if err := s.folder.images.SyncFolder("."); err != nil {
+			return nil, fmt.Errorf("save image: %w", err)
+		}
+	}
+	if filtered {
+		if err := s.folder.out.SyncFolder(FilteredDir); err != nil {
+			return nil, fmt.Errorf("save image: %w", err)
 		}
 	}
 	return images, nil
 }
 
 // discard closes and removes every temp file of the attempt that is not
-// renamed yet, and closes the folder. It removes only the files this
-// attempt created.
+// renamed yet. It removes only the files this attempt created.
 func (s *attemptFiles) discard() {
 	for _, t := range s.files {
 		if t.buf != nil {
@@ -349,14 +389,10 @@ func (s *attemptFiles) discard() {
 		}
 		_ = t.f.Close() // a second Close is harmless
 		if t.tmp != "" {
-			_ = s.dir.Remove(t.tmp)
+			_ = s.folder.images.Remove(t.tmp)
 		}
 	}
 	s.files = nil
-	if s.dir != nil {
-		_ = s.dir.Close()
-		s.dir = nil
-	}
 }
 
 // prepareOut makes the output folder ready before anything is sent (see

@@ -12,9 +12,9 @@ import (
 	"github.com/batch-tool/batch/internal/stability"
 )
 
-// outFolder returns a new output folder with its image folders, on
+// newOutFolder returns a new output folder with its image folders, on
 // tmpfs where there is one.
-func outFolder(tb testing.TB, root string) string {
+func newOutFolder(tb testing.TB, root string) string {
 	tb.Helper()
 	out, err := os.MkdirTemp(root, "out")
 	if err != nil {
@@ -37,7 +37,12 @@ func saveImage(tb testing.TB, outDir string, bufs *imageBuffers, job manifest.Jo
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &attemptFiles{outDir: outDir, job: job, format: format, key: "key-0", bufs: bufs}
+	folder, err := openOutFolder(outDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer folder.Close()
+	s := &attemptFiles{folder: folder, job: job, format: format, key: "key-0", bufs: bufs}
 	w, err := s.Begin(0)
 	if err != nil {
 		tb.Fatal(err)
@@ -74,12 +79,12 @@ func TestImageWriteAfterEnd(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bufs := new(imageBuffers)
-			out := outFolder(t, t.TempDir())
+			out := newOutFolder(t, t.TempDir())
 			stale, images := saveImage(t, out, bufs, tt.job, tt.img)
 			if _, err := stale.Write([]byte("late")); err == nil {
 				t.Error("a write after End was taken")
 			}
-			saveImage(t, outFolder(t, t.TempDir()), bufs, tt.job, tt.img) // may take the first image's buffer
+			saveImage(t, newOutFolder(t, t.TempDir()), bufs, tt.job, tt.img) // may take the first image's buffer
 			data, err := os.ReadFile(filepath.Join(out, images[0].Path))
 			if err != nil {
 				t.Fatal(err)
@@ -100,7 +105,7 @@ func BenchmarkSaveImage(b *testing.B) {
 		bufs *imageBuffers
 	}{{"pooled", new(imageBuffers)}, {"unpooled", nil}} {
 		b.Run(tt.name, func(b *testing.B) {
-			out := outFolder(b, tmpfsDir(b))
+			out := newOutFolder(b, tmpfsDir(b))
 			jobs, _ := testJobs(1)
 			img := tinyPNG()
 			b.ReportAllocs()

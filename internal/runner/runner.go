@@ -434,6 +434,11 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs Jobs, prices []cos
 	if err := prepareOut(cfg.OutDir, jobs, outdir.Preparer{}); err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
 	}
+	folder, err := openOutFolder(cfg.OutDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("run: %w", err)
+	}
+	defer folder.Close()
 	jnl, src, err := openJournal(cfg.OutDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("run: %w", err)
@@ -477,7 +482,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs Jobs, prices []cos
 
 	prior := struct{ charged, possibly cost.Credits }{rec.charged, rec.possibly}
 	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: rec.log,
-		gate: newGate(cfg.Rate, cfg.RateState), journal: jnl, start: cfg.Now()}
+		gate: newGate(cfg.Rate, cfg.RateState), journal: jnl, folder: folder, start: cfg.Now()}
 	stop := func(err error) {
 		r.fatalOnce.Do(func() {
 			r.fatalErr = err
@@ -580,6 +585,7 @@ type run struct {
 	ledger  *ledger
 	journal *journal
 	images  imageBuffers // lends the write buffers of image files (output.go)
+	folder  *outFolder   // the output folder, opened for the run's images
 	start   time.Time    // by cfg.Now
 
 	s        schedule // the dispatcher's state, see schedule.go
@@ -717,7 +723,7 @@ func (r *run) generate(sched, reqs context.Context, i int, j *manifest.Job, req 
 	defer kept.drop()
 	var arts []stability.Artifact
 	ok := r.send(sched, reqs, key, price, &res, func(ctx context.Context) (error, error) {
-		sink = &attemptFiles{outDir: r.cfg.OutDir, job: job, format: format, key: key, failWrite: r.cfg.failWrite, bufs: &r.images}
+		sink = &attemptFiles{folder: r.folder, job: job, format: format, key: key, failWrite: r.cfg.failWrite, bufs: &r.images}
 		a, err := r.gen.Generate(ctx, req, kept.sink(sink))
 		if err != nil {
 			sink.discard()
