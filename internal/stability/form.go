@@ -38,18 +38,32 @@ type formPart struct {
 	format string  // "png", "jpeg" or "webp", from head
 }
 
-// formBody is a multipart/form-data request body, written part by part as
-// the transport reads it: an image input is copied from its file 32 KiB at a
-// time, never held whole. Its length is known before the first byte is
-// sent, so the request carries a Content-Length as the API's own examples
-// do, and a body over the API's limit is refused without sending it.
+// formBody is a multipart/form-data request body. A small one (at most
+// smallForm bytes) is made in memory at once and sent in one piece; a
+// larger one is written part by part as the transport reads it, an image
+// input copied from its file 32 KiB at a time, never held whole. Its length
+// is known before the first byte is sent, so the request carries a
+// Content-Length as the API's own examples do, and a body over the API's
+// limit is refused without sending it.
 type formBody struct {
 	parts    []formPart
 	boundary string // the multipart boundary, random
 	ctype    string // multipart/form-data with the boundary
 	length   int64  // bytes of the whole body
+	data     []byte // the whole body when made in memory; nil when streamed
 	bufs     *buffers
 }
+
+// smallForm is the largest form body, in bytes, made in memory before it is
+// sent rather than streamed: most inputs are a few hundred KiB at most, and
+// a body in memory is made in one pass, goes out in as few writes as the
+// connection takes, and needs no goroutine to feed it.
+const smallForm = 256 << 10
+
+// partOverhead bounds the bytes a part adds to a body besides its value or
+// file: its boundary line and headers, with a field name and format of at
+// most 64 bytes each.
+const partOverhead = 512
 
 // newFormBody opens the image inputs among fields (already checked against
 // the catalogue; isImage tells which they are) and measures the body. The
@@ -72,6 +86,9 @@ func (c *Client) newFormBody(fields []Field, isImage func(name string) bool) (_ 
 		}
 		b.parts = append(b.parts, p)
 	}
+	if b.estimate() <= smallForm {
+		return b, b.inMemory()
+	}
 	// Measure by writing everything but the files' bytes, with the boundary
 	// the real body will use.
 	var n countingWriter
@@ -84,6 +101,30 @@ func (c *Client) newFormBody(fields []Field, isImage func(name string) bool) (_ 
 		return nil, fmt.Errorf("%w: the request body would be %d bytes, over the API's limit of 10 MiB (%d bytes)", ErrInvalidRequest, b.length, maxRequestBody)
 	}
 	return b, nil
+}
+
+// estimate returns an upper bound of the body's length in bytes.
+func (b *formBody) estimate() int64 {
+	n := int64(partOverhead) // the closing boundary
+	for _, p := range b.parts {
+		n += partOverhead + int64(len(p.name)+len(p.value)) + p.size
+	}
+	return n
+}
+
+// inMemory makes the whole body in memory, and closes the inputs' files.
+func (b *formBody) inMemory() error {
+	var buf bytes.Buffer
+	buf.Grow(int(b.estimate()))
+	mw := multipart.NewWriter(&buf)
+	b.boundary = mw.Boundary()
+	if err := b.writeTo(&buf); err != nil {
+		return err
+	}
+	b.close()
+	b.parts = nil
+	b.ctype, b.length, b.data = mw.FormDataContentType(), int64(buf.Len()), buf.Bytes()
+	return nil
 }
 
 // openInput opens an image input and reads its first bytes to tell its
@@ -204,8 +245,8 @@ func (n *countingWriter) Write(p []byte) (int, error) {
 // ErrInvalidRequest): the body never completed, so the server cannot have
 // done the work.
 func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) (*http.Response, error) {
-	if body.length <= smallForm {
-		return c.postSmallForm(ctx, op, path, body)
+	if body.data != nil {
+		return c.send(ctx, op, http.MethodPost, path, c.accept, &requestBody{r: bytes.NewReader(body.data), n: body.length, ctype: body.ctype, data: body.data})
 	}
 	pr, pw := io.Pipe()
 	var g errgroup.Group
@@ -232,25 +273,6 @@ func (c *Client) postForm(ctx context.Context, op, path string, body *formBody) 
 	}
 	resp.Body = &formAnswer{ReadCloser: resp.Body, abandon: abandon}
 	return resp, nil
-}
-
-// smallForm is the largest form body, in bytes, that postForm makes in
-// memory before sending rather than streaming: most inputs are a few
-// hundred KiB at most, and a body in memory goes out in as few writes as
-// the connection takes, with no goroutine to feed it.
-const smallForm = 256 << 10
-
-// postSmallForm is postForm for a body of at most smallForm bytes, written
-// into memory first: an input that cannot be read fails the request before
-// anything is sent.
-func (c *Client) postSmallForm(ctx context.Context, op, path string, body *formBody) (*http.Response, error) {
-	var buf bytes.Buffer
-	buf.Grow(int(body.length))
-	if err := body.writeTo(&buf); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	data := buf.Bytes()
-	return c.send(ctx, op, http.MethodPost, path, c.accept, &requestBody{r: bytes.NewReader(data), n: body.length, ctype: body.ctype, data: data})
 }
 
 // formAnswer is the answer to a form request: closing it ends the body's
