@@ -433,7 +433,7 @@ func CacheHits(ctx context.Context, c Cache, held func(key string) bool, endpoin
 	// keyOf is the journal Key of j, its sources' images from images; ""
 	// when it cannot be computed.
 	keyOf := func(j *manifest.Job, images func(from string) []Image) string {
-		if addInputs(sums, j) != nil {
+		if addInputs(sums, nil, j) != nil {
 			return ""
 		}
 		files, err := resolveInputs("", j, sums, images)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/batch-tool/batch/internal/catalog"
 	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/stability"
 )
@@ -26,7 +27,7 @@ func hashInputs(jobs Jobs) (map[string]string, error) {
 	sums := map[string]string{}
 	for i := range jobs.Len() {
 		j := jobs.Job(i)
-		if err := addInputs(sums, &j); err != nil {
+		if err := addInputs(sums, nil, &j); err != nil {
 			return nil, err
 		}
 	}
@@ -34,8 +35,8 @@ func hashInputs(jobs Jobs) (map[string]string, error) {
 }
 
 // addInputs adds to sums the SHA-256 of each file j's Inputs name that
-// sums lacks.
-func addInputs(sums map[string]string, j *manifest.Job) error {
+// sums lacks, and to held (unless nil) the bytes of those it can hold.
+func addInputs(sums map[string]string, held *heldInputs, j *manifest.Job) error {
 	for _, in := range j.Inputs {
 		if in.From != "" || in.Path == "" {
 			continue
@@ -43,7 +44,7 @@ func addInputs(sums map[string]string, j *manifest.Job) error {
 		if _, ok := sums[in.Path]; ok {
 			continue
 		}
-		sum, err := hashFile(in.Path)
+		sum, err := hashFile(in.Path, held)
 		if err != nil {
 			return fmt.Errorf("job %s: image input %s: %w", j.ID, in.Field, err)
 		}
@@ -52,17 +53,81 @@ func addInputs(sums map[string]string, j *manifest.Job) error {
 	return nil
 }
 
-func hashFile(path string) (string, error) {
+// hashFile returns the SHA-256 (hex) of the file path's content, which it
+// gives held to keep when it fits (held may be nil).
+func hashFile(path string, held *heldInputs) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
+	if fi, err := f.Stat(); err == nil && held.fits(fi.Size()) {
+		data, err := io.ReadAll(io.LimitReader(f, heldFile+1))
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", path, err)
+		}
+		h.Write(data)
+		held.put(path, data) // unless it grew past heldFile since Stat
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Limits of heldInputs, in bytes: a file, and all of them.
+const (
+	heldFile  = 256 << 10
+	heldTotal = 32 << 20
+)
+
+// heldInputs keeps the content of the run's small input files as they were
+// hashed (at most heldFile bytes each, heldTotal in all), by path, so that
+// every request that sends one sends what its journal key names, without
+// reading the file again: one mask or photo edited a thousand ways is read
+// once. Larger files, and those past the total, are read from disk at each
+// send. It is filled before the run and only read during it; a nil
+// *heldInputs holds nothing.
+type heldInputs struct {
+	files map[string][]byte
+	total int64
+}
+
+// fits reports whether a file of size bytes can be held.
+func (h *heldInputs) fits(size int64) bool {
+	return h != nil && size > 0 && size <= heldFile && h.total+size <= heldTotal
+}
+
+// put holds data as path's content, if it fits.
+func (h *heldInputs) put(path string, data []byte) {
+	if !h.fits(int64(len(data))) {
+		return
+	}
+	if h.files == nil {
+		h.files = map[string][]byte{}
+	}
+	h.files[path] = data
+	h.total += int64(len(data))
+}
+
+// attach gives each image input of req whose file is held its content
+// (stability.Field.Data).
+func (h *heldInputs) attach(req *stability.Request) {
+	if h == nil || len(h.files) == 0 || req.Service == "" {
+		return
+	}
+	op, ok := catalog.Lookup(req.Service)
+	if !ok {
+		return
+	}
+	for k := range req.Fields {
+		f := &req.Fields[k]
+		if cf, ok := op.Field(f.Name); ok && cf.Type == catalog.Image {
+			f.Data = h.files[f.Value]
+		}
+	}
 }
 
 // resolveInputs returns job j's image inputs by field: a file with its sum

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -156,7 +157,7 @@ func TestDiamond(t *testing.T) {
 		{Name: "prompt", Value: "d"},
 		{Name: "mask", Value: imagePath(t, cfg.OutDir, c)},
 	}
-	if got := gen.request("d"); got.Service != "edit/inpaint" || !slices.Equal(got.Fields, want) {
+	if got := gen.request("d"); got.Service != "edit/inpaint" || !reflect.DeepEqual(got.Fields, want) {
 		t.Errorf("d's request = %+v, want edit/inpaint %+v", got, want)
 	}
 	if fileSum(t, want[0].Value) != b.Images[0].SHA256 || fileSum(t, want[2].Value) != c.Images[0].SHA256 {

@@ -499,7 +499,7 @@ func ReadStanding(outDir string, jobs Jobs, prices []cost.Credits, all Jobs) (St
 	var inputErr error
 	g, err := newGraph(jobs, func(_ int, j *manifest.Job) {
 		if inputErr == nil {
-			inputErr = addInputs(sums, j)
+			inputErr = addInputs(sums, nil, j)
 		}
 	})
 	switch {

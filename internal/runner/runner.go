@@ -408,7 +408,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs Jobs, prices []cos
 	// One pass over the jobs checks them and reads their input files as
 	// it indexes their ids; the graph's errors come first, then the first
 	// job that cannot be sent, then the first input that cannot be read.
-	sums := map[string]string{}
+	sums, inputs := map[string]string{}, &heldInputs{}
 	var jobErr, inputErr error
 	g, err := newGraph(jobs, func(_ int, j *manifest.Job) {
 		if jobErr != nil {
@@ -419,7 +419,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs Jobs, prices []cos
 		} else if _, err := outputFormat(*j); err != nil {
 			jobErr = fmt.Errorf("job %s: %w", j.ID, err)
 		} else if inputErr == nil {
-			inputErr = addInputs(sums, j)
+			inputErr = addInputs(sums, inputs, j)
 		}
 	})
 	for _, err := range []error{err, jobErr, inputErr} {
@@ -481,7 +481,7 @@ func Run(ctx context.Context, cfg Config, gen Generator, jobs Jobs, prices []cos
 	defer stopReqs(nil)
 
 	prior := struct{ charged, possibly cost.Credits }{rec.charged, rec.possibly}
-	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, outAbs: outAbs, done: rec.log,
+	r := &run{cfg: cfg, gen: gen, jobs: jobs, prices: prices, g: g, sums: sums, held: inputs, outAbs: outAbs, done: rec.log,
 		gate: newGate(cfg.Rate, cfg.RateState), journal: jnl, folder: folder, start: cfg.Now()}
 	stop := func(err error) {
 		r.fatalOnce.Do(func() {
@@ -579,6 +579,7 @@ type run struct {
 	prices  []cost.Credits
 	g       *graph
 	sums    map[string]string // input file path → SHA-256 of its content; read-only
+	held    *heldInputs       // the content of small input files, as hashed into sums; read-only
 	outAbs  string            // cfg.OutDir, absolute
 	done    *journalLog       // what the journal held before the run: per job id, its last line that is not an attempt; read-only
 	gate    *gate
@@ -647,6 +648,7 @@ func (r *run) startJob(sched, reqs context.Context, i int, inputs [][]Image) eve
 	if err != nil {
 		return r.record(i, "", failed(res, FailInvalid, err), 0)
 	}
+	r.held.attach(&req)
 	// Sources that ran again may have written the same bytes: the journal
 	// then still holds this job's outcome, or its generation to poll.
 	ks := sumKey(key)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -126,7 +127,7 @@ func TestStableImageOutputs(t *testing.T) {
 			{Name: "prompt", Value: "a lighthouse flash"}, {Name: "model", Value: "sd3.5-flash"}, {Name: "output_format", Value: "webp"}}},
 	}
 	for _, r := range gen.reqs {
-		if w, ok := want[promptOf(r)]; ok && (r.Service != w.Service || !slices.Equal(r.Fields, w.Fields)) {
+		if w, ok := want[promptOf(r)]; ok && (r.Service != w.Service || !reflect.DeepEqual(r.Fields, w.Fields)) {
 			t.Errorf("request = %+v, want %+v", r, w)
 		}
 	}

@@ -27,7 +27,7 @@ func TestSubmit(t *testing.T) {
 	}{
 		{
 			service: "upscale/creative",
-			fields:  []Field{{"image", path}, {"prompt", "sharper"}, {"creativity", "0.25"}, {"output_format", "webp"}},
+			fields:  []Field{{Name: "image", Value: path}, {Name: "prompt", Value: "sharper"}, {Name: "creativity", Value: "0.25"}, {Name: "output_format", Value: "webp"}},
 			want: []sentPart{
 				{Name: "image", FileName: "image.png", ContentType: "image/png", Data: string(subject)},
 				{Name: "prompt", Data: "sharper"}, {Name: "creativity", Data: "0.25"}, {Name: "output_format", Data: "webp"},
@@ -35,7 +35,7 @@ func TestSubmit(t *testing.T) {
 		},
 		{
 			service: "edit/replace-background-and-relight",
-			fields:  []Field{{"subject_image", path}, {"background_prompt", "a beach"}, {"light_source_direction", "left"}},
+			fields:  []Field{{Name: "subject_image", Value: path}, {Name: "background_prompt", Value: "a beach"}, {Name: "light_source_direction", Value: "left"}},
 			want: []sentPart{
 				{Name: "subject_image", FileName: "subject_image.png", ContentType: "image/png", Data: string(subject)},
 				{Name: "background_prompt", Data: "a beach"}, {Name: "light_source_direction", Data: "left"},
@@ -123,9 +123,9 @@ func TestSubmitRefusedBeforeSending(t *testing.T) {
 		fields  []Field
 		want    string
 	}{
-		{"generate/core", []Field{{"prompt", "x"}}, "generate/core answers synchronously: send it with StableImage"},
+		{"generate/core", []Field{{Name: "prompt", Value: "x"}}, "generate/core answers synchronously: send it with StableImage"},
 		{"upscale/slow", nil, `unknown service "upscale/slow"`},
-		{"upscale/creative", []Field{{"prompt", "x"}}, "field image is required"},
+		{"upscale/creative", []Field{{Name: "prompt", Value: "x"}}, "field image is required"},
 	} {
 		t.Run(tt.service, func(t *testing.T) {
 			var hits atomic.Int32
@@ -328,7 +328,7 @@ func TestAcceptJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := newMemSink()
-	arts, err := c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "a fox"}}, sink)
+	arts, err := c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "a fox"}}, sink)
 	if err != nil || len(arts) != 1 || arts[0].Seed != 42 || !bytes.Equal(sink.images[0], img) {
 		t.Fatalf("StableImage = %+v, %v; image %q", arts, err, sink.images)
 	}

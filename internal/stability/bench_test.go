@@ -171,7 +171,7 @@ func TestStableImageStreamsLargeAnswer(t *testing.T) {
 			sink := &hashSink{h: sha256.New()}
 			var err error
 			alloc := bytesAllocated(func() {
-				_, err = c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "x"}}, sink)
+				_, err = c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "x"}}, sink)
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -218,7 +218,7 @@ func TestStableImageStreamsLargeInput(t *testing.T) {
 	})
 	var err error
 	alloc := bytesAllocated(func() {
-		_, err = c.StableImage(t.Context(), "upscale/fast", []Field{{"image", path}}, &discardSink{})
+		_, err = c.StableImage(t.Context(), "upscale/fast", []Field{{Name: "image", Value: path}}, &discardSink{})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func BenchmarkStableImageUpload8MiB(b *testing.B) {
 	b.SetBytes(int64(len(img)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.StableImage(b.Context(), "upscale/fast", []Field{{"image", path}}, &discardSink{}); err != nil {
+		if _, err := c.StableImage(b.Context(), "upscale/fast", []Field{{Name: "image", Value: path}}, &discardSink{}); err != nil {
 			b.Fatal(err)
 		}
 	}

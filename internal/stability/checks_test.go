@@ -21,7 +21,7 @@ func TestFinishReasonErrorFailsTheAttempt(t *testing.T) {
 		}
 	}
 	stable := func(c *Client, sink Sink) error {
-		_, err := c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "p"}}, sink)
+		_, err := c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "p"}}, sink)
 		return err
 	}
 	result := func(c *Client, sink Sink) error {
@@ -102,7 +102,7 @@ func TestImageSizeCap(t *testing.T) {
 		return err
 	}
 	stable := func(c *Client, sink *memSink) error {
-		_, err := c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "p"}}, sink)
+		_, err := c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "p"}}, sink)
 		return err
 	}
 	tests := []struct {

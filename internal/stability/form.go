@@ -28,14 +28,14 @@ const sniffInput = 512
 var errBodyAbandoned = errors.New("request body abandoned")
 
 // formPart is one part of a multipart/form-data body: a form value, or an
-// image input streamed from its open file.
+// image input streamed from its open file or held in memory.
 type formPart struct {
 	name   string
-	value  string  // a form value's text; "" for a file
-	file   fs.File // the image input; nil for a form value
-	head   []byte  // the file's first bytes (at most sniffInput), already read
-	size   int64   // the file's size in bytes
-	format string  // "png", "jpeg" or "webp", from head
+	value  string  // a form value's text; "" for an image
+	file   fs.File // the image input's open file; nil for a form value or an input in memory
+	head   []byte  // the image's first bytes (at most sniffInput), already read; all of it when held in memory
+	size   int64   // the image's size in bytes
+	format string  // "png", "jpeg" or "webp", from head; "" for a form value
 }
 
 // formBody is a multipart/form-data request body. A small one (at most
@@ -80,7 +80,7 @@ func (c *Client) newFormBody(fields []Field, isImage func(name string) bool) (_ 
 			b.parts = append(b.parts, formPart{name: f.Name, value: f.Value})
 			continue
 		}
-		p, err := c.openInput(f.Name, f.Value)
+		p, err := c.openInput(f.Name, f.Value, f.Data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: field %s: %w", ErrInvalidRequest, f.Name, err)
 		}
@@ -128,8 +128,19 @@ func (b *formBody) inMemory() error {
 }
 
 // openInput opens an image input and reads its first bytes to tell its
-// format. It refuses what is not a regular file of PNG, JPEG or WebP.
-func (c *Client) openInput(name, path string) (_ formPart, err error) {
+// format; an input whose bytes data holds is taken from them. It refuses
+// what is not a regular file of PNG, JPEG or WebP.
+func (c *Client) openInput(name, path string, data []byte) (_ formPart, err error) {
+	if data != nil {
+		if len(data) == 0 {
+			return formPart{}, fmt.Errorf("%s is empty", path)
+		}
+		format, detected := sniffFormat(data[:min(len(data), sniffInput)])
+		if format == "" {
+			return formPart{}, fmt.Errorf("%s is %s by its content, not PNG, JPEG or WebP", path, detected)
+		}
+		return formPart{name: name, head: data, size: int64(len(data)), format: format}, nil
+	}
 	f, err := c.open(path)
 	if err != nil {
 		return formPart{}, err
@@ -174,7 +185,7 @@ func (p *formPart) header() textproto.MIMEHeader {
 func (b *formBody) write(mw *multipart.Writer, file func(w io.Writer, p *formPart) error) error {
 	for i := range b.parts {
 		p := &b.parts[i]
-		if p.file == nil {
+		if p.format == "" {
 			if err := mw.WriteField(p.name, p.value); err != nil {
 				return err
 			}
@@ -206,6 +217,9 @@ func (b *formBody) writeTo(w io.Writer) error {
 			return err
 		}
 		rest := p.size - int64(len(p.head))
+		if rest == 0 {
+			return nil
+		}
 		rr := &recordingReader{r: io.LimitReader(p.file, rest)}
 		n, err := io.CopyBuffer(w, rr, buf[:])
 		switch {

@@ -23,6 +23,11 @@ var ErrInvalidRequest = errors.New("invalid request")
 type Field struct {
 	Name  string
 	Value string
+	// Data, when not nil, is the content of an image input's file as the
+	// caller already holds it: it is sent instead of reading the file
+	// again, and Value still names the file in errors. nil for a form
+	// value, and for an input to read from its file.
+	Data []byte
 }
 
 // Request is one image request: a v1 text-to-image call (Engine and

@@ -110,7 +110,7 @@ func TestClassify(t *testing.T) {
 			return err
 		},
 		"v2beta": func(c *Client, ctx context.Context) error {
-			_, err := c.StableImage(ctx, "generate/core", []Field{{"prompt", "a cat"}}, newMemSink())
+			_, err := c.StableImage(ctx, "generate/core", []Field{{Name: "prompt", Value: "a cat"}}, newMemSink())
 			return err
 		},
 	}

@@ -92,14 +92,14 @@ func TestNoKeyPieceFromAnEchoingServer(t *testing.T) {
 		}
 	}
 	stable := func(c *Client) ([]Artifact, error) {
-		return c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "a cat"}}, newMemSink())
+		return c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "a cat"}}, newMemSink())
 	}
 	result := func(c *Client) ([]Artifact, error) {
 		arts, _, err := c.Result(t.Context(), genID, newMemSink())
 		return arts, err
 	}
 	submit := func(c *Client) ([]Artifact, error) {
-		id, err := c.Submit(t.Context(), "upscale/creative", []Field{{"image", input}, {"prompt", "p"}})
+		id, err := c.Submit(t.Context(), "upscale/creative", []Field{{Name: "image", Value: input}, {Name: "prompt", Value: "p"}})
 		return []Artifact{{RequestID: id}}, err
 	}
 	balance := func(c *Client) ([]Artifact, error) {

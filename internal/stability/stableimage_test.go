@@ -29,6 +29,8 @@ func TestStableImageRequest(t *testing.T) {
 	jpegPath := writeFile(t, "photo.jpg", jpeg)
 	webpPath := writeFile(t, "product", webp) // no extension: the content decides
 	maskPath := writeFile(t, "mask.png", mask)
+	big := fakeImage("png", 5, smallForm+1)
+	bigPath := writeFile(t, "big.png", big)
 
 	tests := []struct {
 		name    string
@@ -41,8 +43,8 @@ func TestStableImageRequest(t *testing.T) {
 			name:    "core text to image",
 			service: "generate/core",
 			fields: []Field{
-				{"prompt", "a lighthouse at dusk, \"quoted\"\nand two lines"}, {"aspect_ratio", "16:9"},
-				{"negative_prompt", "fog"}, {"seed", "42"}, {"style_preset", "photographic"}, {"output_format", "jpeg"},
+				{Name: "prompt", Value: "a lighthouse at dusk, \"quoted\"\nand two lines"}, {Name: "aspect_ratio", Value: "16:9"},
+				{Name: "negative_prompt", Value: "fog"}, {Name: "seed", Value: "42"}, {Name: "style_preset", Value: "photographic"}, {Name: "output_format", Value: "jpeg"},
 			},
 			want: []sentPart{
 				{Name: "prompt", Data: "a lighthouse at dusk, \"quoted\"\nand two lines"}, {Name: "aspect_ratio", Data: "16:9"},
@@ -54,14 +56,14 @@ func TestStableImageRequest(t *testing.T) {
 		{
 			name:    "sd3 text to image sends no mode",
 			service: "generate/sd3",
-			fields:  []Field{{"prompt", "a fox"}, {"model", "sd3.5-flash"}, {"cfg_scale", "4.5"}},
+			fields:  []Field{{Name: "prompt", Value: "a fox"}, {Name: "model", Value: "sd3.5-flash"}, {Name: "cfg_scale", Value: "4.5"}},
 			want:    []sentPart{{Name: "prompt", Data: "a fox"}, {Name: "model", Data: "sd3.5-flash"}, {Name: "cfg_scale", Data: "4.5"}},
 			format:  "png",
 		},
 		{
 			name:    "sd3 image to image derives mode",
 			service: "generate/sd3",
-			fields:  []Field{{"prompt", "in snow"}, {"image", pngPath}, {"strength", "0.6"}, {"output_format", "webp"}},
+			fields:  []Field{{Name: "prompt", Value: "in snow"}, {Name: "image", Value: pngPath}, {Name: "strength", Value: "0.6"}, {Name: "output_format", Value: "webp"}},
 			want: []sentPart{
 				{Name: "prompt", Data: "in snow"},
 				{Name: "image", FileName: "image.png", ContentType: "image/png", Data: string(png)},
@@ -73,7 +75,7 @@ func TestStableImageRequest(t *testing.T) {
 		{
 			name:    "ultra image to image has no mode",
 			service: "generate/ultra",
-			fields:  []Field{{"prompt", "oil painting"}, {"image", jpegPath}, {"strength", "0.3"}},
+			fields:  []Field{{Name: "prompt", Value: "oil painting"}, {Name: "image", Value: jpegPath}, {Name: "strength", Value: "0.3"}},
 			want: []sentPart{
 				{Name: "prompt", Data: "oil painting"},
 				{Name: "image", FileName: "image.jpeg", ContentType: "image/jpeg", Data: string(jpeg)},
@@ -84,7 +86,7 @@ func TestStableImageRequest(t *testing.T) {
 		{
 			name:    "inpaint with two file parts",
 			service: "edit/inpaint",
-			fields:  []Field{{"image", webpPath}, {"mask", maskPath}, {"prompt", "a fern"}, {"grow_mask", "10"}},
+			fields:  []Field{{Name: "image", Value: webpPath}, {Name: "mask", Value: maskPath}, {Name: "prompt", Value: "a fern"}, {Name: "grow_mask", Value: "10"}},
 			want: []sentPart{
 				{Name: "image", FileName: "image.webp", ContentType: "image/webp", Data: string(webp)},
 				{Name: "mask", FileName: "mask.png", ContentType: "image/png", Data: string(mask)},
@@ -95,8 +97,27 @@ func TestStableImageRequest(t *testing.T) {
 		{
 			name:    "upscale fast takes no seed",
 			service: "upscale/fast",
-			fields:  []Field{{"image", pngPath}},
+			fields:  []Field{{Name: "image", Value: pngPath}},
 			want:    []sentPart{{Name: "image", FileName: "image.png", ContentType: "image/png", Data: string(png)}},
+			format:  "png",
+		},
+		{
+			name:    "an input held in memory is not read again",
+			service: "edit/inpaint",
+			fields: []Field{{Name: "image", Value: filepath.Join(t.TempDir(), "gone.webp"), Data: webp},
+				{Name: "mask", Value: maskPath}, {Name: "prompt", Value: "a fern"}},
+			want: []sentPart{
+				{Name: "image", FileName: "image.webp", ContentType: "image/webp", Data: string(webp)},
+				{Name: "mask", FileName: "mask.png", ContentType: "image/png", Data: string(mask)},
+				{Name: "prompt", Data: "a fern"},
+			},
+			format: "png",
+		},
+		{
+			name:    "an input over the in-memory size is streamed",
+			service: "upscale/fast",
+			fields:  []Field{{Name: "image", Value: bigPath}},
+			want:    []sentPart{{Name: "image", FileName: "image.png", ContentType: "image/png", Data: string(big)}},
 			format:  "png",
 		},
 	}
@@ -298,16 +319,16 @@ func stableRequest(service, format, input string) (string, []Field) {
 	switch service {
 	case "", "generate/core":
 		service = "generate/core"
-		fields = []Field{{"prompt", "a cat"}}
+		fields = []Field{{Name: "prompt", Value: "a cat"}}
 	case "upscale/fast":
-		fields = []Field{{"image", input}}
+		fields = []Field{{Name: "image", Value: input}}
 	case "upscale/creative":
-		fields = []Field{{"image", input}, {"prompt", "sharper"}}
+		fields = []Field{{Name: "image", Value: input}, {Name: "prompt", Value: "sharper"}}
 	default:
 		panic("stableRequest: " + service)
 	}
 	if format != "" {
-		fields = append(fields, Field{"output_format", format})
+		fields = append(fields, Field{Name: "output_format", Value: format})
 	}
 	return service, fields
 }
@@ -415,24 +436,24 @@ func TestStableImageRefusedBeforeSending(t *testing.T) {
 		sink    Sink
 		want    []string
 	}{
-		{"unknown service", "generate/sdxl", []Field{{"prompt", "x"}}, newMemSink(), []string{`unknown service "generate/sdxl"`, "generate/core, generate/sd3"}},
-		{"async service", "upscale/creative", []Field{{"image", png}, {"prompt", "x"}}, newMemSink(), []string{"upscale/creative is asynchronous: send it with Submit"}},
-		{"nil sink", "generate/core", []Field{{"prompt", "x"}}, nil, []string{"sink is nil"}},
-		{"v1 field", "generate/core", []Field{{"prompt", "x"}, {"steps", "30"}}, newMemSink(), []string{`generate/core takes no field "steps"`}},
-		{"field of another service", "generate/core", []Field{{"prompt", "x"}, {"cfg_scale", "5"}}, newMemSink(), []string{`takes no field "cfg_scale"`}},
-		{"derived field", "generate/sd3", []Field{{"prompt", "x"}, {"mode", "image-to-image"}}, newMemSink(), []string{"field mode is set by the client"}},
-		{"repeated field", "generate/core", []Field{{"prompt", "x"}, {"prompt", "y"}}, newMemSink(), []string{"field prompt is given twice"}},
-		{"missing required field", "generate/core", []Field{{"seed", "1"}}, newMemSink(), []string{"field prompt is required"}},
-		{"value outside the enum", "generate/core", []Field{{"prompt", "x"}, {"aspect_ratio", "4:3"}}, newMemSink(), []string{`field aspect_ratio: "4:3" is not one of 21:9, 16:9`}},
-		{"output format of another service", "edit/remove-background", []Field{{"image", png}, {"output_format", "jpeg"}}, newMemSink(), []string{`field output_format: "jpeg" is not one of png, webp`}},
-		{"every problem at once", "generate/core", []Field{{"steps", "30"}, {"aspect_ratio", "wide"}}, newMemSink(), []string{`takes no field "steps"`, `"wide" is not one of`, "field prompt is required"}},
-		{"no path", "upscale/fast", []Field{{"image", ""}}, newMemSink(), []string{"field image: no file path"}},
-		{"missing file", "upscale/fast", []Field{{"image", filepath.Join(dir, "nope.png")}}, newMemSink(), []string{"field image: open", "no such file"}},
-		{"directory", "upscale/fast", []Field{{"image", dir}}, newMemSink(), []string{"is not a regular file"}},
-		{"empty file", "upscale/fast", []Field{{"image", empty}}, newMemSink(), []string{"empty.png is empty"}},
-		{"not an image", "upscale/fast", []Field{{"image", text}}, newMemSink(), []string{"notes.png is text/plain by its content, not PNG, JPEG or WebP"}},
-		{"second input broken", "edit/erase", []Field{{"image", png}, {"mask", text}}, newMemSink(), []string{"field mask:"}},
-		{"body over 10 MiB", "upscale/fast", []Field{{"image", huge}}, newMemSink(), []string{"over the API's limit of 10 MiB"}},
+		{"unknown service", "generate/sdxl", []Field{{Name: "prompt", Value: "x"}}, newMemSink(), []string{`unknown service "generate/sdxl"`, "generate/core, generate/sd3"}},
+		{"async service", "upscale/creative", []Field{{Name: "image", Value: png}, {Name: "prompt", Value: "x"}}, newMemSink(), []string{"upscale/creative is asynchronous: send it with Submit"}},
+		{"nil sink", "generate/core", []Field{{Name: "prompt", Value: "x"}}, nil, []string{"sink is nil"}},
+		{"v1 field", "generate/core", []Field{{Name: "prompt", Value: "x"}, {Name: "steps", Value: "30"}}, newMemSink(), []string{`generate/core takes no field "steps"`}},
+		{"field of another service", "generate/core", []Field{{Name: "prompt", Value: "x"}, {Name: "cfg_scale", Value: "5"}}, newMemSink(), []string{`takes no field "cfg_scale"`}},
+		{"derived field", "generate/sd3", []Field{{Name: "prompt", Value: "x"}, {Name: "mode", Value: "image-to-image"}}, newMemSink(), []string{"field mode is set by the client"}},
+		{"repeated field", "generate/core", []Field{{Name: "prompt", Value: "x"}, {Name: "prompt", Value: "y"}}, newMemSink(), []string{"field prompt is given twice"}},
+		{"missing required field", "generate/core", []Field{{Name: "seed", Value: "1"}}, newMemSink(), []string{"field prompt is required"}},
+		{"value outside the enum", "generate/core", []Field{{Name: "prompt", Value: "x"}, {Name: "aspect_ratio", Value: "4:3"}}, newMemSink(), []string{`field aspect_ratio: "4:3" is not one of 21:9, 16:9`}},
+		{"output format of another service", "edit/remove-background", []Field{{Name: "image", Value: png}, {Name: "output_format", Value: "jpeg"}}, newMemSink(), []string{`field output_format: "jpeg" is not one of png, webp`}},
+		{"every problem at once", "generate/core", []Field{{Name: "steps", Value: "30"}, {Name: "aspect_ratio", Value: "wide"}}, newMemSink(), []string{`takes no field "steps"`, `"wide" is not one of`, "field prompt is required"}},
+		{"no path", "upscale/fast", []Field{{Name: "image", Value: ""}}, newMemSink(), []string{"field image: no file path"}},
+		{"missing file", "upscale/fast", []Field{{Name: "image", Value: filepath.Join(dir, "nope.png")}}, newMemSink(), []string{"field image: open", "no such file"}},
+		{"directory", "upscale/fast", []Field{{Name: "image", Value: dir}}, newMemSink(), []string{"is not a regular file"}},
+		{"empty file", "upscale/fast", []Field{{Name: "image", Value: empty}}, newMemSink(), []string{"empty.png is empty"}},
+		{"not an image", "upscale/fast", []Field{{Name: "image", Value: text}}, newMemSink(), []string{"notes.png is text/plain by its content, not PNG, JPEG or WebP"}},
+		{"second input broken", "edit/erase", []Field{{Name: "image", Value: png}, {Name: "mask", Value: text}}, newMemSink(), []string{"field mask:"}},
+		{"body over 10 MiB", "upscale/fast", []Field{{Name: "image", Value: huge}}, newMemSink(), []string{"over the API's limit of 10 MiB"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -494,7 +515,7 @@ func TestStableImageInputBreaksWhileSent(t *testing.T) {
 			})
 			f := tt.file()
 			openFake(c, f)
-			_, err := c.StableImage(t.Context(), "upscale/fast", []Field{{"image", "any.png"}}, newMemSink())
+			_, err := c.StableImage(t.Context(), "upscale/fast", []Field{{Name: "image", Value: "any.png"}}, newMemSink())
 			if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("StableImage error = %v, want ErrInvalidRequest containing %q", err, tt.want)
 			}
@@ -527,7 +548,7 @@ func TestStableImageCancelWhileUploading(t *testing.T) {
 		io.Copy(io.Discard, r.Body) // ends when the client gives up the connection
 	})
 	openFake(c, f)
-	_, err := c.StableImage(ctx, "upscale/fast", []Field{{"image", "big.png"}}, newMemSink())
+	_, err := c.StableImage(ctx, "upscale/fast", []Field{{Name: "image", Value: "big.png"}}, newMemSink())
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("StableImage error = %v, want context.Canceled", err)
 	}
@@ -575,7 +596,7 @@ func TestStableImageAnswerBreaksOff(t *testing.T) {
 				buf.Flush()
 				conn.Close()
 			})
-			_, err := c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "x"}}, newMemSink())
+			_, err := c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "x"}}, newMemSink())
 			te, ok := errors.AsType[*TransportError](err)
 			if !ok || !te.Sent {
 				t.Fatalf("StableImage error = %v, want *TransportError with Sent", err)
@@ -608,7 +629,7 @@ func TestStableImageCancelMidAnswer(t *testing.T) {
 			defer cancel()
 			sink := newMemSink()
 			sink.writeHook = func(int) { cancel() } // cancel once bytes are flowing
-			_, err := c.StableImage(ctx, "generate/core", []Field{{"prompt", "x"}}, sink)
+			_, err := c.StableImage(ctx, "generate/core", []Field{{Name: "prompt", Value: "x"}}, sink)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("StableImage error = %v, want context.Canceled", err)
 			}
@@ -647,7 +668,7 @@ func TestStableImageSinkErrors(t *testing.T) {
 			})
 			sink := newMemSink()
 			tt.setup(sink)
-			_, err := c.StableImage(t.Context(), "generate/core", []Field{{"prompt", "x"}}, sink)
+			_, err := c.StableImage(t.Context(), "generate/core", []Field{{Name: "prompt", Value: "x"}}, sink)
 			if !errors.Is(err, errSink) || errors.Is(err, ErrMalformedResponse) {
 				t.Fatalf("StableImage error = %v, want the sink's error alone", err)
 			}
@@ -687,7 +708,7 @@ func TestStableImageAnswerBeforeBodyRead(t *testing.T) {
 		io.WriteString(w, `{"id":"4212a4b66fbe1cedca4bf2133d35dca5","name":"payload_too_large","errors":["body: payloads cannot be larger than 10MiB in size"]}`)
 	})
 	trackFiles(t, c)
-	_, err := c.StableImage(t.Context(), "upscale/fast", []Field{{"image", path}}, newMemSink())
+	_, err := c.StableImage(t.Context(), "upscale/fast", []Field{{Name: "image", Value: path}}, newMemSink())
 	apiErr, ok := errors.AsType[*APIError](err)
 	if !ok || apiErr.Status != http.StatusRequestEntityTooLarge || apiErr.Name != "payload_too_large" {
 		t.Fatalf("StableImage error = %v, want *APIError 413 payload_too_large", err)

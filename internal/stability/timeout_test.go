@@ -272,7 +272,7 @@ func TestQuietServerEveryRequest(t *testing.T) {
 			return err
 		}},
 		{"stable image", func(ctx context.Context, c *Client) error {
-			_, err := c.StableImage(ctx, "generate/core", []Field{{"prompt", "p"}}, newMemSink())
+			_, err := c.StableImage(ctx, "generate/core", []Field{{Name: "prompt", Value: "p"}}, newMemSink())
 			return err
 		}},
 	}
