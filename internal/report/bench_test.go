@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -162,6 +163,62 @@ func BenchmarkDiffFiles(b *testing.B) {
 		}
 		if d.Differing != 10_000 {
 			b.Fatalf("%d jobs differ, want 10000", d.Differing)
+		}
+	}
+}
+
+// editRun is a run of n single-job entries as the run bench makes them:
+// edit/inpaint of one input image, a prompt of about 90 characters, a seed
+// and one WebP image each, every job succeeded.
+func editRun(n int) *Run {
+	r := &Run{Manifest: "run.yaml", Pricing: "stability-2025-08"}
+	for i := range n {
+		id := fmt.Sprintf("job-%07d", i+1)
+		prompt := "a watercolor painting of a lighthouse on a rocky northern coast at dusk, soft light, variation " + id[4:]
+		seed := strconv.Itoa(i + 1)
+		j := RunJob{Index: i, ID: id, Group: id, Service: "edit/inpaint", Width: 64, Height: 64, OutputFormat: "webp",
+			Inputs: []Input{{Field: "image", Path: "input.png"}}, Prompt: prompt, Settings: []Setting{{Name: "seed", Value: seed}},
+			Samples: 1, Status: StatusSucceeded, Credits: 50_000, Attempts: 1,
+			Params: prompt + "\nSeed: " + seed + ", Size: 64x64, Model: edit/inpaint",
+			Images: []Image{{Path: "images/" + id + ".webp", Seed: uint32(i + 1), FinishReason: "SUCCESS",
+				SHA256: strings.Repeat("be", 32), RequestID: strings.Repeat("6c", 16)}}}
+		r.ChargedCredits += j.Credits
+		r.Totals.count(j.Status)
+		r.Jobs = append(r.Jobs, j)
+	}
+	r.EstimatedCredits = r.ChargedCredits
+	return r
+}
+
+// BenchmarkSaveRun adds the rows of a run of 5,000 jobs to a RunSpill, as
+// a run does while its jobs finish, and saves its reports (report.json,
+// report.md and report.html) from the spill, then renders the summary
+// table: what a run costs once its last job is done. The images are not
+// on disk, so the page embeds none.
+func BenchmarkSaveRun(b *testing.B) {
+	r := editRun(5000)
+	dir := b.TempDir()
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := NewRunSpill(dir, len(r.Jobs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range r.Jobs {
+			if err := s.Add(i, &r.Jobs[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		run := *r
+		run.Jobs, run.Rows = nil, s
+		if err := Save(dir, &run); err != nil {
+			b.Fatal(err)
+		}
+		if err := WriteRun(io.Discard, FormatTable, &run); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

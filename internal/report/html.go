@@ -41,16 +41,17 @@ type htmlView struct {
 	Charts   []htmlChart
 	// Chains, Thumbs, Jobs and Groups are made as the page is written, so
 	// that a run's jobs are read one at a time; each is nil when it has
-	// none.
-	Chains   iter.Seq[htmlChain] // pipelines, source images before results
-	Plots    []htmlPlot          // matrix entries' images as X/Y plots
-	Thumbs   iter.Seq[htmlThumb] // images of the jobs no chain or plot shows
+	// none. Thumbs, Jobs and Groups, a row per job or group, are written
+	// by htmlRows.
+	Chains   iter.Seq[htmlChain]     // pipelines, source images before results
+	Plots    []htmlPlot              // matrix entries' images as X/Y plots
+	Thumbs   iter.Seq[template.HTML] // images of the jobs no chain or plot shows
 	IsRun    bool
 	HasDeps  bool // some job takes images from another: the tables get a From column
-	Jobs     iter.Seq[htmlJob]
+	Jobs     iter.Seq[template.HTML]
 	JobCount int
-	Groups   iter.Seq[*group] // job table grouped when there are many jobs
-	Collapse bool             // put the per-job table in a closed <details>
+	Groups   iter.Seq[template.HTML] // job table grouped when there are many jobs
+	Collapse bool                    // put the per-job table in a closed <details>
 }
 
 // htmlChain is one pipeline, its steps left to right.
@@ -171,7 +172,11 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 	if err != nil {
 		return err
 	}
-	st, err := scanRun(r)
+	var top topCredits // of the groups, unless st.interleaved
+	st, err := scanRun(r, func(g *group) error {
+		top.add(g.Name, g.Credits)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -199,7 +204,7 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 	if r.Interrupted {
 		v.Notice = "This run was interrupted: rerun it with the same --out to resume."
 	}
-	if v.Charts, err = runCharts(r, st, "Credits charged"); err != nil {
+	if v.Charts, err = runCharts(r, st, &top, "Credits charged"); err != nil {
 		return err
 	}
 	v.HasDeps = st.deps
@@ -226,9 +231,11 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 		}
 		layout = chainsOf(nodes)
 	}
-	ms, err := matricesOf(r, st.interleaved)
-	if err != nil {
-		return err
+	var ms []matrix
+	if st.vars {
+		if ms, err = matricesOf(r, st.interleaved); err != nil {
+			return err
+		}
 	}
 	var inPlot []bool
 	if len(ms) > 0 {
@@ -248,16 +255,19 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 		}))
 	}
 	alone := func(i int) bool { return !layout.showsJob(i) && (inPlot == nil || !inPlot[i]) }
-	thumbsLeft := false
-	err = r.each(func(i int, j *RunJob) error {
-		thumbsLeft = thumbsLeft || alone(i) && len(j.Images) > 0
-		return nil
-	})
-	if err != nil {
-		return err
+	thumbsLeft := st.images > 0
+	if thumbsLeft && (layout.shown != nil || inPlot != nil) {
+		thumbsLeft = false
+		err = r.each(func(i int, j *RunJob) error {
+			thumbsLeft = thumbsLeft || alone(i) && len(j.Images) > 0
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	if thumbsLeft {
-		v.Thumbs = func(yield func(htmlThumb) bool) {
+		v.Thumbs = htmlRows(func(yield func(htmlThumb) bool) {
 			errStop := errors.New("stop")
 			read(ignore(errStop, r.each(func(i int, j *RunJob) error {
 				if !alone(i) {
@@ -270,11 +280,11 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 				}
 				return nil
 			})))
-		}
+		}, func(w *htmlWriter, t htmlThumb) { t.figure(w) })
 	}
 	if st.jobs > 0 {
 		v.JobCount = st.jobs
-		v.Jobs = func(yield func(htmlJob) bool) {
+		v.Jobs = htmlRows(func(yield func(htmlJob) bool) {
 			errStop := errors.New("stop")
 			read(ignore(errStop, r.each(func(_ int, j *RunJob) error {
 				if !yield(htmlJob{ID: j.ID, Group: j.Group, From: fromText(j.DependsOn), Status: j.Status, Failure: j.Failure,
@@ -284,7 +294,7 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 				}
 				return nil
 			})))
-		}
+		}, func(w *htmlWriter, j htmlJob) { j.row(w, true, v.HasDeps) })
 	}
 	if len(layout.chains) > 0 {
 		v.Chains = func(yield func(htmlChain) bool) {
@@ -308,7 +318,7 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 	}
 	if st.jobs > MaxJobRows {
 		v.Collapse = true
-		v.Groups = func(yield func(*group) bool) {
+		v.Groups = htmlRows(func(yield func(*group) bool) {
 			errStop := errors.New("stop")
 			read(ignore(errStop, st.eachGroup(r, byGroup, func(g *group) error {
 				if !yield(g) {
@@ -316,7 +326,7 @@ func runHTMLFrom(ctx context.Context, w io.Writer, r *Run, e embedder) error {
 				}
 				return nil
 			})))
-		}
+		}, func(w *htmlWriter, g *group) { g.row(w, true, v.HasDeps) })
 	}
 	if err := renderHTML(w, &v); err != nil {
 		return err
@@ -333,40 +343,26 @@ func ignore(target, err error) error {
 }
 
 // runCharts are charts of r's credits charged, as charts draws them from
-// the jobs' facts, summed in passes.
-func runCharts(r *Run, st *runStats, what string) ([]htmlChart, error) {
+// the jobs' facts: by group from top, the groups scanRun passed (summed
+// again in a pass when some group's jobs are not consecutive), and by
+// engine or service from st.ops.
+func runCharts(r *Run, st *runStats, top *topCredits, what string) ([]htmlChart, error) {
 	if st.jobs == 0 {
 		return nil, nil
 	}
-	var byGroupTop topCredits
-	err := st.eachGroup(r, byGroup, func(g *group) error {
-		byGroupTop.add(g.Name, g.Credits)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Engines and services are few, and a matrix may mix them: sum them
-	// by name, in order of first appearance.
-	var ops []namedCredits
-	at := map[string]int{}
-	err = r.each(func(_ int, j *RunJob) error {
-		op := j.op()
-		k, ok := at[op]
-		if !ok {
-			k = len(ops)
-			at[op] = k
-			ops = append(ops, namedCredits{name: op})
+	if st.interleaved {
+		top = &topCredits{}
+		err := st.eachGroup(r, byGroup, func(g *group) error {
+			top.add(g.Name, g.Credits)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		ops[k].credits += j.Credits
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	out := []htmlChart{byGroupTop.chart(what + " by group")}
-	if len(ops) > 1 {
-		out = append(out, barChart(what+" by engine / service", ops))
+	out := []htmlChart{top.chart(what + " by group")}
+	if len(st.ops) > 1 {
+		out = append(out, barChart(what+" by engine / service", st.ops))
 	}
 	return out, nil
 }
@@ -449,7 +445,8 @@ func planHTML(buf *bytes.Buffer, p *Plan) error {
 			Settings: settings(j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat, j.Samples), Credits: j.Credits.String()})
 	}
 	if rows != nil {
-		v.Jobs, v.JobCount = slices.Values(rows), len(rows)
+		v.Jobs = htmlRows(slices.Values(rows), func(w *htmlWriter, j htmlJob) { j.row(w, false, deps) })
+		v.JobCount = len(rows)
 	}
 	v.group(facts)
 	return renderHTML(buf, &v)
@@ -457,7 +454,7 @@ func planHTML(buf *bytes.Buffer, p *Plan) error {
 
 func (v *htmlView) group(facts []jobFacts) {
 	if len(facts) > MaxJobRows {
-		v.Groups = slices.Values(groups(facts))
+		v.Groups = htmlRows(slices.Values(groups(facts)), func(w *htmlWriter, g *group) { g.row(w, v.IsRun, v.HasDeps) })
 		v.Collapse = true
 	}
 }

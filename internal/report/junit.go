@@ -56,7 +56,7 @@ type junitMessage struct {
 // pass: the same bytes as encoding the whole junitSuites value, element by
 // element.
 func runJUnit(w io.Writer, r *Run) error {
-	st, err := scanRun(r)
+	st, err := scanRun(r, nil)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,11 @@ func mdHeader(buf *bytes.Buffer, names, aligns []string) {
 // mdCell makes s safe inside a table cell: one line, no column breaks, and
 // no HTML (GitHub renders some HTML in comments).
 func mdCell(s string) string {
-	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;", "&", "&amp;").Replace(oneLine(s, 0))
+	s = oneLine(s, 0)
+	if !strings.ContainsAny(s, "|<>&") {
+		return s // most cells: spare building a Replacer
+	}
+	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;", "&", "&amp;").Replace(s)
 }
 
 // mdCode quotes s as inline code, or returns it plain when it holds a
@@ -182,9 +186,23 @@ func mdMoreRow(buf *bytes.Buffer, n, jobs int, sum cost.Credits, cols int, deps,
 
 // runMarkdown writes r as Markdown to w: one row per job when it has at
 // most MaxJobRows, else one per group (the first maxMarkdownGroups, the
-// rest summed in one row), written as the groups pass.
+// rest summed in one row), the groups summed in the first pass (or in a
+// pass of their own when they need the sources' groups or some group's
+// jobs are not consecutive).
 func runMarkdown(w io.Writer, r *Run) error {
-	st, err := scanRun(r)
+	var shown []*group // the first maxMarkdownGroups groups
+	groups, restJobs := 0, 0
+	var rest cost.Credits // of the groups after them
+	sum := func(g *group) error {
+		groups++
+		if groups <= maxMarkdownGroups {
+			shown = append(shown, g)
+		} else {
+			restJobs, rest = restJobs+g.Jobs, rest+g.Credits
+		}
+		return nil
+	}
+	st, err := scanRun(r, sum)
 	if err != nil {
 		return err
 	}
@@ -225,33 +243,20 @@ func runMarkdown(w io.Writer, r *Run) error {
 				stepsText(j.Steps), strconv.Itoa(j.Samples), strconv.Itoa(j.Attempts), j.Credits.String(), oneLine(j.Error, 120)}, fromText(j.DependsOn))...)
 		}
 	default:
-		groups := 0
-		err := st.eachGroup(r, byGroup, func(*group) error {
-			groups++
-			return nil
-		})
-		if err != nil {
-			return err
+		if deps || st.interleaved {
+			shown, groups, restJobs, rest = nil, 0, 0, 0
+			if err := st.eachGroup(r, byGroup, sum); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(&buf, "%s in %s (JSON and CSV list every job):\n\n", plural(st.jobs, "job"), plural(groups, "group"))
 		mdHeader(&buf, withFrom(deps, []string{"Group", "Jobs", "Succeeded", "Failed", "Filtered", "Skipped", "Engine / service", "Sizes", "Steps", "Charged"}, "From"),
 			withFrom(deps, []string{"---", "--:", "--:", "--:", "--:", "--:", "---", "---", "---", "--:"}, "---"))
-		n, restJobs := 0, 0
-		var rest cost.Credits
-		err = st.eachGroup(r, byGroup, func(g *group) error {
-			n++
-			if n > maxMarkdownGroups {
-				restJobs, rest = restJobs+g.Jobs, rest+g.Credits
-				return nil
-			}
+		for _, g := range shown {
 			mdRow(&buf, runGroupCells(g, deps)...)
-			return spill(w, &buf)
-		})
-		if err != nil {
-			return err
 		}
-		if n > maxMarkdownGroups {
-			mdMoreRow(&buf, n-maxMarkdownGroups, restJobs, rest, 10, deps, false)
+		if groups > maxMarkdownGroups {
+			mdMoreRow(&buf, groups-maxMarkdownGroups, restJobs, rest, 10, deps, false)
 		}
 	}
 	_, err = w.Write(buf.Bytes())

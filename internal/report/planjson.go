@@ -17,16 +17,7 @@ func appendPlanJob(b []byte, j *PlanJob) []byte {
 	b = strconv.AppendInt(b, int64(j.Index), 10)
 	b = appendField(b, "id", j.ID)
 	b = appendField(b, "group", j.Group)
-	if len(j.DependsOn) > 0 {
-		b = append(b, `,"depends_on":[`...)
-		for i, id := range j.DependsOn {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, id)
-		}
-		b = append(b, ']')
-	}
+	b = appendArray(b, "depends_on", j.DependsOn, appendJSONString)
 	b = appendOmitEmpty(b, "engine", j.Engine)
 	b = appendOmitEmpty(b, "service", j.Service)
 	b = appendOmitEmpty(b, "model", j.Model)
@@ -40,25 +31,10 @@ func appendPlanJob(b []byte, j *PlanJob) []byte {
 	}
 	b = appendOmitEmpty(b, "aspect_ratio", j.AspectRatio)
 	b = appendOmitEmpty(b, "output_format", j.OutputFormat)
-	b = appendArray(b, "inputs", j.Inputs, func(b []byte, in Input) []byte {
-		b = append(b, `{"field":`...)
-		b = appendJSONString(b, in.Field)
-		b = appendOmitEmpty(b, "path", in.Path)
-		b = appendOmitEmpty(b, "from", in.From)
-		if in.Index != 0 {
-			b = append(b, `,"index":`...)
-			b = strconv.AppendInt(b, int64(in.Index), 10)
-		}
-		return append(b, '}')
-	})
+	b = appendArray(b, "inputs", j.Inputs, appendInput)
 	b = appendField(b, "prompt", j.Prompt)
 	b = appendOmitEmpty(b, "negative_prompt", j.NegativePrompt)
-	b = appendArray(b, "settings", j.Settings, func(b []byte, st Setting) []byte {
-		b = append(b, `{"name":`...)
-		b = appendJSONString(b, st.Name)
-		b = appendField(b, "value", st.Value)
-		return append(b, '}')
-	})
+	b = appendArray(b, "settings", j.Settings, appendSetting)
 	b = append(b, `,"samples":`...)
 	b = strconv.AppendInt(b, int64(j.Samples), 10)
 	b = append(b, `,"credits":`...)
@@ -66,6 +42,27 @@ func appendPlanJob(b []byte, j *PlanJob) []byte {
 	if j.Cached {
 		b = append(b, `,"cached":true`...)
 	}
+	return append(b, '}')
+}
+
+// appendInput appends in's JSON, as json.Marshal writes it.
+func appendInput(b []byte, in Input) []byte {
+	b = append(b, `{"field":`...)
+	b = appendJSONString(b, in.Field)
+	b = appendOmitEmpty(b, "path", in.Path)
+	b = appendOmitEmpty(b, "from", in.From)
+	if in.Index != 0 {
+		b = append(b, `,"index":`...)
+		b = strconv.AppendInt(b, int64(in.Index), 10)
+	}
+	return append(b, '}')
+}
+
+// appendSetting appends s's JSON, as json.Marshal writes it.
+func appendSetting(b []byte, s Setting) []byte {
+	b = append(b, `{"name":`...)
+	b = appendJSONString(b, s.Name)
+	b = appendField(b, "value", s.Value)
 	return append(b, '}')
 }
 

@@ -14,6 +14,8 @@ func setAll(v reflect.Value, text string) {
 		v.SetString(text)
 	case reflect.Int, reflect.Int64:
 		v.SetInt(-1_234_567)
+	case reflect.Uint32:
+		v.SetUint(4_000_000_000)
 	case reflect.Bool:
 		v.SetBool(true)
 	case reflect.Slice:

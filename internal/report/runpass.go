@@ -11,24 +11,30 @@ import (
 
 // A run is rendered in passes over its jobs (Run.each), never held when
 // Run.Rows has them: a first pass (scanRun) counts and notes what the
-// renderers need; later passes write rows, or fold the jobs into groups.
-// Every run batch writes lists a group's jobs one after another (a
+// renderers need, and sums the groups as they pass; later passes write
+// rows, or fold the jobs into groups again. Every pass reads every job
+// (from a RunSpill, decodes its row), so the renderers make as few as they
+// can. Every run batch writes lists a group's jobs one after another (a
 // manifest entry's jobs are consecutive, and Merge orders shards' jobs by
 // their index), so a group is summed as its jobs pass; a report whose
-// groups interleave (edited by hand) is summed the way that holds every
-// group.
+// groups interleave (edited by hand) is summed again, the way that holds
+// every group.
 
 // runStats is what a first pass over a run tells its renderers.
 type runStats struct {
 	jobs   int
 	images int // image files listed, summed over the jobs
 	deps   bool
+	vars   bool // some job has matrix values
 	// statuses counts the jobs by status, as the jobs list them (r.Totals
 	// may be a merge's sum, or hand-made).
 	statuses Totals
 	// rows holds every job when there are at most MaxJobRows, which the
 	// tables list one per row; nil otherwise.
 	rows []RunJob
+	// ops sums the jobs' credits by operation, in order of first
+	// appearance: engines and services are few.
+	ops []namedCredits
 	// interleaved reports that some group's jobs are not consecutive.
 	interleaved bool
 	// sources maps every id a job takes images from to its job's group
@@ -37,15 +43,25 @@ type runStats struct {
 }
 
 // scanRun makes the first pass over r's jobs, and a second when some job
-// takes images from another (to learn the sources' groups).
-func scanRun(r *Run) (*runStats, error) {
+// takes images from another (to learn the sources' groups). When onGroup
+// is not nil, the first pass also sums each run of consecutive jobs of one
+// group, as eachGroup would, and calls onGroup with it once its last job
+// has passed: the groups eachGroup makes unless st.interleaved, with no
+// sources known yet (their From is right only when !st.deps).
+func scanRun(r *Run, onGroup func(g *group) error) (*runStats, error) {
 	st := &runStats{rows: []RunJob{}}
 	seed := maphash.MakeSeed()
 	var seen map[uint64]bool // hashes of the groups passed, to spot one that comes back
 	prev, started := "", false
+	opAt := map[string]int{} // index in st.ops
+	var fold *groupRuns
+	if onGroup != nil {
+		fold = &groupRuns{emit: onGroup}
+	}
 	err := r.each(func(_ int, j *RunJob) error {
 		st.jobs++
 		st.images += len(j.Images)
+		st.vars = st.vars || len(j.Vars) > 0
 		st.statuses.count(j.Status)
 		if !started || j.Group != prev {
 			if seen == nil {
@@ -63,14 +79,28 @@ func scanRun(r *Run) (*runStats, error) {
 			st.deps = true
 			st.sources[id] = ""
 		}
+		op := j.op()
+		k, ok := opAt[op]
+		if !ok {
+			k = len(st.ops)
+			opAt[op] = k
+			st.ops = append(st.ops, namedCredits{name: op})
+		}
+		st.ops[k].credits += j.Credits
 		switch {
 		case st.jobs <= MaxJobRows:
 			st.rows = append(st.rows, j.clone())
 		case st.rows != nil:
 			st.rows = nil
 		}
+		if fold != nil {
+			return fold.add(j)
+		}
 		return nil
 	})
+	if err == nil && fold != nil {
+		err = fold.end()
+	}
 	if err != nil || st.sources == nil {
 		return st, err
 	}
@@ -126,26 +156,51 @@ func (st *runStats) eachGroup(r *Run, by func(f *jobFacts) string, fn func(g *gr
 		}
 		return nil
 	}
-	var cur *group
-	err := r.each(func(_ int, j *RunJob) error {
-		f := j.facts()
-		f.group = by(&f)
-		if cur != nil && cur.Name != f.group {
-			if err := fn(cur); err != nil {
-				return err
-			}
-			cur = nil
-		}
-		if cur == nil {
-			cur = &group{Name: f.group}
-		}
-		cur.add(&f, st.sources)
-		return nil
-	})
-	if err != nil || cur == nil {
+	fold := groupRuns{by: by, sources: st.sources, emit: fn}
+	if err := r.each(func(_ int, j *RunJob) error { return fold.add(j) }); err != nil {
 		return err
 	}
-	return fn(cur)
+	return fold.end()
+}
+
+// groupRuns sums each run of consecutive jobs of one group into a group,
+// as groups would sum them, and hands it to emit once its last job has
+// passed.
+type groupRuns struct {
+	by      func(f *jobFacts) string // names a job's group; nil: byGroup
+	sources map[string]string        // the groups of the ids jobs take images from
+	emit    func(g *group) error
+	cur     *group // the group being summed; nil before the first job
+}
+
+// add sums j into the group being summed, or, when j starts another,
+// hands that one to emit and starts j's.
+func (f *groupRuns) add(j *RunJob) error {
+	facts := j.facts()
+	if f.by != nil {
+		facts.group = f.by(&facts)
+	}
+	if f.cur != nil && f.cur.Name != facts.group {
+		if err := f.emit(f.cur); err != nil {
+			return err
+		}
+		f.cur = nil
+	}
+	if f.cur == nil {
+		f.cur = &group{Name: facts.group}
+	}
+	f.cur.add(&facts, f.sources)
+	return nil
+}
+
+// end hands the last group to emit.
+func (f *groupRuns) end() error {
+	if f.cur == nil {
+		return nil
+	}
+	g := f.cur
+	f.cur = nil
+	return f.emit(g)
 }
 
 // byGroup names a job's group by its Group.

@@ -1,8 +1,7 @@
 package report
 
 import (
-	"bytes"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,13 +27,14 @@ type RunJobs interface {
 }
 
 // RunSpill keeps a run's report rows in a temporary file in the output
-// folder, one JSON line each (the line report.json holds for the job), in
-// the order they are added, with the offset of each job's row: 8 bytes a
-// job in memory. It counts the rows' statuses as they come. Rows that
-// cannot be written (a full disk) are kept in memory instead, so the
-// report can still be shown. It is not safe for concurrent use. Close
-// removes the file; a crash leaves it, and the next run that locks the
-// folder removes it.
+// folder, each in a compact binary form (see appendSpillRow) after its
+// length, in the order they are added, with the offset of each job's row:
+// 8 bytes a job in memory, and the last few blocks of the file read (512
+// KiB). It counts the rows' statuses as they come. Rows that cannot be
+// written (a full disk) are kept in memory instead, so the report can
+// still be shown. It is not safe for concurrent use. Close removes the
+// file; a crash leaves it, and the next run that locks the folder removes
+// it.
 type RunSpill struct {
 	d      *outdir.Dir
 	f      *os.File
@@ -47,14 +47,34 @@ type RunSpill struct {
 	pend    []byte
 	written int64
 	failed  error
-	buf     []byte // the last row read from the file
+	enc     []byte                      // the row being added
+	blocks  [spillBlocks]spillBlockData // blocks of the file read, block n in blocks[n%spillBlocks]
+	buf     []byte                      // a row read that spans blocks, put together
+}
+
+// spillBlockData is a block of a RunSpill's file as read: no is 1 + the
+// block's number (0 before one is read), data its bytes up to where the
+// file ended when it was read.
+type spillBlockData struct {
+	no   int64
+	data []byte
 }
 
 // spillName is the name the temporary file of a RunSpill is made beside.
-const spillName = "report-rows.jsonl"
+const spillName = "report-rows"
 
 // spillChunk is how many bytes of rows a RunSpill gathers per write.
 const spillChunk = 64 << 10
+
+// A RunSpill reads its file in blocks of spillBlock bytes and keeps
+// spillBlocks of them (512 KiB), block n in place n % spillBlocks. Jobs
+// finish in about their order (a job is added some rows from its place, as
+// many as run at once), so a pass reading the rows in job order finds most
+// in the blocks kept, and reads each block about once.
+const (
+	spillBlock  = 32 << 10
+	spillBlocks = 16
+)
 
 // NewRunSpill creates the temporary file of the rows of a run of jobs
 // jobs in the output folder dir.
@@ -79,13 +99,12 @@ func (s *RunSpill) Add(i int, j *RunJob) error {
 	case s.at[i] != 0:
 		return fmt.Errorf("report rows: job %s added twice", j.ID)
 	}
-	line, err := json.Marshal(j)
-	if err != nil {
-		return fmt.Errorf("report rows: %w", err)
-	}
-	s.pend = append(append(s.pend, line...), '\n')
+	s.enc = appendSpillRow(s.enc[:0], j)
+	n := len(s.pend)
+	s.pend = binary.AppendUvarint(s.pend, uint64(len(s.enc)))
+	s.pend = append(s.pend, s.enc...)
 	s.at[i] = s.size + 1
-	s.size += int64(len(line)) + 1
+	s.size += int64(len(s.pend) - n)
 	s.totals.count(j.Status)
 	if len(s.pend) >= spillChunk {
 		s.flush()
@@ -117,20 +136,19 @@ func (s *RunSpill) Totals() Totals { return s.totals }
 // Len is the number of jobs of the run.
 func (s *RunSpill) Len() int { return len(s.at) }
 
-// Job reads job i's row into j.
+// Job reads job i's row into j, reusing j's slices.
 func (s *RunSpill) Job(i int, j *RunJob) error {
-	line, err := s.row(i)
+	row, err := s.row(i)
 	if err != nil {
 		return err
 	}
-	*j = RunJob{}
-	if err := json.Unmarshal(line, j); err != nil {
+	if err := decodeSpillRow(row, j); err != nil {
 		return fmt.Errorf("report rows: job %d: %w", i, err)
 	}
 	return nil
 }
 
-// row returns job i's row as added, without its newline; it is valid
+// row returns job i's row as added, without its length; it is valid
 // until the next call.
 func (s *RunSpill) row(i int) ([]byte, error) {
 	if i < 0 || i >= len(s.at) || s.at[i] == 0 {
@@ -140,27 +158,68 @@ func (s *RunSpill) row(i int) ([]byte, error) {
 	off := s.at[i] - 1
 	if off >= s.written {
 		rest := s.pend[off-s.written:]
-		return rest[:bytes.IndexByte(rest, '\n')], nil
+		n, k := binary.Uvarint(rest)
+		return rest[k : k+int(n)], nil
 	}
-	if cap(s.buf) < 4<<10 {
-		s.buf = make([]byte, 4<<10)
+	head, err := s.read(off, min(binary.MaxVarintLen64, s.written-off))
+	if err != nil {
+		return nil, fmt.Errorf("report rows: job %d: %w", i, err)
 	}
-	for n := 0; ; {
-		m, err := s.f.ReadAt(s.buf[n:cap(s.buf)], off+int64(n))
-		if k := bytes.IndexByte(s.buf[n:n+m], '\n'); k >= 0 {
-			return s.buf[:n+k], nil
-		}
-		n += m
+	n, k := binary.Uvarint(head)
+	if k <= 0 || n > uint64(s.written-off-int64(k)) {
+		return nil, fmt.Errorf("report rows: job %d: malformed row", i)
+	}
+	row, err := s.read(off+int64(k), int64(n))
+	if err != nil {
+		return nil, fmt.Errorf("report rows: job %d: %w", i, err)
+	}
+	return row, nil
+}
+
+// read returns the n bytes of the file at off, all written; they are
+// valid until the next call.
+func (s *RunSpill) read(off, n int64) ([]byte, error) {
+	first, last := off/spillBlock, (off+n-1)/spillBlock
+	if n <= 0 || first == last {
+		b, err := s.block(first, off+n)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("report rows: job %d: %w", i, err)
+			return nil, err
 		}
-		if n == cap(s.buf) {
-			s.buf = append(s.buf[:n], make([]byte, n)...)
-		}
+		return b[off-first*spillBlock:][:n], nil
 	}
+	s.buf = s.buf[:0]
+	for no := first; no <= last; no++ {
+		b, err := s.block(no, min(off+n, (no+1)*spillBlock))
+		if err != nil {
+			return nil, err
+		}
+		lo, hi := max(off-no*spillBlock, 0), min(off+n-no*spillBlock, int64(len(b)))
+		s.buf = append(s.buf, b[lo:hi]...)
+	}
+	return s.buf, nil
+}
+
+// block returns block no of the file from the blocks kept, or read anew
+// when it is not kept or ends before the offset end.
+func (s *RunSpill) block(no, end int64) ([]byte, error) {
+	c := &s.blocks[no%spillBlocks]
+	if c.no == no+1 && no*spillBlock+int64(len(c.data)) >= end {
+		return c.data, nil
+	}
+	if c.data == nil {
+		c.data = make([]byte, spillBlock)
+	}
+	c.no = 0
+	size := min(spillBlock, s.written-no*spillBlock)
+	m, err := s.f.ReadAt(c.data[:size], no*spillBlock)
+	if int64(m) < size {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	c.no, c.data = no+1, c.data[:size]
+	return c.data, nil
 }
 
 // Close removes the file.
@@ -173,7 +232,7 @@ func (s *RunSpill) Close() error {
 		err = rm
 	}
 	s.d.Close()
-	s.f, s.pend = nil, nil
+	s.f, s.pend, s.blocks = nil, nil, [spillBlocks]spillBlockData{}
 	return err
 }
 
@@ -221,22 +280,20 @@ func (r *Run) job(i int) (RunJob, error) {
 
 // runJSON writes r as report.json: indented, its "jobs" last, each job
 // compact on a line of its own, as writeJobsJSON does, reading the jobs one
-// at a time (a RunSpill's rows as they are, without decoding them).
+// at a time.
 func runJSON(w io.Writer, r *Run) error {
 	head := *r
 	head.Jobs, head.Rows = nil, nil
-	if r.Rows == nil {
-		return writeJobsJSON(w, &head, len(r.Jobs), func(i int) ([]byte, error) { return json.Marshal(&r.Jobs[i]) })
-	}
-	spill, raw := r.Rows.(*RunSpill)
 	var j RunJob
-	return writeJobsJSON(w, &head, r.Rows.Len(), func(i int) ([]byte, error) {
-		if raw {
-			return spill.row(i)
-		}
-		if err := r.Rows.Job(i, &j); err != nil {
+	var line []byte
+	return writeJobsJSON(w, &head, r.jobCount(), func(i int) ([]byte, error) {
+		jp := &j
+		if r.Rows == nil {
+			jp = &r.Jobs[i]
+		} else if err := r.Rows.Job(i, &j); err != nil {
 			return nil, err
 		}
-		return json.Marshal(&j)
+		line = appendRunJob(line[:0], jp)
+		return line, nil
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -206,5 +208,122 @@ func TestRunSpillKeepsRowsItCannotWrite(t *testing.T) {
 	}
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
 		t.Error("the report from a spill that could not write differs from the report in memory")
+	}
+}
+
+// TestSpillRowRoundTrip decodes what appendSpillRow encodes: every field
+// of RunJob set (a field added to RunJob but not to the row fails here),
+// none, empty lists apart from nil ones, into a job that held another row
+// (its slices reused).
+func TestSpillRowRoundTrip(t *testing.T) {
+	long := fullRunJob(strings.Repeat("a long prompt, ", 1000))
+	long.Vars = append(long.Vars, Var{"k", "v"}, Var{"k2", "v2"})
+	tests := []struct {
+		name string
+		job  RunJob
+		into RunJob // what j holds before
+	}{
+		{"zero", RunJob{}, RunJob{}},
+		{"every field", fullRunJob("a fox"), RunJob{}},
+		{"every field over a longer job", fullRunJob("a fox"), long},
+		{"unicode and invalid utf-8", fullRunJob("狐 🦊 \u2028 \xff\xfe\x00"), RunJob{}},
+		{"empty lists", RunJob{Vars: []Var{}, DependsOn: []string{}, Inputs: []Input{}, Settings: []Setting{}, Images: []Image{}}, RunJob{}},
+		{"nil lists over full ones", RunJob{ID: "a"}, fullRunJob("a fox")},
+		{"negative and large numbers", RunJob{Index: -1, Width: 1 << 40, Credits: -(1 << 62), Images: []Image{{Seed: 1<<32 - 1}}}, RunJob{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			row := appendSpillRow(nil, &tt.job)
+			got := tt.into
+			if err := decodeSpillRow(row, &got); err != nil {
+				t.Fatalf("decodeSpillRow: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.job) {
+				t.Errorf("decodeSpillRow(appendSpillRow(j)) =\n%+v\nwant\n%+v", got, tt.job)
+			}
+		})
+	}
+}
+
+// TestSpillRowMalformed: a row cut short, or with bytes left over, is an
+// error, not a job.
+func TestSpillRowMalformed(t *testing.T) {
+	j := fullRunJob("a fox")
+	row := appendSpillRow(nil, &j)
+	for _, tt := range []struct {
+		name string
+		row  []byte
+	}{
+		{"empty", nil},
+		{"cut", row[:len(row)/2]},
+		{"one byte short", row[:len(row)-1]},
+		{"a byte over", append(slices.Clone(row), 0)},
+	} {
+		var got RunJob
+		if err := decodeSpillRow(tt.row, &got); err == nil {
+			t.Errorf("%s: decodeSpillRow = nil error, want one", tt.name)
+		}
+	}
+}
+
+// TestRunSpillReadsBack reads every job of a spill back, as added: rows of
+// every size (some longer than a block of the file, so across blocks),
+// added out of order, read while others are still being added (the last
+// block of the file grows after it was read), in order and backwards.
+func TestRunSpillReadsBack(t *testing.T) {
+	const n = 300
+	jobs := make([]RunJob, n)
+	for i := range jobs {
+		jobs[i] = fullRunJob("a fox")
+		jobs[i].Index, jobs[i].Prompt = i, strings.Repeat("x", i*i%(3*spillBlock/2))
+	}
+	// Jobs finish out of order: a fixed shuffle.
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i * 7 % n
+	}
+	for _, tt := range []struct {
+		name    string
+		reverse bool
+	}{
+		{"in order", false},
+		{"backwards", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := NewRunSpill(t.TempDir(), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			check := func(added []int) {
+				t.Helper()
+				ids := slices.Clone(added)
+				slices.Sort(ids)
+				if tt.reverse {
+					slices.Reverse(ids)
+				}
+				var got RunJob
+				for _, i := range ids {
+					if err := s.Job(i, &got); err != nil {
+						t.Fatalf("Job(%d): %v", i, err)
+					}
+					if !reflect.DeepEqual(got, jobs[i]) {
+						t.Fatalf("Job(%d) after %d rows added differs from the job added", i, len(added))
+					}
+				}
+			}
+			for k, i := range order {
+				if err := s.Add(i, &jobs[i]); err != nil {
+					t.Fatal(err)
+				}
+				if k%97 == 0 {
+					check(order[:k+1])
+				}
+			}
+			check(order)
+			if s.written == 0 || s.written < 2*spillBlocks*spillBlock {
+				t.Errorf("the spill wrote %d bytes, want more than its %d blocks", s.written, spillBlocks)
+			}
+		})
 	}
 }

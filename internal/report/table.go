@@ -170,9 +170,14 @@ func fitLastColumn(rows [][]string, width int) {
 
 // runTable writes r as a table to w: one row per job when it has at most
 // MaxJobRows, else one per group, written as the groups pass (their widths
-// measured in a pass before).
+// measured in the first pass, or, when they need the sources' groups or
+// some group's jobs are not consecutive, in a pass of their own).
 func runTable(w io.Writer, r *Run) error {
-	st, err := scanRun(r)
+	var cols columns
+	st, err := scanRun(r, func(g *group) error {
+		cols.measure(runGroupCells(g, false))
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -197,15 +202,17 @@ func runTable(w io.Writer, r *Run) error {
 		tw.Flush()
 	} else {
 		head := withFrom(deps, []string{"GROUP", "JOBS", "SUCCEEDED", "FAILED", "FILTERED", "SKIPPED", "ENGINE / SERVICE", "SIZES", "STEPS", "CHARGED"}, "FROM")
-		cols := columns{}
-		cols.measure(head)
-		err := st.eachGroup(r, byGroup, func(g *group) error {
-			cols.measure(runGroupCells(g, deps))
-			return nil
-		})
-		if err != nil {
-			return err
+		if deps || st.interleaved {
+			cols = nil
+			err := st.eachGroup(r, byGroup, func(g *group) error {
+				cols.measure(runGroupCells(g, deps))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
+		cols.measure(head)
 		cols.line(&buf, head)
 		err = st.eachGroup(r, byGroup, func(g *group) error {
 			cols.line(&buf, runGroupCells(g, deps))

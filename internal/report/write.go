@@ -359,7 +359,7 @@ func (t *Totals) count(status string) {
 	}
 }
 
-func size(w, h int) string { return fmt.Sprintf("%dx%d", w, h) }
+func size(w, h int) string { return strconv.Itoa(w) + "x" + strconv.Itoa(h) }
 
 // title names the report's subject: "name (manifest)" or the manifest.
 func title(name, manifest string) string {
