@@ -32,9 +32,14 @@ const MaxPixels = 1 << 26
 //     size; the bitstream itself is not decoded.
 //
 // It returns the format and dimensions. Data that is none of the three
-// formats wraps ErrFormat; an image over MaxPixels is an error.
+// formats wraps ErrFormat; an image over MaxPixels is an error. r is read
+// through a buffer: r itself when it is a *bufio.Reader (a caller checking
+// many images can reuse one), else a new one.
 func Verify(r io.Reader) (Info, error) {
-	br := bufio.NewReader(r)
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(r)
+	}
 	head, _ := br.Peek(12)
 	var info Info
 	var err error

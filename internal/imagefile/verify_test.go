@@ -1,6 +1,7 @@
 package imagefile
 
 import (
+	"bufio"
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
@@ -151,11 +152,18 @@ func validFiles(t *testing.T) map[string]struct {
 }
 
 func TestVerifyAccepts(t *testing.T) {
+	reused := bufio.NewReaderSize(nil, 16) // the smallest buffer bufio makes
 	for name, f := range validFiles(t) {
 		t.Run(name, func(t *testing.T) {
 			got, err := Verify(bytes.NewReader(f.data))
 			if err != nil || got != f.want {
 				t.Fatalf("Verify = %+v, %v; want %+v", got, err, f.want)
+			}
+			// A caller's *bufio.Reader is read through as it is, whatever
+			// was read through it before.
+			reused.Reset(bytes.NewReader(f.data))
+			if got, err := Verify(reused); err != nil || got != f.want {
+				t.Fatalf("Verify(a reused *bufio.Reader) = %+v, %v; want %+v", got, err, f.want)
 			}
 			if f.want.Format == PNG { // the hand-made files must be PNGs to the standard library too
 				if _, err := png.Decode(bytes.NewReader(f.data)); err != nil {

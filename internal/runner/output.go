@@ -89,7 +89,8 @@ const imageBufferSize = 64 << 10
 // *imageBuffers lends nothing: each buffer is allocated. It is safe for
 // concurrent use.
 type imageBuffers struct {
-	pool sync.Pool // *bufio.Writer of imageBufferSize bytes
+	pool    sync.Pool // *bufio.Writer of imageBufferSize bytes
+	readers sync.Pool // *bufio.Reader, to read images back (attemptFiles.verify)
 }
 
 // get lends a buffer writing to w; give it back with put once nothing
@@ -108,6 +109,24 @@ func (p *imageBuffers) put(b *bufio.Writer) {
 	if p != nil {
 		b.Reset(nil) // drop what was not flushed, and the file
 		p.pool.Put(b)
+	}
+}
+
+// reader lends a read buffer reading r; give it back with putReader.
+func (p *imageBuffers) reader(r io.Reader) *bufio.Reader {
+	if p != nil {
+		if b, ok := p.readers.Get().(*bufio.Reader); ok {
+			b.Reset(r)
+			return b
+		}
+	}
+	return bufio.NewReader(r)
+}
+
+func (p *imageBuffers) putReader(b *bufio.Reader) {
+	if p != nil {
+		b.Reset(nil)
+		p.readers.Put(b)
 	}
 }
 
@@ -320,7 +339,9 @@ func (s *attemptFiles) verify(f *os.File) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return s.fail(fmt.Errorf("read back image file: %w", err))
 	}
-	info, err := imagefile.Verify(f)
+	br := s.bufs.reader(f)
+	defer s.bufs.putReader(br)
+	info, err := imagefile.Verify(br)
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %w", stability.ErrMalformedResponse, err)

@@ -151,7 +151,13 @@ func recoverOut(outDir string, src journalSource, jobs Jobs, g *graph, sums map[
 		return e.Images
 	}
 	gens := l.openGens()
-	for k := range jobs.Len() {
+	n := jobs.Len()
+	if l.keep == 0 && disk.none() {
+		// A fresh folder: no journal line and no image on disk, so no job
+		// is done, pending or changed, and none needs its Key.
+		n = 0
+	}
+	for k := range n {
 		i := g.at(k)
 		jb := jobs.Job(i)
 		j := &jb
@@ -346,6 +352,12 @@ func (d *diskImages) load() {
 	if len(d.names) > 0 {
 		d.dir, d.err = outdir.OpenDir(d.outDir)
 	}
+}
+
+// none reports whether neither images/ nor filtered/ holds a file.
+func (d *diskImages) none() bool {
+	d.load()
+	return len(d.names) == 0
 }
 
 func (d *diskImages) close() {
