@@ -53,7 +53,9 @@ type env struct {
 	getenv func(string) string
 	stdout io.Writer
 	stderr io.Writer
-	now    func() time.Time
+	// now is the clock, for a test to fix; nil is the system's, which the
+	// image cache then leaves to the filesystem (no file time set).
+	now func() time.Time
 	// isTerminal reports whether stderr is a terminal (live progress bar).
 	isTerminal bool
 	// ready, when non-nil, receives the sandbox's address once it listens
@@ -69,7 +71,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 }
 
 func newEnv(getenv func(string) string, stdout, stderr io.Writer) *env {
-	return &env{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now, isTerminal: isTerminal(stderr)}
+	return &env{getenv: getenv, stdout: stdout, stderr: stderr, isTerminal: isTerminal(stderr)}
+}
+
+// timeNow is the current time by e's clock.
+func (e *env) timeNow() time.Time {
+	if e.now == nil {
+		return time.Now()
+	}
+	return e.now()
 }
 
 // run runs one command line under signal handling: the first SIGINT,

@@ -163,9 +163,9 @@ func (e *env) runCmd(ctx context.Context, args []string) error {
 		row := p.runJob(i, jr)
 		return rows.Add(i, &row)
 	}
-	started := e.now()
+	started := e.timeNow()
 	res, runErr := runner.Run(ctx, cfg, client, p.set, p.prices)
-	finished := e.now()
+	finished := e.timeNow()
 	if runErr != nil && res.Reported != p.set.Len() {
 		// Run stopped before it started (it could not prepare OUT, or was
 		// interrupted first): nothing was sent, so there is nothing to report.

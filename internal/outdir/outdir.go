@@ -51,6 +51,7 @@ var ErrSymlink = errors.New("nothing is written through links inside the output 
 // the one the user named. A Dir is safe for concurrent use.
 type Dir struct {
 	root *os.Root
+	pid  int // this process's, in temp names
 
 	mu   sync.Mutex
 	self *os.File // the folder itself, kept open by SyncFolder("."); nil before
@@ -62,7 +63,7 @@ func OpenDir(path string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open output folder: %w", err)
 	}
-	return &Dir{root: root}, nil
+	return &Dir{root: root, pid: os.Getpid()}, nil
 }
 
 // Close releases the folder; files opened through it stay open.
@@ -89,7 +90,7 @@ func (d *Dir) Sub(folder string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open output folder: %w", d.pathError("open", folder, err))
 	}
-	return &Dir{root: root}, nil
+	return &Dir{root: root, pid: d.pid}, nil
 }
 
 // path is name as a path, joined to the folder's, for messages.
@@ -157,7 +158,7 @@ func (d *Dir) CreateTemp(name string) (*os.File, string, error) {
 	}
 	folder, base := path.Split(name)
 	for range 100 {
-		tmp := folder + tempName(base)
+		tmp := folder + tempName(base, d.pid)
 		// O_EXCL: a link in the way is an error, never followed.
 		f, err := d.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
 		if errors.Is(err, fs.ErrExist) {
@@ -343,9 +344,10 @@ func ReadFile(name string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// tempName returns a temp file name for the file base: ".BASE.tmp-PID-RANDOM".
-func tempName(base string) string {
-	return "." + base + tempMarker + strconv.Itoa(os.Getpid()) + "-" + fmt.Sprintf("%016x", rand.Uint64())
+// tempName returns a temp file name for the file base made by process pid:
+// ".BASE.tmp-PID-RANDOM".
+func tempName(base string, pid int) string {
+	return "." + base + tempMarker + strconv.Itoa(pid) + "-" + fmt.Sprintf("%016x", rand.Uint64())
 }
 
 // tempPID returns the process id in a name made by tempName, and whether

@@ -273,11 +273,11 @@ func TestBytesText(t *testing.T) {
 }
 
 func TestTempNames(t *testing.T) {
-	name := tempName("cats-1.png")
+	name := tempName("cats-1.png", os.Getpid())
 	if pid, ok := tempPID(name); !ok || pid != os.Getpid() || !strings.HasPrefix(name, ".cats-1.png.tmp-") {
 		t.Errorf("tempPID(tempName(cats-1.png) = %q) = %d, %v; want %d, true", name, pid, ok, os.Getpid())
 	}
-	if a, b := tempName("x"), tempName("x"); a == b {
+	if a, b := tempName("x", 1), tempName("x", 1); a == b {
 		t.Errorf("tempName gave %q twice", a)
 	}
 	tests := []struct {

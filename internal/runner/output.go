@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -89,27 +90,71 @@ const imageBufferSize = 64 << 10
 // *imageBuffers lends nothing: each buffer is allocated. It is safe for
 // concurrent use.
 type imageBuffers struct {
-	pool    sync.Pool // *bufio.Writer of imageBufferSize bytes
+	pool    sync.Pool // *imageBuffer of imageBufferSize bytes
 	readers sync.Pool // *bufio.Reader, to read images back (attemptFiles.verify)
 }
 
 // get lends a buffer writing to w; give it back with put once nothing
 // writes to it.
-func (p *imageBuffers) get(w io.Writer) *bufio.Writer {
+func (p *imageBuffers) get(w io.Writer) *imageBuffer {
 	if p != nil {
-		if b, ok := p.pool.Get().(*bufio.Writer); ok {
-			b.Reset(w)
+		if b, ok := p.pool.Get().(*imageBuffer); ok {
+			b.w = w
 			return b
 		}
 	}
-	return bufio.NewWriterSize(w, imageBufferSize)
+	return &imageBuffer{buf: make([]byte, 0, imageBufferSize), w: w}
 }
 
-func (p *imageBuffers) put(b *bufio.Writer) {
+func (p *imageBuffers) put(b *imageBuffer) {
 	if p != nil {
-		b.Reset(nil) // drop what was not flushed, and the file
+		b.buf, b.w, b.spilled = b.buf[:0], nil, false // drop what was not written, and the file
 		p.pool.Put(b)
 	}
+}
+
+// imageBuffer is an image file's write buffer, as a bufio.Writer is, but
+// for one thing: until it first fills, the image is all in it (held), so
+// that an image smaller than the buffer is checked in memory and written
+// to its file in one piece.
+type imageBuffer struct {
+	buf     []byte    // cap imageBufferSize
+	w       io.Writer // the file
+	spilled bool      // some bytes went to w already: buf does not hold the image
+}
+
+func (b *imageBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(b.buf) == cap(b.buf) {
+			if err := b.Flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+		k := copy(b.buf[len(b.buf):cap(b.buf)], p)
+		b.buf, p = b.buf[:len(b.buf)+k], p[k:]
+	}
+	return n, nil
+}
+
+// held returns the whole image when it has all been written to the buffer
+// and none of it to the file yet; nil otherwise.
+func (b *imageBuffer) held() []byte {
+	if b.spilled {
+		return nil
+	}
+	return b.buf
+}
+
+// Flush writes what the buffer holds to the file.
+func (b *imageBuffer) Flush() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	b.spilled = true
+	_, err := b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
 }
 
 // reader lends a read buffer reading r; give it back with putReader.
@@ -196,7 +241,7 @@ type attemptFiles struct {
 type tempImage struct {
 	f    *os.File
 	tmp  string          // the temp file's name in images/; "" once renamed
-	buf  *bufio.Writer   // lent by attemptFiles.bufs until End flushed it; nil after
+	buf  *imageBuffer    // lent by attemptFiles.bufs until End flushed it; nil after
 	w    io.Writer       // what the client writes to
 	png  *pngtext.Writer // nil when the format carries no text
 	mark *imageMark      // the image's record, see imageRecord
@@ -301,13 +346,28 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 	if err := t.mark.end(a); err != nil {
 		return fmt.Errorf("artifact %d: %w", i, err)
 	}
-	err := t.buf.Flush()
+	// An image the buffer holds whole is checked there; a larger one is
+	// read back from its file.
+	held := t.buf.held()
+	var err error
+	if held != nil {
+		err = s.verify(bytes.NewReader(held))
+	}
+	if err == nil {
+		if err = t.buf.Flush(); err != nil {
+			err = s.fail(fmt.Errorf("write image file: %w", err))
+		}
+	}
 	s.bufs.put(t.buf)
 	t.buf = nil
-	if err != nil {
-		return s.fail(fmt.Errorf("write image file: %w", err))
+	if err == nil && held == nil {
+		if _, err = t.f.Seek(0, io.SeekStart); err != nil {
+			err = s.fail(fmt.Errorf("read back image file: %w", err))
+		} else {
+			err = s.verify(t.f)
+		}
 	}
-	if err := s.verify(t.f); err != nil {
+	if err != nil {
 		return err
 	}
 	if err := t.f.Sync(); err != nil {
@@ -331,15 +391,13 @@ func (s *attemptFiles) End(i int, a stability.Artifact) error {
 	return nil
 }
 
-// verify reads back the image written to f and checks it before it can
-// count: a complete, valid file in the format the job asked for and, for a
-// v1 job, of the size it asked for. A bad image is the answer's fault, not
-// a local one: the attempt fails (possibly billed) and the file is dropped.
-func (s *attemptFiles) verify(f *os.File) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return s.fail(fmt.Errorf("read back image file: %w", err))
-	}
-	br := s.bufs.reader(f)
+// verify reads the image from r (its file, read back, or its bytes in
+// memory) and checks it before it can count: a complete, valid file in the
+// format the job asked for and, for a v1 job, of the size it asked for. A
+// bad image is the answer's fault, not a local one: the attempt fails
+// (possibly billed) and the file is dropped.
+func (s *attemptFiles) verify(r io.Reader) error {
+	br := s.bufs.reader(r)
 	defer s.bufs.putReader(br)
 	info, err := imagefile.Verify(br)
 	switch {

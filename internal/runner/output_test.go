@@ -1,14 +1,20 @@
 package runner
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"image"
+	"image/png"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/batch-tool/batch/internal/manifest"
+	"github.com/batch-tool/batch/internal/pngtext"
 	"github.com/batch-tool/batch/internal/stability"
 )
 
@@ -114,4 +120,94 @@ func BenchmarkSaveImage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestImageChecked: an image is checked before it counts, whether the
+// write buffer holds it whole (checked in memory) or it is larger (read
+// back from its file); a bad one fails End as a malformed answer and
+// leaves no file once discarded.
+func TestImageChecked(t *testing.T) {
+	small := tinyPNG()
+	big := noisePNG(t, 256, 256) // over imageBufferSize: read back
+	if len(small) >= imageBufferSize || len(big) <= imageBufferSize {
+		t.Fatalf("PNGs of %d and %d bytes; want one under %d bytes and one over", len(small), len(big), imageBufferSize)
+	}
+	job := stableJob("shot", "generate/core", 0, 0)
+	tests := []struct {
+		name string
+		img  []byte
+		ok   bool
+	}{
+		{"small", small, true},
+		{"big", big, true},
+		{"small, a byte flipped", flipped(small), false},
+		{"big, a byte flipped", flipped(big), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := newOutFolder(t, t.TempDir())
+			folder, err := openOutFolder(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer folder.Close()
+			format, _ := outputFormat(job)
+			s := &attemptFiles{folder: folder, job: job, format: format, key: "key-0", bufs: new(imageBuffers)}
+			w, err := s.Begin(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(tt.img); err != nil {
+				t.Fatal(err)
+			}
+			err = s.End(0, stability.Artifact{Seed: 1, FinishReason: stability.FinishSuccess, Format: "png"})
+			if !tt.ok {
+				if !errors.Is(err, stability.ErrMalformedResponse) {
+					t.Fatalf("End = %v, want ErrMalformedResponse", err)
+				}
+				s.discard()
+				if left := tempFiles(t, out); len(left) > 0 {
+					t.Errorf("temp files left: %v", left)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("End: %v", err)
+			}
+			images, err := s.commit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(filepath.Join(out, images[0].Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			texts, err := pngtext.ReadText(bytes.NewReader(data))
+			if err != nil || len(texts) != 2 {
+				t.Errorf("saved file: text chunks %v, %v; want the parameters and the record", texts, err)
+			}
+		})
+	}
+}
+
+// flipped is a copy of data with its middle byte changed.
+func flipped(data []byte) []byte {
+	c := bytes.Clone(data)
+	c[len(c)/2] ^= 0xff
+	return c
+}
+
+// noisePNG is a w×h PNG of random pixels, which deflate cannot shrink.
+func noisePNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = byte(rng.Uint32())
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
