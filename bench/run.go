@@ -136,8 +136,9 @@ func (b *bench) runSection(ctx context.Context) (section, error) {
 	}
 	var w strings.Builder
 	fmt.Fprintf(&w, "%s jobs (`%s`) sent at concurrency %d by each client to a sandbox with no rate limit and no latency "+
-		"(`batch sandbox --rate-limit -1`), each writing the images to tmpfs. One run each, one client at a time, "+
-		"each against a fresh sandbox. %s\n\n", commas(n), b.rel(manifest), runConcurrency, runManifestText(max(n, slices.Max(b.sz.rssJobs))))
+		"(`batch sandbox --rate-limit -1`), each writing the images to tmpfs. One client at a time, each run against a fresh "+
+		"sandbox: %s, each client's best shown; GNU parallel + curl runs once. %s\n\n", commas(n), b.rel(manifest), runConcurrency,
+		roundsText(b.sz.runRounds), runManifestText(max(n, slices.Max(b.sz.rssJobs))))
 	w.WriteString("- **batch run** writes each image through a temporary file, fsync and rename, keeps a journal and " +
 		"writes its reports; `--rate " + unlimitedRate + "` never paces it here.\n")
 	w.WriteString("- **keep-alive Go loop** (`bench/cmd/keepalive`): one `http.Transport` with `MaxIdleConnsPerHost` " +
@@ -149,18 +150,25 @@ func (b *bench) runSection(ctx context.Context) (section, error) {
 	t := &table{head: []string{"client", "build", "command", "time", "time ÷ loop", "TCP connections", "peak RSS"}}
 	var loop time.Duration
 	results := make([]runResult, len(clients))
+	for round := range max(b.sz.runRounds, 1) {
+		for i, c := range clients {
+			switch {
+			case c.na != "":
+				results[i] = runResult{sample: sample{na: c.na}, shown: b.shown(c.proc(sandboxURL, b.path(c.out)), "")}
+				continue
+			case round > 0 && (c.bin == nil && !c.yardstick || !results[i].ok()):
+				continue // parallel runs once; a client that failed is not run again
+			}
+			r, err := b.runOnce(ctx, c, unlimited(), n)
+			if err != nil {
+				return section{}, err
+			}
+			results[i] = bestRun(round, results[i], r)
+		}
+	}
 	for i, c := range clients {
-		if c.na != "" {
-			results[i] = runResult{sample: sample{na: c.na}, shown: b.shown(c.proc(sandboxURL, b.path(c.out)), "")}
-			continue
-		}
-		r, err := b.runOnce(ctx, c, unlimited(), n)
-		if err != nil {
-			return section{}, err
-		}
-		results[i] = r
-		if c.yardstick && r.ok() {
-			loop = r.wall
+		if c.yardstick && results[i].ok() {
+			loop = results[i].wall
 		}
 	}
 	for i, c := range clients {
@@ -177,6 +185,30 @@ func (b *bench) runSection(ctx context.Context) (section, error) {
 	}
 	w.WriteString(t.String())
 	return section{name: "run", title: "Running against a keep-alive loop and GNU parallel", text: w.String(), took: time.Since(began)}, nil
+}
+
+// bestRun keeps the better of run r of a client's round and what the
+// client's earlier rounds gave (none in round 0): the shorter time and the
+// smaller peak RSS, as best does; a failed run is kept as it is.
+func bestRun(round int, prev, r runResult) runResult {
+	switch {
+	case round == 0 || !r.ok():
+		return r
+	case r.wall < prev.wall:
+		prev.wall, prev.server = r.wall, r.server
+	}
+	if r.rss > 0 && r.rss < prev.rss {
+		prev.rss = r.rss
+	}
+	return prev
+}
+
+// roundsText says how many rounds of runs a section makes.
+func roundsText(n int) string {
+	if n <= 1 {
+		return "one round"
+	}
+	return fmt.Sprintf("%d rounds, the clients in turn in each", n)
 }
 
 // ratioIfOK is s's time divided by ref, or "—".

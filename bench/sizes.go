@@ -8,8 +8,11 @@ type sizes struct {
 	matrix   []matrixSpec // the matrix manifests planned
 	diffJobs int          // jobs of each of the two manifests diffed
 	runJobs  int          // jobs run by batch, the loop and parallel
-	rssJobs  []int        // jobs of the runs whose peak memory is shown
-	rate     rateSizes
+	// runRounds is how many rounds the run section makes of batch and the
+	// loop, in turn, each client's best shown; parallel runs once.
+	runRounds int
+	rssJobs   []int // jobs of the runs whose peak memory is shown
+	rate      rateSizes
 	// repeats is how many times a plan of jobs jobs is run for its best.
 	repeats func(jobs int) int
 }
@@ -31,11 +34,12 @@ type rateSizes struct {
 // seconds rather than minutes.
 func fullSizes() sizes {
 	return sizes{
-		explicit: []int{10_000, 100_000, 500_000},
-		matrix:   []matrixSpec{{subjects: 100, places: 100, seeds: 100}, {subjects: 200, places: 100, seeds: 100}},
-		diffJobs: 100_000,
-		runJobs:  5_000,
-		rssJobs:  []int{1_000, 10_000, 100_000},
+		explicit:  []int{10_000, 100_000, 500_000},
+		matrix:    []matrixSpec{{subjects: 100, places: 100, seeds: 100}, {subjects: 200, places: 100, seeds: 100}},
+		diffJobs:  100_000,
+		runJobs:   5_000,
+		runRounds: 3,
+		rssJobs:   []int{1_000, 10_000, 100_000},
 		rate: rateSizes{
 			limit: 150, window: 2 * time.Second, lockout: 12 * time.Second,
 			jobs: 600, concurrency: 300,
@@ -56,11 +60,12 @@ func fullSizes() sizes {
 // quickSizes check that every section runs; their figures mean nothing.
 func quickSizes() sizes {
 	return sizes{
-		explicit: []int{200, 1_000},
-		matrix:   []matrixSpec{{subjects: 10, places: 10, seeds: 20}},
-		diffJobs: 1_000,
-		runJobs:  100,
-		rssJobs:  []int{50, 200},
+		explicit:  []int{200, 1_000},
+		matrix:    []matrixSpec{{subjects: 10, places: 10, seeds: 20}},
+		diffJobs:  1_000,
+		runJobs:   100,
+		runRounds: 1,
+		rssJobs:   []int{50, 200},
 		rate: rateSizes{
 			limit: 20, window: time.Second, lockout: 2 * time.Second,
 			jobs: 30, concurrency: 40,
