@@ -165,7 +165,7 @@ func (c *Cache) copyFile(ctx context.Context, e Entry, i int, dst string) error 
 		return err
 	}
 	defer r.Close()
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	f, err := os.OpenFile(dst, createFlags, 0o666)
 	if err != nil {
 		return fmt.Errorf("copy cached image: %w", err)
 	}
