@@ -221,8 +221,10 @@ func addDistinct(list *[]string, set *map[string]bool, s string) {
 // prompt: GROUP, (FROM when deps,) JOBS, ENGINE / SERVICE, SIZES, STEPS,
 // IMAGES, CREDITS.
 func groupCells(g *group, deps bool) []string {
-	return withFrom(deps, []string{g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
-		strconv.Itoa(g.Images), g.Credits.String()}, g.From())
+	cells := make([]string, 0, 9) // room for FROM and the prompt (withText)
+	cells = append(cells, g.Name, strconv.Itoa(g.Jobs), g.Operation(), g.Sizes(), g.Steps(),
+		strconv.Itoa(g.Images), g.Credits.String())
+	return withFrom(deps, cells, g.From())
 }
 
 // cut is s, a text already on one line (as promptText returns it), cut to

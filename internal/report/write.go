@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/batch-tool/batch/internal/cost"
 )
@@ -465,11 +467,35 @@ func settingsCSV(settings []Setting) string {
 	return strings.Join(parts, ";")
 }
 
-// oneLine flattens s to a single line of at most max runes (0: no limit).
+// oneLine flattens s to a single line of at most max runes (0: no limit):
+// its words joined by single blanks.
 func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); max > 0 && len(r) > max {
+	if !isOneLine(s) {
+		s = strings.Join(strings.Fields(s), " ")
+	}
+	if max > 0 && len(s) > max && utf8.RuneCountInString(s) > max {
+		r := []rune(s)
 		return string(r[:max-1]) + "…"
 	}
 	return s
+}
+
+// isOneLine reports whether s is its words joined by single blanks, as
+// oneLine would make it: most prompts are, and are then kept as they are.
+func isOneLine(s string) bool {
+	blank := true // a blank first would be cut
+	for _, r := range s {
+		switch {
+		case r == ' ':
+			if blank {
+				return false
+			}
+			blank = true
+		case unicode.IsSpace(r):
+			return false
+		default:
+			blank = false
+		}
+	}
+	return !blank || s == ""
 }
