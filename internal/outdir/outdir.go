@@ -285,6 +285,38 @@ func (d *Dir) WriteFileAtomic(name string, data []byte) error {
 	return d.SyncFolder(path.Dir(name))
 }
 
+// PutFile writes data to the file name, synced, for a caller that syncs
+// the folder afterwards (see ReplaceFile): a file created under name
+// directly when there is none, else ReplaceFile's temp file renamed over
+// it. A crash while a new file is written may leave part of it under name,
+// so it is for files whose reader checks what it reads, and that nothing
+// names before the folder's sync.
+func (d *Dir) PutFile(name string, data []byte) error {
+	if err := d.checkFolders(name); err != nil {
+		return err
+	}
+	// O_EXCL: a file or link in the way is replaced instead, never followed.
+	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NONBLOCK, filePerm)
+	if errors.Is(err, fs.ErrExist) {
+		return d.ReplaceFile(name, data)
+	}
+	if err != nil {
+		return d.pathError("create", name, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = d.root.Remove(name)
+		return d.pathError("write", name, err)
+	}
+	return nil
+}
+
 // ReplaceFile writes data to the file name as WriteFileAtomic does, but
 // for syncing the folder: the new file is durable, its name once the
 // caller syncs the folder (SyncFolder), as it may do once after several

@@ -435,6 +435,21 @@ func TestDirRefusesLinks(t *testing.T) {
 				t.Errorf("images/cats.png.batch.json = %q, %v; want the file ReplaceFile wrote", data, err)
 			}
 		}},
+		{"put over a link: replaced", func(t *testing.T, out, target string) {
+			mustSymlink(t, filepath.Join(target, "precious.txt"), filepath.Join(out, "cats.png.batch.json"))
+		}, func(d *Dir) error {
+			return d.PutFile("cats.png.batch.json", []byte("{}\n"))
+		}, "", func(t *testing.T, out string) {
+			fi, err := os.Lstat(filepath.Join(out, "cats.png.batch.json"))
+			if err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("cats.png.batch.json after PutFile: %v, %v; want a regular file", fi, err)
+			}
+		}},
+		{"put in a linked folder", func(t *testing.T, out, target string) {
+			mustSymlink(t, target, filepath.Join(out, ImagesDir))
+		}, func(d *Dir) error {
+			return d.PutFile("images/cats.png.batch.json", []byte("{}\n"))
+		}, "images is a symbolic link", nil},
 		{"sync a linked folder", func(t *testing.T, out, target string) {
 			mustSymlink(t, target, filepath.Join(out, FilteredDir))
 		}, func(d *Dir) error {
@@ -495,6 +510,28 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(out, "missing", "r.json"), nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("WriteFileAtomic into a missing folder = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// TestPutFile: a new file is created in place, an existing one replaced
+// whole; either way no temp file is left.
+func TestPutFile(t *testing.T) {
+	out := t.TempDir()
+	d, err := OpenDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for _, data := range []string{"first\n", "second, longer\n", "third\n"} {
+		if err := d.PutFile("record.json", []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(out, "record.json")); err != nil || string(got) != data {
+			t.Errorf("after PutFile(%q): %q, %v", data, got, err)
+		}
+	}
+	if got, want := names(t, out), []string{"record.json"}; !slices.Equal(got, want) {
+		t.Errorf("OUT holds %v, want %v (no temp file)", got, want)
 	}
 }
 

@@ -170,7 +170,8 @@ func (m *imageMark) writeSidecar(d *outdir.Dir, rel, sum string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.ReplaceFile(rel+sidecarExt, append(text, '\n')); err != nil {
+	// Read only with its image, which is renamed into place after it.
+	if err := d.PutFile(rel+sidecarExt, append(text, '\n')); err != nil {
 		return fmt.Errorf("write image record: %w", err)
 	}
 	return nil
