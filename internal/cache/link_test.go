@@ -15,13 +15,15 @@ import (
 	"github.com/batch-tool/batch/internal/cost"
 )
 
+// crossDevice fails as a hard link across filesystems does.
+func crossDevice(oldname, newname string) error {
+	return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EXDEV}
+}
+
 // TestLink: an image is hard-linked where the filesystem allows, copied
 // where it does not (a link across filesystems fails with EXDEV), verified
 // either way, and put in place whole.
 func TestLink(t *testing.T) {
-	crossDevice := func(oldname, newname string) error {
-		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EXDEV}
-	}
 	tests := []struct {
 		name       string
 		link       func(oldname, newname string) error // nil: os.Link
@@ -139,9 +141,6 @@ func TestLinkCancelled(t *testing.T) {
 // does not; the entry serves it, or finds it damaged when the sum given
 // was not the file's.
 func TestAddFile(t *testing.T) {
-	crossDevice := func(oldname, newname string) error {
-		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: syscall.EXDEV}
-	}
 	tests := []struct {
 		name       string
 		link       func(oldname, newname string) error // nil: os.Link
