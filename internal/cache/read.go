@@ -104,9 +104,10 @@ func (c *Cache) check(e Entry, i int, n int64, sum hash.Hash) error {
 // or not at all (made beside it and renamed over it; a symbolic link at dst
 // is replaced, never followed), and its bytes are hashed first: a damaged
 // image is never put there (a *CorruptError; the entry is removed). It
-// reports whether dst is a link. dst's folder must exist; a link shares its
-// bytes with the cache, so editing one in place edits the other (which the
-// cache detects and drops).
+// reports whether dst is a link. dst's folder must exist; it is synced
+// once dst is in place, which makes its other new names durable too. A
+// link shares its bytes with the cache, so editing one in place edits the
+// other (which the cache detects and drops).
 func (c *Cache) Link(ctx context.Context, e Entry, i int, dst string) (linked bool, err error) {
 	img, err := e.image(i)
 	if err != nil {

@@ -33,7 +33,8 @@ type Cache interface {
 	// Open reads image i of an entry, checking its hash: a damaged image
 	// ends in a *cache.CorruptError instead of io.EOF.
 	Open(e cache.Entry, i int) (io.ReadCloser, error)
-	// Link puts image i of an entry at dst, a hard link where it can.
+	// Link puts image i of an entry at dst, a hard link where it can,
+	// and syncs dst's folder.
 	Link(ctx context.Context, e cache.Entry, i int, dst string) (bool, error)
 	// Create starts the entry of key.
 	Create(key string) (*cache.Writer, error)
@@ -220,11 +221,10 @@ func (r *run) linkCached(job *manifest.Job, key string, format fileFormat, e cac
 		}
 		// Local work bounded by the image's size: finished even after an
 		// interrupt, as a request in flight is.
+		// Link syncs the folder once the image is in place, which makes
+		// the record's name durable too.
 		if _, err := r.cfg.Cache.Link(context.Background(), e, k, filepath.Join(r.cfg.OutDir, filepath.FromSlash(rel))); err != nil {
 			return nil, err
-		}
-		if err := d.SyncFolder(folder); err != nil { // the record's name and the link's
-			return nil, &localFailure{err}
 		}
 		images = append(images, Image{Path: rel, Seed: a.Seed, FinishReason: a.FinishReason, SHA256: img.SHA256, RequestID: a.RequestID})
 	}
