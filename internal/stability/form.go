@@ -66,8 +66,9 @@ const smallForm = 256 << 10
 const partOverhead = 512
 
 // newFormBody opens the image inputs among fields (already checked against
-// the catalogue; isImage tells which they are) and measures the body. The
-// caller must close it. Errors wrap ErrInvalidRequest.
+// the catalogue; isImage tells which they are), then makes the body in
+// memory when it is small, or else measures it. The caller must close it.
+// Errors wrap ErrInvalidRequest.
 func (c *Client) newFormBody(fields []Field, isImage func(name string) bool) (_ *formBody, err error) {
 	b := &formBody{parts: make([]formPart, 0, len(fields)), bufs: c.bufs}
 	defer func() {
