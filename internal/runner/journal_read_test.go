@@ -146,22 +146,7 @@ func TestJournalScanLimit(t *testing.T) {
 // commits included, after mend added a lost newline.
 func TestJournalAppendAtPlaces(t *testing.T) {
 	const workers, each = 8, 20
-	out := t.TempDir()
-	_, first := jobLine("first")
-	if err := os.WriteFile(filepath.Join(out, JournalFile), []byte(strings.TrimSuffix(first, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	j, src, err := openJournal(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := parseJournal(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := j.mend(l.keep, l.newline); err != nil {
-		t.Fatal(err)
-	}
+	out, first, j, l := mendedJournal(t)
 	refs := make([][]lineRef, workers)
 	var wg sync.WaitGroup
 	for w := range workers {

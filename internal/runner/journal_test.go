@@ -257,23 +257,7 @@ func TestJournalRefuses(t *testing.T) {
 // real file all arrive whole, mended file included.
 func TestJournalConcurrentAppends(t *testing.T) {
 	const workers, each = 16, 25
-	out := t.TempDir()
-	// A journal whose last line lost its newline: mend adds it.
-	_, first := jobLine("first")
-	if err := os.WriteFile(filepath.Join(out, JournalFile), []byte(strings.TrimSuffix(first, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	j, src, err := openJournal(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := parseJournal(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := j.mend(l.keep, l.newline); err != nil {
-		t.Fatal(err)
-	}
+	out, _, j, _ := mendedJournal(t) // mend adds the lost newline
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -293,10 +277,33 @@ func TestJournalConcurrentAppends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l = parseText(t, string(data))
+	l := parseText(t, string(data))
 	if len(l.jobs) != 1+workers*each || len(l.warnings) != 0 {
 		t.Errorf("journal holds %d jobs (warnings %q), want %d", len(l.jobs), l.warnings, 1+workers*each)
 	}
+}
+
+// mendedJournal opens, in a new output folder out, a journal whose one
+// line, first, lost its newline, and mends it, as a run does; l is the
+// journal as parsed before the mend.
+func mendedJournal(t *testing.T) (out, first string, j *journal, l *journalLog) {
+	t.Helper()
+	out = t.TempDir()
+	_, first = jobLine("first")
+	if err := os.WriteFile(filepath.Join(out, JournalFile), []byte(strings.TrimSuffix(first, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, src, err := openJournal(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err = parseJournal(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.mend(l.keep, l.newline); err != nil {
+		t.Fatal(err)
+	}
+	return out, first, j, l
 }
 
 // parseText parses a journal holding data.
