@@ -5,6 +5,42 @@ import (
 	"unicode/utf8"
 )
 
+// jobRequest is what a job asks of the API, as PlanJob and RunJob both
+// carry it, in their field order from Engine to Samples.
+type jobRequest struct {
+	engine, service, model    string
+	width, height, steps      int
+	aspectRatio, outputFormat string
+	inputs                    []Input
+	prompt, negativePrompt    string
+	settings                  []Setting
+	samples                   int
+}
+
+// appendRequest appends the JSON fields of r, from "engine" to "samples",
+// as json.Marshal writes them in a PlanJob or a RunJob.
+func appendRequest(b []byte, r jobRequest) []byte {
+	b = appendOmitEmpty(b, "engine", r.engine)
+	b = appendOmitEmpty(b, "service", r.service)
+	b = appendOmitEmpty(b, "model", r.model)
+	b = append(b, `,"width":`...)
+	b = strconv.AppendInt(b, int64(r.width), 10)
+	b = append(b, `,"height":`...)
+	b = strconv.AppendInt(b, int64(r.height), 10)
+	if r.steps != 0 {
+		b = append(b, `,"steps":`...)
+		b = strconv.AppendInt(b, int64(r.steps), 10)
+	}
+	b = appendOmitEmpty(b, "aspect_ratio", r.aspectRatio)
+	b = appendOmitEmpty(b, "output_format", r.outputFormat)
+	b = appendArray(b, "inputs", r.inputs, appendInput)
+	b = appendField(b, "prompt", r.prompt)
+	b = appendOmitEmpty(b, "negative_prompt", r.negativePrompt)
+	b = appendArray(b, "settings", r.settings, appendSetting)
+	b = append(b, `,"samples":`...)
+	return strconv.AppendInt(b, int64(r.samples), 10)
+}
+
 // appendPlanJob appends j's JSON, byte for byte as json.Marshal writes it
 // (its fields in order, omitempty, strings escaped as encoding/json does,
 // HTML characters included), without reflection: the JSON of a plan of
@@ -18,25 +54,8 @@ func appendPlanJob(b []byte, j *PlanJob) []byte {
 	b = appendField(b, "id", j.ID)
 	b = appendField(b, "group", j.Group)
 	b = appendArray(b, "depends_on", j.DependsOn, appendJSONString)
-	b = appendOmitEmpty(b, "engine", j.Engine)
-	b = appendOmitEmpty(b, "service", j.Service)
-	b = appendOmitEmpty(b, "model", j.Model)
-	b = append(b, `,"width":`...)
-	b = strconv.AppendInt(b, int64(j.Width), 10)
-	b = append(b, `,"height":`...)
-	b = strconv.AppendInt(b, int64(j.Height), 10)
-	if j.Steps != 0 {
-		b = append(b, `,"steps":`...)
-		b = strconv.AppendInt(b, int64(j.Steps), 10)
-	}
-	b = appendOmitEmpty(b, "aspect_ratio", j.AspectRatio)
-	b = appendOmitEmpty(b, "output_format", j.OutputFormat)
-	b = appendArray(b, "inputs", j.Inputs, appendInput)
-	b = appendField(b, "prompt", j.Prompt)
-	b = appendOmitEmpty(b, "negative_prompt", j.NegativePrompt)
-	b = appendArray(b, "settings", j.Settings, appendSetting)
-	b = append(b, `,"samples":`...)
-	b = strconv.AppendInt(b, int64(j.Samples), 10)
+	b = appendRequest(b, jobRequest{j.Engine, j.Service, j.Model, j.Width, j.Height, j.Steps, j.AspectRatio, j.OutputFormat,
+		j.Inputs, j.Prompt, j.NegativePrompt, j.Settings, j.Samples})
 	b = append(b, `,"credits":`...)
 	b = append(b, j.Credits.String()...) // Credits.MarshalJSON
 	if j.Cached {
