@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/batch-tool/batch/examples/internal/shardtest"
 	"github.com/batch-tool/batch/internal/report"
 )
 
@@ -188,19 +189,6 @@ func calls(t *testing.T, log string) [][]string {
 	return out
 }
 
-// flagValue returns the value of --name in args (as --name V or --name=V).
-func flagValue(args []string, name string) (string, bool) {
-	for i, a := range args {
-		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
-			return v, true
-		}
-		if a == "--"+name && i+1 < len(args) {
-			return args[i+1], true
-		}
-	}
-	return "", false
-}
-
 // runStep runs a step's script as GitHub's default shell does (bash -e) in
 // dir with env, and returns the exit code and output.
 func runStep(t *testing.T, s step, dir string, env []string) (int, string) {
@@ -301,7 +289,7 @@ func TestShardsWorkflowRuns(t *testing.T) {
 		var runArgs []string
 		plannedWhole := false
 		for _, c := range calls(t, log) {
-			_, sharded := flagValue(c, "shard")
+			_, sharded := shardtest.FlagValue(c, "shard")
 			switch {
 			case c[0] == "run":
 				runArgs = c
@@ -310,12 +298,12 @@ func TestShardsWorkflowRuns(t *testing.T) {
 			}
 		}
 		wantShard := fmt.Sprintf("%d/%d", k, len(shards))
-		if got, _ := flagValue(runArgs, "shard"); got != wantShard {
+		if got, _ := shardtest.FlagValue(runArgs, "shard"); got != wantShard {
 			t.Errorf("matrix shard %d runs --shard %q, want %q", k, got, wantShard)
 		}
 		// batch divides --rate by N under --shard K/N: the whole rate in
 		// gives each shard its 1/N.
-		if got, _ := flagValue(runArgs, "rate"); got != w.Env["RATE"] {
+		if got, _ := shardtest.FlagValue(runArgs, "rate"); got != w.Env["RATE"] {
 			t.Errorf("matrix shard %d runs --rate %q, want the account's whole rate %q", k, got, w.Env["RATE"])
 		}
 		if !plannedWhole {
@@ -383,39 +371,8 @@ func TestShardsWorkflowRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("merged report: %v\n%s", err, out)
 	}
-	planOut, err := exec.CommandContext(t.Context(), batchBinary, "plan", "--format", "json", filepath.Join(ws, filepath.FromSlash(manifestPath))).Output()
-	if err != nil {
-		t.Fatalf("batch plan: %v", err)
-	}
-	planFile := filepath.Join(t.TempDir(), "plan.json")
-	if err := os.WriteFile(planFile, planOut, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	whole, err := report.ReadPlan(planFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wholeJobs []report.PlanJob // the plan's jobs, read from the file
-	err = whole.Jobs.Each(func(_ int64, j *report.PlanJob) error {
-		wholeJobs = append(wholeJobs, *j)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := map[string]int{}
-	for _, j := range merged.Jobs {
-		count[j.ID]++
-	}
-	for _, j := range wholeJobs {
-		if count[j.ID] != 1 {
-			t.Errorf("job %s is in the merged report %d times, want 1", j.ID, count[j.ID])
-		}
-		delete(count, j.ID)
-	}
-	for id := range count {
-		t.Errorf("merged report holds job %s, which the manifest does not", id)
-	}
+	wholeJobs := shardtest.PlanJobs(t, batchBinary, filepath.Join(ws, filepath.FromSlash(manifestPath)))
+	shardtest.CheckMerged(t, merged, wholeJobs)
 	if merged.Totals.Succeeded != len(wholeJobs) || merged.Shard != "" {
 		t.Errorf("merged report: %d succeeded, shard %q; want the whole manifest's %d, no shard", merged.Totals.Succeeded, merged.Shard, len(wholeJobs))
 	}

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/batch-tool/batch/examples/internal/shardtest"
 	"github.com/batch-tool/batch/internal/manifest"
 	"github.com/batch-tool/batch/internal/report"
 )
@@ -396,19 +397,6 @@ func (p *pod) mounted(c container, podPath string) string {
 	return ""
 }
 
-// flagValue returns the value of --name in args (as --name V or --name=V).
-func flagValue(args []string, name string) (string, bool) {
-	for i, a := range args {
-		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
-			return v, true
-		}
-		if a == "--"+name && i+1 < len(args) {
-			return args[i+1], true
-		}
-	}
-	return "", false
-}
-
 // buildBatch builds cmd/batch as the Dockerfile does.
 func buildBatch(t *testing.T) string {
 	t.Helper()
@@ -491,10 +479,10 @@ func TestShardsAndMerge(t *testing.T) {
 			t.Fatalf("shard pod %d did not call batch run: %q", i, calls)
 		}
 		wantShard := fmt.Sprintf("%d/3", i+1)
-		if got, _ := flagValue(run, "shard"); got != wantShard {
+		if got, _ := shardtest.FlagValue(run, "shard"); got != wantShard {
 			t.Errorf("pod with JOB_COMPLETION_INDEX=%d runs --shard %q, want %q", i, got, wantShard)
 		}
-		rate, _ := flagValue(run, "rate")
+		rate, _ := shardtest.FlagValue(run, "rate")
 		n, window, err := manifest.ParseRate(rate)
 		if err != nil {
 			t.Fatalf("pod %d runs --rate %q: %v", i, rate, err)
@@ -503,7 +491,7 @@ func TestShardsAndMerge(t *testing.T) {
 			t.Errorf("pod %d runs --rate %q, so each shard at %d/%v; want %s over 3, %d/%v", i, rate, each, window, totalRate, wantN/3, wantWindow)
 		}
 		plannedWhole := slices.ContainsFunc(calls, func(c []string) bool {
-			_, sharded := flagValue(c, "shard")
+			_, sharded := shardtest.FlagValue(c, "shard")
 			return c[0] == "plan" && !sharded
 		})
 		if !plannedWhole {
@@ -534,29 +522,9 @@ func TestShardsAndMerge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("merged report: %v\n%s", err, out)
 	}
-	plan, err := exec.CommandContext(t.Context(), batch, "plan", "--format", "json", filepath.Join(p.path(manifestDir), "manifest.yaml")).Output()
-	if err != nil {
-		t.Fatalf("batch plan: %v", err)
-	}
-	planFile := filepath.Join(t.TempDir(), "plan.json")
-	if err := os.WriteFile(planFile, plan, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	whole, err := report.ReadPlan(planFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wholeJobs []report.PlanJob // the plan's jobs, read from the file
-	err = whole.Jobs.Each(func(_ int64, j *report.PlanJob) error {
-		wholeJobs = append(wholeJobs, *j)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := map[string]int{}
+	wholeJobs := shardtest.PlanJobs(t, batch, filepath.Join(p.path(manifestDir), "manifest.yaml"))
+	shardtest.CheckMerged(t, merged, wholeJobs)
 	for _, j := range merged.Jobs {
-		count[j.ID]++
 		if j.Status != "succeeded" {
 			t.Errorf("merged job %s is %s, want succeeded", j.ID, j.Status)
 		}
@@ -565,15 +533,6 @@ func TestShardsAndMerge(t *testing.T) {
 				t.Errorf("merged job %s's image %s is not beside the merged report: %v", j.ID, img.Path, err)
 			}
 		}
-	}
-	for _, j := range wholeJobs {
-		if count[j.ID] != 1 {
-			t.Errorf("job %s is in the merged report %d times, want 1", j.ID, count[j.ID])
-		}
-		delete(count, j.ID)
-	}
-	for id := range count {
-		t.Errorf("merged report holds job %s, which the manifest does not", id)
 	}
 	if merged.Totals.Jobs != len(wholeJobs) || merged.Shard != "" {
 		t.Errorf("merged report: %d jobs, shard %q; want the whole manifest's %d, no shard", merged.Totals.Jobs, merged.Shard, len(wholeJobs))
