@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -554,7 +555,7 @@ func TestSymlinksInOut(t *testing.T) {
 			m := writeManifest(t, w.dir, "m.yaml", jobs(n, "chaos picture"))
 			p := w.run(w.runArgs(m, "--concurrency", "2")...)
 			p2 := w.run(w.runArgs(m, "--concurrency", "2")...) // a rerun reads what the first left
-			if now := tree(t, outside); !equalTrees(was, now) {
+			if now := tree(t, outside); !maps.Equal(was, now) {
 				t.Errorf("the folder outside OUT changed through the symlink OUT/%s:\nbefore %v\nafter  %v", tc.link, was, now)
 			}
 			snap := srv.idle(t)
@@ -585,18 +586,6 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func equalTrees(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestManifestNotARegularFile: a FIFO or a folder as manifest gets exit 2

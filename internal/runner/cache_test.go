@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,7 +147,7 @@ func TestCacheServesAnotherFolder(t *testing.T) {
 					t.Errorf("second run: job %s images %+v, params %q; want the first run's %+v, %q", j.ID, j.Images, j.Params, p.Images, p.Params)
 				}
 			}
-			if files := outFiles(t, second.OutDir, got); !equalMaps(files, want) {
+			if files := outFiles(t, second.OutDir, got); !maps.Equal(files, want) {
 				t.Errorf("second run's files %v, want the first run's %v", files, want)
 			}
 			for _, e := range journalEntries(t, second.OutDir) {
@@ -188,18 +189,6 @@ func TestCacheServesAnotherFolder(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestCacheNeverKeepsRandomSeeds buys jobs whose seed is left to the API
